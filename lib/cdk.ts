@@ -1,0 +1,10 @@
+// The only module that imports cdktf and the generated provider bindings,
+// so moving to a CDKTF fork is a rename here.
+export { App, TerraformStack, TerraformOutput, Fn, Token, Testing } from "cdktf";
+export type { TerraformResource, ITerraformDependable } from "cdktf";
+export { DataResource as TerraformData } from "cdktf";
+export { LibvirtProvider } from "../.gen/providers/libvirt/provider";
+export { Domain } from "../.gen/providers/libvirt/domain";
+export { Network } from "../.gen/providers/libvirt/network";
+export { Pool } from "../.gen/providers/libvirt/pool";
+export { Volume } from "../.gen/providers/libvirt/volume";

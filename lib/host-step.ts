@@ -1,0 +1,57 @@
+// A host step is one script from scripts/ run by a terraform_data resource's
+// local-exec provisioner; its triggers decide when it runs again.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { Construct } from "constructs";
+import { ITerraformDependable, TerraformData } from "./cdk";
+import { PROJECT_DIR } from "./config";
+
+export const SCRIPTS_DIR = path.join(PROJECT_DIR, "scripts");
+
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** sha256 of a script, so a new script version re-runs its step. */
+export function scriptHash(script: string): string {
+  return crypto.createHash("sha256").update(fs.readFileSync(path.join(SCRIPTS_DIR, script))).digest("hex");
+}
+
+export function scriptCommand(script: string, args: string[]): string {
+  return ["sh", shellQuote(path.join(SCRIPTS_DIR, script)), ...args.map(shellQuote)].join(" ");
+}
+
+export interface HostStepProps {
+  script: string;
+  args: string[];
+  /** What makes the step run again (shown in `cdktf diff`). */
+  triggers: Record<string, unknown>;
+  environment?: Record<string, string>;
+  /** A command run when the step is destroyed, e.g. to remove its files. */
+  destroyCommand?: string;
+  dependsOn?: ITerraformDependable[];
+  /** Stored in state and echoed as the resource's output after a successful run. */
+  input?: Record<string, unknown>;
+  /** Skip the script when this file already exists. */
+  skipIfExists?: string;
+}
+
+export function hostStep(scope: Construct, id: string, props: HostStepProps): TerraformData {
+  const provisioners: { type: "local-exec"; command: string; environment?: Record<string, string>; when?: "destroy" }[] = [
+    {
+      type: "local-exec",
+      command: (props.skipIfExists ? `test -e ${shellQuote(props.skipIfExists)} || ` : "") + scriptCommand(props.script, props.args),
+      environment: props.environment,
+    },
+  ];
+  if (props.destroyCommand) {
+    provisioners.push({ type: "local-exec", command: props.destroyCommand, when: "destroy" });
+  }
+  return new TerraformData(scope, id, {
+    triggersReplace: { ...props.triggers, script_sha256: scriptHash(props.script) },
+    input: props.input,
+    dependsOn: props.dependsOn,
+    provisioners,
+  });
+}

@@ -1,0 +1,26 @@
+// Checks what the lab needs from the host before anything is created:
+// libvirtd answers, attached networks/bridges exist, firmware files exist.
+import { Construct } from "constructs";
+import { TerraformData } from "./cdk";
+import { LabConfig } from "./config";
+import { hostStep } from "./host-step";
+
+export interface PreflightProps {
+  lab: LabConfig;
+}
+
+export class Preflight extends Construct {
+  readonly step: TerraformData;
+
+  constructor(scope: Construct, id: string, props: PreflightProps) {
+    super(scope, id);
+    const { libvirt, network } = props.lab;
+    const args = ["--uri", libvirt.uri];
+    if (network.mode === "bridge") args.push("--bridge", network.bridge as string);
+    else if (!network.create) args.push("--network", network.name);
+    if (libvirt.firmware === "uefi") {
+      args.push("--file", `libvirt.ovmf_code=${libvirt.ovmf_code}`, "--file", `libvirt.ovmf_vars=${libvirt.ovmf_vars}`);
+    }
+    this.step = hostStep(this, "host-check", { script: "check-host.sh", args, triggers: { args: args.join(" ") } });
+  }
+}

@@ -1,0 +1,66 @@
+// Renders a machine's cloud-init NoCloud data from the lab config and the
+// templates in cloud-init/. Pure functions: the same config gives the same bytes.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { parse, stringify } from "yaml";
+import { LabConfig, PROJECT_DIR, VmConfig } from "./config";
+
+export interface SeedFiles {
+  userData: string;
+  metaData: string;
+  networkConfig: string;
+}
+
+const TEMPLATE_DIR = path.join(PROJECT_DIR, "cloud-init");
+// Keys whose lists add up rather than replace when the VM's user_data is merged.
+const APPENDED_KEYS = new Set(["runcmd", "bootcmd", "write_files", "packages", "users", "ssh_authorized_keys"]);
+
+function readTemplate(name: string): Record<string, unknown> {
+  return (parse(fs.readFileSync(path.join(TEMPLATE_DIR, name), "utf8")) ?? {}) as Record<string, unknown>;
+}
+
+export function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = merged[key];
+    if (APPENDED_KEYS.has(key) && Array.isArray(current) && Array.isArray(value)) {
+      merged[key] = [...current, ...value];
+    } else if (isPlainObject(current) && isPlainObject(value)) {
+      merged[key] = mergeCloudConfig(current, value);
+    } else {
+      merged[key] = value;
+    }
+  }
+  return merged;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export function renderUserData(lab: LabConfig, vm: VmConfig): string {
+  const users = lab.users.map((user) => ({
+    name: user.name,
+    shell: "/bin/bash",
+    lock_passwd: true,
+    ...(user.sudo ? { sudo: "ALL=(ALL) NOPASSWD:ALL", groups: ["sudo"] } : {}),
+    ...(user.ssh_authorized_keys.length > 0 ? { ssh_authorized_keys: user.ssh_authorized_keys } : {}),
+  }));
+  const base = mergeCloudConfig(readTemplate("user-data.yaml"), {
+    hostname: vm.name,
+    preserve_hostname: false,
+    manage_etc_hosts: true,
+    ...(users.length > 0 ? { users } : {}),
+  });
+  return "#cloud-config\n" + stringify(mergeCloudConfig(base, vm.userData));
+}
+
+export function renderSeed(lab: LabConfig, vm: VmConfig): SeedFiles {
+  const userData = renderUserData(lab, vm);
+  const networkConfig = stringify(readTemplate("network-config.yaml"));
+  // A new instance-id whenever the seed changes makes cloud-init apply it again.
+  const seedHash = crypto.createHash("sha256").update(userData).update(networkConfig).digest("hex").slice(0, 12);
+  const metaData = stringify({ "instance-id": `btw-${lab.name}-${vm.name}-${seedHash}`, "local-hostname": vm.name });
+  return { userData, metaData, networkConfig };
+}

@@ -1,0 +1,21 @@
+# Sourced by step scripts: attach a raw disk image to a loop device and find
+# its root partition. Callers record what they took and release it in a trap.
+
+# attach_loop FILE [ro] -> prints /dev/loopN with partition nodes present
+attach_loop() {
+  _flags="-f --show -P"
+  [ "${2:-}" = ro ] && _flags="$_flags -r"
+  _loop=$(losetup $_flags "$1")
+  _tries=0
+  while [ ! -b "${_loop}p1" ] && [ "$_tries" -lt 25 ]; do
+    partx -a "$_loop" 2>/dev/null || true
+    sleep 0.2
+    _tries=$((_tries + 1))
+  done
+  echo "$_loop"
+}
+
+# root_partition /dev/loopN -> the largest ext4 partition (p1 in Debian's layout)
+root_partition() {
+  lsblk -bnrpo NAME,FSTYPE,SIZE "$1" | awk '$2 == "ext4" { if ($3 > size) { size = $3; name = $1 } } END { if (name) print name }'
+}

@@ -1,0 +1,79 @@
+#!/bin/sh
+# Idempotent host setup shared by README's two commands: Debian packages,
+# libvirt daemons, npm dependencies, engine, libvirt provider, bindings.
+# Writes .btw/env.sh, which the npm scripts source.
+set -eu
+
+usage() { echo "usage: setup-host.sh [--quiet]"; }
+quiet=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quiet) quiet=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "setup-host: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+log() { [ -n "$quiet" ] || echo "setup-host: $*" >&2; }
+project_dir=$(cd "$(dirname "$0")/.." && pwd)
+cache_dir=${BTW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/btw-img}
+state_dir="$project_dir/.btw"
+mkdir -p "$cache_dir" "$state_dir"
+
+packages="qemu-system-x86 qemu-utils ovmf libvirt-daemon-system libvirt-clients dnsmasq-base
+  xorriso genisoimage cloud-image-utils partclone mmdebstrap debootstrap dosfstools mtools fdisk
+  grub-pc-bin grub-efi-amd64-bin grub2-common e2fsprogs zstd jq curl xz-utils ca-certificates
+  util-linux mount xsltproc ipxe busybox-static cpio"
+
+missing=""
+for package in $packages; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed' || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+  [ "$(id -u)" -eq 0 ] || { echo "setup-host: missing Debian packages:$missing (run as root or apt-get install them)" >&2; exit 1; }
+  log "installing Debian packages:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+
+# No systemd here: start the daemons by hand when they are not running.
+if ! virsh -c qemu:///system version >/dev/null 2>&1; then
+  log "starting virtlogd and libvirtd"
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  pgrep -x libvirtd >/dev/null || libvirtd -d
+  tries=0
+  until virsh -c qemu:///system version >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 50 ] || { echo "setup-host: libvirtd did not answer on qemu:///system" >&2; exit 1; }
+    sleep 0.2
+  done
+fi
+
+cd "$project_dir"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm dependencies"
+  npm ci --no-audit --no-fund >&2
+fi
+
+engine_env=$(sh scripts/install-engine.sh --cache-dir "$cache_dir")
+sh scripts/install-libvirt-provider.sh --cache-dir "$cache_dir" --cli-config "$state_dir/terraformrc"
+
+eval "$engine_env"
+cat > "$state_dir/env.sh.tmp" <<ENV
+# Written by scripts/setup-host.sh; sourced by the npm scripts.
+export BTW_CACHE_DIR="$cache_dir"
+export TF_CLI_CONFIG_FILE="$state_dir/terraformrc"
+export TERRAFORM_BINARY_NAME="$BTW_ENGINE_BIN"
+export BTW_ENGINE_NAME="$BTW_ENGINE_NAME"
+export CHECKPOINT_DISABLE=1
+export CDKTF_DISABLE_PLUGIN_CACHE_ENV=1
+export PATH="$project_dir/node_modules/.bin:\$PATH"
+ENV
+mv "$state_dir/env.sh.tmp" "$state_dir/env.sh"
+
+# Bindings are committed in .gen; regenerate only when they are missing.
+if [ ! -f .gen/providers/libvirt/provider/index.ts ]; then
+  log "generating libvirt provider bindings (cdktf get)"
+  (. "$state_dir/env.sh" && npx cdktf get >&2)
+fi
+log "ready: engine $BTW_ENGINE_NAME ($BTW_ENGINE_BIN), libvirt provider 0.8.3, cache $cache_dir"
