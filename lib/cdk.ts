@@ -1,6 +1,6 @@
 // The only module that imports cdktf and the generated provider bindings,
 // so moving to a CDKTF fork is a rename here.
-export { App, TerraformStack, TerraformOutput, Fn, Token, Testing } from "cdktf";
+export { App, LocalBackend, TerraformStack, TerraformOutput, Fn, Token, Testing } from "cdktf";
 export type { TerraformResource, ITerraformDependable } from "cdktf";
 export { DataResource as TerraformData } from "cdktf";
 export { LibvirtProvider } from "../.gen/providers/libvirt/provider";
@@ -8,3 +8,8 @@ export { Domain } from "../.gen/providers/libvirt/domain";
 export { Network } from "../.gen/providers/libvirt/network";
 export { Pool } from "../.gen/providers/libvirt/pool";
 export { Volume } from "../.gen/providers/libvirt/volume";
+
+/** A resource's plain address, as lifecycle.replace_triggered_by wants it. */
+export function resourceAddress(resource: { terraformResourceType: string; friendlyUniqueId: string }): string {
+  return `${resource.terraformResourceType}.${resource.friendlyUniqueId}`;
+}

@@ -2,7 +2,7 @@
 // the libvirt domain, and the readiness step that waits for cloud-init.
 import * as path from "path";
 import { Construct } from "constructs";
-import { Domain, ITerraformDependable, TerraformData, TerraformOutput, Volume } from "./cdk";
+import { Domain, ITerraformDependable, resourceAddress, TerraformData, TerraformOutput, Volume } from "./cdk";
 import { LabConfig, VmConfig } from "./config";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, shellQuote } from "./host-step";
@@ -65,7 +65,7 @@ export class LabMachine extends Construct {
       source: seedIso,
       format: "raw",
       dependsOn: [seedStep],
-      lifecycle: { replaceTriggeredBy: [seedStep] },
+      lifecycle: { replaceTriggeredBy: [resourceAddress(seedStep)] },
     });
     const overlay = new Volume(this, "disk", {
       name: `${this.domainName}.qcow2`,

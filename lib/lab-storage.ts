@@ -2,7 +2,7 @@
 // get copy-on-write overlays on top of these.
 import * as path from "path";
 import { Construct } from "constructs";
-import { ITerraformDependable, Pool, Volume } from "./cdk";
+import { ITerraformDependable, Pool, resourceAddress, Volume } from "./cdk";
 import { CustomizedImage } from "./customized-image";
 
 export interface LabStorageProps {
@@ -35,7 +35,7 @@ export class LabStorage extends Construct {
       source: image.imagePath,
       format: "qcow2",
       dependsOn: [image.step],
-      lifecycle: { replaceTriggeredBy: [image.step] },
+      lifecycle: { replaceTriggeredBy: [resourceAddress(image.step)] },
     });
     this.baseVolumes.set(image.profile.name, volume);
     return volume;

@@ -27,7 +27,7 @@ case $release in
   *) die "unsupported release '$release' (trixie or bookworm)" ;;
 esac
 [ "$(id -u)" = 0 ] || die "must run as root (loop devices, mounts, chroot)"
-for tool in mmdebstrap sfdisk losetup partx mkfs.ext4 mkfs.vfat mmd mcopy xz tar sha512sum; do
+for tool in mmdebstrap sfdisk losetup partx mkfs.ext4 mkfs.vfat mmd mcopy dd xz tar sha512sum; do
   command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 
@@ -103,7 +103,6 @@ efi_uuid=$(echo "$efi_volid" | sed 's/^\(....\)/\1-/')
 log "formatting root (ext4 $root_uuid) and ESP (vfat $efi_uuid)"
 mkfs.ext4 -q -U "$root_uuid" "${loopdev}p1"
 tune2fs -c 0 -i 0 "${loopdev}p1" >/dev/null
-mkfs.vfat -i "$efi_volid" "${loopdev}p15" >/dev/null
 
 mnt=$work/root
 mkdir "$mnt"
@@ -149,6 +148,7 @@ ln -sf /run/systemd/resolve/resolv.conf "$mnt/etc/resolv.conf"
 # Identity is created at first boot: machine-id, hostname, SSH host keys.
 : >"$mnt/etc/machine-id"
 : >"$mnt/etc/hostname"
+chmod 644 "$mnt/etc/machine-id" "$mnt/etc/hostname"
 rm -f "$mnt/var/lib/dbus/machine-id" "$mnt"/etc/ssh/ssh_host_*
 rm -rf "$mnt"/var/lib/apt/lists/* "$mnt"/var/cache/apt/* "$mnt"/tmp/* "$mnt"/var/tmp/*
 rm -rf "$mnt/var/log/apt" "$mnt/var/log/dpkg.log" "$mnt/var/log/alternatives.log" "$mnt/var/log/bootstrap.log"
@@ -185,8 +185,12 @@ EOF
 chroot "$mnt" grub-mkimage -O x86_64-efi -o /tmp/BOOTX64.EFI -p /boot/grub -c /tmp/early.cfg \
   part_gpt part_msdos ext2 fat search search_fs_uuid normal configfile linux echo test \
   serial terminal efi_gop efi_uga all_video gzio boot ls cat loadenv minicmd reboot halt
-mmd -i "${loopdev}p15" ::/EFI ::/EFI/BOOT
-mcopy -i "${loopdev}p15" "$mnt/tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+# The ESP is built as a file (mtools, since vfat cannot be mounted here) and
+# written into p15 once the loop device is gone.
+truncate -s $((253952 * 512)) "$work/esp.img"
+mkfs.vfat -i "$efi_volid" "$work/esp.img" >/dev/null
+mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT
+mcopy -i "$work/esp.img" "$mnt/tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 rm -f "$mnt/tmp/BOOTX64.EFI" "$mnt/tmp/early.cfg"
 
 for m in "$mnt/sys" "$mnt/proc" "$mnt/dev"; do umount "$m"; done
@@ -195,6 +199,8 @@ umount "$mnt"
 mnt=
 losetup -d "$loopdev"
 loopdev=
+dd if="$work/esp.img" of="$work/disk.raw" bs=1M seek=4 conv=notrunc,sparse status=none
+rm "$work/esp.img"
 
 log "compressing $name.tar.xz"
 tar -C "$work" --sparse -cf "$work/$name.tar.xz" --use-compress-program='xz -T2 -3' disk.raw

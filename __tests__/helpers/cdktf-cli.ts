@@ -1,0 +1,47 @@
+// Runs the real cdktf CLI (and so the real engine) on a lab config, with
+// synth output and state in a folder of the test's own.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+
+export interface CliRun {
+  status: number | null;
+  output: string;
+}
+
+export class LabWorkspace {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-ws-"));
+  readonly outdir = path.join(this.dir, "cdktf.out");
+  readonly configFile = path.join(this.dir, "lab.yaml");
+
+  cdktf(args: string[], timeoutMs = 1_800_000): CliRun {
+    const result = spawnSync("npx", ["cdktf", ...args, "--output", this.outdir], {
+      cwd: PROJECT_DIR,
+      env: { ...process.env, BTW_CONFIG: this.configFile, BTW_STATE_DIR: path.join(this.dir, "state"), CI: "1", FORCE_COLOR: "0" },
+      encoding: "utf8",
+      timeout: timeoutMs,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const output = `${result.stdout ?? ""}${result.stderr ?? ""}`;
+    fs.appendFileSync(path.join(this.dir, "cdktf.log"), `\n$ cdktf ${args.join(" ")}\n${output}`);
+    return { status: result.status, output };
+  }
+
+  deploy(): CliRun {
+    return this.cdktf(["deploy", "lab", "--auto-approve", "--skip-provider-lock", "--outputs-file", path.join(this.dir, "outputs.json"), "--outputs-file-include-sensitive-outputs"]);
+  }
+
+  destroy(): CliRun {
+    return this.cdktf(["destroy", "lab", "--auto-approve", "--skip-provider-lock"]);
+  }
+
+  outputs(): Record<string, any> {
+    return JSON.parse(fs.readFileSync(path.join(this.dir, "outputs.json"), "utf8")).lab;
+  }
+
+  remove(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

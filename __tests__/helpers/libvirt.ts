@@ -1,0 +1,71 @@
+// Looks at libvirt directly (virsh), to check what a lab left and to clean
+// up after a test that failed half-way.
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+
+const URI = "qemu:///system";
+
+export function virsh(args: string[]): string {
+  return execFileSync("virsh", ["-c", URI, ...args], { encoding: "utf8" });
+}
+
+export function virshNames(kind: "list" | "net-list" | "pool-list"): string[] {
+  return virsh([kind, "--all", "--name"]).split("\n").map((s) => s.trim()).filter(Boolean);
+}
+
+export function volumeNames(pool: string): string[] {
+  const result = spawnSync("virsh", ["-c", URI, "vol-list", pool], { encoding: "utf8" });
+  return result.status === 0 ? result.stdout.split("\n").slice(2).map((l) => l.trim().split(/\s+/)[0]).filter(Boolean) : [];
+}
+
+/** Whatever libvirt holds whose name starts with one of our test prefixes. */
+export function leftovers(prefix: string): string[] {
+  return [
+    ...virshNames("list").filter((n) => n.startsWith(prefix)).map((n) => `domain ${n}`),
+    ...virshNames("net-list").filter((n) => n.startsWith(prefix)).map((n) => `network ${n}`),
+    ...virshNames("pool-list").filter((n) => n.startsWith(prefix)).map((n) => `pool ${n}`),
+  ];
+}
+
+/** Removes every domain, network and pool whose name starts with prefix. */
+export function forceCleanup(prefix: string): void {
+  const quiet = (args: string[]) => spawnSync("virsh", ["-c", URI, ...args], { encoding: "utf8" });
+  for (const name of virshNames("list").filter((n) => n.startsWith(prefix))) {
+    quiet(["destroy", name]);
+    quiet(["undefine", name, "--nvram", "--remove-all-storage"]);
+  }
+  for (const name of virshNames("net-list").filter((n) => n.startsWith(prefix))) {
+    quiet(["net-destroy", name]);
+    quiet(["net-undefine", name]);
+  }
+  for (const name of virshNames("pool-list").filter((n) => n.startsWith(prefix))) {
+    const xml = quiet(["pool-dumpxml", name]).stdout ?? "";
+    const dir = /<path>([^<]+)<\/path>/.exec(xml)?.[1];
+    for (const volume of volumeNames(name)) quiet(["vol-delete", volume, "--pool", name]);
+    quiet(["pool-destroy", name]);
+    quiet(["pool-undefine", name]);
+    if (dir && dir.includes("btw")) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs a command inside a guest through the QEMU guest agent. */
+export function guestExec(domain: string, program: string, args: string[]): { exitcode: number; stdout: string } {
+  const start = JSON.parse(
+    virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec", arguments: { path: program, arg: args, "capture-output": true } })]),
+  );
+  for (let i = 0; i < 120; i++) {
+    const status = JSON.parse(virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec-status", arguments: { pid: start.return.pid } })]));
+    if (status.return.exited) {
+      return { exitcode: status.return.exitcode, stdout: Buffer.from(status.return["out-data"] ?? "", "base64").toString("utf8") };
+    }
+    execFileSync("sleep", ["1"]);
+  }
+  throw new Error(`guest-exec ${program} in ${domain} did not finish`);
+}
+
+/** Loop devices and mounts that point into our folders: tests must leave none. */
+export function hostLeftovers(): string[] {
+  const loops = execFileSync("losetup", ["-a"], { encoding: "utf8" }).split("\n").filter((l) => /btw|\.partial|seed-/.test(l));
+  const mounts = fs.readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => /btw|customize|seed-/.test(l));
+  return [...loops, ...mounts];
+}

@@ -1,0 +1,114 @@
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { stringify } from "yaml";
+import { App, Testing } from "../../lib/cdk";
+import { parseConfig, PROJECT_DIR } from "../../lib/config";
+import { LabStack } from "../../stacks/lab-stack";
+import { testLab, writeLab } from "../helpers/lab-yaml";
+
+type TfJson = { terraform: { required_providers: Record<string, { source: string; version: string }> }; resource: Record<string, Record<string, any>> };
+
+function synthLab(lab: Record<string, unknown>): TfJson {
+  const config = parseConfig(stringify(lab), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+  const app = Testing.app();
+  const stack = new LabStack(app, "lab", config);
+  return JSON.parse(Testing.synth(stack));
+}
+
+function only(resources: Record<string, any>): any {
+  const values = Object.values(resources);
+  expect(values).toHaveLength(1);
+  return values[0];
+}
+
+describe("the lab stack synthesizes", () => {
+  test("`cdktf synth` writes cdktf.out/stacks/lab/cdk.tf.json with the dmacvicar/libvirt provider", () => {
+    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-"));
+    const configFile = writeLab(testLab({ vms: [{ name: "web", memory: 1536 }] }));
+    execFileSync("npx", ["cdktf", "synth", "--output", outdir], {
+      cwd: PROJECT_DIR,
+      env: { ...process.env, BTW_CONFIG: configFile, TERRAFORM_BINARY_NAME: "/nonexistent-engine" },
+      stdio: "pipe",
+    });
+    const tf: TfJson = JSON.parse(fs.readFileSync(path.join(outdir, "stacks", "lab", "cdk.tf.json"), "utf8"));
+    expect(tf.terraform.required_providers.libvirt).toEqual({ source: "dmacvicar/libvirt", version: "0.8.3" });
+    const domain = only(tf.resource.libvirt_domain);
+    expect(domain).toMatchObject({ name: "btw-btwtest-web", memory: 1536, vcpu: 1, type: "qemu" });
+    fs.rmSync(outdir, { recursive: true, force: true });
+  }, 120_000);
+
+  test("`cdktf synth` with a bad config fails, naming the file and key, and writes no stack", () => {
+    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-"));
+    const configFile = writeLab(testLab({ extra: { libvirt: { accel: "hvf" } } }));
+    const result = spawnSync("npx", ["cdktf", "synth", "--output", outdir], {
+      cwd: PROJECT_DIR,
+      env: { ...process.env, BTW_CONFIG: configFile },
+      encoding: "utf8",
+    });
+    expect(result.status).not.toBe(0);
+    expect(result.stdout + result.stderr).toContain(`${configFile}: invalid lab config`);
+    expect(result.stdout + result.stderr).toContain("libvirt.accel: 'hvf' is not one of 'kvm', 'tcg'");
+    expect(fs.existsSync(path.join(outdir, "stacks", "lab", "cdk.tf.json"))).toBe(false);
+    fs.rmSync(outdir, { recursive: true, force: true });
+  }, 120_000);
+
+  test("tcg gives domain type qemu, kvm gives type kvm with host CPU", () => {
+    const tcg = only(synthLab(testLab()).resource.libvirt_domain);
+    expect(tcg.type).toBe("qemu");
+    expect(tcg.cpu).toBeUndefined();
+    const kvm = only(synthLab(testLab({ extra: { libvirt: { accel: "kvm", firmware: "bios" } } })).resource.libvirt_domain);
+    expect(kvm.type).toBe("kvm");
+    expect(kvm.cpu).toEqual({ mode: "host-passthrough" });
+  });
+
+  test("UEFI domains get OVMF, q35 and their own NVRAM file; BIOS domains get none", () => {
+    const uefi = only(synthLab(testLab({ extra: { libvirt: { accel: "tcg", firmware: "uefi" } } })).resource.libvirt_domain);
+    expect(uefi.machine).toBe("q35");
+    expect(uefi.firmware).toBe("/usr/share/OVMF/OVMF_CODE_4M.fd");
+    expect(uefi.nvram).toEqual({ file: "/var/lib/libvirt/qemu/nvram/btw-btwtest-vm1_VARS.fd", template: "/usr/share/OVMF/OVMF_VARS_4M.fd" });
+    const bios = only(synthLab(testLab()).resource.libvirt_domain);
+    expect(bios.machine).toBe("pc");
+    expect(bios.nvram).toBeUndefined();
+  });
+
+  test("each VM gets an overlay on one shared base volume per profile", () => {
+    const tf = synthLab(testLab({ vms: [{ name: "a", disk: 6 }, { name: "b" }, { name: "c" }] }));
+    const volumes = Object.values(tf.resource.libvirt_volume);
+    const bases = volumes.filter((v: any) => v.source && v.format === "qcow2");
+    const overlays = volumes.filter((v: any) => v.base_volume_id);
+    expect(bases).toHaveLength(1);
+    expect(overlays).toHaveLength(3);
+    expect(overlays.map((v: any) => v.size)).toEqual([6 * 2 ** 30, 4 * 2 ** 30, 4 * 2 ** 30]);
+    expect(Object.keys(tf.resource.libvirt_domain)).toHaveLength(3);
+  });
+
+  test("an isolated network is created with mode none and DHCP; an existing one is only referenced", () => {
+    const created = only(synthLab(testLab()).resource.libvirt_network);
+    expect(created).toMatchObject({ name: "btwtest-net", mode: "none", addresses: ["10.213.7.0/24"], dhcp: { enabled: true } });
+    const existing = synthLab(testLab({ extra: { network: { name: "default", create: false } } }));
+    expect(existing.resource.libvirt_network).toBeUndefined();
+    expect(only(existing.resource.libvirt_domain).network_interface[0].network_name).toBe("default");
+  });
+
+  test("image steps are terraform_data resources whose triggers are the inputs that matter", () => {
+    const tf = synthLab(testLab());
+    const steps = tf.resource.terraform_data;
+    const acquire = Object.values(steps).find((s: any) => s.triggers_replace.url) as any;
+    expect(acquire.triggers_replace.url).toBe("http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz");
+    const customize = Object.values(steps).find((s: any) => s.triggers_replace.profile) as any;
+    expect(customize.triggers_replace.profile).toBe("minimal");
+    expect(customize.triggers_replace.profile_sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(Object.keys(customize.triggers_replace.profile_files)).toContain("minimal/install.d/base.list");
+  });
+
+  test("the App writes one stack named lab", () => {
+    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-app-"));
+    const app = new App({ outdir });
+    new LabStack(app, "lab", parseConfig(stringify(testLab()), "x.yaml"));
+    app.synth();
+    expect(fs.readdirSync(path.join(outdir, "stacks"))).toEqual(["lab"]);
+    fs.rmSync(outdir, { recursive: true, force: true });
+  });
+});
