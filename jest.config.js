@@ -2,6 +2,7 @@
 // libvirt/QEMU live in separate projects so the fast ones can run alone.
 const transform = { "^.+\\.ts$": ["ts-jest", { isolatedModules: true }] };
 module.exports = {
+  reporters: ["default", "<rootDir>/__tests__/helpers/summary-reporter.js"],
   projects: [
     { displayName: "unit", testEnvironment: "node", transform, testMatch: ["<rootDir>/__tests__/unit/**/*.test.ts"] },
     {

@@ -56,7 +56,7 @@ export class LabMachine extends Construct {
       args: ["--name", vm.name, "--output", seedIso, "--validate-with", props.image.imagePath],
       environment: { USER_DATA: seed.userData, META_DATA: seed.metaData, NETWORK_CONFIG: seed.networkConfig },
       triggers: { user_data: seed.userData, meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
-      destroyCommand: `rm -f ${shellQuote(seedIso)}`,
+      destroyCommand: `rm -f ${shellQuote(seedIso)} && rmdir -p ${shellQuote(path.dirname(seedIso))} 2>/dev/null || true`,
       dependsOn: [props.image.step, ...props.dependsOn],
     });
     const seedVolume = new Volume(this, "seed-volume", {
@@ -117,7 +117,8 @@ export class LabMachine extends Construct {
       triggers: { domain: this.domain.id },
       // Only a run that saw cloud-init done gets here: a failed wait fails the apply.
       input: { ready: true },
-      destroyCommand: `rm -f ${shellQuote(this.consoleLog)}`,
+      // The console log and libvirt's own QEMU log of the domain are ours to remove.
+      destroyCommand: `rm -f ${shellQuote(this.consoleLog)} ${shellQuote(`/var/log/libvirt/qemu/${this.domainName}.log`)}`,
       dependsOn: [this.domain],
     });
 

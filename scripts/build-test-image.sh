@@ -142,6 +142,9 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 
+# Without a system locale, cloud-init's locale module tries to generate
+# en_US.UTF-8 and fails on bookworm.
+echo LANG=C.UTF-8 >"$mnt/etc/default/locale"
 chroot "$mnt" systemctl enable --quiet systemd-resolved.service
 ln -sf /run/systemd/resolve/resolv.conf "$mnt/etc/resolv.conf"
 

@@ -12,6 +12,7 @@ CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
 
+. "$(dirname "$0")/lib/image-mount.sh"
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
@@ -59,16 +60,17 @@ done
 [ -n "$output" ] || usage_error "missing --output"
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount, chroot)"
-for tool in qemu-img losetup partx lsblk blkid blockdev mount umount chroot flock tar realpath; do
+for tool in qemu-img losetup partx blkid blockdev mount umount chroot flock tar realpath; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 [ -f "$base" ] || die "base image not found: $base"
 [ -d "$profiles_dir" ] || die "profiles folder not found: $profiles_dir"
 out_dir=$(dirname "$output")
-[ -d "$out_dir" ] || die "output folder not found: $out_dir"
+mkdir -p "$out_dir" || die "cannot create the output folder $out_dir"
 output=$(realpath "$output")
 case "$output" in *[[:space:]]*) die "output path must not contain whitespace: $output" ;; esac
 [ "$output" != "$(realpath "$base")" ] || die "output must differ from base"
+[ ! -d "$output" ] || die "output is a folder: $output"
 base_format=$(qemu-img info "$base" 2>/dev/null | sed -n 's/^file format: //p')
 [ -n "$base_format" ] || die "qemu-img cannot read base image: $base"
 
@@ -96,24 +98,27 @@ content_lines() {
 # Entries of a folder, hidden ones included (a glob alone would skip them).
 folder_entries() {
   for _e in "$1"/* "$1"/.[!.]* "$1"/..?*; do
-    [ -e "$_e" ] || [ -L "$_e" ] || continue
+    present "$_e" || continue
     printf '%s\n' "${_e##*/}"
   done
 }
 
 unexpected() { die "profile $1: unexpected file $2 ($EXPECTED)"; }
+plain_file() { [ -f "$1" ] && [ ! -L "$1" ]; }
+plain_dir() { [ -d "$1" ] && [ ! -L "$1" ]; }
+present() { [ -e "$1" ] || [ -L "$1" ]; }
 
 # Each profile folder holds only what this script understands.
 check_layout() {
   _name=$1 _dir=$profiles_dir/$1
   for _entry in $(folder_entries "$_dir"); do
     case "$_entry" in
-      extends|releases|README.md) [ -f "$_dir/$_entry" ] && [ ! -L "$_dir/$_entry" ] || unexpected "$_name" "$_entry" ;;
-      files) [ -d "$_dir/files" ] && [ ! -L "$_dir/files" ] || unexpected "$_name" files ;;
+      extends|releases|README.md) plain_file "$_dir/$_entry" || unexpected "$_name" "$_entry" ;;
+      files) plain_dir "$_dir/files" || unexpected "$_name" files ;;
       install.d|commands.d|apt-sources.d)
-        [ -d "$_dir/$_entry" ] && [ ! -L "$_dir/$_entry" ] || unexpected "$_name" "$_entry"
+        plain_dir "$_dir/$_entry" || unexpected "$_name" "$_entry"
         for _inner in $(folder_entries "$_dir/$_entry"); do
-          [ -f "$_dir/$_entry/$_inner" ] && [ ! -L "$_dir/$_entry/$_inner" ] || unexpected "$_name" "$_entry/$_inner"
+          plain_file "$_dir/$_entry/$_inner" || unexpected "$_name" "$_entry/$_inner"
           case "$_entry/$_inner" in
             install.d/*[!A-Za-z0-9_.-]*|commands.d/*[!A-Za-z0-9_.-]*|apt-sources.d/*[!A-Za-z0-9_.-]*) unexpected "$_name" "$_entry/$_inner" ;;
             install.d/?*.list|commands.d/[0-9][0-9]-?*.sh|apt-sources.d/?*.sources) ;;
@@ -126,8 +131,9 @@ check_layout() {
 }
 
 # The chain of profiles, parent first; each folder checked on the way.
-[ -d "$profiles_dir/$profile" ] && valid_profile_name "$profile" ||
+if ! valid_profile_name "$profile" || ! plain_dir "$profiles_dir/$profile"; then
   die "unknown profile '$profile' (profiles in $profiles_dir: $(available_profiles))"
+fi
 chain="" seen=" " name=$profile path_so_far=""
 while :; do
   path_so_far="${path_so_far:+$path_so_far -> }$name"
@@ -140,8 +146,9 @@ while :; do
   case "$parent" in
     *[[:space:]]*|'') die "profile $name: extends must hold exactly one profile name" ;;
   esac
-  [ -d "$profiles_dir/$parent" ] && valid_profile_name "$parent" ||
+  if ! valid_profile_name "$parent" || ! plain_dir "$profiles_dir/$parent"; then
     die "profile $name: extends unknown profile '$parent' (profiles in $profiles_dir: $(available_profiles))"
+  fi
   name=$parent
 done
 
@@ -304,10 +311,15 @@ release_work() {
     done
     [ -n "$_live" ] || break
   done
+  for _link in $(sed -n 's/^devlink //p' "$state" 2>/dev/null); do
+    case "$(readlink "$_link" 2>/dev/null)" in /dev/loop*) rm -f "$_link" ;; esac
+    rmdir /dev/disk/by-uuid /dev/disk 2>/dev/null || true
+  done
   _loops=$(sed -n 's/^loop //p' "$state" 2>/dev/null)
   if [ -e "$raw" ]; then
     _loops="$_loops $(losetup -j "$raw" 2>/dev/null | cut -d: -f1)"
   fi
+  # shellcheck disable=SC2086 # one word per loop device
   for _l in $(printf '%s\n' $_loops | sort -u); do
     # Only loop devices whose backing file is our raw disk.
     _backing=$(losetup -nO BACK-FILE "$_l" 2>/dev/null | sed 's/ (deleted)$//' | sed 's/[[:space:]]*$//')
@@ -378,28 +390,22 @@ mkdir "$root" "$backup"
 say "copying $base to $raw"
 run qemu-img convert -f "$base_format" -O raw "$base" "$raw"
 
-. "$(dirname "$0")/lib/image-mount.sh"
-loop=$(losetup -f --show -P "$raw")
+loop=$(attach_loop "$raw")
 note_state "loop $loop"
-tries=0
-while [ ! -b "${loop}p1" ] && [ "$tries" -lt 25 ]; do
-  partx -a "$loop" 2>/dev/null || true
-  sleep 0.2
-  tries=$((tries + 1))
-done
 root_part=$(root_partition "$loop")
-if [ -z "$root_part" ]; then
-  # lsblk may not know filesystems without udev: probe each partition instead.
-  root_part=$(for part in "$loop"p*; do
-      [ -b "$part" ] || continue
-      [ "$(blkid -p -o value -s TYPE "$part" 2>/dev/null)" = ext4 ] || continue
-      echo "$(blockdev --getsize64 "$part") $part"
-    done | sort -n | tail -n1 | cut -d' ' -f2)
-fi
 [ -n "$root_part" ] || die "no ext4 root partition found in $base"
 say "mounting root partition $root_part (the ESP stays unmounted: the kernel here cannot mount vfat)"
 note_state "mount $root"
 mount "$root_part" "$root"
+
+# grub-mkconfig (update-grub after a kernel install) writes root=UUID=... only
+# if /dev/disk/by-uuid/<uuid> exists; without udev it would write root=/dev/loopNpM.
+root_uuid=$(blkid -p -o value -s UUID "$root_part" 2>/dev/null || true)
+if [ -n "$root_uuid" ] && [ ! -e "/dev/disk/by-uuid/$root_uuid" ]; then
+  mkdir -p /dev/disk/by-uuid
+  note_state "devlink /dev/disk/by-uuid/$root_uuid"
+  ln -sfn "$root_part" "/dev/disk/by-uuid/$root_uuid"
+fi
 
 # A chroot'ed cat: /etc/os-release may be an absolute symlink.
 image_release=$(chroot "$root" /bin/cat /etc/os-release 2>/dev/null | sed -n 's/^VERSION_CODENAME=//p' | tr -d "\"'")
@@ -426,7 +432,7 @@ while read -r p rel key; do
   if [ -n "$from" ]; then
     key_sources="$key_sources$key $from
 "
-  elif [ ! -e "$root$key" ] && ! chroot "$root" test -e "$key"; then
+  elif ! chroot "$root" /usr/bin/test -e "$key"; then
     die "profile $p: $rel: Signed-By keyring $key is missing; place it at $profiles_dir/$p/files$key"
   fi
 done <<EOF
@@ -436,7 +442,7 @@ EOF
 # ---------------------------------------------------------------- chroot
 
 for dir in dev dev/pts proc sys run tmp etc/apt/apt.conf.d etc/apt/sources.list.d; do
-  [ -d "$root/$dir" ] && [ ! -L "$root/$dir" ] || die "the image has no /$dir folder (or it is a symlink)"
+  plain_dir "$root/$dir" || die "the image has no /$dir folder (or it is a symlink)"
 done
 for dir in dev dev/pts proc sys; do
   note_state "mount $root/$dir"
@@ -454,7 +460,7 @@ copy_into_image() {
     chroot "$root" /bin/tar -xf - -C / --keep-directory-symlink --no-overwrite-dir
 }
 
-if [ -e "$root/usr/sbin/policy-rc.d" ] || [ -L "$root/usr/sbin/policy-rc.d" ]; then
+if present "$root/usr/sbin/policy-rc.d"; then
   cp -a "$root/usr/sbin/policy-rc.d" "$backup/policy-rc.d"
 fi
 printf '#!/bin/sh\n# customize-image: no service starts while the image is built\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
@@ -472,12 +478,12 @@ if [ -e "$root/usr/sbin/grub-install" ]; then
 fi
 
 # The image's own resolver and apt sources go to the backup, outside the image.
-if [ -e "$root/etc/resolv.conf" ] || [ -L "$root/etc/resolv.conf" ]; then
+if present "$root/etc/resolv.conf"; then
   cp -a "$root/etc/resolv.conf" "$backup/resolv.conf"
   rm -f "$root/etc/resolv.conf"
 fi
 cat /etc/resolv.conf >"$root/etc/resolv.conf"
-if [ -e "$root/etc/apt/sources.list" ] || [ -L "$root/etc/apt/sources.list" ]; then
+if present "$root/etc/apt/sources.list"; then
   cp -a "$root/etc/apt/sources.list" "$backup/sources.list"
   rm -f "$root/etc/apt/sources.list"
 fi
@@ -619,6 +625,10 @@ done
 
 # ---------------------------------------------------------------- clean up the image
 
+if [ -f "$root/boot/grub/grub.cfg" ] && grep -q 'root=/dev/loop' "$root/boot/grub/grub.cfg"; then
+  die "/boot/grub/grub.cfg names the build's loop device (root=/dev/loop...): the image would not boot"
+fi
+
 say "removing the host's apt configuration and restoring the image's own"
 kill_chroot_processes
 # Newest first, so a folder the build created is empty when its turn comes.
@@ -626,9 +636,9 @@ for temp in $(awk '{ line[NR] = $0 } END { for (i = NR; i > 0; i--) print line[i
   if [ -d "$root$temp" ] && [ ! -L "$root$temp" ]; then rmdir "$root$temp"; else rm -f "$root$temp"; fi
 done
 rm -f "$root/etc/resolv.conf"
-[ ! -e "$backup/resolv.conf" ] && [ ! -L "$backup/resolv.conf" ] || cp -a "$backup/resolv.conf" "$root/etc/resolv.conf"
+if present "$backup/resolv.conf"; then cp -a "$backup/resolv.conf" "$root/etc/resolv.conf"; fi
 rm -f "$root/etc/apt/sources.list"
-[ ! -e "$backup/sources.list" ] && [ ! -L "$backup/sources.list" ] || cp -a "$backup/sources.list" "$root/etc/apt/sources.list"
+if present "$backup/sources.list"; then cp -a "$backup/sources.list" "$root/etc/apt/sources.list"; fi
 for entry in $(folder_entries "$backup/sources.list.d"); do
   rm -rf "$root/etc/apt/sources.list.d/$entry"
   cp -a "$backup/sources.list.d/$entry" "$root/etc/apt/sources.list.d/"
@@ -638,7 +648,7 @@ if [ -n "$grub_diverted" ]; then
   in_chroot dpkg-divert --local --rename --divert /usr/sbin/grub-install.btw-real --remove /usr/sbin/grub-install
 fi
 rm -f "$root/usr/sbin/policy-rc.d"
-[ ! -e "$backup/policy-rc.d" ] || cp -a "$backup/policy-rc.d" "$root/usr/sbin/policy-rc.d"
+if present "$backup/policy-rc.d"; then cp -a "$backup/policy-rc.d" "$root/usr/sbin/policy-rc.d"; fi
 
 say "cleaning caches, machine identity and host keys"
 in_chroot apt-get clean
@@ -656,10 +666,10 @@ done
 # Nothing the build brought in may stay behind.
 leftover=""
 while read -r temp; do
-  [ ! -e "$root$temp" ] && [ ! -L "$root$temp" ] || leftover="$leftover $temp"
+  if present "$root$temp"; then leftover="$leftover $temp"; fi
 done <"$work/temp-files"
 for f in "$root"/etc/apt/apt.conf.d/*"$TEMP_PREFIX"* "$root"/etc/apt/sources.list.d/"$TEMP_PREFIX"* "$root/usr/sbin/grub-install.btw-real"; do
-  [ ! -e "$f" ] || leftover="$leftover ${f#"$root"}"
+  if present "$f"; then leftover="$leftover ${f#"$root"}"; fi
 done
 [ -z "$leftover" ] || die "temporary files left in the image:$leftover"
 
@@ -668,7 +678,7 @@ done
 say "unmounting and writing $output"
 kill_chroot_processes
 # Blocks freed in the image become holes in the raw disk, so the qcow2 stays small.
-command -v fstrim >/dev/null 2>&1 && fstrim "$root" 2>/dev/null || true
+fstrim "$root" 2>/dev/null || true
 for m in run sys proc dev/pts dev; do
   umount "$root/$m"
 done
@@ -677,5 +687,9 @@ losetup -d "$loop"
 run qemu-img convert -f raw -O qcow2 "$raw" "$partial"
 mv -f "$partial" "$output"
 succeeded=1
+for link in $(sed -n 's/^devlink //p' "$state"); do
+  rm -f "$link"
+  rmdir /dev/disk/by-uuid /dev/disk 2>/dev/null || true
+done
 rm -rf "$work"
 say "done: $output"

@@ -83,29 +83,33 @@ else
 fi
 
 fetch() {
-  curl -fL --retry 3 --progress-bar "$@" -o "$part" "$url"
+  curl -fL --retry 3 --progress-bar -w '%{http_code}' "$@" -o "$part" "$url" >"$tmp/http-code"
 }
-if [ -s "$part" ]; then
-  log "resuming $url ($(du -h "$part" | cut -f1) already in $part)"
-else
-  log "downloading $url"
-fi
 rc=0
-fetch -C - || rc=$?
-case $rc in
-  0) ;;
-  33|36)
-    # 33: server refuses ranges, 36: bad resume offset; start over.
-    log "server cannot resume $url; downloading from the start"
-    rm -f "$part"
-    fetch || die "cannot download $url (curl exit $?)" ;;
-  *)
-    if [ -s "$part" ]; then
-      die "cannot download $url (curl exit $rc); $(du -h "$part" | cut -f1) kept in $part to resume next time"
-    fi
-    rm -f "$part"
-    die "cannot download $url (curl exit $rc)" ;;
-esac
+if [ -n "$expected" ] && [ -s "$part" ] && [ "$(sha512sum "$part" | cut -d' ' -f1)" = "$expected" ]; then
+  log "already downloaded: $part" # a previous run stopped before converting
+else
+  if [ -s "$part" ]; then
+    log "resuming $url ($(du -h "$part" | cut -f1) already in $part)"
+  else
+    log "downloading $url"
+  fi
+  fetch -C - || rc=$?
+fi
+# 33: server refuses ranges, 36/416: the .part does not fit the file; start over.
+if [ $rc = 33 ] || [ $rc = 36 ] || [ "$(cat "$tmp/http-code" 2>/dev/null)" = 416 ]; then
+  log "cannot resume $url; downloading from the start"
+  rm -f "$part"
+  rc=0
+  fetch || rc=$?
+fi
+if [ $rc != 0 ]; then
+  if [ -s "$part" ]; then
+    die "cannot download $url (curl exit $rc); $(du -h "$part" | cut -f1) kept in $part to resume next time"
+  fi
+  rm -f "$part"
+  die "cannot download $url (curl exit $rc)"
+fi
 
 log "verifying sha512 of $file"
 actual=$(sha512sum "$part" | cut -d' ' -f1)

@@ -15,7 +15,12 @@ attach_loop() {
   echo "$_loop"
 }
 
-# root_partition /dev/loopN -> the largest ext4 partition (p1 in Debian's layout)
+# root_partition /dev/loopN -> the largest ext4 partition (p1 in Debian's
+# layout). Probed with blkid -p: without udev, lsblk knows no file system types.
 root_partition() {
-  lsblk -bnrpo NAME,FSTYPE,SIZE "$1" | awk '$2 == "ext4" { if ($3 > size) { size = $3; name = $1 } } END { if (name) print name }'
+  for _part in "$1"p*; do
+    [ -b "$_part" ] || continue
+    [ "$(blkid -p -o value -s TYPE "$_part" 2>/dev/null)" = ext4 ] || continue
+    echo "$(blockdev --getsize64 "$_part") $_part"
+  done | sort -n | tail -n 1 | cut -d' ' -f2
 }
