@@ -56,7 +56,11 @@ export class LabMachine extends Construct {
       args: ["--name", vm.name, "--output", seedIso, "--validate-with", props.image.imagePath],
       environment: { USER_DATA: seed.userData, META_DATA: seed.metaData, NETWORK_CONFIG: seed.networkConfig },
       triggers: { user_data: seed.userData, meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
-      destroyCommand: `rm -f ${shellQuote(seedIso)} && rmdir -p ${shellQuote(path.dirname(seedIso))} 2>/dev/null || true`,
+      // Destroyed after the domain (which needs the seed), so this also takes the
+      // console log and libvirt's QEMU log of the domain once nothing writes them.
+      destroyCommand:
+        `rm -f ${[seedIso, this.consoleLog, `/var/log/libvirt/qemu/${this.domainName}.log`].map(shellQuote).join(" ")}` +
+        ` && { rmdir -p ${shellQuote(path.dirname(seedIso))} 2>/dev/null || true; }`,
       dependsOn: [props.image.step, ...props.dependsOn],
     });
     const seedVolume = new Volume(this, "seed-volume", {
@@ -117,8 +121,6 @@ export class LabMachine extends Construct {
       triggers: { domain: this.domain.id },
       // Only a run that saw cloud-init done gets here: a failed wait fails the apply.
       input: { ready: true },
-      // The console log and libvirt's own QEMU log of the domain are ours to remove.
-      destroyCommand: `rm -f ${shellQuote(this.consoleLog)} ${shellQuote(`/var/log/libvirt/qemu/${this.domainName}.log`)}`,
       dependsOn: [this.domain],
     });
 

@@ -27,7 +27,7 @@ case $release in
   *) die "unsupported release '$release' (trixie or bookworm)" ;;
 esac
 [ "$(id -u)" = 0 ] || die "must run as root (loop devices, mounts, chroot)"
-for tool in mmdebstrap sfdisk losetup partx mkfs.ext4 mkfs.vfat mmd mcopy dd xz tar sha512sum; do
+for tool in mmdebstrap sfdisk losetup partx mkfs.ext4 mkfs.vfat mmd mcopy dd xz tar sha512sum flock; do
   command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 
@@ -36,6 +36,9 @@ name=debian-$version-generic-amd64
 stamp=$({ cat "$0"; echo "release=$release"; } | sha256sum | cut -d' ' -f1)
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
+# Parallel test runs share fixtures: one builds, the others wait and reuse it.
+exec 9<"$outdir"
+flock -n 9 || { log "waiting for another build into $outdir"; flock 9; }
 if [ -f "$outdir/$name.tar.xz" ] && [ -f "$outdir/SHA512SUMS" ] &&
    [ "$(cat "$outdir/.builder-sha256" 2>/dev/null)" = "$stamp" ]; then
   log "cached: $outdir/$name.tar.xz"
@@ -206,7 +209,7 @@ dd if="$work/esp.img" of="$work/disk.raw" bs=1M seek=4 conv=notrunc,sparse statu
 rm "$work/esp.img"
 
 log "compressing $name.tar.xz"
-tar -C "$work" --sparse -cf "$work/$name.tar.xz" --use-compress-program='xz -T2 -3' disk.raw
+tar -C "$work" --sparse -cf "$work/$name.tar.xz" --use-compress-program='xz -T0 -3' disk.raw
 rm "$work/disk.raw"
 # Debian's SHA512SUMS lists many files; a second line keeps parsers honest.
 printf '{"release": "%s", "version": "%s", "builder": "build-test-image.sh", "built": "%s"}\n' \

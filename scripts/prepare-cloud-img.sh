@@ -33,7 +33,9 @@ esac
 if [ -z "$sums_url" ]; then
   [ "$format" != tar.xz ] || die "--checksums is required for $file (a .tar.xz is only accepted verified)"
 fi
-[ -d "$link" ] && [ ! -L "$link" ] && die "--link $link is a directory"
+if [ -d "$link" ] && [ ! -L "$link" ]; then
+  die "--link $link is a directory"
+fi
 for tool in curl sha512sum tar xz qemu-img flock; do
   command -v "$tool" >/dev/null || die "missing tool: $tool"
 done

@@ -56,6 +56,13 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     }
   }, 2_400_000);
 
+  test("a second deploy with no change does nothing: the plan is all no-op", () => {
+    expect(workspace.cdktf(["synth"]).status).toBe(0);
+    const changes = planChanges(path.join(workspace.outdir, "stacks", "lab"));
+    expect(changes.length).toBeGreaterThan(10);
+    expect(changes.filter((c) => c.actions.join() !== "no-op")).toEqual([]);
+  }, 600_000);
+
   test("inside each guest (through the agent) cloud-init is done and the hostname is the VM name", () => {
     for (const name of ["alpha", "beta"]) {
       const status = guestExec(`${PREFIX}-${name}`, "/usr/bin/cloud-init", ["status"]);

@@ -1,8 +1,7 @@
-// A static file server on 127.0.0.1 for the stand-in cloud image, with Range
-// support (resumed downloads) and a log of what was asked for.
+// Serves a folder on 127.0.0.1 from a child process (see file-server.js).
+import { ChildProcess, fork } from "child_process";
 import * as fs from "fs";
-import * as http from "http";
-import { AddressInfo } from "net";
+import * as os from "os";
 import * as path from "path";
 
 export interface ServedRequest {
@@ -13,56 +12,41 @@ export interface ServedRequest {
 
 export interface FileServer {
   baseUrl: string;
-  requests: ServedRequest[];
-  /** Bytes after which the next response for this path is cut (to simulate an interrupted download). */
-  cutAfter: Map<string, number>;
+  requests(): ServedRequest[];
+  /** Cut the next response for urlPath after `bytes` bytes (an interrupted download). */
+  cutNext(urlPath: string, bytes: number): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function serveDirectory(root: string): Promise<FileServer> {
-  const requests: ServedRequest[] = [];
-  const cutAfter = new Map<string, number>();
-  const server = http.createServer((req, res) => {
-    const urlPath = decodeURIComponent((req.url ?? "/").split("?")[0]);
-    const file = path.join(root, path.normalize(urlPath).replace(/^(\.\.[/\\])+/, ""));
-    const record: ServedRequest = { path: urlPath, range: req.headers.range, status: 200 };
-    requests.push(record);
-    if (!file.startsWith(root) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      record.status = 404;
-      res.writeHead(404).end("not found\n");
-      return;
-    }
-    const size = fs.statSync(file).size;
-    let start = 0;
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
-    if (range) {
-      start = Number(range[1]);
-      if (start >= size) {
-        record.status = 416;
-        res.writeHead(416, { "Content-Range": `bytes */${size}` }).end();
-        return;
-      }
-      record.status = 206;
-      res.writeHead(206, { "Content-Length": size - start, "Content-Range": `bytes ${start}-${size - 1}/${size}`, "Accept-Ranges": "bytes" });
-    } else {
-      res.writeHead(200, { "Content-Length": size, "Accept-Ranges": "bytes" });
-    }
-    const cut = cutAfter.get(urlPath);
-    if (cut !== undefined) {
-      cutAfter.delete(urlPath);
-      const stream = fs.createReadStream(file, { start, end: start + cut - 1 });
-      stream.on("data", (chunk) => res.write(chunk));
-      stream.on("end", () => res.destroy());
-      return;
-    }
-    fs.createReadStream(file, { start }).pipe(res);
+  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "btw-http-")), "requests.jsonl");
+  fs.writeFileSync(log, "");
+  const child: ChildProcess = fork(path.join(__dirname, "file-server.js"), [path.resolve(root), log], { stdio: ["ignore", "pipe", "inherit", "ipc"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once("data", (data: Buffer) => resolve(Number(data.toString().trim())));
+    child.once("exit", (code) => reject(new Error(`file server exited with ${code}`)));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
   return {
     baseUrl: `http://127.0.0.1:${port}`,
-    requests,
-    cutAfter,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    requests: () =>
+      fs
+        .readFileSync(log, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line)),
+    cutNext: (urlPath, bytes) =>
+      new Promise((resolve) => {
+        child.once("message", () => resolve());
+        child.send({ cut: urlPath, after: bytes });
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => {
+          fs.rmSync(path.dirname(log), { recursive: true, force: true });
+          resolve();
+        });
+        child.kill();
+      }),
   };
 }

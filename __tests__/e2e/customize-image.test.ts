@@ -1,0 +1,145 @@
+// Acquire the stand-in cloud image over loopback and customize it offline
+// with a profile; the result is clean and nothing is left on the host.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { execFileSync, spawnSync } from "child_process";
+import { PROJECT_DIR } from "../../lib/config";
+import { fixtureImage } from "../helpers/fixture-image";
+import { FileServer, serveDirectory } from "../helpers/http-server";
+import { installedPackages, runScript, runScriptUntil, withImageRoot } from "../helpers/image";
+import { hostLeftovers } from "../helpers/libvirt";
+
+const PROFILES = path.join(PROJECT_DIR, "profiles");
+
+describe("customize the cloud image offline with a profile", () => {
+  let server: FileServer;
+  let work: string;
+  let base: string;
+  let baseSha256: string;
+  const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
+
+  beforeAll(async () => {
+    const fixture = fixtureImage("trixie");
+    server = await serveDirectory(fixture.dir);
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-customize-"));
+    base = path.join(work, "base.qcow2");
+    const run = runScript("prepare-cloud-img.sh", [
+      "--url", `${server.baseUrl}/${fixture.archiveName}`,
+      "--checksums", `${server.baseUrl}/SHA512SUMS`,
+      "--cache-dir", path.join(work, "cache"),
+      "--link", base,
+    ]);
+    expect(run.stderr).toContain("verif");
+    expect(run.status).toBe(0);
+    baseSha256 = sha256(base);
+  }, 1_800_000);
+
+  afterAll(async () => {
+    await server?.close();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  afterEach(() => {
+    expect(hostLeftovers()).toEqual([]);
+  });
+
+  test("minimal installs its packages and leaves the image clean", () => {
+    const output = path.join(work, "minimal.qcow2");
+    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", PROFILES, "--profile", "minimal", "--output", output]);
+    expect(run.status).toBe(0);
+    expect(fs.existsSync(output)).toBe(true);
+    expect(sha256(base)).toBe(baseSha256);
+    const hostAptFiles = [
+      ...fs.readdirSync("/etc/apt/apt.conf.d").map((f) => path.join("/etc/apt/apt.conf.d", f)),
+      ...fs.readdirSync("/etc/apt/sources.list.d").map((f) => path.join("/etc/apt/sources.list.d", f)),
+    ]
+      // Files a Debian package ships are in the image anyway; the host's own are not.
+      .filter((f) => fs.statSync(f).isFile() && spawnSync("dpkg", ["-S", f]).status !== 0);
+    withImageRoot(output, (root) => {
+      const packages = installedPackages(root);
+      for (const name of ["qemu-guest-agent", "curl", "less", "vim-tiny", "cloud-init"]) expect(packages.has(name)).toBe(true);
+      expect(fs.readFileSync(path.join(root, "etc/machine-id"), "utf8")).toBe("");
+      expect(fs.readdirSync(path.join(root, "etc/ssh")).filter((f) => f.startsWith("ssh_host_"))).toEqual([]);
+      expect(fs.readdirSync(path.join(root, "var/lib/apt/lists")).filter((f) => !["lock", "partial", "auxfiles"].includes(f))).toEqual([]);
+      expect(fs.readdirSync(path.join(root, "var/cache/apt/archives")).filter((f) => f.endsWith(".deb"))).toEqual([]);
+      expect(fs.existsSync(path.join(root, "usr/sbin/policy-rc.d"))).toBe(false);
+      // The image's own resolver and sources are back, not the host's.
+      expect(fs.readlinkSync(path.join(root, "etc/resolv.conf"))).toMatch(/systemd|run/);
+      const sources = fs.readFileSync(path.join(root, "etc/apt/sources.list.d/debian.sources"), "utf8");
+      expect(sources).toContain("trixie");
+      expect(sources).not.toContain("bookworm");
+      // Nothing of the host's own apt configuration anywhere in /etc, /var/lib, /root, /usr/local.
+      expect(execFileSync("find", ["etc", "var", "usr/local", "-name", "*btw-host*"], { cwd: root, encoding: "utf8" })).toBe("");
+      for (const hostFile of hostAptFiles) {
+        const distinctive = fs
+          .readFileSync(hostFile, "utf8")
+          .split("\n")
+          .map((l) => l.trim())
+          .filter((l) => l.length > 20 && !/^(Types|Components|Signed-By|Suites|URIs):/.test(l) && !l.startsWith("deb "));
+        const found = execFileSync(
+          "sh",
+          ["-c", `for line in "$@"; do grep -rlsF -- "$line" etc var/lib root usr/local 2>/dev/null; done; true`, "sh", ...distinctive],
+          { cwd: root, encoding: "utf8" },
+        );
+        expect({ hostFile, found: found.trim() }).toEqual({ hostFile, found: "" });
+      }
+    });
+  }, 1_200_000);
+
+  test("a package that does not exist fails naming the package and the profile list", () => {
+    const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
+    fs.mkdirSync(path.join(profiles, "broken/install.d"), { recursive: true });
+    fs.writeFileSync(path.join(profiles, "broken/install.d/tools.list"), "curl\nno-such-package-btw\n");
+    const output = path.join(work, "broken.qcow2");
+    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "broken", "--output", output]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/broken.*install\.d\/tools\.list:2: package 'no-such-package-btw' is not available/);
+    expect(fs.existsSync(output)).toBe(false);
+    expect(sha256(base)).toBe(baseSha256);
+  }, 600_000);
+
+  test("a failing commands.d script fails naming the script and its exit code", () => {
+    const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
+    fs.mkdirSync(path.join(profiles, "failing/commands.d"), { recursive: true });
+    fs.writeFileSync(path.join(profiles, "failing/commands.d/20-fail.sh"), "echo about to fail\nexit 7\n");
+    const output = path.join(work, "failing.qcow2");
+    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "failing", "--output", output]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain("commands.d/20-fail.sh failed with exit code 7");
+    expect(fs.existsSync(output)).toBe(false);
+  }, 600_000);
+
+  test("an unknown profile and a file the profile format does not know fail before anything is touched", () => {
+    const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
+    fs.mkdirSync(path.join(profiles, "odd/install.d"), { recursive: true });
+    fs.writeFileSync(path.join(profiles, "odd/install.d/tools.list"), "curl\n");
+    fs.writeFileSync(path.join(profiles, "odd/packages.txt"), "curl\n");
+    const unknown = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "nosuch", "--output", path.join(work, "x.qcow2")]);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/nosuch/);
+    expect(unknown.stderr).toMatch(/odd/);
+    const odd = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "odd", "--output", path.join(work, "x.qcow2")]);
+    expect(odd.status).toBe(1);
+    expect(odd.stderr).toMatch(/profile odd: unexpected file packages\.txt/);
+    expect(fs.readdirSync(work).filter((f) => f.startsWith("x.qcow2"))).toEqual([]);
+  });
+
+  test("SIGTERM mid-build rolls back; a run killed with SIGKILL is recovered by the next run", async () => {
+    const output = path.join(work, "interrupted.qcow2");
+    const args = ["--base", base, "--profiles-dir", PROFILES, "--profile", "minimal", "--output", output];
+    const terminated = await runScriptUntil("customize-image.sh", args, /apt-get update|installing/i, "SIGTERM");
+    expect(terminated.status).not.toBe(0);
+    expect(hostLeftovers()).toEqual([]);
+    expect(fs.existsSync(output)).toBe(false);
+
+    const killed = await runScriptUntil("customize-image.sh", args, /apt-get update|installing/i, "SIGKILL");
+    expect(killed.signal).toBe("SIGKILL");
+    expect(fs.existsSync(output)).toBe(false);
+    const recovered = runScript("customize-image.sh", args);
+    expect(recovered.status).toBe(0);
+    expect(recovered.stderr).toMatch(/recover|stale|previous/i);
+    expect(sha256(base)).toBe(baseSha256);
+    withImageRoot(output, (root) => expect(installedPackages(root).has("qemu-guest-agent")).toBe(true));
+  }, 1_200_000);
+});

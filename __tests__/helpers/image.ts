@@ -1,0 +1,75 @@
+// Opens a built qcow2 read-only for inspection and always releases the loop
+// device and mount, even when an assertion fails inside.
+import { execFileSync, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+
+export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-inspect-"));
+  const raw = path.join(work, "disk.raw");
+  const root = path.join(work, "root");
+  fs.mkdirSync(root);
+  let loop = "";
+  let mounted = false;
+  try {
+    execFileSync("qemu-img", ["convert", "-O", "raw", qcow2, raw]);
+    const lib = path.join(PROJECT_DIR, "scripts", "lib", "image-mount.sh");
+    loop = execFileSync("sh", ["-c", `. ${lib}; attach_loop "$1" ro`, "sh", raw], { encoding: "utf8" }).trim();
+    const part = execFileSync("sh", ["-c", `. ${lib}; root_partition "$1"`, "sh", loop], { encoding: "utf8" }).trim();
+    execFileSync("mount", ["-o", "ro,noload", part, root]);
+    mounted = true;
+    return inspect(root);
+  } finally {
+    if (mounted) spawnSync("umount", [root]);
+    if (loop) spawnSync("losetup", ["-d", loop]);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Installed packages, from the image's dpkg status file. */
+export function installedPackages(root: string): Set<string> {
+  const status = fs.readFileSync(path.join(root, "var/lib/dpkg/status"), "utf8");
+  const installed = new Set<string>();
+  for (const stanza of status.split("\n\n")) {
+    const name = /^Package: (.+)$/m.exec(stanza)?.[1];
+    if (name && /^Status: install ok installed$/m.test(stanza)) installed.add(name);
+  }
+  return installed;
+}
+
+export interface ScriptRun {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}): ScriptRun {
+  const result = spawnSync("sh", [path.join(PROJECT_DIR, "scripts", script), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 1_200_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return { status: result.status, signal: result.signal, stderr: `${result.stdout}${result.stderr}` };
+}
+
+/** Starts a script and sends it a signal once its output contains a marker. */
+export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals): Promise<ScriptRun> {
+  return new Promise((resolve) => {
+    const child = spawn("sh", [path.join(PROJECT_DIR, "scripts", script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    let sent = false;
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (!sent && marker.test(output)) {
+        sent = true;
+        child.kill(signal);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("close", (status, sig) => resolve({ status, signal: sig, stderr: output }));
+  });
+}
