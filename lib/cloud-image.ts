@@ -3,13 +3,14 @@
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
-import { TerraformData } from "./cdk";
+import { ITerraformDependable, TerraformData } from "./cdk";
 import { hostStep } from "./host-step";
 
 export interface CloudImageProps {
   url: string;
   checksums: string;
   cacheDir: string;
+  dependsOn?: ITerraformDependable[];
 }
 
 export class CloudImage extends Construct {
@@ -25,6 +26,7 @@ export class CloudImage extends Construct {
       script: "prepare-cloud-img.sh",
       args: ["--url", props.url, "--checksums", props.checksums, "--cache-dir", props.cacheDir, "--link", this.basePath],
       triggers: { url: props.url, checksums: props.checksums },
+      dependsOn: props.dependsOn,
     });
   }
 }

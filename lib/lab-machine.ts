@@ -106,6 +106,8 @@ export class LabMachine extends Construct {
       autostart: false,
       running: true,
       xml: { xslt: consoleLogXslt(this.consoleLog) },
+      // Creation includes waiting for the DHCP lease, i.e. most of a boot.
+      timeouts: { create: `${lab.readiness.timeout}s` },
       dependsOn: props.dependsOn,
     });
 

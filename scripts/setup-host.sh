@@ -36,6 +36,14 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
 fi
 
+# Without udev /dev/kvm stays root-only; libvirt then finds KVM "unusable" for
+# its QEMU user, distrusts its capability cache and re-probes QEMU on every call
+# (seconds each). Apply what Debian's udev rule would: group kvm, mode 0660.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
+  log "giving /dev/kvm to group kvm (what udev does on Debian)"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 # No systemd here: start the daemons by hand when they are not running.
 if ! virsh -c qemu:///system version >/dev/null 2>&1; then
   log "starting virtlogd and libvirtd"
