@@ -67,7 +67,8 @@ export class LabMachine extends Construct {
       name: `${this.domainName}-seed.iso`,
       pool: props.storage.pool.name,
       source: seedIso,
-      format: "raw",
+      // libvirt reports an ISO file's format as "iso"; saying so keeps plans quiet.
+      format: "iso",
       dependsOn: [seedStep],
       lifecycle: { replaceTriggeredBy: [resourceAddress(seedStep)] },
     });

@@ -85,9 +85,9 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     fs.writeFileSync(workspace.configFile, stringify(changed));
     const diff = workspace.cdktf(["diff", "lab", "--skip-provider-lock"]);
     expect(diff.status).toBe(0);
-    expect(diff.output).toMatch(/libvirt_domain\.vm-beta_domain_\w+ must be replaced/);
+    expect(diff.output).toMatch(/libvirt_domain\.vm-beta_domain_\w+ (\(vm-beta\/domain\) )?must be replaced/);
     expect(diff.output).toMatch(/memory\s+= 1024 -> 1280/);
-    expect(diff.output).not.toMatch(/vm-alpha_\S+ (must be replaced|will be)/);
+    expect(diff.output).not.toMatch(/vm-alpha_\S+ (\(\S+\) )?(must be replaced|will be)/);
     expect(workspace.cdktf(["synth"]).status).toBe(0);
     const changes = planChanges(path.join(workspace.outdir, "stacks", "lab")).filter((c) => c.actions.join() !== "no-op");
     expect(changes.map((c) => c.address)).toEqual(

@@ -1,0 +1,169 @@
+// npm run bench: measures btw-img against baselines run in the same process on
+// the same input, and prints a table of ratios. Never part of the tests.
+//
+//   npm run bench                 all sections
+//   npm run bench -- image        acquire + customize only
+//   npm run bench -- lab          lab deploy only
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { stringify } from "yaml";
+import { PROJECT_DIR } from "../lib/config";
+import { readProfile } from "../lib/profile";
+import { LabWorkspace } from "../__tests__/helpers/cdktf-cli";
+import { fixtureImage } from "../__tests__/helpers/fixture-image";
+import { serveDirectory } from "../__tests__/helpers/http-server";
+import { testLab } from "../__tests__/helpers/lab-yaml";
+import { forceCleanup } from "../__tests__/helpers/libvirt";
+
+interface Row {
+  measure: string;
+  ours: string;
+  baseline: string;
+  ratio: string;
+}
+
+const rows: Row[] = [];
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+function timed(label: string, run: () => void): number {
+  process.stderr.write(`bench: ${label} ...\n`);
+  const start = Date.now();
+  run();
+  const elapsed = Date.now() - start;
+  process.stderr.write(`bench: ${label}: ${seconds(elapsed)}\n`);
+  return elapsed;
+}
+
+function sh(command: string, env: NodeJS.ProcessEnv = {}): void {
+  execFileSync("sh", ["-c", command], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...env } });
+}
+
+function addRow(measure: string, ours: number, baseline: number, format = seconds): void {
+  rows.push({ measure, ours: format(ours), baseline: format(baseline), ratio: baseline > 0 ? (ours / baseline).toFixed(2) : "n/a" });
+}
+
+async function benchImage(): Promise<void> {
+  const fixture = fixtureImage("trixie");
+  const server = await serveDirectory(fixture.dir);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-"));
+  try {
+    const url = `${server.baseUrl}/${fixture.archiveName}`;
+    const sums = `${server.baseUrl}/SHA512SUMS`;
+    const byHand = path.join(work, "by-hand");
+    fs.mkdirSync(byHand);
+    const baseline = timed("acquire by hand (curl + sha512sum -c + tar -x + qemu-img convert)", () =>
+      sh(
+        `cd ${byHand} && curl -fsS -o ${fixture.archiveName} ${url} && curl -fsS ${sums} | grep ' ${fixture.archiveName}$' | sha512sum -c --quiet - ` +
+          `&& tar -xJf ${fixture.archiveName} disk.raw && qemu-img convert -f raw -O qcow2 disk.raw disk.qcow2`,
+      ),
+    );
+    const cache = path.join(work, "cache");
+    const link = path.join(work, "base.qcow2");
+    const acquire = `sh ${PROJECT_DIR}/scripts/prepare-cloud-img.sh --url ${url} --checksums ${sums} --cache-dir ${cache} --link ${link}`;
+    const first = timed("acquire with prepare-cloud-img.sh", () => sh(acquire));
+    addRow("acquire: prepare-cloud-img.sh vs by hand", first, baseline);
+    const again = timed("acquire again, no change", () => sh(acquire));
+    addRow("acquire: no-change second run vs first run", again, first);
+
+    const output = path.join(work, "images", "minimal.qcow2");
+    const customize = `sh ${PROJECT_DIR}/scripts/customize-image.sh --base ${link} --profiles-dir ${PROJECT_DIR}/profiles --profile minimal --output ${output}`;
+    const ours = timed("customize minimal with customize-image.sh", () => sh(customize));
+    const packages = readProfile(path.join(PROJECT_DIR, "profiles"), "minimal").packages;
+    const copy = path.join(work, "virt-customize.qcow2");
+    fs.copyFileSync(fs.realpathSync(link), copy);
+    const virtCustomize = spawnSync("sh", ["-c", "command -v virt-customize"]).status === 0;
+    if (virtCustomize) {
+      try {
+        const theirs = timed("virt-customize --install of the same packages", () =>
+          sh(`virt-customize -q -a ${copy} --network --install ${packages.join(",")}`, { LIBGUESTFS_BACKEND: "direct", LIBGUESTFS_BACKEND_SETTINGS: "force_tcg" }),
+        );
+        addRow("customize minimal: ours vs virt-customize --install", ours, theirs);
+      } catch (error) {
+        rows.push({ measure: "customize minimal: ours vs virt-customize --install", ours: seconds(ours), baseline: `failed: ${(error as Error).message.split("\n")[0].slice(0, 40)}`, ratio: "n/a" });
+      }
+    } else {
+      rows.push({ measure: "customize minimal: ours vs virt-customize --install", ours: seconds(ours), baseline: "virt-customize not installed (apt-get install guestfs-tools)", ratio: "n/a" });
+    }
+    // What a no-change deploy does for this step: the image exists, so it is reused.
+    const reuse = timed("customize again, no change (the stack's reuse check)", () => sh(`test -e ${output} || ${customize}`));
+    addRow("customize: no-change second run vs first run", reuse, ours);
+  } finally {
+    await server.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function benchLab(): Promise<void> {
+  const fixture = fixtureImage("trixie");
+  const server = await serveDirectory(fixture.dir);
+  const lab = (name: string, vms: number) =>
+    testLab({
+      name,
+      imageBaseUrl: server.baseUrl,
+      vms: Array.from({ length: vms }, (_, i) => ({ name: `vm${i + 1}` })),
+      extra: { network: { name: `${name}-net`, mode: "isolated", cidr: "10.213.41.0/24" }, readiness: { timeout: 1800 } },
+    });
+  const deployTimed = (name: string, vms: number) => {
+    const workspace = new LabWorkspace();
+    fs.writeFileSync(workspace.configFile, stringify(lab(name, vms)));
+    // Build the image first so the timing is the lab itself, not the first customization.
+    workspace.deploy();
+    workspace.destroy();
+    const elapsed = timed(`deploy ${vms} VM(s) until all are ready`, () => {
+      const run = workspace.deploy();
+      if (run.status !== 0) throw new Error(`deploy of ${vms} VMs failed; see ${workspace.dir}/cdktf.log`);
+    });
+    return { workspace, elapsed };
+  };
+  try {
+    const one = deployTimed("btwbench1", 1);
+    one.workspace.destroy();
+    const three = deployTimed("btwbench3", 3);
+    addRow("deploy to all ready: 3 VMs vs 1 VM", three.elapsed, one.elapsed);
+    const pool = "/var/lib/libvirt/btw-img/btwbench3";
+    const allocated = (file: string) => fs.statSync(path.join(pool, file)).blocks * 512;
+    const base = fs.readdirSync(pool).find((f) => f.includes("-base-")) as string;
+    const overlays = fs.readdirSync(pool).filter((f) => /-vm\d+\.qcow2$/.test(f));
+    const perVm = overlays.reduce((sum, f) => sum + allocated(f), 0) / overlays.length;
+    addRow("disk per extra VM right after ready: overlay vs full image copy", perVm, allocated(base), mib);
+    const redeploy = timed("no-change redeploy", () => three.workspace.deploy());
+    const diff = timed("cdktf diff lab", () => three.workspace.cdktf(["diff", "lab", "--skip-provider-lock"]));
+    addRow("no-change redeploy vs cdktf diff lab", redeploy, diff);
+    three.workspace.destroy();
+  } finally {
+    forceCleanup("btw-btwbench");
+    forceCleanup("btwbench");
+    await server.close();
+  }
+}
+
+function printTable(): void {
+  const header: Row = { measure: "measure", ours: "btw-img", baseline: "baseline", ratio: "ratio" };
+  const all = [header, ...rows];
+  const width = (key: keyof Row) => Math.max(...all.map((r) => r[key].length));
+  const line = (r: Row) => `| ${r.measure.padEnd(width("measure"))} | ${r.ours.padStart(width("ours"))} | ${r.baseline.padStart(width("baseline"))} | ${r.ratio.padStart(width("ratio"))} |`;
+  console.log(line(header));
+  console.log(`|${"-".repeat(width("measure") + 2)}|${"-".repeat(width("ours") + 2)}|${"-".repeat(width("baseline") + 2)}|${"-".repeat(width("ratio") + 2)}|`);
+  for (const row of rows) console.log(line(row));
+  console.log("\nratio = btw-img / baseline, measured in this run on the same input (lower is better).");
+}
+
+async function main(): Promise<void> {
+  const sections = process.argv.slice(2);
+  if (sections.includes("--help") || sections.includes("-h")) {
+    console.log("usage: npm run bench [-- image|lab ...]   (default: all sections)");
+    return;
+  }
+  if (sections.length === 0 || sections.includes("image")) await benchImage();
+  if (sections.length === 0 || sections.includes("lab")) await benchLab();
+  printTable();
+}
+
+main().catch((error) => {
+  if (rows.length > 0) printTable();
+  console.error(`bench: ${(error as Error).message}`);
+  process.exit(1);
+});

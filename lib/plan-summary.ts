@@ -1,0 +1,380 @@
+// Turns the engine's plan (`terraform show -json`) into the Markdown a reviewer
+// reads in a pull request: counts, the resources that change and how, and why
+// image steps (slow host scripts run by terraform_data) will run again.
+import { isDeepStrictEqual } from "util";
+
+/** The parts of `show -json` output read here. */
+export interface PlanJson {
+  errored?: boolean;
+  resource_changes?: ResourceChange[];
+}
+
+export interface ResourceChange {
+  address: string;
+  type: string;
+  name: string;
+  action_reason?: string;
+  change: {
+    actions: string[];
+    before: unknown;
+    after: unknown;
+    after_unknown?: unknown;
+    before_sensitive?: unknown;
+    after_sensitive?: unknown;
+  };
+}
+
+export interface StackPlan {
+  stack: string;
+  plan: PlanJson;
+}
+
+type Action = "add" | "change" | "replace" | "destroy";
+// Table order: what loses data first.
+const ACTION_ORDER: Action[] = ["destroy", "replace", "change", "add"];
+
+function actionOf(actions: string[]): Action | undefined {
+  if (actions.includes("delete") && actions.includes("create")) return "replace";
+  if (actions.includes("create")) return "add";
+  if (actions.includes("update")) return "change";
+  if (actions.includes("delete")) return "destroy";
+  return undefined;
+}
+
+// ---------------------------------------------------------------- attributes
+
+const UNKNOWN = Symbol("known after apply");
+type Leaf = string | number | boolean | null | typeof UNKNOWN;
+
+interface AttributeChange {
+  path: string;
+  /** undefined: the attribute is absent on that side. */
+  before?: Leaf;
+  after?: Leaf;
+  sensitive: boolean;
+}
+
+function childPath(prefix: string, key: string | number): string {
+  if (typeof key === "number") return `${prefix}[${key}]`;
+  if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key)) return `${prefix}[${JSON.stringify(key)}]`;
+  return prefix ? `${prefix}.${key}` : key;
+}
+
+/** Every scalar in a nested value, by its path (`a.b[0]["c/d"]`); empty lists and maps vanish. */
+function flatten(value: unknown, prefix = "", out = new Map<string, Leaf>()): Map<string, Leaf> {
+  if (value !== null && typeof value === "object") {
+    const entries: [string | number, unknown][] = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
+    for (const [key, inner] of entries) flatten(inner, childPath(prefix, key), out);
+  } else if (value !== undefined && prefix) {
+    out.set(prefix, value as Leaf);
+  }
+  return out;
+}
+
+/** Paths marked `true` in after_unknown / *_sensitive (a marked path covers all below it). */
+function markedPaths(marks: unknown): string[] {
+  return [...flatten(marks).entries()].filter(([, mark]) => mark === true).map(([path]) => path);
+}
+
+function isUnder(path: string, root: string): boolean {
+  return path === root || path.startsWith(`${root}.`) || path.startsWith(`${root}[`);
+}
+
+function changedAttributes(change: ResourceChange["change"]): AttributeChange[] {
+  const before = flatten(change.before);
+  const after = flatten(change.after);
+  const unknownRoots = markedPaths(change.after_unknown);
+  const sensitiveRoots = [...markedPaths(change.before_sensitive), ...markedPaths(change.after_sensitive)];
+  const isSensitive = (path: string) => sensitiveRoots.some((root) => isUnder(path, root));
+  const changes: AttributeChange[] = [];
+  for (const root of unknownRoots) {
+    // A replaced resource always gets a new id, and attributes never known before say nothing.
+    if (root === "id" || ![...before.keys()].some((path) => isUnder(path, root))) continue;
+    changes.push({ path: root, after: UNKNOWN, sensitive: isSensitive(root) });
+  }
+  for (const path of new Set([...before.keys(), ...after.keys()])) {
+    if (unknownRoots.some((root) => isUnder(path, root))) continue;
+    const old = before.get(path) ?? undefined;
+    const now = after.get(path) ?? undefined;
+    if (old === now) continue;
+    changes.push({ path, before: old, after: now, sensitive: isSensitive(path) });
+  }
+  return changes.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+function code(text: string): string {
+  return text.includes("`") ? `\`\` ${text} \`\`` : `\`${text}\``;
+}
+
+/** A value short enough to print inline, or undefined. Hashes are shortened: their change is the news. */
+function shortValue(value: Leaf | undefined): string | undefined {
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (typeof value !== "string") return undefined;
+  if (/^[0-9a-f]{64}$/.test(value)) return `${value.slice(0, 12)}…`;
+  return value.length <= 80 && !value.includes("\n") ? value : undefined;
+}
+
+function describeAttributeChange(change: AttributeChange): string {
+  const name = code(change.path);
+  if (change.after === UNKNOWN) return `${name} → (known after apply)`;
+  if (change.sensitive) return `${name} changed (sensitive)`;
+  const old = shortValue(change.before);
+  const now = shortValue(change.after);
+  if (change.before === undefined) return now === undefined ? `${name} added` : `${name} added: ${code(now)}`;
+  if (change.after === undefined) return `${name} removed`;
+  return old !== undefined && now !== undefined ? `${name}: ${code(old)} → ${code(now)}` : `${name} changed`;
+}
+
+// ---------------------------------------------------------------- image steps
+
+type StepKind = "acquire" | "customize" | "seed" | "ready";
+
+interface ImageStepType {
+  kind: StepKind;
+  pattern: RegExp;
+  script: string;
+  title: (subject: string) => string;
+  firstRun: string;
+}
+
+// terraform_data names are `<construct path>_<step>_<hash>`, see lib/cloud-image.ts,
+// lib/customized-image.ts and lib/lab-machine.ts.
+const IMAGE_STEP_TYPES: ImageStepType[] = [
+  {
+    kind: "acquire",
+    pattern: /^cloud-image_acquire(?:_[0-9A-F]{8})?$/,
+    script: "prepare-cloud-img.sh",
+    title: () => "acquire the cloud image",
+    firstRun: "will run: first build",
+  },
+  {
+    kind: "customize",
+    pattern: /^image-(.+)_customize(?:_[0-9A-F]{8})?$/,
+    script: "customize-image.sh",
+    title: (profile) => `customize image ${profile}`,
+    firstRun: "will run: first build",
+  },
+  {
+    kind: "seed",
+    pattern: /^vm-(.+)_seed(?:_[0-9A-F]{8})?$/,
+    script: "make-seed-iso.sh",
+    title: (vm) => `cloud-init seed of vm ${vm}`,
+    firstRun: "will run: first build",
+  },
+  {
+    kind: "ready",
+    pattern: /^vm-(.+)_cloud-init-ready(?:_[0-9A-F]{8})?$/,
+    script: "wait-for-cloud-init.sh",
+    title: (vm) => `wait for cloud-init on vm ${vm}`,
+    firstRun: "will run: first boot",
+  },
+];
+
+export interface ImageStepRun {
+  address: string;
+  kind: StepKind;
+  subject: string;
+  title: string;
+  action: Action;
+  /** Each reason a Markdown line; later lines may be a nested block (a diff). */
+  reasons: string[][];
+}
+
+type Triggers = Record<string, unknown>;
+
+function triggersOf(value: unknown): Triggers {
+  const triggers = (value as { triggers_replace?: unknown } | null)?.triggers_replace;
+  return triggers && typeof triggers === "object" ? (triggers as Triggers) : {};
+}
+
+/** "profile minimal changed: minimal/install.d/base.list (modified), ..." per profile of the chain. */
+function profileFileChanges(before: unknown, after: unknown): string[] {
+  const old = (before ?? {}) as Record<string, string>;
+  const now = (after ?? {}) as Record<string, string>;
+  const byProfile = new Map<string, string[]>();
+  for (const file of [...new Set([...Object.keys(old), ...Object.keys(now)])].sort()) {
+    const how = !(file in old) ? "added" : !(file in now) ? "removed" : old[file] !== now[file] ? "modified" : undefined;
+    if (!how) continue;
+    const profile = file.split("/")[0];
+    byProfile.set(profile, [...(byProfile.get(profile) ?? []), `${file} (${how})`]);
+  }
+  return [...byProfile].map(([profile, files]) => `profile ${profile} changed: ${files.join(", ")}`);
+}
+
+/** The lines only in `before` (-) or only in `after` (+), in order (longest common subsequence). */
+function lineDiff(before: string, after: string): string[] {
+  const a = before.split("\n");
+  const b = after.split("\n");
+  const common = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
+  for (let i = a.length - 1; i >= 0; i--) {
+    for (let j = b.length - 1; j >= 0; j--) {
+      common[i][j] = a[i] === b[j] ? common[i + 1][j + 1] + 1 : Math.max(common[i + 1][j], common[i][j + 1]);
+    }
+  }
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (i < a.length && j < b.length && a[i] === b[j]) {
+      i++;
+      j++;
+    } else if (j < b.length && (i === a.length || common[i][j + 1] >= common[i + 1][j])) {
+      out.push(`+${b[j++]}`);
+    } else {
+      out.push(`-${a[i++]}`);
+    }
+  }
+  return out;
+}
+
+const MAX_DIFF_LINES = 20;
+
+function diffBlock(before: unknown, after: unknown): string[] {
+  const lines = lineDiff(String(before ?? ""), String(after ?? ""));
+  const shown = lines.slice(0, MAX_DIFF_LINES);
+  if (lines.length > shown.length) shown.push(`… ${lines.length - shown.length} more lines`);
+  return ["```diff", ...shown, "```"];
+}
+
+function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown, sensitive: boolean): string[][] {
+  const now = after === UNKNOWN ? "(known after apply)" : code(String(after));
+  if (key === "script_sha256") return [[`${code(`scripts/${type.script}`)} changed`]];
+  switch (`${type.kind}.${key}`) {
+    case "acquire.url":
+      return [[`image URL changed: ${code(String(before))} → ${now}`]];
+    case "acquire.checksums":
+      return [[`checksums URL changed: ${code(String(before))} → ${now}`]];
+    case "customize.profile_files":
+      return profileFileChanges(before, after).map((line) => [line]);
+    case "customize.base_image":
+      return [[after === UNKNOWN ? "the cloud image is acquired again" : "the cloud image step was replaced"]];
+    case "seed.user_data":
+      return [[`cloud-init user-data of vm ${subject} changed`, ...(sensitive ? [] : diffBlock(before, after))]];
+    case "seed.network_config":
+      return [[`cloud-init network-config of vm ${subject} changed`]];
+    case "seed.meta_data":
+      return [[`cloud-init meta-data of vm ${subject} changed`]];
+    case "seed.image":
+      return [[`the image vm ${subject} boots is rebuilt`]];
+    case "ready.domain":
+      return [[`the domain of vm ${subject} is created again`]];
+    default:
+      return [[`trigger ${code(key)} changed`]];
+  }
+}
+
+// Triggers computed from others: their change is already explained by the one they follow.
+const DERIVED_TRIGGERS: Record<string, string[]> = {
+  "customize.profile_sha256": ["profile_files"],
+  "seed.meta_data": ["user_data", "network_config"],
+};
+
+function triggerReasons(type: ImageStepType, subject: string, change: ResourceChange): string[][] {
+  const before = triggersOf(change.change.before);
+  const after = triggersOf(change.change.after);
+  const unknown = triggersOf(change.change.after_unknown);
+  const sensitive = (key: string) =>
+    [change.change.before_sensitive, change.change.after_sensitive].some((marks) => {
+      const triggers = (marks as { triggers_replace?: unknown } | null)?.triggers_replace;
+      return triggers === true || triggersOf(marks)[key] === true;
+    });
+  const changedKeys = [...new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(unknown)])].filter(
+    (key) => unknown[key] === true || !isDeepStrictEqual(before[key], after[key]),
+  );
+  return changedKeys
+    .filter((key) => !(DERIVED_TRIGGERS[`${type.kind}.${key}`] ?? []).some((source) => changedKeys.includes(source)))
+    .flatMap((key) => explainTrigger(type, subject, key, before[key], unknown[key] === true ? UNKNOWN : after[key], sensitive(key)));
+}
+
+const REPLACE_REASONS: Record<string, string> = {
+  replace_by_request: "replacement requested (-replace)",
+  replace_because_tainted: "the last run failed (tainted)",
+  replace_by_triggers: "a resource in its replace_triggered_by is replaced",
+};
+
+export function imageStepRun(change: ResourceChange): ImageStepRun | undefined {
+  const action = actionOf(change.change.actions);
+  if (change.type !== "terraform_data" || !action) return undefined;
+  for (const type of IMAGE_STEP_TYPES) {
+    const match = type.pattern.exec(change.name);
+    if (!match) continue;
+    const subject = match[1] ?? "";
+    let reasons: string[][];
+    if (action === "add") reasons = [[type.firstRun]];
+    else if (action === "destroy") reasons = [["removed: no longer in the configuration"]];
+    else reasons = triggerReasons(type, subject, change);
+    if (reasons.length === 0) reasons = [[REPLACE_REASONS[change.action_reason ?? ""] ?? `will run again (${change.action_reason ?? action})`]];
+    return { address: change.address, kind: type.kind, subject, title: type.title(subject), action, reasons };
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------- Markdown
+
+const MAX_ATTRIBUTES_PER_ROW = 8;
+
+function tableCell(text: string): string {
+  return text.replace(/\|/g, "\\|");
+}
+
+function actionLabel(change: ResourceChange, action: Action): string {
+  if (action !== "replace") return action;
+  if (change.action_reason === "replace_by_triggers") return "replace (replace_triggered_by)";
+  if (change.action_reason === "replace_by_request") return "replace (requested)";
+  return "replace";
+}
+
+function changedRow(change: ResourceChange, action: Action): string {
+  const attributes = action === "change" || action === "replace" ? changedAttributes(change.change).map(describeAttributeChange) : [];
+  const shown = attributes.slice(0, MAX_ATTRIBUTES_PER_ROW);
+  if (attributes.length > shown.length) shown.push(`… and ${attributes.length - shown.length} more`);
+  return `| ${actionLabel(change, action)} | ${code(change.address)} | ${tableCell(shown.join("<br>") || "—")} |`;
+}
+
+/** Steps in the order they run: acquire, customize, seed, ready. */
+function stepOrder(run: ImageStepRun): number {
+  return IMAGE_STEP_TYPES.findIndex((type) => type.kind === run.kind);
+}
+
+function stepLines(run: ImageStepRun): string[] {
+  const lines = [`- **${run.title}** (${code(run.address)}, ${run.action}):`];
+  for (const [first, ...block] of run.reasons) {
+    lines.push(`  - ${first}`, ...block.map((line) => `    ${line}`));
+  }
+  return lines;
+}
+
+function stackChanges(plan: PlanJson): { change: ResourceChange; action: Action }[] {
+  return (plan.resource_changes ?? [])
+    .map((change) => ({ change, action: actionOf(change.change.actions) }))
+    .filter((entry): entry is { change: ResourceChange; action: Action } => entry.action !== undefined)
+    .sort((a, b) => ACTION_ORDER.indexOf(a.action) - ACTION_ORDER.indexOf(b.action) || a.change.address.localeCompare(b.change.address));
+}
+
+function renderStackSummary({ stack, plan }: StackPlan): string[] {
+  const changes = stackChanges(plan);
+  const count = (action: Action) => changes.filter((entry) => entry.action === action).length;
+  const lines = [
+    `## Stack ${code(stack)}`,
+    "",
+    `**${count("add")} to add, ${count("change")} to change, ${count("replace")} to replace, ${count("destroy")} to destroy.**`,
+    "",
+  ];
+  if (changes.length === 0) return [...lines, "No changes: what is deployed matches the configuration.", ""];
+  lines.push("| Action | Resource | What changes |", "|---|---|---|", ...changes.map(({ change, action }) => changedRow(change, action)), "");
+  const runs = changes
+    .map(({ change }) => imageStepRun(change))
+    .filter((run): run is ImageStepRun => run !== undefined)
+    .sort((a, b) => stepOrder(a) - stepOrder(b) || a.subject.localeCompare(b.subject));
+  lines.push("### Image steps that will re-run and why", "");
+  lines.push(...(runs.length > 0 ? runs.flatMap(stepLines) : ["None: the images and seeds are unchanged."]), "");
+  return lines;
+}
+
+export function renderPlanSummary(stacks: StackPlan[]): string {
+  return ["# Plan summary", "", ...stacks.flatMap(renderStackSummary)].join("\n");
+}
+
+export function hasChanges(stacks: StackPlan[]): boolean {
+  return stacks.some(({ plan }) => stackChanges(plan).length > 0);
+}
