@@ -18,8 +18,8 @@ describe("the real engine plans the lab against the real libvirtd", () => {
       expect(count("libvirt_domain")).toBe(2);
       // one base volume, and a seed and an overlay per VM
       expect(count("libvirt_volume")).toBe(5);
-      // host check, acquire, customize, and per VM a seed and a readiness step
-      expect(count("terraform_data")).toBe(7);
+      // host check, acquire, customize, partition capture, and per VM a seed and a readiness step
+      expect(count("terraform_data")).toBe(8);
     } finally {
       fs.rmSync(outdir, { recursive: true, force: true });
     }
