@@ -53,7 +53,7 @@ export function renderUserData(lab: LabConfig, vm: VmConfig): string {
     manage_etc_hosts: true,
     ...(users.length > 0 ? { users } : {}),
   });
-  return "#cloud-config\n" + stringify(mergeCloudConfig(base, vm.userData));
+  return "#cloud-config\n" + stringify(mergeCloudConfig(base, vm.userData), { lineWidth: 0 });
 }
 
 export function renderSeed(lab: LabConfig, vm: VmConfig): SeedFiles {
