@@ -9,6 +9,7 @@ import { FileServer, serveDirectory } from "../helpers/http-server";
 import { testLab } from "../helpers/lab-yaml";
 import { forceCleanup, leftovers } from "../helpers/libvirt";
 
+// Each test has a lab of its own (btwbad1, btwbad2, ...), destroyed after it.
 const LAB = "btwbad";
 const PREFIX = `btw-${LAB}`;
 
@@ -23,56 +24,59 @@ describe("bad lab input", () => {
     return workspace.deploy();
   }
 
+  afterEach(() => {
+    for (const workspace of workspaces.splice(0)) {
+      workspace.destroy();
+      workspace.remove();
+    }
+  }, 900_000);
+
   beforeAll(async () => {
     forceCleanup(PREFIX);
     server = await serveDirectory(fixtureImage("trixie").dir);
   }, 1_500_000);
 
   afterAll(async () => {
-    for (const workspace of workspaces) {
-      workspace.destroy();
-      workspace.remove();
-    }
     forceCleanup(PREFIX);
-    forceCleanup(`${LAB}-net`);
+    forceCleanup(LAB);
     await server?.close();
   }, 900_000);
 
   test("an existing network that does not exist is named, and nothing is created", () => {
-    const run = deploy(testLab({ name: LAB, extra: { network: { name: "btw-no-such-net", create: false } } }));
+    const run = deploy(testLab({ name: `${LAB}1`, extra: { network: { name: "btw-no-such-net", create: false } } }));
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/libvirt network 'btw-no-such-net' \(network\.name\) does not exist on qemu:\/\/\/system/);
-    expect(leftovers(PREFIX)).toEqual([]);
+    expect(leftovers(`${PREFIX}1`)).toEqual([]);
     expect(run.output).not.toMatch(/prepare-cloud-img/);
   }, 600_000);
 
   test("an NVRAM template path that does not exist is named, and nothing is created", () => {
     const run = deploy(
-      testLab({ name: LAB, extra: { libvirt: { accel: "tcg", firmware: "uefi", ovmf_vars: "/nonexistent/OVMF_VARS.fd" } } }),
+      testLab({ name: `${LAB}2`, extra: { libvirt: { accel: "tcg", firmware: "uefi", ovmf_vars: "/nonexistent/OVMF_VARS.fd" } } }),
     );
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/file '\/nonexistent\/OVMF_VARS\.fd' \(libvirt\.ovmf_vars\) does not exist/);
-    expect(leftovers(PREFIX)).toEqual([]);
-    expect(leftovers(`${LAB}-net`)).toEqual([]);
+    expect(leftovers(`${PREFIX}2`)).toEqual([]);
+    expect(leftovers(`${LAB}2-net`)).toEqual([]);
   }, 600_000);
 
   test("user-data that fails the cloud-init schema is refused with cloud-init's message before the VM is created", () => {
     const run = deploy(
-      testLab({ name: LAB, imageBaseUrl: server.baseUrl, vms: [{ name: "schema", user_data: { runcmd: "echo not a list" } }] }),
+      testLab({ name: `${LAB}3`, imageBaseUrl: server.baseUrl, vms: [{ name: "schema", user_data: { runcmd: "echo not a list" } }] }),
     );
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/make-seed-iso: schema: user-data fails the cloud-init schema/);
     expect(run.output).toMatch(/runcmd/);
-    expect(leftovers(`${PREFIX}-schema`)).toEqual([]);
+    expect(leftovers(`${PREFIX}3-schema`)).toEqual([]);
   }, 1_200_000);
 
   test("a VM whose cloud-init fails makes deploy fail naming the VM and cloud-init's error", () => {
     const run = deploy(
       testLab({
-        name: LAB,
+        name: `${LAB}4`,
         imageBaseUrl: server.baseUrl,
         vms: [{ name: "failing", user_data: { runcmd: ["echo btw-about-to-fail", "exit 1"] } }],
-        extra: { network: { name: `${LAB}-net`, mode: "isolated", cidr: "10.213.31.0/24" }, readiness: { timeout: 900 } },
+        extra: { network: { name: `${LAB}4-net`, mode: "isolated", cidr: "10.213.31.0/24" }, readiness: { timeout: 900 } },
       }),
     );
     expect(run.status).not.toBe(0);
