@@ -3,6 +3,7 @@ import * as path from "path";
 import { App, LocalBackend } from "./lib/cdk";
 import { ConfigError, loadConfig, PROJECT_DIR } from "./lib/config";
 import { ProfileError } from "./lib/profile";
+import { BaremetalStack } from "./stacks/baremetal-stack";
 import { LabStack } from "./stacks/lab-stack";
 
 try {
@@ -14,6 +15,8 @@ try {
   // One state file per lab name, so labs selected with BTW_CONFIG never share state.
   const stateDir = process.env.BTW_STATE_DIR || path.join(PROJECT_DIR, ".btw", "state");
   new LocalBackend(labStack, { path: path.join(stateDir, `${lab.name}.tfstate`) });
+  const baremetalStack = new BaremetalStack(app, "baremetal", lab);
+  new LocalBackend(baremetalStack, { path: path.join(stateDir, `${lab.name}-baremetal.tfstate`) });
   app.synth();
 } catch (error) {
   if (error instanceof ConfigError || error instanceof ProfileError) {

@@ -50,6 +50,46 @@ const vmSchema = z
   })
   .strict();
 
+const ipv4 = z
+  .string()
+  .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "must be an IPv4 address such as 10.77.0.1")
+  .refine((value) => value.split(".").every((octet) => Number(octet) <= 255), "must be an IPv4 address with octets <= 255");
+const bridgeName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50");
+
+const machineSchema = z
+  .object({
+    name: hostname,
+    mac,
+    profile: z.string().optional(),
+    /** Whole disk to restore onto; default: the machine's only disk. */
+    disk: z.string().regex(/^\/dev\/[a-z0-9/]+$/, "must be a whole-disk device such as /dev/sda or /dev/nvme0n1").optional(),
+    /** Allow overwriting a disk that holds partitions or data. */
+    wipe: z.boolean().default(false),
+    user_data: cloudConfig.optional(),
+  })
+  .strict();
+
+const baremetalSchema = z
+  .object({
+    output_dir: z.string().startsWith("/", "must be an absolute path").optional(),
+    pxe: z
+      .object({
+        interface: bridgeName.optional(),
+        address: ipv4.optional(),
+        dhcp_range: z
+          .string()
+          .regex(/^\d{1,3}(\.\d{1,3}){3},\d{1,3}(\.\d{1,3}){3}$/, "must be 'first,last' IPv4 addresses such as 10.77.0.100,10.77.0.200")
+          .optional(),
+        http_port: z.number().int().min(1).max(65535).default(8181),
+        state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/btw-img/pxe"),
+      })
+      .strict()
+      .default({}),
+    machines: z.array(machineSchema).default([]),
+  })
+  .strict()
+  .default({});
+
 const labSchema = z
   .object({
     name: hostname.default("lab"),
@@ -107,9 +147,33 @@ const labSchema = z
       .strict()
       .default({}),
     vms: z.array(vmSchema).min(1, "must list at least one VM"),
+    baremetal: baremetalSchema,
   })
   .strict()
   .superRefine((lab, ctx) => {
+    const machineNames = new Map<string, number>();
+    const machineMacs = new Map<string, number>();
+    lab.baremetal.machines.forEach((machine, index) => {
+      for (const [key, seen] of [["name", machineNames], ["mac", machineMacs]] as const) {
+        const first = seen.get(machine[key]);
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ["baremetal", "machines", index, key],
+            message: `duplicate machine ${key} '${machine[key]}' (also baremetal.machines[${first}].${key})`,
+          });
+        } else {
+          seen.set(machine[key], index);
+        }
+      }
+    });
+    if (lab.baremetal.machines.length > 0) {
+      for (const key of ["interface", "address"] as const) {
+        if (!lab.baremetal.pxe[key]) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["baremetal", "pxe", key], message: "is required when baremetal.machines is not empty" });
+        }
+      }
+    }
     const seen = new Map<string, number>();
     lab.vms.forEach((vm, index) => {
       const first = seen.get(vm.name);
@@ -134,6 +198,22 @@ const labSchema = z
 type LabInput = z.output<typeof labSchema>;
 export type VmInput = z.output<typeof vmSchema>;
 
+export interface MachineConfig {
+  name: string;
+  mac: string;
+  profile: string;
+  disk?: string;
+  wipe: boolean;
+  userData: Record<string, unknown>;
+}
+
+export interface BaremetalConfig {
+  /** Artifacts of each profile go to <outputDir>/<profile>. */
+  outputDir: string;
+  pxe: LabInput["baremetal"]["pxe"];
+  machines: MachineConfig[];
+}
+
 export interface VmConfig {
   name: string;
   profile: string;
@@ -155,6 +235,7 @@ export interface LabConfig {
   users: LabInput["users"];
   readiness: LabInput["readiness"];
   vms: VmConfig[];
+  baremetal: BaremetalConfig;
   profilesDir: string;
   cacheDir: string;
 }
@@ -212,7 +293,9 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   };
   checkProfile(lab.profile, "profile");
   lab.vms.forEach((vm, index) => vm.profile && checkProfile(vm.profile, `vms[${index}].profile`));
+  lab.baremetal.machines.forEach((machine, index) => machine.profile && checkProfile(machine.profile, `baremetal.machines[${index}].profile`));
   if (problems.length > 0) throw new ConfigError(sourceFile, problems);
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
 
   return {
     sourceFile,
@@ -233,8 +316,20 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
       mac: vm.mac,
       userData: vm.user_data ?? {},
     })),
+    baremetal: {
+      outputDir: lab.baremetal.output_dir ?? path.join(cacheDir, "artifacts", lab.name),
+      pxe: lab.baremetal.pxe,
+      machines: lab.baremetal.machines.map((machine) => ({
+        name: machine.name,
+        mac: machine.mac,
+        profile: machine.profile ?? lab.profile,
+        disk: machine.disk,
+        wipe: machine.wipe,
+        userData: machine.user_data ?? {},
+      })),
+    },
     profilesDir,
-    cacheDir: options.cacheDir ?? defaultCacheDir(),
+    cacheDir,
   };
 }
 

@@ -8,6 +8,7 @@ import { CustomizedImage } from "../lib/customized-image";
 import { LabMachine } from "../lib/lab-machine";
 import { LabNetwork } from "../lib/lab-network";
 import { LabStorage } from "../lib/lab-storage";
+import { PartitionCapture } from "../lib/partition-capture";
 import { Preflight } from "../lib/preflight";
 
 export class LabStack extends TerraformStack {
@@ -18,10 +19,19 @@ export class LabStack extends TerraformStack {
     new LibvirtProvider(this, "libvirt", { uri: lab.libvirt.uri });
 
     const preflight = new Preflight(this, "preflight", { lab });
-    const cloudImage = new CloudImage(this, "cloud-image", { url: lab.image.url, checksums: lab.image.checksums, cacheDir: lab.cacheDir });
+    const cloudImage = new CloudImage(this, "cloud-image", {
+      url: lab.image.url,
+      checksums: lab.image.checksums,
+      cacheDir: lab.cacheDir,
+      dependsOn: [preflight.step],
+    });
     const images = new Map<string, CustomizedImage>();
     for (const profile of new Set(lab.vms.map((vm) => vm.profile))) {
       images.set(profile, new CustomizedImage(this, `image-${profile}`, { cloudImage, profilesDir: lab.profilesDir, profile, cacheDir: lab.cacheDir }));
+    }
+    // Bare-metal artifacts of exactly the images the VMs boot (read-only, in parallel with the boots).
+    for (const [profile, image] of images) {
+      new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir });
     }
     const network = new LabNetwork(this, "network", { network: lab.network, dependsOn: [preflight.step] });
     const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.pool_path, dependsOn: [preflight.step] });

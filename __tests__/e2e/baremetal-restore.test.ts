@@ -1,0 +1,157 @@
+// Bare-metal artifacts without any VM: capture the customized image with
+// partclone, restore it onto a blank (bigger) loop disk, and refuse bad input
+// before writing a single byte.
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { LoopDisk, customizedTestImage, readManifest, sha256File, withMounted } from "../helpers/baremetal";
+import { installedPackages, runScript } from "../helpers/image";
+import { hostLeftovers } from "../helpers/libvirt";
+
+const GiB = 1024 ** 3;
+
+describe("capture the tested image as partclone artifacts and restore them onto a blank disk", () => {
+  let work: string;
+  let image: string;
+  let capture: string;
+  /** A blank disk for one test, released even when an assertion fails. */
+  const withBlankDisk = (name: string, size: number, use: (disk: LoopDisk) => void) => {
+    const disk = new LoopDisk(path.join(work, `${name}.raw`), size);
+    try {
+      use(disk);
+    } finally {
+      disk.release();
+    }
+  };
+  /** A copy of the capture to bend for one test. */
+  const copyOfCapture = (name: string) => {
+    const dir = path.join(work, name);
+    fs.cpSync(capture, dir, { recursive: true });
+    return dir;
+  };
+
+  beforeAll(async () => {
+    image = await customizedTestImage("minimal");
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-baremetal-"));
+    capture = path.join(work, "artifacts", "minimal");
+  }, 2_400_000);
+
+  afterAll(() => {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  afterEach(() => {
+    expect(hostLeftovers()).toEqual([]);
+  });
+
+  test("capture writes one zstd partclone image per partition, the table, the boot code and a manifest", () => {
+    const run = runScript("capture-partitions.sh", ["--image", image, "--output-dir", capture, "--profile", "minimal"]);
+    expect(run.status).toBe(0);
+    const manifest = readManifest(capture);
+    expect(manifest).toMatchObject({ format_version: 1, profile: "minimal", source_image: { sha256: sha256File(image) }, disk: { label: "gpt" } });
+    const byNumber = Object.fromEntries(manifest.partitions.map((p: any) => [p.number, p]));
+    expect(byNumber[1]).toMatchObject({ role: "root", fs: "ext4", tool: "partclone.ext4", type_guid: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" });
+    expect(byNumber[14]).toMatchObject({ role: "bios-boot", tool: "partclone.dd", type_guid: "21686148-6449-6E6F-744E-656564454649" });
+    expect(byNumber[15]).toMatchObject({ role: "esp", fs: "vfat", tool: "partclone.vfat", type_guid: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" });
+    for (const part of manifest.partitions) {
+      const file = path.join(capture, part.artifact);
+      expect(fs.statSync(file).size).toBe(part.artifact_size);
+      expect(sha256File(file)).toBe(part.sha256);
+    }
+    // Only used blocks are stored: the 3 GiB root compresses to a fraction of it.
+    expect(byNumber[1].artifact_size).toBeLessThan(byNumber[1].size_bytes / 4);
+    expect(fs.statSync(path.join(capture, "boot-code.bin")).size).toBe(440);
+    expect(fs.readFileSync(path.join(capture, "partition-table.sfdisk"), "utf8")).toMatch(/^label: gpt$/m);
+    expect(fs.readdirSync(path.dirname(capture)).filter((f) => f.includes(".capture-"))).toEqual([]);
+  }, 600_000);
+
+  test("capturing the same image again does nothing: the artifacts are up to date", () => {
+    const before = fs.statSync(path.join(capture, "manifest.json")).mtimeMs;
+    const run = runScript("capture-partitions.sh", ["--image", image, "--output-dir", capture, "--profile", "minimal"]);
+    expect(run.status).toBe(0);
+    expect(run.stderr).toContain("up to date");
+    expect(fs.statSync(path.join(capture, "manifest.json")).mtimeMs).toBe(before);
+  }, 300_000);
+
+  test(
+    "restore onto a bigger blank disk: table grown, root has the profile's packages and the seed, ESP has the UEFI fallback",
+    () =>
+      withBlankDisk("target", 5 * GiB, (disk) => {
+        const seed = path.join(work, "seed");
+        fs.mkdirSync(seed);
+        fs.writeFileSync(path.join(seed, "user-data"), "#cloud-config\nhostname: metal1\n");
+        fs.writeFileSync(path.join(seed, "meta-data"), "instance-id: metal1-1\nlocal-hostname: metal1\n");
+        const run = runScript("restore-disk.sh", ["--manifest", capture, "--disk", disk.device, "--seed-dir", seed]);
+        expect(run.stderr).toContain("all 5 artifacts match");
+        expect(run.status).toBe(0);
+
+        const table = JSON.parse(execFileSync("sfdisk", ["-J", disk.device], { encoding: "utf8" })).partitiontable;
+        const root = table.partitions.find((p: any) => p.node.endsWith("p1"));
+        const manifest = readManifest(capture);
+        const sourceRoot = manifest.partitions.find((p: any) => p.role === "root");
+        expect(table.id).toBe(
+          execFileSync("sh", ["-c", "sed -n 's/^label-id: //p' \"$1\"", "sh", path.join(capture, "partition-table.sfdisk")], { encoding: "utf8" }).trim()
+        );
+        expect(root.start).toBe(sourceRoot.start_sector);
+        expect(root.size).toBeGreaterThan(sourceRoot.size_sectors);
+        expect((root.start + root.size) * 512).toBeGreaterThan(5 * GiB - 2 * 1024 * 1024);
+
+        withMounted(disk.partition(1), path.join(work, "mnt"), (mnt) => {
+          for (const name of ["qemu-guest-agent", "curl", "cloud-init"]) expect(installedPackages(mnt).has(name)).toBe(true);
+          expect(fs.readFileSync(path.join(mnt, "var/lib/cloud/seed/nocloud/user-data"), "utf8")).toContain("hostname: metal1");
+          expect(fs.existsSync(path.join(mnt, "var/lib/cloud/seed/nocloud/meta-data"))).toBe(true);
+          // The file system grew with its partition.
+          const blocks = execFileSync("df", ["-B1", "--output=size", mnt], { encoding: "utf8" }).split("\n")[1].trim();
+          expect(Number(blocks)).toBeGreaterThan(4 * GiB);
+        });
+        expect(execFileSync("mdir", ["-i", disk.partition(15), "::/EFI/BOOT"], { encoding: "utf8" })).toMatch(/BOOTX64\s+EFI/);
+        const bootCode = execFileSync("dd", [`if=${disk.device}`, "bs=440", "count=1", "status=none"]);
+        expect(bootCode.equals(fs.readFileSync(path.join(capture, "boot-code.bin")))).toBe(true);
+        const biosBoot = execFileSync("sh", ["-c", 'dd if="$1" bs=512 count=6144 status=none | sha256sum', "sh", disk.partition(14)], { encoding: "utf8" });
+        const capturedBiosBoot = execFileSync("sh", ["-c", 'zstd -dc "$1" | sha256sum', "sh", path.join(capture, "p14.raw.pcl.zst")], { encoding: "utf8" });
+        expect(biosBoot).toBe(capturedBiosBoot);
+
+        // Now that the disk holds partitions, restoring again needs --wipe.
+        const again = runScript("restore-disk.sh", ["--manifest", capture, "--disk", disk.device]);
+        expect(again.status).toBe(1);
+        expect(again.stderr).toMatch(/holds a partition table: pass --wipe/);
+      }),
+    600_000
+  );
+
+  test("a tampered artifact is refused before anything is written: the target stays all zeros", () => {
+    const tampered = copyOfCapture("tampered");
+    const file = path.join(tampered, "p15.vfat.pcl.zst");
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 100] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    withBlankDisk("tampered-target", 4 * GiB, (disk) => {
+      const run = runScript("restore-disk.sh", ["--manifest", path.join(tampered, "manifest.json"), "--disk", disk.device]);
+      expect(run.status).toBe(1);
+      expect(run.stderr).toMatch(/checksum mismatch for p15\.vfat\.pcl\.zst/);
+      expect(disk.isAllZeros()).toBe(true);
+    });
+  }, 300_000);
+
+  test("a target smaller than the image needs is refused", () => {
+    withBlankDisk("small-target", 2 * GiB, (disk) => {
+      const run = runScript("restore-disk.sh", ["--manifest", capture, "--disk", disk.device]);
+      expect(run.status).toBe(1);
+      expect(run.stderr).toMatch(/too small: 2147483648 bytes, the image needs at least \d+/);
+      expect(disk.isAllZeros()).toBe(true);
+    });
+  }, 300_000);
+
+  test("a manifest of another format version is refused", () => {
+    const future = copyOfCapture("future");
+    const manifest = readManifest(future);
+    fs.writeFileSync(path.join(future, "manifest.json"), JSON.stringify({ ...manifest, format_version: 2 }));
+    withBlankDisk("future-target", 4 * GiB, (disk) => {
+      const run = runScript("restore-disk.sh", ["--manifest", future, "--disk", disk.device]);
+      expect(run.status).toBe(1);
+      expect(run.stderr).toMatch(/manifest format version 2 is not supported \(this restore-disk\.sh reads format 1\)/);
+      expect(disk.isAllZeros()).toBe(true);
+    });
+  }, 300_000);
+});

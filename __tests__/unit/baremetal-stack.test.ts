@@ -1,0 +1,97 @@
+// The baremetal stack and the `baremetal` config section: what synthesizes
+// and what the config refuses.
+import { stringify } from "yaml";
+import { Testing } from "../../lib/cdk";
+import { ConfigError, parseConfig } from "../../lib/config";
+import { machineSeed } from "../../lib/pxe-server";
+import { BaremetalStack } from "../../stacks/baremetal-stack";
+import { LabStack } from "../../stacks/lab-stack";
+import { testLab } from "../helpers/lab-yaml";
+
+const PXE = { interface: "br50", address: "10.50.0.1", dhcp_range: "10.50.0.100,10.50.0.200" };
+
+function config(baremetal: Record<string, unknown>) {
+  return parseConfig(stringify(testLab({ extra: { baremetal } })), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+}
+
+function synth(stackClass: typeof BaremetalStack | typeof LabStack, baremetal: Record<string, unknown>): any {
+  const app = Testing.app();
+  return JSON.parse(Testing.synth(new stackClass(app, "stack", config(baremetal))));
+}
+
+const commands = (tf: any) => Object.values(tf.resource.terraform_data).map((r: any) => r.provisioner.map((p: any) => p["local-exec"].command).join("\n"));
+
+describe("the baremetal stack", () => {
+  test("the lab captures the partitions of each image its VMs boot into the cache's artifacts folder", () => {
+    const tf = synth(LabStack, {});
+    const capture = commands(tf).filter((c) => c.includes("capture-partitions.sh"));
+    expect(capture).toHaveLength(1);
+    expect(capture[0]).toMatch(/--output-dir \/var\/cache\/btw-test\/artifacts\/btwtest\/minimal --profile minimal/);
+  });
+
+  test("with machines: capture, deploy environment and a PXE server that the destroy stops", () => {
+    const tf = synth(BaremetalStack, { pxe: PXE, machines: [{ name: "metal1", mac: "52:54:00:00:00:01" }] });
+    const all = commands(tf).join("\n");
+    expect(all).toContain("capture-partitions.sh");
+    expect(all).toContain("build-deploy-initramfs.sh");
+    expect(all).toMatch(
+      /pxe-server\.sh start --state-dir \/var\/lib\/btw-img\/pxe\/btwtest --interface br50 --address 10\.50\.0\.1 --dhcp-range 10\.50\.0\.100,10\.50\.0\.200/
+    );
+    expect(all).toMatch(/pxe-server\.sh stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest/);
+    const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
+    const machines = JSON.parse(server.provisioner[0]["local-exec"].environment.PXE_MACHINES);
+    expect(machines).toEqual([expect.objectContaining({ name: "metal1", mac: "52:54:00:00:00:01", profile: "minimal", wipe: false })]);
+    expect(machines[0].user_data).toContain("hostname: metal1");
+  });
+
+  test("without machines: only the artifacts, no server", () => {
+    const all = commands(synth(BaremetalStack, {})).join("\n");
+    expect(all).toContain("capture-partitions.sh");
+    expect(all).not.toContain("pxe-server.sh");
+  });
+
+  test("a machine's seed is keyed by its name and carries its user_data", () => {
+    const lab = config({ pxe: PXE, machines: [{ name: "metal1", mac: "52:54:00:00:00:01", user_data: { runcmd: ["true"] } }] });
+    const seed = machineSeed(lab, lab.baremetal.machines[0]);
+    expect(seed.metaData).toContain("local-hostname: metal1");
+    expect(seed.userData).toMatch(/runcmd:\n\s+- "?true"?/);
+  });
+});
+
+describe("the baremetal config section", () => {
+  const problems = (baremetal: Record<string, unknown>) => {
+    try {
+      config(baremetal);
+      return [];
+    } catch (error) {
+      return (error as ConfigError).problems;
+    }
+  };
+
+  test("machines need the PXE interface and address", () => {
+    expect(problems({ machines: [{ name: "m1", mac: "52:54:00:00:00:01" }] })).toEqual([
+      "baremetal.pxe.interface: is required when baremetal.machines is not empty",
+      "baremetal.pxe.address: is required when baremetal.machines is not empty",
+    ]);
+  });
+
+  test("duplicate MACs, bad MACs and unknown profiles are refused", () => {
+    const found = problems({
+      pxe: PXE,
+      machines: [
+        { name: "m1", mac: "52:54:00:00:00:01" },
+        { name: "m2", mac: "52:54:00:00:00:01" },
+        { name: "m3", mac: "52-54-00-00-00-03" },
+      ],
+    });
+    expect(found).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/baremetal\.machines\[1\]\.mac: duplicate machine mac '52:54:00:00:00:01'/),
+        expect.stringMatching(/baremetal\.machines\[2\]\.mac: must be a lowercase MAC address/),
+      ])
+    );
+    expect(problems({ pxe: PXE, machines: [{ name: "m1", mac: "52:54:00:00:00:01", profile: "nosuch" }] })).toEqual([
+      expect.stringMatching(/baremetal\.machines\[0\]\.profile: unknown profile 'nosuch'/),
+    ]);
+  });
+});

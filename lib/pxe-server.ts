@@ -1,0 +1,71 @@
+// The PXE deploy server of the bare-metal machines (scripts/pxe-server.sh):
+// dnsmasq bound to one bridge plus an HTTP server for iPXE scripts, the deploy
+// environment, the captured artifacts and each machine's cloud-init seed.
+// Destroying it stops both daemons and removes their files.
+import * as crypto from "crypto";
+import * as path from "path";
+import { Construct } from "constructs";
+import { TerraformData } from "./cdk";
+import { LabConfig, MachineConfig } from "./config";
+import { DeployEnvironment } from "./deploy-environment";
+import { hostStep, scriptCommand } from "./host-step";
+import { PartitionCapture } from "./partition-capture";
+import { renderSeed } from "./seed";
+
+export interface PxeServerProps {
+  lab: LabConfig;
+  deployEnvironment: DeployEnvironment;
+  /** Capture of each profile the machines use. */
+  captures: Map<string, PartitionCapture>;
+}
+
+/** The machine's NoCloud seed, rendered like a lab VM's (its name is its hostname). */
+export function machineSeed(lab: LabConfig, machine: MachineConfig) {
+  return renderSeed(lab, { name: machine.name, profile: machine.profile, memory: 0, vcpus: 0, disk: 0, mac: machine.mac, userData: machine.userData });
+}
+
+export class PxeServer extends Construct {
+  readonly stateDir: string;
+  readonly baseUrl: string;
+  readonly step: TerraformData;
+
+  constructor(scope: Construct, id: string, props: PxeServerProps) {
+    super(scope, id);
+    const { lab } = props;
+    const pxe = lab.baremetal.pxe;
+    this.stateDir = path.join(pxe.state_dir, lab.name);
+    this.baseUrl = `http://${pxe.address}:${pxe.http_port}`;
+    const machines = lab.baremetal.machines.map((machine) => {
+      const seed = machineSeed(lab, machine);
+      return {
+        name: machine.name,
+        mac: machine.mac,
+        profile: machine.profile,
+        disk: machine.disk ?? "",
+        wipe: machine.wipe,
+        user_data: seed.userData,
+        meta_data: seed.metaData,
+        network_config: seed.networkConfig,
+      };
+    });
+    const machinesJson = JSON.stringify(machines);
+    const args = ["start", "--state-dir", this.stateDir, "--interface", pxe.interface as string, "--address", pxe.address as string];
+    if (pxe.dhcp_range) args.push("--dhcp-range", pxe.dhcp_range);
+    args.push("--http-port", String(pxe.http_port), "--deploy-dir", props.deployEnvironment.dir);
+    for (const [profile, capture] of props.captures) args.push("--artifacts", `${profile}=${capture.outputDir}`);
+    this.step = hostStep(this, "server", {
+      script: "pxe-server.sh",
+      args,
+      environment: { PXE_MACHINES: machinesJson },
+      triggers: {
+        args: args.join(" "),
+        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.disk} ${m.wipe}`).join(", "),
+        seeds_sha256: crypto.createHash("sha256").update(machinesJson).digest("hex"),
+        deploy_environment: props.deployEnvironment.step.id,
+        captures: [...props.captures.values()].map((capture) => capture.step.id).join(","),
+      },
+      destroyCommand: scriptCommand("pxe-server.sh", ["stop", "--state-dir", this.stateDir]),
+      dependsOn: [props.deployEnvironment.step, ...[...props.captures.values()].map((capture) => capture.step)],
+    });
+  }
+}

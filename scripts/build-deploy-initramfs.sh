@@ -1,0 +1,157 @@
+#!/bin/sh
+# Build the deploy environment that PXE-booted machines run: the kernel of a
+# customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
+# e2fsprogs, jq, the image's storage and network drivers, restore-disk.sh and
+# deploy-init.sh as /init).
+set -eu
+umask 022
+
+PROG=build-deploy-initramfs
+USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR"
+# Driver folders of the image's kernel that go into the initramfs.
+MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme
+  kernel/drivers/virtio kernel/drivers/md kernel/net/core kernel/lib kernel/crypto"
+# Host programs copied with their shared libraries.
+PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs"
+
+scripts_dir=$(cd "$(dirname "$0")" && pwd)
+. "$scripts_dir/lib/image-mount.sh"
+say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
+
+image="" output_dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help)
+      echo "$USAGE"
+      echo "Writes DIR/vmlinuz and DIR/initramfs.img (zstd cpio) atomically. Needs root, busybox (static), cpio, xz."
+      exit 0 ;;
+    --image|--output-dir)
+      [ $# -ge 2 ] || usage_error "$1 needs a value"
+      case "$1" in --image) image=$2 ;; --output-dir) output_dir=$2 ;; esac
+      shift 2 ;;
+    *) usage_error "unknown argument: $1" ;;
+  esac
+done
+[ -n "$image" ] || usage_error "missing --image"
+[ -n "$output_dir" ] || usage_error "missing --output-dir"
+[ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
+for tool in qemu-img losetup partx mount umount cpio xz zstd ldd $PROGRAMS; do
+  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
+done
+busybox=$(command -v busybox) || die "required tool not found: busybox (Debian package busybox-static)"
+ldd "$busybox" >/dev/null 2>&1 && die "$busybox is dynamically linked: install busybox-static"
+[ -f "$image" ] || die "image not found: $image"
+mkdir -p "$(dirname "$output_dir")"
+output_dir=$(cd "$(dirname "$output_dir")" && pwd)/$(basename "$output_dir")
+
+work="" loop="" mnt=""
+cleanup() {
+  status=$?
+  set +e
+  [ -n "$mnt" ] && umount "$mnt"
+  [ -n "$loop" ] && losetup -d "$loop"
+  [ -n "$work" ] && rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+work=$(mktemp -d "$output_dir.build-XXXXXX")
+staging=$work/out
+root=$work/initramfs
+mkdir -p "$staging" "$root"
+
+say "reading the kernel and its drivers from $image"
+qemu-img convert -O raw "$image" "$work/disk.raw"
+loop=$(attach_loop "$work/disk.raw" ro)
+mkdir "$work/image"
+mount -o ro,noload "$(root_partition "$loop")" "$work/image"
+mnt=$work/image
+kernel=$(ls "$mnt"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+[ -n "$kernel" ] || die "no /boot/vmlinuz-* in $image"
+kver=${kernel##*/vmlinuz-}
+cp "$kernel" "$staging/vmlinuz"
+modules=$mnt/lib/modules/$kver
+[ -d "$modules" ] || modules=$mnt/usr/lib/modules/$kver
+[ -d "$modules" ] || die "no modules for kernel $kver in $image"
+for dir in $MODULE_DIRS; do
+  [ -d "$modules/$dir" ] || continue
+  (cd "$modules" && find "$dir" -name '*.ko*') | while read -r module; do
+    target=$root/lib/modules/$kver/${module%.xz}
+    target=${target%.zst}
+    mkdir -p "$(dirname "$target")"
+    case "$module" in
+      *.xz) xz -dc "$modules/$module" >"$target" ;;
+      *.zst) zstd -q -dc "$modules/$module" >"$target" ;;
+      *) cp "$modules/$module" "$target" ;;
+    esac
+  done
+done
+cp "$modules"/modules.builtin* "$modules"/modules.order "$root/lib/modules/$kver/" 2>/dev/null || true
+umount "$mnt"
+mnt=""
+losetup -d "$loop"
+loop=""
+rm -f "$work/disk.raw"
+"$busybox" depmod -b "$root" "$kver"
+
+say "assembling the initramfs (kernel $kver)"
+mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run" "$root/mnt"
+cp "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do
+  [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+# copy_with_libs FILE: the program at the same path, plus what ldd names.
+copy_with_libs() {
+  mkdir -p "$root$(dirname "$1")"
+  cp -L "$1" "$root$1"
+  ldd "$1" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+    [ -e "$root$lib" ] && continue
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+for program in $PROGRAMS; do
+  path=$(command -v "$program")
+  copy_with_libs "$(readlink -f "$path")"
+  [ "$(readlink -f "$path")" = "$path" ] || { mkdir -p "$root$(dirname "$path")"; ln -sf "$(readlink -f "$path")" "$root$path"; }
+done
+# glibc loads libgcc_s at run time (thread exit), so ldd does not name it.
+for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
+  [ -e "$lib" ] || continue
+  mkdir -p "$root/lib/x86_64-linux-gnu"
+  cp -L "$lib" "$root/lib/x86_64-linux-gnu/libgcc_s.so.1"
+  break
+done
+# Debian's merged /usr: /lib64 holds the dynamic loader.
+[ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
+cp "$scripts_dir/restore-disk.sh" "$root/usr/bin/restore-disk.sh"
+cp "$scripts_dir/deploy-init.sh" "$root/init"
+chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh"
+ln -s /proc/mounts "$root/etc/mtab"
+# The machine's clock may be anything before NTP: e2fsck must not stop on it.
+printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
+cat >"$root/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -z "${router:-}" ] || ip route replace default via "${router%% *}" dev "$interface"
+    : >/etc/resolv.conf
+    for server in ${dns:-}; do echo "nameserver $server" >>/etc/resolv.conf; done
+    echo "btw-deploy: $interface has $ip/${mask:-24}" ;;
+  deconfig) ip addr flush dev "$interface" 2>/dev/null; ip link set "$interface" up ;;
+esac
+EOF
+chmod 755 "$root/etc/udhcpc.script"
+
+(cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
+printf '{"kernel_version": "%s", "source_image": "%s"}\n' "$kver" "$(basename "$image")" >"$staging/build.json"
+
+[ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
+mv "$staging" "$output_dir"
+say "wrote $output_dir/vmlinuz and initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1))"

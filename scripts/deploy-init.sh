@@ -1,0 +1,90 @@
+#!/bin/sh
+# /init of the deploy environment (scripts/build-deploy-initramfs.sh): bring
+# up the NIC that PXE-booted, restore the image onto the disk with
+# restore-disk.sh, report to the PXE server, then reboot into the disk.
+# Kernel command line: btw.server=URL btw.mac=MAC btw.manifest=URL
+#   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=reboot|poweroff]
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /tmp /run
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+
+say() { echo "btw-deploy: $*"; }
+
+server="" mac="" manifest="" seed="" disk="" wipe="" after=reboot
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    btw.server=*) server=${arg#*=} ;;
+    btw.mac=*) mac=$(echo "${arg#*=}" | tr 'A-F' 'a-f') ;;
+    btw.manifest=*) manifest=${arg#*=} ;;
+    btw.seed=*) seed=${arg#*=} ;;
+    btw.disk=*) disk=${arg#*=} ;;
+    btw.wipe=1) wipe=--wipe ;;
+    btw.after=*) after=${arg#*=} ;;
+  esac
+done
+
+report() {
+  [ -n "$server" ] && [ -n "$mac" ] || return 0
+  wget -q -O /dev/null "$server/cgi-bin/report?mac=$mac&status=$1" 2>/dev/null || say "could not report '$1' to $server"
+}
+
+fail() {
+  say "FAILED: $*"
+  report failed
+  say "nothing more happens on its own; a shell is open on the console"
+  exec sh </dev/console >/dev/console 2>&1
+}
+
+# Drivers for the hardware present, by modalias; twice, as buses load more devices.
+for pass in 1 2; do
+  for alias_file in /sys/bus/*/devices/*/modalias; do
+    [ -f "$alias_file" ] && modprobe -q "$(cat "$alias_file")" 2>/dev/null
+  done
+  sleep 1
+done
+
+[ -n "$server" ] && [ -n "$mac" ] && [ -n "$manifest" ] || fail "btw.server, btw.mac and btw.manifest are required on the kernel command line"
+
+iface=""
+tries=0
+while [ -z "$iface" ] && [ "$tries" -lt 30 ]; do
+  for dev in /sys/class/net/*; do
+    [ "$(cat "$dev/address" 2>/dev/null)" = "$mac" ] && iface=${dev##*/}
+  done
+  [ -n "$iface" ] || sleep 1
+  tries=$((tries + 1))
+done
+[ -n "$iface" ] || fail "no network interface has MAC $mac (interfaces: $(ls /sys/class/net | tr '\n' ' '))"
+ip link set lo up
+ip link set "$iface" up
+say "DHCP on $iface ($mac)"
+udhcpc -i "$iface" -n -q -t 20 -T 3 -s /etc/udhcpc.script || fail "no DHCP answer on $iface"
+
+if [ -z "$disk" ]; then
+  candidates=""
+  for block in /sys/block/*; do
+    name=${block##*/}
+    case "$name" in loop*|ram*|sr*|zram*|nbd*|md*|dm-*|fd*) continue ;; esac
+    [ "$(cat "$block/removable" 2>/dev/null)" = 0 ] && [ "$(cat "$block/size")" -gt 0 ] && candidates="$candidates /dev/$name"
+  done
+  set -- $candidates
+  [ $# -eq 1 ] || fail "cannot choose the disk (found:${candidates:- none}); set the machine's disk in the config"
+  disk=$1
+fi
+
+report started
+say "restoring $manifest onto $disk"
+if restore-disk.sh --manifest "$manifest" --disk "$disk" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore; then
+  report done
+  say "restore done; $after"
+  sync
+  sleep 2
+  if [ "$after" = poweroff ]; then poweroff -f; else reboot -f; fi
+else
+  fail "restore-disk.sh failed"
+fi

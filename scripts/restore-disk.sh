@@ -1,0 +1,224 @@
+#!/bin/sh
+# Restore the artifacts of capture-partitions.sh onto a disk: verify every
+# checksum first, write the partition table grown to the disk, restore each
+# partition with partclone, write the BIOS boot code, grow the root file
+# system and drop the machine's cloud-init seed into it.
+# Runs on the target machine (busybox sh in our deploy initramfs) and on hosts.
+set -eu
+umask 022
+
+PROG=restore-disk
+USAGE="usage: restore-disk.sh --manifest URL_OR_DIR --disk /dev/X [--wipe] [--seed-dir URL_OR_DIR] [--work-dir DIR]"
+FORMAT_VERSION=1
+
+say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
+
+print_help() {
+  cat <<EOF
+$USAGE
+
+  --manifest   manifest.json of a capture (its URL, its path, or its folder);
+               the artifacts are read from beside it
+  --disk       the whole disk to write, e.g. /dev/sda, /dev/nvme0n1, /dev/loop3
+  --wipe       allow a disk that holds a partition table or data (destroyed)
+  --seed-dir   NoCloud seed (user-data, meta-data, optional network-config),
+               written to /var/lib/cloud/seed/nocloud/ on the restored root
+  --work-dir   where downloaded artifacts are kept until written (default: a
+               temporary folder; needs as much space as the artifacts)
+Nothing is written to the disk before every artifact matches its sha256.
+Needs: jq, sfdisk, partclone.*, zstd, sha256sum, blockdev, e2fsck, resize2fs,
+mount, and wget or curl for URLs.
+EOF
+}
+
+manifest="" disk="" wipe="" seed="" work_dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) print_help; exit 0 ;;
+    --wipe) wipe=1; shift ;;
+    --manifest|--disk|--seed-dir|--work-dir)
+      [ $# -ge 2 ] || usage_error "$1 needs a value"
+      case "$1" in
+        --manifest) manifest=$2 ;;
+        --disk) disk=$2 ;;
+        --seed-dir) seed=$2 ;;
+        --work-dir) work_dir=$2 ;;
+      esac
+      shift 2 ;;
+    *) usage_error "unknown argument: $1" ;;
+  esac
+done
+[ -n "$manifest" ] || usage_error "missing --manifest"
+[ -n "$disk" ] || usage_error "missing --disk"
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+for tool in jq sfdisk zstd sha256sum blockdev dd sed e2fsck resize2fs mount umount; do
+  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
+done
+
+is_url() { case "$1" in http://*|https://*) return 0 ;; *) return 1 ;; esac; }
+
+# fetch SOURCE DEST: copy a URL (or a local file) to DEST.
+fetch() {
+  if is_url "$1"; then
+    if command -v curl >/dev/null 2>&1; then
+      curl -fsSL -o "$2" "$1"
+    else
+      wget -q -O "$2" "$1"
+    fi
+  else
+    cp "$1" "$2"
+  fi
+}
+
+# Where the manifest and its artifacts are.
+case "$manifest" in
+  *.json) source_base=${manifest%/*} ;;
+  *) source_base=${manifest%/}; manifest=$source_base/manifest.json ;;
+esac
+
+created_work="" mnt=""
+cleanup() {
+  status=$?
+  set +e
+  if [ -n "$mnt" ]; then umount "$mnt" 2>/dev/null; rmdir "$mnt"; fi
+  [ -n "$created_work" ] && rm -rf "$created_work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -z "$work_dir" ]; then
+  work_dir=$(mktemp -d "${TMPDIR:-/tmp}/restore-disk.XXXXXX")
+  created_work=$work_dir
+fi
+mkdir -p "$work_dir"
+
+say "reading $manifest"
+fetch "$manifest" "$work_dir/manifest.json" || die "cannot read the manifest $manifest"
+m=$work_dir/manifest.json
+version=$(jq -r '.format_version // "none"' "$m" 2>/dev/null) || die "the manifest is not JSON: $manifest"
+[ "$version" = "$FORMAT_VERSION" ] || die "manifest format version $version is not supported (this restore-disk.sh reads format $FORMAT_VERSION)"
+
+# Every file the restore reads, as "file sha256" lines.
+jq -r '.partition_table, .boot_code, .partitions[] | "\(.file // .artifact) \(.sha256)"' "$m" >"$work_dir/files"
+while read -r file sha; do
+  case "$file" in */*|.*|'') die "manifest names an unsafe file: '$file'" ;; esac
+  if is_url "$source_base"; then
+    say "downloading $file"
+    fetch "$source_base/$file" "$work_dir/$file" || die "cannot download $source_base/$file"
+    local_file=$work_dir/$file
+  else
+    local_file=$source_base/$file
+    [ -f "$local_file" ] || die "artifact missing: $local_file"
+  fi
+  actual=$(sha256sum "$local_file" | cut -d' ' -f1)
+  [ "$actual" = "$sha" ] || die "checksum mismatch for $file: expected $sha, got $actual (nothing was written to $disk)"
+done <"$work_dir/files"
+say "all $(wc -l <"$work_dir/files") artifacts match their sha256"
+artifact() { if is_url "$source_base"; then echo "$work_dir/$1"; else echo "$source_base/$1"; fi; }
+
+seed_files=""
+if [ -n "$seed" ]; then
+  mkdir -p "$work_dir/seed"
+  for name in user-data meta-data network-config; do
+    if fetch "${seed%/}/$name" "$work_dir/seed/$name" 2>/dev/null; then
+      seed_files="$seed_files $name"
+    elif [ "$name" != network-config ]; then
+      die "the seed has no $name: ${seed%/}/$name"
+    fi
+  done
+fi
+
+# ---------------------------------------------------------------- the target
+
+[ -b "$disk" ] || die "not a block device: $disk"
+disk_name=${disk##*/}
+case "$disk_name" in
+  *[0-9]) part_prefix=${disk}p ;;
+  *) part_prefix=$disk ;;
+esac
+disk_bytes=$(blockdev --getsize64 "$disk")
+need_bytes=$(jq -r .disk.min_size_bytes "$m")
+[ "$disk_bytes" -ge "$need_bytes" ] || die "$disk is too small: $disk_bytes bytes, the image needs at least $need_bytes"
+if grep -q "^$disk\(p\)\{0,1\}[0-9]* " /proc/mounts || grep -q "^$disk\(p\)\{0,1\}[0-9]* " /proc/swaps 2>/dev/null; then
+  die "$disk (or one of its partitions) is mounted or in use as swap"
+fi
+if [ -z "$wipe" ]; then
+  if sfdisk -d "$disk" >/dev/null 2>&1; then
+    die "$disk holds a partition table: pass --wipe to overwrite it"
+  fi
+  if [ -n "$(dd if="$disk" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ]; then
+    die "$disk is not blank (data in its first MiB): pass --wipe to overwrite it"
+  fi
+fi
+
+# ---------------------------------------------------------------- writing
+
+say "writing the partition table to $disk ($disk_bytes bytes; root takes the rest)"
+dd if=/dev/zero of="$disk" bs=65536 count=16 conv=notrunc 2>/dev/null
+root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' "$m")
+# The dump fixed the disk's end: drop it and root's size so root grows to the end.
+sed -e '/^last-lba:/d' -e '/^device:/d' \
+  -e "s/^disk$root_number : \(start= *[0-9]*\), *size= *[0-9]*,/disk$root_number : \1,/" \
+  "$(artifact "$(jq -r .partition_table.file "$m")")" >"$work_dir/table.sfdisk"
+sfdisk -q --wipe always --wipe-partitions always "$disk" <"$work_dir/table.sfdisk" || die "sfdisk could not write the partition table"
+command -v partx >/dev/null 2>&1 && partx -u "$disk" 2>/dev/null || true
+
+part_node() {
+  _node=$part_prefix$1
+  _tries=0
+  while [ ! -b "$_node" ] && [ "$_tries" -lt 50 ]; do
+    command -v partx >/dev/null 2>&1 && partx -a "$disk" 2>/dev/null || true
+    sleep 0.2
+    _tries=$((_tries + 1))
+  done
+  [ -b "$_node" ] || die "partition node $_node did not appear"
+  echo "$_node"
+}
+
+jq -r '.partitions[] | "\(.number) \(.tool) \(.artifact) \(.role)"' "$m" >"$work_dir/partitions"
+while read -r number tool file role; do
+  case "$tool" in partclone.ext4|partclone.vfat|partclone.dd) ;; *) die "partition $number: unsupported tool '$tool'" ;; esac
+  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
+  node=$(part_node "$number")
+  say "restoring partition $number ($role) with $tool onto $node"
+  mode=-r
+  [ "$tool" = partclone.dd ] && mode=""
+  rm -f "$work_dir/partclone.failed"
+  zstd -dc "$(artifact "$file")" | { "$tool" $mode -q -L "$work_dir/partclone.log" -s - -o "$node" >>"$work_dir/partclone.log" 2>&1 || echo $? >"$work_dir/partclone.failed"; }
+  if [ -e "$work_dir/partclone.failed" ]; then
+    cat "$work_dir/partclone.log" >&2
+    die "$tool could not restore partition $number"
+  fi
+done <"$work_dir/partitions"
+
+say "writing the BIOS boot code (first 440 bytes)"
+dd if="$(artifact "$(jq -r .boot_code.file "$m")")" of="$disk" bs=440 count=1 conv=notrunc 2>/dev/null
+
+root=$(part_node "$root_number")
+say "growing the root file system on $root"
+e2fsck -f -p "$root" >&2 || [ $? -le 1 ] || die "e2fsck found errors on $root"
+resize2fs "$root" >&2 2>&1 || die "resize2fs failed on $root"
+
+if [ -n "$seed_files" ]; then
+  mnt=$(mktemp -d "${TMPDIR:-/tmp}/restore-root.XXXXXX")
+  mount -t ext4 "$root" "$mnt"
+  # On the root file system, not a cidata partition: the seed then needs no
+  # network and no extra partition, and NoCloud finds it before networking.
+  seed_target=$mnt/var/lib/cloud/seed/nocloud
+  mkdir -p "$seed_target"
+  for name in $seed_files; do
+    cp "$work_dir/seed/$name" "$seed_target/$name"
+  done
+  chmod 600 "$seed_target/user-data"
+  say "wrote the cloud-init seed ($seed_files ) to /var/lib/cloud/seed/nocloud"
+  umount "$mnt"
+  rmdir "$mnt"
+  mnt=""
+fi
+sync
+say "restored $(jq -r '.profile // "image"' "$m") ($(jq -r '.partitions | length' "$m") partitions) onto $disk"
