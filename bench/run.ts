@@ -3,6 +3,7 @@
 //
 //   npm run bench                 all sections
 //   npm run bench -- image        acquire + customize only
+//   npm run bench -- baremetal    partition capture only
 //   npm run bench -- lab          lab deploy only
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -12,6 +13,7 @@ import { stringify } from "yaml";
 import { PROJECT_DIR } from "../lib/config";
 import { readProfile } from "../lib/profile";
 import { LabWorkspace } from "../__tests__/helpers/cdktf-cli";
+import { customizedTestImage } from "../__tests__/helpers/baremetal";
 import { fixtureImage } from "../__tests__/helpers/fixture-image";
 import { serveDirectory } from "../__tests__/helpers/http-server";
 import { testLab } from "../__tests__/helpers/lab-yaml";
@@ -101,6 +103,29 @@ async function benchImage(): Promise<void> {
   }
 }
 
+async function benchBaremetal(): Promise<void> {
+  const image = await customizedTestImage("minimal");
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-bm-"));
+  try {
+    const artifacts = path.join(work, "artifacts");
+    const capture = timed("capture-partitions.sh", () =>
+      sh(`sh ${PROJECT_DIR}/scripts/capture-partitions.sh --image ${image} --output-dir ${artifacts} --profile minimal`),
+    );
+    const raw = path.join(work, "disk.raw");
+    execFileSync("qemu-img", ["convert", "-O", "raw", image, raw]);
+    const dd = timed("dd of the whole disk (with zstd, like the artifacts)", () => sh(`dd if=${raw} bs=4M status=none | zstd -q -T0 -o ${work}/disk.raw.zst`));
+    addRow("capture: partclone artifacts vs dd of the whole disk", capture, dd);
+    const manifest = JSON.parse(fs.readFileSync(path.join(artifacts, "manifest.json"), "utf8"));
+    const artifactBytes = manifest.partitions.reduce((sum: number, p: any) => sum + p.artifact_size, 0);
+    const partitionBytes = manifest.partitions.reduce((sum: number, p: any) => sum + p.size_bytes, 0);
+    const rootUsed = Number(execFileSync("sh", ["-c", `. ${PROJECT_DIR}/scripts/lib/image-mount.sh; l=$(attach_loop ${raw} ro); r=$(root_partition $l); dumpe2fs -h $r 2>/dev/null | awk -F: '/^Block count/{c=$2} /^Free blocks/{f=$2} /^Block size/{b=$2} END{print (c-f)*b}'; losetup -d $l`], { encoding: "utf8" }).trim());
+    addRow("artifact bytes vs used bytes (root file system)", artifactBytes, rootUsed, mib);
+    addRow("artifact bytes vs raw partition sizes", artifactBytes, partitionBytes, mib);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function benchLab(): Promise<void> {
   const fixture = fixtureImage("trixie");
   const server = await serveDirectory(fixture.dir);
@@ -159,10 +184,11 @@ function printTable(): void {
 async function main(): Promise<void> {
   const sections = process.argv.slice(2);
   if (sections.includes("--help") || sections.includes("-h")) {
-    console.log("usage: npm run bench [-- image|lab ...]   (default: all sections)");
+    console.log("usage: npm run bench [-- image|baremetal|lab ...]   (default: all sections)");
     return;
   }
   if (sections.length === 0 || sections.includes("image")) await benchImage();
+  if (sections.length === 0 || sections.includes("baremetal")) await benchBaremetal();
   if (sections.length === 0 || sections.includes("lab")) await benchLab();
   printTable();
 }
