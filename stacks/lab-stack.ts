@@ -33,8 +33,10 @@ export class LabStack extends TerraformStack {
     for (const [profile, image] of images) {
       new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir });
     }
-    const network = new LabNetwork(this, "network", { network: lab.network, dependsOn: [preflight.step] });
-    const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.pool_path, dependsOn: [preflight.step] });
+    // Nothing is created in libvirt until the host checks passed and the image was acquired.
+    const ready = [preflight.step, cloudImage.step];
+    const network = new LabNetwork(this, "network", { network: lab.network, dependsOn: ready });
+    const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.pool_path, dependsOn: ready });
     this.machines = lab.vms.map(
       (vm) =>
         new LabMachine(this, `vm-${vm.name}`, {

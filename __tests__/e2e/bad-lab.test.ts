@@ -60,6 +60,14 @@ describe("bad lab input", () => {
     expect(leftovers(`${LAB}2-net`)).toEqual([]);
   }, 600_000);
 
+  test("an unreachable image URL is named, and nothing is created in libvirt", () => {
+    const run = deploy(testLab({ name: `${LAB}5`, extra: { network: { name: `${LAB}5-net`, mode: "isolated", cidr: "10.213.32.0/24" } } }));
+    expect(run.status).not.toBe(0);
+    expect(run.output).toMatch(/prepare-cloud-img: .*http:\/\/127\.0\.0\.1:9\/images\/SHA512SUMS/);
+    expect(leftovers(`${PREFIX}5`)).toEqual([]);
+    expect(leftovers(`${LAB}5-net`)).toEqual([]);
+  }, 600_000);
+
   test("user-data that fails the cloud-init schema is refused with cloud-init's message before the VM is created", () => {
     const run = deploy(
       testLab({ name: `${LAB}3`, imageBaseUrl: server.baseUrl, vms: [{ name: "schema", user_data: { runcmd: "echo not a list" } }] }),
