@@ -1,10 +1,7 @@
 // Prints what shell scripts (bin/btw, the CI image job) need from the lab
 // config as `name='value'` lines to eval, so no shell script parses YAML.
 import { ConfigError, loadConfig } from "../lib/config";
-
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from "../lib/host-step";
 
 try {
   const lab = loadConfig();

@@ -5,7 +5,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { PROJECT_DIR } from "../lib/config";
-import { hasChanges, PlanJson, renderPlanSummary, StackPlan } from "../lib/plan-summary";
+import { EngineError, engineBinary, planStack } from "../lib/engine";
+import { hasChanges, renderPlanSummary, StackPlan } from "../lib/plan-summary";
 
 const USAGE = `usage: npm run plan -- [STACK...] [--output FILE] [--synth-dir DIR]
 
@@ -63,14 +64,6 @@ function run(what: string, command: string, args: string[], cwd: string): string
   return result.stdout;
 }
 
-function engineBinary(): string {
-  const engine = process.env.TERRAFORM_BINARY_NAME;
-  if (!engine || !process.env.TF_CLI_CONFIG_FILE) {
-    throw new PlanError("TERRAFORM_BINARY_NAME/TF_CLI_CONFIG_FILE are not set: use `npm run plan` or `btw plan` (they set up the host and source .btw/env.sh)");
-  }
-  return engine;
-}
-
 function synth(synthDir: string): void {
   // The app creates only the last folder of --output.
   fs.mkdirSync(synthDir, { recursive: true });
@@ -86,15 +79,6 @@ function synth(synthDir: string): void {
 function synthesizedStacks(synthDir: string): string[] {
   const manifest = JSON.parse(fs.readFileSync(path.join(synthDir, "manifest.json"), "utf8")) as { stacks: Record<string, unknown> };
   return Object.keys(manifest.stacks);
-}
-
-function planStack(engine: string, stackDir: string): PlanJson {
-  const engineName = path.basename(engine);
-  run(`${engineName} init`, engine, ["init", "-input=false", "-no-color"], stackDir);
-  run(`${engineName} plan`, engine, ["plan", "-input=false", "-no-color", "-out=plan.tfplan"], stackDir);
-  const plan = JSON.parse(run(`${engineName} show`, engine, ["show", "-json", "-no-color", "plan.tfplan"], stackDir)) as PlanJson;
-  if (plan.errored) throw new PlanError(`${engineName} plan in ${stackDir} reported errors`);
-  return plan;
 }
 
 function main(args: string[]): number {
@@ -114,7 +98,7 @@ function main(args: string[]): number {
 
   const plans: StackPlan[] = options.stacks.map((stack) => {
     console.error(`plan: planning stack ${stack} with ${engine}`);
-    return { stack, plan: planStack(engine, path.join(options.synthDir, "stacks", stack)) };
+    return { stack, plan: planStack(path.join(options.synthDir, "stacks", stack)) };
   });
   const summary = renderPlanSummary(plans);
   fs.mkdirSync(path.dirname(options.output), { recursive: true });
@@ -127,7 +111,7 @@ function main(args: string[]): number {
 try {
   process.exitCode = main(process.argv.slice(2));
 } catch (error) {
-  if (!(error instanceof PlanError)) throw error;
+  if (!(error instanceof PlanError || error instanceof EngineError)) throw error;
   console.error(`plan: error: ${error.message}`);
   process.exitCode = 1;
 }

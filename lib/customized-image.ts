@@ -38,7 +38,6 @@ export class CustomizedImage extends Construct {
       triggers: {
         base_image: props.cloudImage.step.id,
         profile: props.profile,
-        profile_sha256: this.profile.contentHash,
         profile_files: this.profile.fileHashes,
       },
       dependsOn: [props.cloudImage.step],

@@ -265,7 +265,6 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
 
 // Triggers computed from others: their change is already explained by the one they follow.
 const DERIVED_TRIGGERS: Record<string, string[]> = {
-  "customize.profile_sha256": ["profile_files"],
   "seed.meta_data": ["user_data", "network_config"],
 };
 

@@ -21,7 +21,7 @@ export interface PxeServerProps {
 
 /** The machine's NoCloud seed, rendered like a lab VM's (its name is its hostname). */
 export function machineSeed(lab: LabConfig, machine: MachineConfig) {
-  return renderSeed(lab, { name: machine.name, profile: machine.profile, memory: 0, vcpus: 0, disk: 0, mac: machine.mac, userData: machine.userData });
+  return renderSeed(lab, machine);
 }
 
 export class PxeServer extends Construct {

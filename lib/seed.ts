@@ -39,7 +39,10 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-export function renderUserData(lab: LabConfig, vm: VmConfig): string {
+/** What a seed depends on: a lab VM and a bare-metal machine both have these. */
+export type SeedSubject = Pick<VmConfig, "name" | "userData">;
+
+export function renderUserData(lab: LabConfig, vm: SeedSubject): string {
   const users = lab.users.map((user) => ({
     name: user.name,
     shell: "/bin/bash",
@@ -56,7 +59,7 @@ export function renderUserData(lab: LabConfig, vm: VmConfig): string {
   return "#cloud-config\n" + stringify(mergeCloudConfig(base, vm.userData), { lineWidth: 0 });
 }
 
-export function renderSeed(lab: LabConfig, vm: VmConfig): SeedFiles {
+export function renderSeed(lab: LabConfig, vm: SeedSubject): SeedFiles {
   const userData = renderUserData(lab, vm);
   const networkConfig = stringify(readTemplate("network-config.yaml"));
   // A new instance-id whenever the seed changes makes cloud-init apply it again.

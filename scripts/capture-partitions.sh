@@ -99,7 +99,7 @@ loop=$(attach_loop "$work/disk.raw" ro)
 say "attached read-only at $loop"
 
 label=$(sfdisk -J "$loop" | jq -r .partitiontable.label)
-[ "$label" = gpt ] || die "expected a GPT disk, found '$label'"
+[ "$label" = gpt ] || die "$image: expected a GPT disk, found '$label'"
 sector_size=$(sfdisk -J "$loop" | jq -r '.partitiontable.sectorsize // 512')
 # Partition names become "diskN": restore-disk.sh rewrites them for its target.
 sfdisk -d "$loop" | sed -e '/^device:/d' -e "s|^$loop\(p\)\{0,1\}\([0-9][0-9]*\) :|disk\2 :|" >"$staging/partition-table.sfdisk"

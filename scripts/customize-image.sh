@@ -300,8 +300,7 @@ release_work() {
   kill_chroot_processes
   kill_file_users
   for _try in 1 2 3 4 5; do
-    _mounts=$( { sed -n 's/^mount //p' "$state" 2>/dev/null
-                 awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo; } | sort -ru)
+    _mounts=$(awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -ru)
     _live=""
     for _m in $_mounts; do
       awk -v m="$_m" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo || continue
@@ -315,10 +314,8 @@ release_work() {
     case "$(readlink "$_link" 2>/dev/null)" in /dev/loop*) rm -f "$_link" ;; esac
     rmdir /dev/disk/by-uuid /dev/disk 2>/dev/null || true
   done
-  _loops=$(sed -n 's/^loop //p' "$state" 2>/dev/null)
-  if [ -e "$raw" ]; then
-    _loops="$_loops $(losetup -j "$raw" 2>/dev/null | cut -d: -f1)"
-  fi
+  _loops=""
+  [ ! -e "$raw" ] || _loops=$(losetup -j "$raw" 2>/dev/null | cut -d: -f1)
   # shellcheck disable=SC2086 # one word per loop device
   for _l in $(printf '%s\n' $_loops | sort -u); do
     # Only loop devices whose backing file is our raw disk.
@@ -382,7 +379,6 @@ find "$work" -mindepth 1 -maxdepth 1 ! -name lock -exec rm -rf {} +
 rm -f "$partial"
 : >"$state"
 : >"$work/temp-files"
-note_state "raw $raw"
 mkdir "$root" "$backup"
 
 # ---------------------------------------------------------------- disk
@@ -391,11 +387,9 @@ say "copying $base to $raw"
 run qemu-img convert -f "$base_format" -O raw "$base" "$raw"
 
 loop=$(attach_loop "$raw")
-note_state "loop $loop"
 root_part=$(root_partition "$loop")
 [ -n "$root_part" ] || die "no ext4 root partition found in $base"
 say "mounting root partition $root_part (the ESP stays unmounted: the kernel here cannot mount vfat)"
-note_state "mount $root"
 mount "$root_part" "$root"
 
 # grub-mkconfig (update-grub after a kernel install) writes root=UUID=... only
@@ -445,10 +439,8 @@ for dir in dev dev/pts proc sys run tmp etc/apt/apt.conf.d etc/apt/sources.list.
   plain_dir "$root/$dir" || die "the image has no /$dir folder (or it is a symlink)"
 done
 for dir in dev dev/pts proc sys; do
-  note_state "mount $root/$dir"
   mount --bind "/$dir" "$root/$dir"
 done
-note_state "mount $root/run"
 mount -t tmpfs -o mode=0755 tmpfs "$root/run"
 
 # Copy PATHS (relative to SRC) into the image, resolving symlinks inside the

@@ -22,7 +22,8 @@ mkdir -p "$tools_dir"
 if "$tools_dir/actionlint" -version 2>/dev/null | head -n 1 | grep -qx "v\{0,1\}$actionlint_version"; then
   log "actionlint $actionlint_version already in $tools_dir"
 else
-  command -v go >/dev/null || { log "error: go is needed to build actionlint (apt-get install golang-go)"; exit 1; }
+  PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || { log "error: Go (1.23 or newer) is needed to build actionlint"; exit 1; }
   log "building actionlint $actionlint_version from the Go module proxy"
   # Build into a scratch folder and rename, so an interrupted build leaves no half binary.
   build_dir=$(mktemp -d "$tools_dir/.build.XXXXXX")

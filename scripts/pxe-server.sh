@@ -104,8 +104,8 @@ done
 for file in undionly.kpxe snponly.efi; do
   [ -f "$IPXE_DIR/$file" ] || die "iPXE not found: $IPXE_DIR/$file (Debian package ipxe)"
 done
-[ -d "/sys/class/net/$interface" ] || die "no such interface: $interface"
-ip -4 addr show dev "$interface" | grep -qF "inet $address/" || die "$interface does not have the address $address"
+[ -d "/sys/class/net/$interface" ] || die "no such interface: $interface (baremetal.pxe.interface): create the bridge or fix the key"
+ip -4 addr show dev "$interface" | grep -qF "inet $address/" || die "$interface does not have the address $address (baremetal.pxe.address): give the bridge that address or fix the key"
 for file in vmlinuz initramfs.img; do
   [ -f "$deploy_dir/$file" ] || die "deploy environment incomplete: $deploy_dir/$file"
 done
