@@ -2,6 +2,7 @@
 import * as path from "path";
 import { App, LocalBackend } from "./lib/cdk";
 import { ConfigError, loadConfig, PROJECT_DIR } from "./lib/config";
+import { ImageChecksumError } from "./lib/image-release";
 import { ProfileError } from "./lib/profile";
 import { BaremetalStack } from "./stacks/baremetal-stack";
 import { LabStack } from "./stacks/lab-stack";
@@ -19,7 +20,7 @@ try {
   new LocalBackend(baremetalStack, { path: path.join(stateDir, `${lab.name}-baremetal.tfstate`) });
   app.synth();
 } catch (error) {
-  if (error instanceof ConfigError || error instanceof ProfileError) {
+  if (error instanceof ConfigError || error instanceof ProfileError || error instanceof ImageChecksumError) {
     console.error(`btw-img: ${error.message}`);
     process.exit(1);
   }

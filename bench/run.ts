@@ -127,25 +127,27 @@ async function benchBaremetal(): Promise<void> {
     fs.rmSync(work, { recursive: true, force: true });
   }
   // The PXE end-to-end test is the real blank-machine run; it reports its timings to a file.
-  const timings = path.join(os.tmpdir(), `btw-bench-pxe-${process.pid}.json`);
+  const timingsFile = path.join(os.tmpdir(), `btw-bench-pxe-${process.pid}.json`);
   const pxe = spawnSync("npx", ["jest", "__tests__/e2e/baremetal-pxe.test.ts", "--selectProjects", "e2e"], {
     cwd: PROJECT_DIR,
-    env: { ...process.env, BTW_BENCH_TIMINGS: timings },
+    env: { ...process.env, BTW_BENCH_TIMINGS: timingsFile },
     stdio: ["ignore", "ignore", "inherit"],
   });
-  if (pxe.status !== 0 || !fs.existsSync(timings)) {
+  if (pxe.status !== 0 || !fs.existsSync(timingsFile)) {
     rows.push({ measure: "blank machine: power-on to cloud-init done", ours: "failed", baseline: "", ratio: "n/a" });
     return;
   }
-  const { restoreMs, firstBootMs } = JSON.parse(fs.readFileSync(timings, "utf8"));
-  fs.rmSync(timings, { force: true });
-  const total = restoreMs + firstBootMs;
-  if (oneVmDeployMs === undefined) {
-    rows.push({ measure: "blank machine: power-on to cloud-init done (PXE restore + first boot)", ours: seconds(total), baseline: "run with the lab section", ratio: "n/a" });
-  } else {
-    addRow("blank machine power-on to cloud-init done vs lab VM deploy to ready", total, oneVmDeployMs);
+  const timings: Record<string, { restoreMs: number; firstBootMs: number }> = JSON.parse(fs.readFileSync(timingsFile, "utf8"));
+  fs.rmSync(timingsFile, { force: true });
+  for (const [firmware, { restoreMs, firstBootMs }] of Object.entries(timings)) {
+    const total = restoreMs + firstBootMs;
+    if (oneVmDeployMs === undefined) {
+      rows.push({ measure: `blank ${firmware} machine: power-on to cloud-init done (PXE restore + reboot)`, ours: seconds(total), baseline: "run with the lab section", ratio: "n/a" });
+    } else {
+      addRow(`blank ${firmware} machine power-on to cloud-init done vs lab VM deploy to ready`, total, oneVmDeployMs);
+    }
+    addRow(`blank ${firmware} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
   }
-  addRow("blank machine: PXE restore vs first boot to cloud-init done", restoreMs, firstBootMs);
 }
 
 async function benchLab(): Promise<void> {

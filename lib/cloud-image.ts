@@ -1,10 +1,12 @@
 // Acquire: download the Debian cloud image, verify its SHA512, convert it to
-// qcow2 and cache it by checksum (scripts/prepare-cloud-img.sh).
+// qcow2 and cache it by checksum (scripts/prepare-cloud-img.sh). The checksum
+// is read at synth time (lib/image-release.ts), so the plan names the image.
 import * as crypto from "crypto";
 import * as path from "path";
-import { Construct } from "constructs";
+import { Construct, IConstruct } from "constructs";
 import { ITerraformDependable, TerraformData } from "./cdk";
 import { hostStep } from "./host-step";
+import { ImageChecksum, resolveImageChecksum } from "./image-release";
 
 export interface CloudImageProps {
   url: string;
@@ -13,19 +15,47 @@ export interface CloudImageProps {
   dependsOn?: ITerraformDependable[];
 }
 
+// Both stacks of an app ask; SHA512SUMS is read (and a warning printed) once per app.
+const resolvedPerApp = new WeakMap<IConstruct, Map<string, ImageChecksum>>();
+
 export class CloudImage extends Construct {
   /** A stable link to the cached qcow2 of the image the URL names. */
   readonly basePath: string;
+  /** The sha512 of the image this plan is for, when SHA512SUMS (or an earlier acquire) tells. */
+  readonly sha512?: string;
+  /** What names the image's content: its sha512, or the URL when that is all there is. */
+  readonly contentKey: string;
   readonly step: TerraformData;
 
   constructor(scope: Construct, id: string, props: CloudImageProps) {
     super(scope, id);
     const urlKey = crypto.createHash("sha256").update(`${props.url}\n${props.checksums}`).digest("hex").slice(0, 16);
     this.basePath = path.join(props.cacheDir, "base", `${path.basename(props.url).replace(/\.(tar\.xz|qcow2|raw)$/, "")}-${urlKey}.qcow2`);
+    const key = `${props.url}\n${props.checksums}\n${this.basePath}`;
+    if (!resolvedPerApp.has(this.node.root)) resolvedPerApp.set(this.node.root, new Map());
+    const resolved = resolvedPerApp.get(this.node.root)!;
+    if (!resolved.has(key)) {
+      const checksum = resolveImageChecksum(props.url, props.checksums, this.basePath);
+      if (checksum.warning) process.stderr.write(`btw-img: warning: ${checksum.warning}\n`);
+      resolved.set(key, checksum);
+    }
+    this.sha512 = resolved.get(key)!.sha512;
+    this.contentKey = this.sha512 ?? this.basePath;
     this.step = hostStep(this, "acquire", {
       script: "prepare-cloud-img.sh",
-      args: ["--url", props.url, "--checksums", props.checksums, "--cache-dir", props.cacheDir, "--link", this.basePath],
-      triggers: { url: props.url, checksums: props.checksums },
+      args: [
+        "--url",
+        props.url,
+        "--checksums",
+        props.checksums,
+        ...(this.sha512 ? ["--sha512", this.sha512] : []),
+        "--cache-dir",
+        props.cacheDir,
+        "--link",
+        this.basePath,
+      ],
+      // A new image behind the same URL ("latest") changes sha512: the diff shows it, apply fetches it.
+      triggers: { url: props.url, checksums: props.checksums, sha512: this.sha512 ?? "" },
       dependsOn: props.dependsOn,
     });
   }

@@ -1,6 +1,7 @@
 // Customize offline: apply a profile to the cloud image in a chroot
 // (scripts/customize-image.sh). The output path carries the hash of every
-// input, so an unchanged profile is never rebuilt.
+// input (the base image by content, not URL), so an unchanged profile on an
+// unchanged image is never rebuilt.
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
@@ -26,7 +27,7 @@ export class CustomizedImage extends Construct {
     this.profile = readProfile(props.profilesDir, props.profile);
     const inputsHash = crypto
       .createHash("sha256")
-      .update([props.cloudImage.basePath, this.profile.contentHash, scriptHash("customize-image.sh")].join("\n"))
+      .update([props.cloudImage.contentKey, this.profile.contentHash, scriptHash("customize-image.sh")].join("\n"))
       .digest("hex")
       .slice(0, 16);
     this.imagePath = path.join(props.cacheDir, "images", `${props.profile}-${inputsHash}.qcow2`);

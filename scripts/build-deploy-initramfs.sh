@@ -70,8 +70,15 @@ loop=$(attach_loop "$work/disk.raw" ro)
 mkdir "$work/image"
 mount -o ro,noload "$(root_partition "$loop")" "$work/image"
 mnt=$work/image
-kernel=$(ls "$mnt"/boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
-[ -n "$kernel" ] || die "no /boot/vmlinuz-* in $image"
+# Debian's generic kernel (linux-image-amd64) drives real hardware; the cloud
+# kernel only virtual machines. Use the newest generic one when the image has it.
+kernels=$(for file in "$mnt"/boot/vmlinuz-*; do [ -f "$file" ] && echo "$file"; done | sort -V)
+[ -n "$kernels" ] || die "no /boot/vmlinuz-* in $image"
+kernel=$(echo "$kernels" | grep -v -- '-cloud-' | tail -n 1)
+[ -n "$kernel" ] || kernel=$(echo "$kernels" | tail -n 1)
+case "$kernel" in
+  *-cloud-*) say "warning: only the cloud kernel is in $image: it lacks most drivers of physical machines (add linux-image-amd64, e.g. profile 'metal')" ;;
+esac
 kver=${kernel##*/vmlinuz-}
 cp "$kernel" "$staging/vmlinuz"
 modules=$mnt/lib/modules/$kver
@@ -79,7 +86,8 @@ modules=$mnt/lib/modules/$kver
 [ -d "$modules" ] || die "no modules for kernel $kver in $image"
 for dir in $MODULE_DIRS; do
   [ -d "$modules/$dir" ] || continue
-  (cd "$modules" && find "$dir" -name '*.ko*') | while read -r module; do
+  # Wireless and CAN drivers do not PXE-boot a machine; leaving them out halves the initramfs.
+  (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' \) -prune -o -name '*.ko*' -print) | while read -r module; do
     target=$root/lib/modules/$kver/${module%.xz}
     target=${target%.zst}
     mkdir -p "$(dirname "$target")"

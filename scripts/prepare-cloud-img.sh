@@ -5,16 +5,18 @@
 set -eu
 
 prog=prepare-cloud-img
-usage="usage: prepare-cloud-img.sh --url URL [--checksums URL] --cache-dir DIR --link PATH"
+usage="usage: prepare-cloud-img.sh --url URL [--checksums URL [--sha512 HEX]] --cache-dir DIR --link PATH
+  --sha512  the checksum the plan was made for: refuse if SHA512SUMS now names another image"
 
 log() { printf '%s: %s\n' "$prog" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-url= sums_url= cache= link=
+url="" sums_url="" cache="" link="" planned=""
 while [ $# -gt 0 ]; do
   case $1 in
     --url) [ $# -ge 2 ] || die "--url needs a value"; url=$2; shift 2 ;;
     --checksums) [ $# -ge 2 ] || die "--checksums needs a value"; sums_url=$2; shift 2 ;;
+    --sha512) [ $# -ge 2 ] || die "--sha512 needs a value"; planned=$2; shift 2 ;;
     --cache-dir) [ $# -ge 2 ] || die "--cache-dir needs a value"; cache=$2; shift 2 ;;
     --link) [ $# -ge 2 ] || die "--link needs a value"; link=$2; shift 2 ;;
     -h|--help) echo "$usage"; exit 0 ;;
@@ -43,7 +45,7 @@ done
 mkdir -p "$cache/downloads" "$cache/base" "$(dirname "$link")"
 cache=$(cd "$cache" && pwd)
 
-tmp= stage=
+tmp="" stage=""
 cleanup() {
   status=$?
   [ -n "$tmp" ] && rm -rf "$tmp"
@@ -73,6 +75,10 @@ if [ -n "$sums_url" ]; then
   expected=$(awk -v f="$file" '$2 == f || $2 == "*" f { print $1; exit }' "$tmp/SHA512SUMS")
   [ -n "$expected" ] || die "SHA512SUMS at $sums_url has no line for $file"
   echo "$expected" | grep -Eqx '[0-9a-f]{128}' || die "SHA512SUMS at $sums_url has a malformed line for $file"
+  # A new image published between plan and apply must not slip in unreviewed.
+  if [ -n "$planned" ] && [ "$planned" != "$expected" ]; then
+    die "$file changed since the plan (planned sha512 ${planned%"${planned#????????????????}"}..., now ${expected%"${expected#????????????????}"}...): run the deploy again to plan with the new image"
+  fi
   if [ -f "$cache/base/$expected/disk.qcow2" ]; then
     log "cached: $file ($expected)"
     point_link "$cache/base/$expected/disk.qcow2"

@@ -133,19 +133,21 @@ for entry in $artifacts; do
 done
 
 base_url=http://$address:$http_port
+# Back to the firmware with a failure status: UEFI boot managers then try the
+# next boot option (the disk); a success status stops them at their menu.
+# An unknown MAC (no boot/<mac>.ipxe: iPXE prints "No such file") is never touched.
 cat >"$state_dir/http/boot.ipxe" <<EOF
 #!ipxe
-chain $base_url/boot/\${mac:hexhyp}.ipxe || goto unknown
-:unknown
-echo btw-img: nothing to deploy for \${mac}: booting from the next device
-exit
+chain $base_url/boot/\${mac:hexhyp}.ipxe ||
+echo btw-img: back to the firmware, which boots the next device
+exit 1
 EOF
 
 local_boot() {
   cat <<EOF
 #!ipxe
-echo btw-img: $1 is deployed: booting from the next device (the disk)
-exit
+echo btw-img: $1 is deployed: its disk boots next
+exit 1
 EOF
 }
 printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do

@@ -104,6 +104,18 @@ describe("acquire the cloud image", () => {
     expect(files(path.join(cache, "base"))).toEqual([]);
   });
 
+  test("an image that changed since the plan (--sha512) is refused before anything is downloaded", () => {
+    const cache = path.join(root, "cache-planned");
+    const requestsBefore = server.requests().filter((r) => r.path === `/good/${ARCHIVE}`).length;
+    const run = acquire("good", cache, ["--sha512", "cd".repeat(64)]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/debian-13-generic-amd64\.tar\.xz changed since the plan \(planned sha512 cdcdcdcdcdcdcdcd\.\.\., now [0-9a-f]{16}\.\.\.\): run the deploy again/);
+    expect(server.requests().filter((r) => r.path === `/good/${ARCHIVE}`).length).toBe(requestsBefore);
+    expect(fs.existsSync(path.join(cache, "current.qcow2"))).toBe(false);
+    const planned = acquire("good", cache, ["--sha512", sha512(path.join(root, "good", ARCHIVE))]);
+    expect(planned.status).toBe(0);
+  });
+
   test("an unreachable URL is named in the error", () => {
     const cache = path.join(root, "cache-unreachable");
     const run = runScript("prepare-cloud-img.sh", [

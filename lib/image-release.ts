@@ -1,0 +1,59 @@
+// Which image "latest" is today: read at synth time from the published
+// SHA512SUMS, so a new Debian image shows in `cdktf diff` as a changed checksum
+// (and rebuilds what depends on it) instead of being missed or slipping in.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+
+export interface ImageChecksum {
+  /** The sha512 the plan is made for, or undefined when it cannot be known at synth. */
+  sha512?: string;
+  /** Why the checksum is not fresh from SHA512SUMS (printed as a warning). */
+  warning?: string;
+}
+
+/** The file name an image URL ends in (query and fragment left out). */
+export function imageFileName(url: string): string {
+  return path.basename(url.replace(/[?#].*$/, ""));
+}
+
+/** The sha512 that a SHA512SUMS text gives for file ("<sha512>  <file>" or "<sha512> *<file>"). */
+export function checksumFor(sums: string, file: string): string | undefined {
+  for (const line of sums.split("\n")) {
+    const [sum, name] = line.trim().split(/\s+/);
+    if (name === file || name === `*${file}`) return /^[0-9a-f]{128}$/.test(sum) ? sum : undefined;
+  }
+  return undefined;
+}
+
+/** The checksum of the image a link made by prepare-cloud-img.sh points at (base/<sha512>/disk.qcow2). */
+function acquiredChecksum(link: string): string | undefined {
+  try {
+    const target = fs.readlinkSync(link);
+    const sum = path.basename(path.dirname(target));
+    return /^[0-9a-f]{128}$/.test(sum) ? sum : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class ImageChecksumError extends Error {}
+
+/**
+ * Reads SHA512SUMS (15 s at most). When it cannot be read, falls back to the image
+ * acquired before through the same link, with a warning.
+ */
+export function resolveImageChecksum(url: string, checksums: string, link: string): ImageChecksum {
+  const file = imageFileName(url);
+  const previous = acquiredChecksum(link);
+  const fetch = spawnSync("curl", ["-fsSL", "--max-time", "15", checksums], { encoding: "utf8" });
+  if (fetch.status !== 0) {
+    const reason = (fetch.stderr || fetch.error?.message || "").trim().split("\n").pop();
+    return previous
+      ? { sha512: previous, warning: `cannot read ${checksums} (${reason}): planning with the image acquired before` }
+      : { warning: `cannot read ${checksums} (${reason}): the image is checked when it is acquired` };
+  }
+  const sha512 = checksumFor(fetch.stdout, file);
+  if (!sha512) throw new ImageChecksumError(`image.checksums ${checksums} has no sha512 line for ${file} (image.url ${url}): fix image.url or image.checksums`);
+  return { sha512 };
+}
