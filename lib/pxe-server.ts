@@ -14,7 +14,8 @@ import { renderSeed } from "./seed";
 
 export interface PxeServerProps {
   lab: LabConfig;
-  deployEnvironment: DeployEnvironment;
+  /** Deploy environment of each profile the machines use: a machine is restored by its image's own kernel. */
+  deployEnvironments: Map<string, DeployEnvironment>;
   /** Capture of each profile the machines use. */
   captures: Map<string, PartitionCapture>;
 }
@@ -51,8 +52,10 @@ export class PxeServer extends Construct {
     const machinesJson = JSON.stringify(machines);
     const args = ["start", "--state-dir", this.stateDir, "--interface", pxe.interface as string, "--address", pxe.address as string];
     if (pxe.dhcp_range) args.push("--dhcp-range", pxe.dhcp_range);
-    args.push("--http-port", String(pxe.http_port), "--deploy-dir", props.deployEnvironment.dir);
+    args.push("--http-port", String(pxe.http_port));
+    for (const [profile, environment] of props.deployEnvironments) args.push("--deploy", `${profile}=${environment.dir}`);
     for (const [profile, capture] of props.captures) args.push("--artifacts", `${profile}=${capture.outputDir}`);
+    const deploySteps = [...props.deployEnvironments.values()].map((environment) => environment.step);
     this.step = hostStep(this, "server", {
       script: "pxe-server.sh",
       args,
@@ -61,11 +64,11 @@ export class PxeServer extends Construct {
         args: args.join(" "),
         machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.disk} ${m.wipe}`).join(", "),
         seeds_sha256: crypto.createHash("sha256").update(machinesJson).digest("hex"),
-        deploy_environment: props.deployEnvironment.step.id,
+        deploy_environments: deploySteps.map((step) => step.id).join(","),
         captures: [...props.captures.values()].map((capture) => capture.step.id).join(","),
       },
       destroyCommand: scriptCommand("pxe-server.sh", ["stop", "--state-dir", this.stateDir]),
-      dependsOn: [props.deployEnvironment.step, ...[...props.captures.values()].map((capture) => capture.step)],
+      dependsOn: [...deploySteps, ...[...props.captures.values()].map((capture) => capture.step)],
     });
   }
 }

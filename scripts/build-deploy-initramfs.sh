@@ -8,9 +8,13 @@ umask 022
 
 PROG=build-deploy-initramfs
 USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR"
-# Driver folders of the image's kernel that go into the initramfs.
+# Driver folders and files of the image's kernel that go into the initramfs.
+# ext4 is a module in the generic kernel (built in in the cloud one): the
+# restore mounts the new root file system to write the seed.
 MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme
-  kernel/drivers/virtio kernel/drivers/md kernel/net/core kernel/lib kernel/crypto"
+  kernel/drivers/virtio kernel/drivers/md kernel/net/core kernel/lib kernel/crypto
+  kernel/fs/ext4 kernel/fs/jbd2 kernel/fs/mbcache.ko"
+# (An entry ending in .ko is one module, compressed or not.)
 # Host programs copied with their shared libraries.
 PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs"
 
@@ -85,9 +89,11 @@ modules=$mnt/lib/modules/$kver
 [ -d "$modules" ] || modules=$mnt/usr/lib/modules/$kver
 [ -d "$modules" ] || die "no modules for kernel $kver in $image"
 for dir in $MODULE_DIRS; do
+  name='*.ko*'
+  case "$dir" in *.ko) name="${dir##*/}*" dir=${dir%/*} ;; esac
   [ -d "$modules/$dir" ] || continue
   # Wireless and CAN drivers do not PXE-boot a machine; leaving them out halves the initramfs.
-  (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' \) -prune -o -name '*.ko*' -print) | while read -r module; do
+  (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' \) -prune -o -name "$name" -print) | while read -r module; do
     target=$root/lib/modules/$kver/${module%.xz}
     target=${target%.zst}
     mkdir -p "$(dirname "$target")"

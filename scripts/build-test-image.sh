@@ -10,7 +10,7 @@ usage="usage: build-test-image.sh --release trixie|bookworm --output-dir DIR [--
 log() { printf '%s: %s\n' "$prog" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-release= outdir= mirror=http://deb.debian.org/debian
+release="" outdir="" mirror=http://deb.debian.org/debian
 while [ $# -gt 0 ]; do
   case $1 in
     --release) [ $# -ge 2 ] || die "--release needs a value"; release=$2; shift 2 ;;
@@ -45,7 +45,7 @@ if [ -f "$outdir/$name.tar.xz" ] && [ -f "$outdir/SHA512SUMS" ] &&
   exit 0
 fi
 
-work= loopdev= mnt=
+work="" loopdev="" mnt=""
 cleanup() {
   status=$?
   set +e
@@ -161,7 +161,20 @@ rm -rf "$mnt/var/log/apt" "$mnt/var/log/dpkg.log" "$mnt/var/log/alternatives.log
 
 # grub.cfg is written here: update-grub in a chroot would put /dev/loopNp1 on
 # the command line. /vmlinuz and /initrd.img follow kernel upgrades.
-cmdline="root=UUID=$root_uuid ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 consoleblank=0"
+console="console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 consoleblank=0"
+cmdline="root=UUID=$root_uuid ro $console"
+# Like Debian's cloud images: a later update-grub (a profile that installs a
+# kernel) keeps the serial console and a text terminal; its default gfxterm
+# hangs machines that have no display.
+cat >"$mnt/etc/default/grub" <<EOF
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR="Debian"
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="$console"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --speed=115200"
+EOF
 mkdir -p "$mnt/boot/grub"
 cat >"$mnt/boot/grub/grub.cfg" <<EOF
 set default=0

@@ -12,6 +12,9 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /tmp /run
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
+# The kernel loads modules it needs on its own (e.g. ext4 for a mount) through
+# this helper; its default, /sbin/modprobe, is not where busybox put it.
+echo /bin/modprobe >/proc/sys/kernel/modprobe
 
 say() { echo "btw-deploy: $*"; }
 

@@ -8,7 +8,7 @@ umask 022
 
 PROG=pxe-server
 USAGE="usage: PXE_MACHINES=JSON pxe-server.sh start --state-dir DIR --interface BRIDGE --address IP [--dhcp-range FIRST,LAST]
-         [--http-port PORT] --deploy-dir DIR --artifacts PROFILE=DIR...
+         [--http-port PORT] --deploy PROFILE=DIR... --artifacts PROFILE=DIR...
        pxe-server.sh stop --state-dir DIR
        pxe-server.sh status --state-dir DIR"
 IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
@@ -24,9 +24,11 @@ $USAGE
 start   (re)starts the server; PXE_MACHINES is a JSON list of
         {name, mac, profile, disk?, wipe, user_data, meta_data, network_config}.
         Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
+        A machine boots the deploy environment (vmlinuz, initramfs.img in the
+        --deploy DIR) and restores the artifacts of its own profile.
 stop    stops both daemons and removes DIR.
 status  prints each machine's reported state (started, done, failed).
-Files: DIR/tftp (iPXE), DIR/http (boot scripts, deploy/, artifacts/, seeds/,
+Files: DIR/tftp (iPXE), DIR/http (boot scripts, deploy/<profile>/, artifacts/<profile>/, seeds/,
 cgi-bin/report), DIR/state (reports), DIR/*.pid, DIR/*.log.
 EOF
 }
@@ -40,11 +42,11 @@ case "$command" in
   *) usage_error "unknown command: $command" ;;
 esac
 
-state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploy_dir="" artifacts=""
+state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploys="" artifacts=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
-    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy-dir|--artifacts)
+    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --state-dir) state_dir=$2 ;;
@@ -52,7 +54,7 @@ while [ $# -gt 0 ]; do
         --address) address=$2 ;;
         --dhcp-range) dhcp_range=$2 ;;
         --http-port) http_port=$2 ;;
-        --deploy-dir) deploy_dir=$2 ;;
+        --deploy) deploys="$deploys $2" ;;
         --artifacts) artifacts="$artifacts $2" ;;
       esac
       shift 2 ;;
@@ -95,7 +97,7 @@ fi
 
 [ -n "$interface" ] || usage_error "missing --interface"
 [ -n "$address" ] || usage_error "missing --address"
-[ -n "$deploy_dir" ] || usage_error "missing --deploy-dir"
+[ -n "$deploys" ] || usage_error "missing --deploy"
 : "${PXE_MACHINES:?pxe-server: PXE_MACHINES is not set}"
 [ "$(id -u)" -eq 0 ] || die "must run as root (DHCP and TFTP ports)"
 for tool in dnsmasq busybox jq ip; do
@@ -106,8 +108,10 @@ for file in undionly.kpxe snponly.efi; do
 done
 [ -d "/sys/class/net/$interface" ] || die "no such interface: $interface (baremetal.pxe.interface): create the bridge or fix the key"
 ip -4 addr show dev "$interface" | grep -qF "inet $address/" || die "$interface does not have the address $address (baremetal.pxe.address): give the bridge that address or fix the key"
-for file in vmlinuz initramfs.img; do
-  [ -f "$deploy_dir/$file" ] || die "deploy environment incomplete: $deploy_dir/$file"
+for entry in $deploys; do
+  for file in vmlinuz initramfs.img; do
+    [ -f "${entry#*=}/$file" ] || die "deploy environment of profile ${entry%%=*} incomplete: ${entry#*=}/$file"
+  done
 done
 printf '%s' "$PXE_MACHINES" | jq -e 'type == "array"' >/dev/null || die "PXE_MACHINES must be a JSON list"
 
@@ -124,8 +128,9 @@ rm -rf "$state_dir/tftp" "$state_dir/http" "$state_dir/dnsmasq.conf"
 mkdir -p "$state_dir/tftp" "$state_dir/http/boot" "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/seeds" "$state_dir/http/cgi-bin"
 cp "$IPXE_DIR/undionly.kpxe" "$IPXE_DIR/snponly.efi" "$state_dir/tftp/"
 chmod -R a+rX "$state_dir/tftp"
-ln -s "$(cd "$deploy_dir" && pwd)/vmlinuz" "$state_dir/http/deploy/vmlinuz"
-ln -s "$(cd "$deploy_dir" && pwd)/initramfs.img" "$state_dir/http/deploy/initramfs.img"
+for entry in $deploys; do
+  ln -s "$(cd "${entry#*=}" && pwd)" "$state_dir/http/deploy/${entry%%=*}"
+done
 for entry in $artifacts; do
   profile=${entry%%=*} dir=${entry#*=}
   [ -f "$dir/manifest.json" ] || die "no capture for profile $profile: $dir/manifest.json"
@@ -155,6 +160,7 @@ printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   name=$(field .name) mac=$(field .mac) profile=$(field .profile)
   case "$mac" in *[!0-9a-f:]*|'') die "machine $name: bad MAC '$mac'" ;; esac
   [ -e "$state_dir/http/artifacts/$profile" ] || die "machine $name: no --artifacts for profile $profile"
+  [ -e "$state_dir/http/deploy/$profile" ] || die "machine $name: no --deploy for profile $profile"
   hyphens=$(echo "$mac" | tr ':' '-')
   mkdir -p "$state_dir/http/seeds/$mac"
   field .user_data >"$state_dir/http/seeds/$mac/user-data"
@@ -163,14 +169,14 @@ printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   [ -s "$state_dir/http/seeds/$mac/network-config" ] || rm "$state_dir/http/seeds/$mac/network-config"
   options="btw.disk=$(field '.disk // ""')"
   [ "$(field '.wipe // false')" = true ] && options="$options btw.wipe=1"
-  if [ "$(cat "$state_dir/state/$mac" 2>/dev/null)" = done ]; then
+  if [ "$(cat "$state_dir/state/$mac" 2>/dev/null)" = "done" ]; then
     local_boot "$name" >"$state_dir/http/boot/$hyphens.ipxe"
   else
     cat >"$state_dir/http/boot/$hyphens.ipxe" <<EOF
 #!ipxe
 echo btw-img: deploying $name ($profile)
-kernel $base_url/deploy/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 btw.server=$base_url btw.mac=$mac btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/$mac/ $options
-initrd $base_url/deploy/initramfs.img
+kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 btw.server=$base_url btw.mac=$mac btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/$mac/ $options
+initrd $base_url/deploy/$profile/initramfs.img
 boot
 EOF
   fi

@@ -30,8 +30,11 @@ export class BaremetalStack extends TerraformStack {
     }
     if (machines.length === 0) return;
 
-    const deployEnvironment = new DeployEnvironment(this, "deploy-env", { image: images.get(profiles[0]) as CustomizedImage, cacheDir: lab.cacheDir });
-    this.server = new PxeServer(this, "pxe", { lab, deployEnvironment, captures: this.captures });
+    // Each machine is restored by the kernel of the image it receives: the drivers that boot it also deploy it.
+    const deployEnvironments = new Map(
+      profiles.map((profile) => [profile, new DeployEnvironment(this, `deploy-env-${profile}`, { image: images.get(profile) as CustomizedImage, cacheDir: lab.cacheDir })]),
+    );
+    this.server = new PxeServer(this, "pxe", { lab, deployEnvironments, captures: this.captures });
     new TerraformOutput(this, "pxe-server", {
       value: { url: this.server.baseUrl, state_dir: this.server.stateDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },
     });

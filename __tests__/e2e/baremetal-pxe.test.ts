@@ -1,10 +1,10 @@
 // Bare metal end to end: `cdktf deploy baremetal` starts our PXE server on an
-// isolated libvirt network; two blank machines, one UEFI and one BIOS, both
-// with boot order network then disk, PXE-boot at the same time, restore the
-// captured image and report done; the next network boot is answered with
-// "exit 1", so each firmware goes on to its disk, where cloud-init finishes
-// with the hostname configured for the machine's MAC. `cdktf destroy
-// baremetal` leaves nothing.
+// isolated libvirt network; two blank machines, one UEFI (profile minimal) and
+// one BIOS (profile metal: generic kernel), both with boot order network then
+// disk, PXE-boot at the same time, restore their profile's captured image and
+// report done; the next network boot is answered with "exit 1", so each
+// firmware goes on to its disk, where cloud-init finishes with the hostname
+// configured for the machine's MAC. `cdktf destroy baremetal` leaves nothing.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -25,11 +25,13 @@ interface TestMachine {
   name: string;
   mac: string;
   firmware: Firmware;
+  /** metal: Debian's generic kernel, in the deploy environment and the restored system. */
+  profile: "minimal" | "metal";
   uuid: string;
 }
 const MACHINES: TestMachine[] = [
-  { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi", uuid: "6d1b0c3e-5a1f-4b7e-9b0e-62a1b5e0b150" },
-  { name: "metal-bios", mac: "52:54:00:bd:50:02", firmware: "bios", uuid: "6d1b0c3e-5a1f-4b7e-9b0e-62a1b5e0b151" },
+  { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi", profile: "minimal", uuid: "6d1b0c3e-5a1f-4b7e-9b0e-62a1b5e0b150" },
+  { name: "metal-bios", mac: "52:54:00:bd:50:02", firmware: "bios", profile: "metal", uuid: "6d1b0c3e-5a1f-4b7e-9b0e-62a1b5e0b151" },
 ];
 const STATE_DIR = "/var/lib/btw-img/pxe-test";
 const domainName = (machine: TestMachine) => `${PREFIX}-${machine.name}`;
@@ -125,7 +127,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
         network: { name: `${LAB}-lab-net`, mode: "isolated", cidr: "10.213.51.0/24" },
         baremetal: {
           pxe: { interface: BRIDGE, address: SERVER, dhcp_range: "10.213.50.100,10.213.50.150", http_port: 18181, state_dir: STATE_DIR },
-          machines: MACHINES.map(({ name, mac }) => ({ name, mac, user_data: { runcmd: [`echo btw-runcmd-${name} > /run/btw-runcmd`] } })),
+          machines: MACHINES.map(({ name, mac, profile }) => ({ name, mac, profile, user_data: { runcmd: [`echo btw-runcmd-${name} > /run/btw-runcmd`] } })),
         },
       },
     });
@@ -213,6 +215,11 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe(`btw-runcmd-${machine.name}`);
       // The firmware the system came up with is the machine's own.
       expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe(machine.firmware);
+      // Each machine runs the kernel of its profile's image: the cloud kernel, or with metal the generic one.
+      const kernel = guestExec(domain, "/bin/uname", ["-r"]).stdout.trim();
+      expect({ machine: machine.name, cloudKernel: kernel.includes("-cloud-") }).toEqual({ machine: machine.name, cloudKernel: machine.profile !== "metal" });
+      // ...and was restored by the deploy environment built from that same image.
+      expect(httpLog).toContain(`/deploy/${machine.profile}/vmlinuz`);
       // The root file system grew to the 5 GiB disk.
       const rootSize = Number(guestExec(domain, "/bin/df", ["-B1", "--output=size", "/"]).stdout.split("\n")[1].trim());
       expect(rootSize).toBeGreaterThan(4 * 1024 ** 3);

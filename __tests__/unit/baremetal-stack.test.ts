@@ -44,6 +44,27 @@ describe("the baremetal stack", () => {
     expect(machines[0].user_data).toContain("hostname: metal1");
   });
 
+  test("machines of two profiles: each profile gets its capture and its own deploy environment, and the server serves both", () => {
+    const tf = synth(BaremetalStack, {
+      pxe: PXE,
+      machines: [
+        { name: "metal1", mac: "52:54:00:00:00:01" },
+        { name: "metal2", mac: "52:54:00:00:00:02", profile: "metal" },
+      ],
+    });
+    const all = commands(tf);
+    const builds = all.filter((c) => c.includes("build-deploy-initramfs.sh"));
+    expect(builds).toHaveLength(2);
+    const deployDir = (profile: string) => /--output-dir (\S+)/.exec(builds.find((c) => c.includes(`/images/${profile}-`)) ?? "")?.[1];
+    expect(deployDir("minimal")).toBeDefined();
+    expect(deployDir("metal")).toBeDefined();
+    expect(deployDir("minimal")).not.toBe(deployDir("metal"));
+    const start = all.find((c) => c.includes("pxe-server.sh start")) as string;
+    expect(start).toContain(`--deploy minimal=${deployDir("minimal")}`);
+    expect(start).toContain(`--deploy metal=${deployDir("metal")}`);
+    expect(start).toMatch(/--artifacts minimal=\S+\/minimal --artifacts metal=\S+\/metal/);
+  });
+
   test("without machines: only the artifacts, no server", () => {
     const all = commands(synth(BaremetalStack, {})).join("\n");
     expect(all).toContain("capture-partitions.sh");
