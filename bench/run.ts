@@ -139,14 +139,14 @@ async function benchBaremetal(): Promise<void> {
   }
   const timings: Record<string, { restoreMs: number; firstBootMs: number }> = JSON.parse(fs.readFileSync(timingsFile, "utf8"));
   fs.rmSync(timingsFile, { force: true });
-  for (const [firmware, { restoreMs, firstBootMs }] of Object.entries(timings)) {
+  for (const [kind, { restoreMs, firstBootMs }] of Object.entries(timings)) {
     const total = restoreMs + firstBootMs;
     if (oneVmDeployMs === undefined) {
-      rows.push({ measure: `blank ${firmware} machine: power-on to cloud-init done (PXE restore + reboot)`, ours: seconds(total), baseline: "run with the lab section", ratio: "n/a" });
+      rows.push({ measure: `blank ${kind} machine: power-on to cloud-init done (PXE restore + reboot)`, ours: seconds(total), baseline: "run with the lab section", ratio: "n/a" });
     } else {
-      addRow(`blank ${firmware} machine power-on to cloud-init done vs lab VM deploy to ready`, total, oneVmDeployMs);
+      addRow(`blank ${kind} machine power-on to cloud-init done vs lab VM deploy to ready`, total, oneVmDeployMs);
     }
-    addRow(`blank ${firmware} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
+    addRow(`blank ${kind} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
   }
 }
 

@@ -1,0 +1,124 @@
+// Proxy DHCP, the default when baremetal.pxe.dhcp_range is not set: the LAN
+// already has a DHCP server (here dnsmasq in its own network namespace, wired
+// to the test bridge by a veth pair, so nothing leaves this machine) and ours
+// only answers PXE requests. A blank UEFI and a blank BIOS machine must get
+// their addresses from the LAN server and iPXE, the deploy environment and
+// their images from us, and restore their disks.
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { stringify } from "yaml";
+import { LabWorkspace } from "../helpers/cdktf-cli";
+import { fixtureImage } from "../helpers/fixture-image";
+import { testLab } from "../helpers/lab-yaml";
+import { hostLeftovers, leftovers } from "../helpers/libvirt";
+import { PxeLab, quiet } from "../helpers/pxe-lab";
+
+const lab = new PxeLab({
+  lab: "bmproxy",
+  subnet: "10.213.53",
+  stateDir: "/var/lib/btw-img/pxe-test-proxy",
+  machines: [
+    { name: "proxy-uefi", mac: "52:54:00:bd:53:01", firmware: "uefi", profile: "minimal" },
+    { name: "proxy-bios", mac: "52:54:00:bd:53:02", firmware: "bios", profile: "minimal" },
+  ],
+});
+const LAN_NS = "btw-bmproxy-lan";
+const LAN_SERVER = "10.213.53.2";
+const LAN_PID = `/run/${LAN_NS}-dnsmasq.pid`;
+const LAN_LEASES = `/run/${LAN_NS}-dnsmasq.leases`;
+
+function stopLanServer(): void {
+  if (fs.existsSync(LAN_PID)) quiet("kill", [fs.readFileSync(LAN_PID, "utf8").trim()]);
+  quiet("ip", ["netns", "del", LAN_NS]);
+  for (const file of [LAN_PID, LAN_LEASES]) fs.rmSync(file, { force: true });
+}
+
+/** The LAN's own DHCP server: a namespace on the test bridge, addresses .100-.150, no PXE. */
+function startLanServer(): void {
+  const ip = (...args: string[]) => execFileSync("ip", args);
+  ip("netns", "add", LAN_NS);
+  ip("link", "add", "bmproxy-lan", "type", "veth", "peer", "name", "bmproxy-lan-br");
+  ip("link", "set", "bmproxy-lan", "netns", LAN_NS);
+  ip("link", "set", "bmproxy-lan-br", "master", lab.bridge, "up");
+  ip("-n", LAN_NS, "addr", "add", `${LAN_SERVER}/24`, "dev", "bmproxy-lan");
+  ip("-n", LAN_NS, "link", "set", "bmproxy-lan", "up");
+  execFileSync("ip", [
+    "netns", "exec", LAN_NS, "dnsmasq", "--port=0", "--interface=bmproxy-lan", "--bind-interfaces",
+    "--dhcp-range=10.213.53.100,10.213.53.150,1h", `--dhcp-leasefile=${LAN_LEASES}`, `--pid-file=${LAN_PID}`,
+  ]);
+}
+
+describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server", () => {
+  const workspace = new LabWorkspace();
+
+  beforeAll(() => {
+    stopLanServer();
+    lab.cleanup();
+    const fixture = fixtureImage("trixie");
+    const config = testLab({
+      name: lab.options.lab,
+      vms: [{ name: "unused" }],
+      extra: {
+        image: { url: `file://${fixture.dir}/${fixture.archiveName}`, checksums: `file://${fixture.dir}/SHA512SUMS` },
+        network: { name: "bmproxy-lab-net", mode: "isolated", cidr: "10.213.54.0/24" },
+        baremetal: {
+          // No dhcp_range: proxy DHCP.
+          pxe: { interface: lab.bridge, address: lab.serverAddress, http_port: 18182, state_dir: lab.options.stateDir },
+          machines: lab.machines.map(({ name, mac, profile }) => ({ name, mac, profile })),
+        },
+      },
+    });
+    fs.writeFileSync(workspace.configFile, stringify(config));
+    lab.createNetwork(workspace.dir);
+    startLanServer();
+  }, 1_800_000);
+
+  afterAll(() => {
+    lab.stopMachines();
+    workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    stopLanServer();
+    lab.cleanup();
+    workspace.remove();
+  }, 900_000);
+
+  test("`cdktf deploy baremetal` starts dnsmasq as proxy DHCP", () => {
+    const run = workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    expect(run.output).not.toMatch(/Error:/);
+    expect(run.status).toBe(0);
+    expect(lab.dnsmasqPids()).toHaveLength(1);
+    expect(fs.readFileSync(path.join(lab.serverDir, "dnsmasq.conf"), "utf8")).toContain(`dhcp-range=${lab.serverAddress},proxy`);
+  }, 2_400_000);
+
+  test("both blank machines get addresses from the LAN server and their images from ours", () => {
+    lab.startMachines(workspace.dir);
+    const reports = lab.waitForReports(900_000);
+    for (const machine of lab.machines) {
+      const report = reports.get(machine)!.value;
+      expect({ machine: machine.name, report, console: report === "done" ? "" : lab.consoleTail(machine) }).toEqual({ machine: machine.name, report: "done", console: "" });
+      // The deploy environment's own DHCP lease came from the LAN's server...
+      expect(fs.readFileSync(lab.consoleLog(machine), "utf8")).toMatch(new RegExp(`lease of 10\\.213\\.53\\.1[0-5]\\d obtained from ${LAN_SERVER.replace(/\./g, "\\.")}`));
+    }
+    // ...which leased both MACs (firmware, iPXE and deploy environment all asked it), while ours leased nothing.
+    const lanLeases = fs.readFileSync(LAN_LEASES, "utf8");
+    for (const machine of lab.machines) expect(lanLeases).toContain(machine.mac);
+    const ourLeases = path.join(lab.serverDir, "dnsmasq.leases");
+    expect(fs.existsSync(ourLeases) ? fs.readFileSync(ourLeases, "utf8").trim() : "").toBe("");
+    // Each firmware found iPXE through our proxy replies, then the deploy environment over HTTP.
+    const httpLog = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
+    expect(httpLog.match(/deploy\/minimal\/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
+  }, 1_800_000);
+
+  test("`cdktf destroy baremetal` stops our dnsmasq and leaves nothing", () => {
+    lab.stopMachines();
+    const run = workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    expect(run.status).toBe(0);
+    expect(lab.dnsmasqPids()).toEqual([]);
+    expect(fs.existsSync(lab.serverDir)).toBe(false);
+    stopLanServer();
+    lab.cleanup();
+    expect(leftovers(lab.prefix)).toEqual([]);
+    expect(hostLeftovers()).toEqual([]);
+    expect(quiet("ip", ["netns", "list"]).stdout).not.toContain(LAN_NS);
+  }, 900_000);
+});

@@ -1,0 +1,171 @@
+// The pieces of a bare-metal PXE test: an isolated libvirt network without
+// libvirt's DHCP (our dnsmasq, or a stand-in LAN server, serves it), blank
+// machines that boot network first, then disk, and a cleanup that removes
+// all of it even after a failure.
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+import { virsh } from "./libvirt";
+
+export type Firmware = "uefi" | "bios";
+
+export interface PxeMachine {
+  name: string;
+  mac: string;
+  firmware: Firmware;
+  profile: string;
+}
+
+export interface PxeLabOptions {
+  /** Lab name: libvirt objects are btw-<lab>-*, the server's files <stateDir>/<lab>. */
+  lab: string;
+  /** First three octets of the test network, e.g. "10.213.50": the host is .1. */
+  subnet: string;
+  stateDir: string;
+  machines: PxeMachine[];
+}
+
+export const quiet = (command: string, args: string[]) => spawnSync(command, args, { encoding: "utf8" });
+
+export class PxeLab {
+  readonly prefix: string;
+  readonly network: string;
+  readonly bridge: string;
+  readonly serverAddress: string;
+
+  constructor(readonly options: PxeLabOptions) {
+    this.prefix = `btw-${options.lab}`;
+    this.network = `${this.prefix}-net`;
+    this.bridge = `virbr-${options.lab}`.slice(0, 15);
+    this.serverAddress = `${options.subnet}.1`;
+  }
+
+  get machines(): PxeMachine[] {
+    return this.options.machines;
+  }
+
+  domain(machine: PxeMachine): string {
+    return `${this.prefix}-${machine.name}`;
+  }
+
+  disk(machine: PxeMachine): string {
+    return `/var/lib/libvirt/images/${this.domain(machine)}.qcow2`;
+  }
+
+  consoleLog(machine: PxeMachine): string {
+    return `/var/log/libvirt/qemu/${this.domain(machine)}-console.log`;
+  }
+
+  /** The server's folder for this lab (pxe-server.sh --state-dir). */
+  get serverDir(): string {
+    return path.join(this.options.stateDir, this.options.lab);
+  }
+
+  /** Isolated (no <forward>), and without libvirt's own DHCP and DNS. */
+  createNetwork(workDir: string): void {
+    const xml = path.join(workDir, "net.xml");
+    fs.writeFileSync(
+      xml,
+      `<network><name>${this.network}</name><bridge name='${this.bridge}'/><dns enable='no'/><ip address='${this.serverAddress}' netmask='255.255.255.0'/></network>`,
+    );
+    virsh(["net-define", xml]);
+    virsh(["net-start", this.network]);
+  }
+
+  /** Blank 5 GiB disks; boot order per device, network first, then the disk: firmware follows only these. */
+  startMachines(workDir: string): number {
+    const started = Date.now();
+    for (const machine of this.machines) {
+      execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", this.disk(machine), "5G"]);
+      const xml = path.join(workDir, `${machine.name}.xml`);
+      fs.writeFileSync(xml, this.domainXml(machine));
+      virsh(["define", xml]);
+      virsh(["start", this.domain(machine)]);
+    }
+    return started;
+  }
+
+  private domainXml(machine: PxeMachine): string {
+    const firmware =
+      machine.firmware === "uefi"
+        ? `<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>
+    <nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'/>`
+        : "";
+    return `<domain type='qemu'>
+  <name>${this.domain(machine)}</name>
+  <memory unit='MiB'>1536</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    ${firmware}
+  </os>
+  <features><acpi/><apic/></features>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${this.disk(machine)}'/><target dev='vda' bus='virtio'/><boot order='2'/></disk>
+    <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/><boot order='1'/></interface>
+    <serial type='pty'><log file='${this.consoleLog(machine)}' append='on'/><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+  </devices>
+</domain>`;
+  }
+
+  consoleTail(machine: PxeMachine): string {
+    const log = this.consoleLog(machine);
+    const tail = fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").slice(-40).join("\n") : "(no console log)";
+    return `console of ${machine.name}:\n${tail}`;
+  }
+
+  /** Polls every machine until probe gives a value for each; returns the values and when each came. */
+  waitForAll<T>(what: string, timeoutMs: number, probe: (machine: PxeMachine) => T | undefined): Map<PxeMachine, { value: T; at: number }> {
+    const results = new Map<PxeMachine, { value: T; at: number }>();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const machine of this.machines.filter((m) => !results.has(m))) {
+        const value = probe(machine);
+        if (value !== undefined) results.set(machine, { value, at: Date.now() });
+      }
+      if (results.size === this.machines.length) return results;
+      if (Date.now() > deadline) {
+        const missing = this.machines.filter((m) => !results.has(m));
+        throw new Error(`timed out waiting for ${what} on ${missing.map((m) => m.name).join(", ")}\n${missing.map((m) => this.consoleTail(m)).join("\n")}`);
+      }
+      execFileSync("sleep", ["3"]);
+    }
+  }
+
+  /** What the deploy environment reported for each machine: done or failed. */
+  waitForReports(timeoutMs: number): Map<PxeMachine, { value: string; at: number }> {
+    return this.waitForAll("the restore to report", timeoutMs, (machine) => {
+      const stateFile = path.join(this.serverDir, "state", machine.mac);
+      const state = fs.existsSync(stateFile) ? fs.readFileSync(stateFile, "utf8").trim() : "";
+      return state === "done" || state === "failed" ? state : undefined;
+    });
+  }
+
+  dnsmasqPids(): string[] {
+    return quiet("pgrep", ["-f", `dnsmasq --conf-file=${this.serverDir}`])
+      .stdout.split("\n")
+      .filter(Boolean);
+  }
+
+  stopMachines(): void {
+    for (const machine of this.machines) quiet("virsh", ["-c", "qemu:///system", "destroy", this.domain(machine)]);
+  }
+
+  /** Removes machines, disks, logs, the network and the server, whatever state they are in. */
+  cleanup(): void {
+    for (const machine of this.machines) {
+      const domain = this.domain(machine);
+      quiet("virsh", ["-c", "qemu:///system", "destroy", domain]);
+      quiet("virsh", ["-c", "qemu:///system", "undefine", domain, "--nvram"]);
+      for (const file of [this.disk(machine), this.consoleLog(machine), `/var/log/libvirt/qemu/${domain}.log`]) fs.rmSync(file, { force: true });
+    }
+    quiet("virsh", ["-c", "qemu:///system", "net-destroy", this.network]);
+    quiet("virsh", ["-c", "qemu:///system", "net-undefine", this.network]);
+    quiet("sh", [path.join(PROJECT_DIR, "scripts", "pxe-server.sh"), "stop", "--state-dir", this.serverDir]);
+    fs.rmSync(this.options.stateDir, { recursive: true, force: true });
+  }
+}
