@@ -167,5 +167,11 @@ export class PxeLab {
     quiet("virsh", ["-c", "qemu:///system", "net-undefine", this.network]);
     quiet("sh", [path.join(PROJECT_DIR, "scripts", "pxe-server.sh"), "stop", "--state-dir", this.serverDir]);
     fs.rmSync(this.options.stateDir, { recursive: true, force: true });
+    // Its parent (/var/lib/btw-img) too, when no other server keeps files there.
+    try {
+      fs.rmdirSync(path.dirname(this.options.stateDir));
+    } catch {
+      // not empty, or already gone
+    }
   }
 }

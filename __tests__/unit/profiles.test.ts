@@ -29,8 +29,8 @@ function stepTriggers(profilesDir: string): { acquire: unknown; customize: any }
 }
 
 describe("the shipped profiles", () => {
-  test("minimal, btwd, graphical and proxmox exist and are valid", () => {
-    expect(listProfiles(PROFILES)).toEqual(expect.arrayContaining(["btwd", "graphical", "minimal", "proxmox"]));
+  test("minimal, btwd, graphical, metal and proxmox exist and are valid", () => {
+    expect(listProfiles(PROFILES)).toEqual(expect.arrayContaining(["btwd", "graphical", "metal", "minimal", "proxmox"]));
     for (const name of listProfiles(PROFILES)) expect(() => validateProfileFolder(PROFILES, name)).not.toThrow();
   });
 
@@ -47,6 +47,14 @@ describe("the shipped profiles", () => {
     expect(btwd.packages).toEqual(expect.arrayContaining(["qemu-guest-agent", "sway", "foot", "greetd"]));
     const greetd = fs.readFileSync(path.join(PROFILES, "btwd/files/etc/greetd/config.toml"), "utf8");
     expect(greetd).toMatch(/sway/);
+  });
+
+  test("metal is minimal with Debian's generic kernel in place of the cloud kernel", () => {
+    const metal = readProfile(PROFILES, "metal");
+    expect(metal.chain).toEqual(["minimal", "metal"]);
+    expect(metal.packages).toEqual(expect.arrayContaining(["qemu-guest-agent", "linux-image-amd64"]));
+    const script = fs.readFileSync(path.join(PROFILES, "metal/commands.d/10-generic-kernel-only.sh"), "utf8");
+    expect(script).toMatch(/apt-get purge/);
   });
 
   test("graphical is a light full desktop on top of minimal", () => {
