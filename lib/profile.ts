@@ -107,6 +107,8 @@ export function readProfile(profilesDir: string, name: string): ProfileInfo {
   for (const member of chain) {
     const dir = path.join(profilesDir, member);
     for (const rel of listFilesRecursive(dir)) {
+      // Documentation does not change the image: editing it rebuilds nothing.
+      if (rel === "README.md") continue;
       const full = path.join(dir, rel);
       fileHashes[`${member}/${rel}`] = crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex");
       if (rel.startsWith("install.d/")) packages.push(...readLines(full));

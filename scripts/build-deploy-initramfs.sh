@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build the deploy environment that PXE-booted machines run: the kernel of a
 # customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
-# e2fsprogs, jq, the image's storage and network drivers, restore-disk.sh and
-# deploy-init.sh as /init).
+# e2fsprogs, jq, the image's storage and network drivers and their firmware,
+# restore-disk.sh and deploy-init.sh as /init).
 set -eu
 umask 022
 
@@ -41,7 +41,7 @@ done
 [ -n "$image" ] || usage_error "missing --image"
 [ -n "$output_dir" ] || usage_error "missing --output-dir"
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
-for tool in qemu-img losetup partx mount umount cpio xz zstd ldd $PROGRAMS; do
+for tool in qemu-img losetup partx mount umount cpio xz zstd ldd modinfo $PROGRAMS; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 busybox=$(command -v busybox) || die "required tool not found: busybox (Debian package busybox-static)"
@@ -105,6 +105,20 @@ for dir in $MODULE_DIRS; do
   done
 done
 cp "$modules"/modules.builtin* "$modules"/modules.order "$root/lib/modules/$kver/" 2>/dev/null || true
+# Firmware the included drivers ask for, where the image has it (a profile's
+# firmware-* packages): without it some NICs do not come up.
+firmware_dir=$mnt/lib/firmware
+[ -d "$firmware_dir" ] || firmware_dir=$mnt/usr/lib/firmware
+if [ -d "$firmware_dir" ]; then
+  find "$root/lib/modules/$kver" -name '*.ko' -exec modinfo -F firmware {} + 2>/dev/null | sort -u | while read -r firmware; do
+    for file in "$firmware_dir/$firmware" "$firmware_dir/$firmware.xz" "$firmware_dir/$firmware.zst"; do
+      [ -f "$file" ] || continue
+      mkdir -p "$root/lib/firmware/$(dirname "$firmware")"
+      cp -L "$file" "$root/lib/firmware/${file#"$firmware_dir"/}"
+    done
+  done
+  say "firmware for the drivers: $(find "$root/lib/firmware" -type f 2>/dev/null | wc -l) file(s) from the image"
+fi
 umount "$mnt"
 mnt=""
 losetup -d "$loop"

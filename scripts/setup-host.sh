@@ -23,7 +23,7 @@ mkdir -p "$cache_dir" "$state_dir"
 packages="qemu-system-x86 qemu-utils ovmf libvirt-daemon-system libvirt-clients dnsmasq-base
   xorriso genisoimage cloud-image-utils partclone mmdebstrap debootstrap dosfstools mtools fdisk
   grub-pc-bin grub-efi-amd64-bin grub2-common e2fsprogs zstd jq curl xz-utils ca-certificates
-  util-linux mount xsltproc ipxe busybox-static cpio shellcheck"
+  util-linux mount xsltproc ipxe busybox-static cpio kmod iproute2 shellcheck"
 
 missing=""
 for package in $packages; do

@@ -75,6 +75,18 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     }
   }, 2_400_000);
 
+  test("the metal deploy environment has the generic kernel, ext4 and the firmware its drivers ask for", () => {
+    const deployDir = (profile: string) => fs.realpathSync(path.join(lab.serverDir, "http", "deploy", profile));
+    const kernel = (profile: string) => JSON.parse(fs.readFileSync(path.join(deployDir(profile), "build.json"), "utf8")).kernel_version as string;
+    expect(kernel("minimal")).toContain("-cloud-");
+    expect(kernel("metal")).not.toContain("-cloud-");
+    const files = execFileSync("sh", ["-c", `zstd -dc "${deployDir("metal")}/initramfs.img" | cpio -t --quiet`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }).split("\n");
+    expect(files).toContain(`lib/modules/${kernel("metal")}/kernel/fs/ext4/ext4.ko`);
+    // firmware-linux-free (in the metal profile) has the CIS file the pcnet_cs NIC driver asks for.
+    expect(files).toContain(`lib/modules/${kernel("metal")}/kernel/drivers/net/ethernet/8390/pcnet_cs.ko`);
+    expect(files).toContain("lib/firmware/cis/NE2K.cis");
+  });
+
   test("both blank machines PXE-boot, restore their disks, report done, then boot Debian from their disks with their hostnames", () => {
     const started = lab.startMachines(workspace.dir);
     const reports = lab.waitForReports(900_000);

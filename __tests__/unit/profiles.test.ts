@@ -87,6 +87,16 @@ describe("profile changes and the image steps", () => {
     fs.rmSync(profilesDir, { recursive: true, force: true });
   });
 
+  test("editing a profile's README rebuilds nothing", () => {
+    const profilesDir = copyProfiles();
+    const before = stepTriggers(profilesDir);
+    fs.appendFileSync(path.join(profilesDir, "minimal/README.md"), "\nMore words.\n");
+    const after = stepTriggers(profilesDir);
+    expect(after.customize).toEqual(before.customize);
+    expect(readProfile(profilesDir, "minimal").contentHash).toBe(readProfile(PROFILES, "minimal").contentHash);
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
   test("a file the profile format does not know is refused, naming it", () => {
     const profilesDir = copyProfiles();
     fs.writeFileSync(path.join(profilesDir, "minimal/packages.txt"), "htop\n");
