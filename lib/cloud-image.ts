@@ -31,7 +31,7 @@ export class CloudImage extends Construct {
     super(scope, id);
     const urlKey = crypto.createHash("sha256").update(`${props.url}\n${props.checksums}`).digest("hex").slice(0, 16);
     this.basePath = path.join(props.cacheDir, "base", `${path.basename(props.url).replace(/\.(tar\.xz|qcow2|raw)$/, "")}-${urlKey}.qcow2`);
-    const key = `${props.url}\n${props.checksums}\n${this.basePath}`;
+    const key = `${props.url}\n${props.checksums}`;
     if (!resolvedPerApp.has(this.node.root)) resolvedPerApp.set(this.node.root, new Map());
     const resolved = resolvedPerApp.get(this.node.root)!;
     if (!resolved.has(key)) {

@@ -10,8 +10,6 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { LabWorkspace } from "../helpers/cdktf-cli";
-import { fixtureImage } from "../helpers/fixture-image";
-import { testLab } from "../helpers/lab-yaml";
 import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
 import { PxeLab, quiet } from "../helpers/pxe-lab";
 
@@ -32,19 +30,11 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
 
   beforeAll(() => {
     lab.cleanup();
-    const fixture = fixtureImage("trixie");
-    // A file:// URL keeps the image's cache key stable between runs (no random port).
-    const config = testLab({
-      name: lab.options.lab,
-      vms: [{ name: "unused" }],
-      extra: {
-        image: { url: `file://${fixture.dir}/${fixture.archiveName}`, checksums: `file://${fixture.dir}/SHA512SUMS` },
-        network: { name: "bmpxe-lab-net", mode: "isolated", cidr: "10.213.51.0/24" },
-        baremetal: {
-          pxe: { interface: lab.bridge, address: SERVER, dhcp_range: "10.213.50.100,10.213.50.150", http_port: 18181, state_dir: lab.options.stateDir },
-          machines: lab.machines.map(({ name, mac, profile }) => ({ name, mac, profile, user_data: { runcmd: [`echo btw-runcmd-${name} > /run/btw-runcmd`] } })),
-        },
-      },
+    const config = lab.labConfig({
+      labCidr: "10.213.51.0/24",
+      httpPort: 18181,
+      dhcpRange: "10.213.50.100,10.213.50.150",
+      userData: ({ name }) => ({ runcmd: [`echo btw-runcmd-${name} > /run/btw-runcmd`] }),
     });
     fs.writeFileSync(workspace.configFile, stringify(config));
     lab.createNetwork(workspace.dir);
@@ -90,10 +80,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
   test("both blank machines PXE-boot, restore their disks, report done, then boot Debian from their disks with their hostnames", () => {
     const started = lab.startMachines(workspace.dir);
     const reports = lab.waitForReports(900_000);
-    for (const machine of lab.machines) {
-      const report = reports.get(machine)!.value;
-      expect({ machine: machine.name, report, console: report === "done" ? "" : lab.consoleTail(machine) }).toEqual({ machine: machine.name, report: "done", console: "" });
-    }
+    lab.expectAllDone(reports);
     // After the restore each machine reboots with its boot order unchanged: network first.
     // UEFI firmware then also tries its other network boot options (PXE over IPv6, HTTP
     // boot) before the disk, which takes a few minutes under emulation.

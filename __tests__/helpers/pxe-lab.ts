@@ -6,6 +6,8 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
+import { fixtureImage } from "./fixture-image";
+import { testLab } from "./lab-yaml";
 import { virsh } from "./libvirt";
 
 export type Firmware = "uefi" | "bios";
@@ -60,6 +62,46 @@ export class PxeLab {
   /** The server's folder for this lab (pxe-server.sh --state-dir). */
   get serverDir(): string {
     return path.join(this.options.stateDir, this.options.lab);
+  }
+
+  /**
+   * The lab config of the test: the stand-in image by file:// URL (its cache key then
+   * stays the same between runs), an unused lab network, and our machines behind the
+   * PXE server on this network (proxy DHCP unless dhcp_range is given).
+   */
+  labConfig(options: { labCidr: string; httpPort: number; dhcpRange?: string; userData?: (machine: PxeMachine) => unknown }): Record<string, unknown> {
+    const fixture = fixtureImage("trixie");
+    return testLab({
+      name: this.options.lab,
+      vms: [{ name: "unused" }],
+      extra: {
+        image: { url: `file://${fixture.dir}/${fixture.archiveName}`, checksums: `file://${fixture.dir}/SHA512SUMS` },
+        network: { name: `${this.options.lab}-lab-net`, mode: "isolated", cidr: options.labCidr },
+        baremetal: {
+          pxe: {
+            interface: this.bridge,
+            address: this.serverAddress,
+            ...(options.dhcpRange ? { dhcp_range: options.dhcpRange } : {}),
+            http_port: options.httpPort,
+            state_dir: this.options.stateDir,
+          },
+          machines: this.machines.map((machine) => ({
+            name: machine.name,
+            mac: machine.mac,
+            profile: machine.profile,
+            ...(options.userData ? { user_data: options.userData(machine) } : {}),
+          })),
+        },
+      },
+    });
+  }
+
+  /** Every machine's deploy environment reported done; otherwise the console of the one that did not. */
+  expectAllDone(reports: Map<PxeMachine, { value: string }>): void {
+    for (const machine of this.machines) {
+      const report = reports.get(machine)!.value;
+      expect({ machine: machine.name, report, console: report === "done" ? "" : this.consoleTail(machine) }).toEqual({ machine: machine.name, report: "done", console: "" });
+    }
   }
 
   /** Isolated (no <forward>), and without libvirt's own DHCP and DNS. */
