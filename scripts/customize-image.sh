@@ -13,6 +13,7 @@ CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 TEMP_PREFIX=btw-host-
 
 . "$(dirname "$0")/lib/image-mount.sh"
+. "$(dirname "$0")/lib/private-dev.sh"
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
@@ -226,33 +227,6 @@ done
 say "profile $profile: chain $(echo "$chain" | sed 's/ / -> /g')"
 say "packages: ${package_names:-(none)}"
 
-# Reachability of the profile's own repositories, before anything is changed.
-if [ -n "$(printf '%s' "$apt_repos" | tr -d '\n')" ]; then
-  for tool in curl apt-config; do
-    command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
-  done
-  # apt in the chroot uses the host's apt proxy; so does this check.
-  apt_http_proxy="" apt_https_proxy=""
-  eval "$(apt-config shell apt_http_proxy Acquire::http::Proxy apt_https_proxy Acquire::https::Proxy)"
-  [ "$apt_http_proxy" != DIRECT ] || apt_http_proxy=""
-  [ "$apt_https_proxy" != DIRECT ] || apt_https_proxy=""
-  while read -r p rel uri suite; do
-    [ -n "$p" ] || continue
-    case "$suite" in
-      */) release_url="${uri%/}/$suite"Release ;;
-      *) release_url="${uri%/}/dists/$suite/Release" ;;
-    esac
-    proxy=""
-    case "$uri" in http:*) proxy=$apt_http_proxy ;; https:*) proxy=${apt_https_proxy:-$apt_http_proxy} ;; esac
-    say "checking repository $uri $suite ($p: $rel)"
-    if ! err=$(http_proxy=$proxy https_proxy=$proxy curl -fsS --max-time 10 -o /dev/null "$release_url" 2>&1); then
-      die "profile $p: $rel: repository $uri suite $suite is unreachable ($release_url: $err)"
-    fi
-  done <<EOF
-$apt_repos
-EOF
-fi
-
 # ---------------------------------------------------------------- work dir
 
 work=$output.work
@@ -310,10 +284,6 @@ release_work() {
     done
     [ -n "$_live" ] || break
   done
-  for _link in $(sed -n 's/^devlink //p' "$state" 2>/dev/null); do
-    case "$(readlink "$_link" 2>/dev/null)" in /dev/loop*) rm -f "$_link" ;; esac
-    rmdir /dev/disk/by-uuid /dev/disk 2>/dev/null || true
-  done
   _loops=""
   [ ! -e "$raw" ] || _loops=$(losetup -j "$raw" 2>/dev/null | cut -d: -f1)
   # shellcheck disable=SC2086 # one word per loop device
@@ -359,7 +329,6 @@ in_chroot() {
     DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true "$@" >&2
 }
 
-note_state() { printf '%s\n' "$*" >>"$state"; }
 note_temp() { printf '%s\n' "$1" >>"$work/temp-files"; }
 
 mkdir -p "$work"
@@ -392,15 +361,6 @@ root_part=$(root_partition "$loop")
 say "mounting root partition $root_part (the ESP stays unmounted: the kernel here cannot mount vfat)"
 mount "$root_part" "$root"
 
-# grub-mkconfig (update-grub after a kernel install) writes root=UUID=... only
-# if /dev/disk/by-uuid/<uuid> exists; without udev it would write root=/dev/loopNpM.
-root_uuid=$(blkid -p -o value -s UUID "$root_part" 2>/dev/null || true)
-if [ -n "$root_uuid" ] && [ ! -e "/dev/disk/by-uuid/$root_uuid" ]; then
-  mkdir -p /dev/disk/by-uuid
-  note_state "devlink /dev/disk/by-uuid/$root_uuid"
-  ln -sfn "$root_part" "/dev/disk/by-uuid/$root_uuid"
-fi
-
 # A chroot'ed cat: /etc/os-release may be an absolute symlink.
 image_release=$(chroot "$root" /bin/cat /etc/os-release 2>/dev/null | sed -n 's/^VERSION_CODENAME=//p' | tr -d "\"'")
 [ -n "$image_release" ] || die "cannot read VERSION_CODENAME from the image's /etc/os-release"
@@ -416,6 +376,34 @@ while IFS=: read -r p supported; do
 done <<EOF
 $releases_rules
 EOF
+
+# Reachability of the profile's own repositories, before anything in the image is changed
+# (after the release check: a profile for another release fails for that reason first).
+if [ -n "$(printf '%s' "$apt_repos" | tr -d '\n')" ]; then
+  for tool in curl apt-config; do
+    command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
+  done
+  # apt in the chroot uses the host's apt proxy; so does this check.
+  apt_http_proxy="" apt_https_proxy=""
+  eval "$(apt-config shell apt_http_proxy Acquire::http::Proxy apt_https_proxy Acquire::https::Proxy)"
+  [ "$apt_http_proxy" != DIRECT ] || apt_http_proxy=""
+  [ "$apt_https_proxy" != DIRECT ] || apt_https_proxy=""
+  while read -r p rel uri suite; do
+    [ -n "$p" ] || continue
+    case "$suite" in
+      */) release_url="${uri%/}/$suite"Release ;;
+      *) release_url="${uri%/}/dists/$suite/Release" ;;
+    esac
+    proxy=""
+    case "$uri" in http:*) proxy=$apt_http_proxy ;; https:*) proxy=${apt_https_proxy:-$apt_http_proxy} ;; esac
+    say "checking repository $uri $suite ($p: $rel)"
+    if ! err=$(http_proxy=$proxy https_proxy=$proxy curl -fsS --max-time 10 -o /dev/null "$release_url" 2>&1); then
+      die "profile $p: $rel: repository $uri suite $suite is unreachable ($release_url: $err)"
+    fi
+  done <<EOF
+$apt_repos
+EOF
+fi
 
 # Keyrings named by Signed-By: from a profile's files/ or already in the image.
 key_sources=""  # "keypath profile" for keyrings found in a profile's files/
@@ -435,13 +423,13 @@ EOF
 
 # ---------------------------------------------------------------- chroot
 
-for dir in dev dev/pts proc sys run tmp etc/apt/apt.conf.d etc/apt/sources.list.d; do
+for dir in dev proc sys run tmp etc/apt/apt.conf.d etc/apt/sources.list.d; do
   plain_dir "$root/$dir" || die "the image has no /$dir folder (or it is a symlink)"
 done
-for dir in dev dev/pts proc sys; do
-  mount --bind "/$dir" "$root/$dir"
-done
+mount -t proc proc "$root/proc"
+mount --bind /sys "$root/sys"
 mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+make_private_dev "$root/dev" "$loop"
 
 # Copy PATHS (relative to SRC) into the image, resolving symlinks inside the
 # image (merged /usr, absolute links) and without changing existing folders.
@@ -671,7 +659,7 @@ say "unmounting and writing $output"
 kill_chroot_processes
 # Blocks freed in the image become holes in the raw disk, so the qcow2 stays small.
 fstrim "$root" 2>/dev/null || true
-for m in run sys proc dev/pts dev; do
+for m in dev/shm dev/pts dev run sys proc; do
   umount "$root/$m"
 done
 umount "$root"
@@ -679,9 +667,5 @@ losetup -d "$loop"
 run qemu-img convert -f raw -O qcow2 "$raw" "$partial"
 mv -f "$partial" "$output"
 succeeded=1
-for link in $(sed -n 's/^devlink //p' "$state"); do
-  rm -f "$link"
-  rmdir /dev/disk/by-uuid /dev/disk 2>/dev/null || true
-done
 rm -rf "$work"
 say "done: $output"

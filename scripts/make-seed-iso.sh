@@ -23,6 +23,7 @@ done
 [ -z "$image" ] || [ -f "$image" ] || { echo "make-seed-iso: image to validate with not found: $image" >&2; exit 1; }
 
 . "$(dirname "$0")/lib/image-mount.sh"
+. "$(dirname "$0")/lib/private-dev.sh"
 log() { echo "make-seed-iso: $name: $*" >&2; }
 
 mkdir -p "$(dirname "$output")"
@@ -51,7 +52,7 @@ if [ -n "$image" ]; then
   mount -o ro,noload "$root" "$work/root"; mounts="$work/root"
   mount -t tmpfs tmpfs "$work/root/tmp"; mounts="$work/root/tmp $mounts"
   mount --bind /proc "$work/root/proc"; mounts="$work/root/proc $mounts"
-  mount --bind /dev "$work/root/dev"; mounts="$work/root/dev $mounts"
+  make_private_dev "$work/root/dev"; mounts="$work/root/dev/shm $work/root/dev/pts $work/root/dev $mounts"
   cp "$work/user-data" "$work/root/tmp/user-data"
   if [ -x "$work/root/usr/bin/cloud-init" ]; then
     if ! chroot "$work/root" /usr/bin/cloud-init schema --config-file /tmp/user-data > "$work/schema.log" 2>&1; then

@@ -20,10 +20,10 @@ cache_dir=${BTW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/btw-img}
 state_dir="$project_dir/.btw"
 mkdir -p "$cache_dir" "$state_dir"
 
-packages="qemu-system-x86 qemu-utils ovmf libvirt-daemon-system libvirt-clients dnsmasq-base
-  xorriso genisoimage cloud-image-utils partclone mmdebstrap debootstrap dosfstools mtools fdisk
-  grub-pc-bin grub-efi-amd64-bin grub2-common e2fsprogs zstd jq curl xz-utils ca-certificates
-  util-linux mount xsltproc ipxe busybox-static cpio kmod iproute2 shellcheck"
+# scripts/host-requirements.txt is the one list of what the host must have.
+requirements="$project_dir/scripts/host-requirements.txt"
+requirement_lines() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$requirements"; }
+packages=$(requirement_lines | awk '{ print $2 }' | sort -u)
 
 missing=""
 for package in $packages; do
@@ -35,6 +35,18 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
 fi
+
+# Installed is not enough (a package may be half removed, or a path moved): check each line.
+absent=""
+while read -r need package; do
+  case $need in
+    /*) [ -e "$need" ] || absent="$absent $need ($package)" ;;
+    *) PATH="$PATH:/usr/sbin:/sbin" command -v "$need" >/dev/null 2>&1 || absent="$absent $need ($package)" ;;
+  esac
+done <<EOF
+$(requirement_lines)
+EOF
+[ -z "$absent" ] || { echo "setup-host: still missing after setup:$absent; install those packages (see $requirements)" >&2; exit 1; }
 
 # Without udev /dev/kvm stays root-only; libvirt then finds KVM "unusable" for
 # its QEMU user, distrusts its capability cache and re-probes QEMU on every call

@@ -103,7 +103,7 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     stopLanServer();
     lab.cleanup();
     expect(leftovers(lab.prefix)).toEqual([]);
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(workspace.dir, lab.serverDir)).toEqual([]);
     expect(quiet("ip", ["netns", "list"]).stdout).not.toContain(LAN_NS);
   }, 900_000);
 });

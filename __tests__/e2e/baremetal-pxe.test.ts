@@ -137,6 +137,6 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(fs.existsSync(lab.serverDir)).toBe(false);
     lab.cleanup();
     expect(leftovers(lab.prefix)).toEqual([]);
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(workspace.dir, lab.serverDir)).toEqual([]);
   }, 900_000);
 });

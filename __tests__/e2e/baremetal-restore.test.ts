@@ -42,7 +42,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
   });
 
   afterEach(() => {
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(work)).toEqual([]);
   });
 
   test("capture writes one zstd partclone image per partition, the table, the boot code and a manifest", () => {

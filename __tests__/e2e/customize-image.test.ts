@@ -1,4 +1,4 @@
-// Acquire the stand-in cloud image over loopback and customize it offline
+// Acquire Debian's real generic image over loopback and customize it offline
 // with a profile; the result is clean and nothing is left on the host.
 import * as fs from "fs";
 import * as os from "os";
@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from "child_process";
 import { PROJECT_DIR } from "../../lib/config";
 import { fixtureImage } from "../helpers/fixture-image";
 import { FileServer, serveDirectory } from "../helpers/http-server";
-import { installedPackages, runScript, runScriptUntil, withImageRoot } from "../helpers/image";
+import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../helpers/image";
 import { hostLeftovers } from "../helpers/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
@@ -41,7 +41,7 @@ describe("customize the cloud image offline with a profile", () => {
   });
 
   afterEach(() => {
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(work)).toEqual([]);
   });
 
   test("minimal installs its packages and leaves the image clean", () => {
@@ -87,6 +87,37 @@ describe("customize the cloud image offline with a profile", () => {
     });
   }, 1_200_000);
 
+  test("two profiles of one base customized at once both write root=PARTUUID, touch nothing in the host's /dev, and both boot", async () => {
+    // Both builds run grub-mkconfig on copies of one base (same root UUID and PARTUUID),
+    // each in a chroot whose /dev is its own.
+    const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
+    fs.cpSync(PROFILES, profiles, { recursive: true });
+    fs.mkdirSync(path.join(profiles, "regrub/commands.d"), { recursive: true });
+    fs.writeFileSync(path.join(profiles, "regrub/extends"), "minimal\n");
+    fs.writeFileSync(path.join(profiles, "regrub/commands.d/10-update-grub.sh"), "update-grub\n");
+    const hostDev = () => execFileSync("find", ["/dev", "-xdev"], { encoding: "utf8" }).split("\n").filter((f) => !/^\/dev\/(pts|shm|loop)/.test(f)).sort();
+    const devBefore = hostDev();
+    const outputs = ["metal", "regrub"].map((profile) => path.join(work, `concurrent-${profile}.qcow2`));
+    const runs = await Promise.all(
+      ["metal", "regrub"].map((profile, i) =>
+        runScriptAsync("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", profile, "--output", outputs[i]]),
+      ),
+    );
+    for (const run of runs) expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
+    expect(runs[1].stderr).toMatch(/running commands\.d\/10-update-grub\.sh/);
+    expect(hostDev()).toEqual(devBefore);
+    for (const output of outputs) {
+      withImageRoot(output, (root) => {
+        const grub = fs.readFileSync(path.join(root, "boot/grub/grub.cfg"), "utf8");
+        expect(grub).toMatch(/root=PARTUUID=[0-9a-f-]{36}/);
+        expect(grub).not.toMatch(/\/dev\/loop/);
+        expect(fs.readdirSync(path.join(root, "dev"))).toEqual([]);
+      });
+    }
+    const consoles = await Promise.all(outputs.map((output) => bootToLogin(output)));
+    for (const text of consoles) expect(text).toMatch(/Debian GNU\/Linux 13/);
+  }, 1_800_000);
+
   test("a package that does not exist fails naming the package and the profile list", () => {
     const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
     fs.mkdirSync(path.join(profiles, "broken/install.d"), { recursive: true });
@@ -130,7 +161,7 @@ describe("customize the cloud image offline with a profile", () => {
     const args = ["--base", base, "--profiles-dir", PROFILES, "--profile", "minimal", "--output", output];
     const terminated = await runScriptUntil("customize-image.sh", args, /apt-get update|installing/i, "SIGTERM");
     expect(terminated.status).not.toBe(0);
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(work)).toEqual([]);
     expect(fs.existsSync(output)).toBe(false);
 
     const killed = await runScriptUntil("customize-image.sh", args, /apt-get update|installing/i, "SIGKILL");

@@ -47,6 +47,6 @@ describe("Debian 12: acquire and customize the bookworm image", () => {
       expect(fs.readFileSync(path.join(root, "etc/machine-id"), "utf8")).toBe("");
       expect(fs.readdirSync(path.join(root, "etc/ssh")).filter((f) => f.startsWith("ssh_host_"))).toEqual([]);
     });
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(work)).toEqual([]);
   }, 1_200_000);
 });

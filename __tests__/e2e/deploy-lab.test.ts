@@ -107,6 +107,6 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     expect(fs.readdirSync("/var/lib/libvirt/qemu/nvram").filter((f) => f.startsWith(PREFIX))).toEqual([]);
     expect(fs.existsSync(`/var/lib/libvirt/btw-img/${LAB}`)).toBe(false);
     expect(fs.readdirSync("/var/log/libvirt/qemu").filter((f) => f.startsWith(PREFIX))).toEqual([]);
-    expect(hostLeftovers()).toEqual([]);
+    expect(hostLeftovers(workspace.dir, path.join(process.env.BTW_CACHE_DIR as string, "labs", LAB))).toEqual([]);
   }, 900_000);
 });

@@ -1,5 +1,6 @@
-// The stand-in for Debian's generic cloud image, built by
-// scripts/build-test-image.sh and cached between runs.
+// The end-to-end tests' input: Debian's real generic cloud image, built with
+// Debian's own recipe (or downloaded at a pinned date) by
+// __tests__/fixtures/debian-image.sh and cached by what it is made from.
 import { execFileSync } from "child_process";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
@@ -11,11 +12,13 @@ export interface FixtureImage {
 
 export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): FixtureImage {
   const cacheDir = process.env.BTW_CACHE_DIR as string;
-  const dir = path.join(cacheDir, "fixtures", release);
-  execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "build-test-image.sh"), "--release", release, "--output-dir", dir], {
-    stdio: ["ignore", "inherit", "inherit"],
-    timeout: 1_200_000,
-  });
+  const script = path.join(PROJECT_DIR, "__tests__", "fixtures", "debian-image.sh");
+  // A missing fixture fails the test with the script's message; it never skips.
+  const dir = execFileSync("sh", [script, "--release", release, "--cache-dir", cacheDir], {
+    stdio: ["ignore", "pipe", "inherit"],
+    encoding: "utf8",
+    timeout: 1_500_000,
+  }).trim();
   const number = release === "trixie" ? 13 : 12;
   return { dir, archiveName: `debian-${number}-generic-amd64.tar.xz` };
 }

@@ -55,6 +55,17 @@ export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv
   return { status: result.status, signal: result.signal, stderr: `${result.stdout}${result.stderr}` };
 }
 
+/** Runs a script without blocking the test, so several can run at once. */
+export function runScriptAsync(script: string, args: string[]): Promise<ScriptRun> {
+  return new Promise((resolve) => {
+    const child = spawn("sh", [path.join(PROJECT_DIR, "scripts", script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.on("close", (status, signal) => resolve({ status, signal, stderr: output }));
+  });
+}
+
 /** Starts a script and sends it a signal once its output contains a marker. */
 export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals): Promise<ScriptRun> {
   return new Promise((resolve) => {
@@ -71,5 +82,40 @@ export function runScriptUntil(script: string, args: string[], marker: RegExp, s
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
     child.on("close", (status, sig) => resolve({ status, signal: sig, stderr: output }));
+  });
+}
+
+/**
+ * Boots a qcow2 under QEMU (TCG, BIOS, no network, no seed) on a throwaway
+ * overlay and resolves with the serial console once it shows a login prompt,
+ * or rejects with the console's tail after timeoutMs.
+ */
+export function bootToLogin(qcow2: string, timeoutMs = 600_000): Promise<string> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-boot-"));
+  const overlay = path.join(work, "overlay.qcow2");
+  const consoleLog = path.join(work, "console.log");
+  execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", path.resolve(qcow2), overlay]);
+  const qemu = spawn(
+    "qemu-system-x86_64",
+    ["-accel", "tcg", "-m", "768", "-smp", "1", "-nic", "none", "-display", "none", "-monitor", "none",
+      "-drive", `file=${overlay},if=virtio,format=qcow2`, "-serial", `file:${consoleLog}`],
+    { stdio: "ignore" },
+  );
+  const read = () => (fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "utf8") : "");
+  return new Promise<string>((resolve, reject) => {
+    const started = Date.now();
+    const timer = setInterval(() => {
+      const text = read();
+      const done = /login: *$/m.test(text);
+      if (!done && Date.now() - started < timeoutMs && qemu.exitCode === null) return;
+      clearInterval(timer);
+      const finish = () => {
+        fs.rmSync(work, { recursive: true, force: true });
+        done ? resolve(text) : reject(new Error(`${qcow2} did not reach a login prompt:\n${text.slice(-3000)}`));
+      };
+      if (qemu.exitCode !== null || qemu.signalCode !== null) return finish();
+      qemu.once("close", finish);
+      qemu.kill("SIGKILL");
+    }, 2000);
   });
 }

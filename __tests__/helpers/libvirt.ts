@@ -63,9 +63,23 @@ export function guestExec(domain: string, program: string, args: string[]): { ex
   throw new Error(`guest-exec ${program} in ${domain} did not finish`);
 }
 
-/** Loop devices and mounts that point into our folders: tests must leave none. */
-export function hostLeftovers(): string[] {
-  const loops = execFileSync("losetup", ["-a"], { encoding: "utf8" }).split("\n").filter((l) => /btw|\.partial|seed-/.test(l));
-  const mounts = fs.readFileSync("/proc/mounts", "utf8").split("\n").filter((l) => /btw|customize|seed-/.test(l));
+/**
+ * Loop devices backed by files under ROOTS and mounts under ROOTS (the folders a
+ * test made): tests must leave none, and judge nothing another program made.
+ */
+export function hostLeftovers(...roots: string[]): string[] {
+  if (roots.length === 0) throw new Error("hostLeftovers needs the folders the test made");
+  const under = (file: string) => roots.some((root) => file === root || file.startsWith(root.endsWith("/") ? root : `${root}/`));
+  const loops = execFileSync("losetup", ["--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"], { encoding: "utf8" })
+    .split("\n")
+    .map((line) => line.split(" "))
+    .filter(([name, file]) => name && file && under(file.replace(/\\x20/g, " ").replace(/ \(deleted\)$/, "")))
+    .map(([name, file]) => `loop ${name} ${file}`);
+  const mounts = fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((point) => point && under(point.replace(/\\040/g, " ")))
+    .map((point) => `mount ${point}`);
   return [...loops, ...mounts];
 }
