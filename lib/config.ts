@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
+import { collidingRoute, formatIpv4Net, HostNetworks, ipv4Number, netContains, parseIpv4Net, thisHost } from "./host-network";
 import { listProfiles } from "./profile";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
@@ -37,11 +38,51 @@ const mac = z
   .string()
   .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, "must be a lowercase MAC address such as 52:54:00:12:34:56");
 const cloudConfig = z.record(z.string(), z.unknown());
+// Nothing in the config is expanded: `${HOME}` in a path would be a folder of that name
+// (and a template to the engine, which cdk.tf.json hands these to as they are).
+const noTemplate = (value: string) => !/[$%]\{/.test(value);
+const NO_TEMPLATE = "must not contain '${' or '%{': nothing in the lab config is expanded";
+// Paths go to scripts, libvirt XML and the engine as written: a blank or control character is a typo.
+const absolutePath = z
+  .string()
+  .startsWith("/", "must be an absolute path")
+  .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
+  .refine(noTemplate, NO_TEMPLATE);
+// Folders the lab creates and removes things in (one subfolder per lab or profile, named by the
+// config): never a system folder, where such a name may already be taken.
+const SYSTEM_FOLDERS = new Set([
+  "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
+  "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/lib64",
+  "/usr/local", "/usr/sbin", "/usr/share", "/var", "/var/cache", "/var/lib", "/var/lib/libvirt", "/var/log",
+  "/var/spool", "/var/tmp",
+]);
+const ownFolder = absolutePath.superRefine((value, ctx) => {
+  const folder = path.posix.normalize(value).replace(/(?<=.)\/+$/, "");
+  if (SYSTEM_FOLDERS.has(folder)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must not be the system folder ${folder}: give a folder of its own such as /var/lib/btw-img` });
+  }
+});
+const profileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be a profile folder name: letters, digits, '.', '_' or '-'");
+// A partition would be overwritten by a whole partition table: the restore takes whole disks only.
+const PARTITION = /^\/dev\/((?:[shv]d|xvd)[a-z]+)\d+$|^\/dev\/((?:nvme\d+n|mmcblk|loop|md)\d+)p\d+$|^(\/dev\/disk\/by-(?:id|path)\/.+)-part\d+$/;
+const wholeDisk = z
+  .string()
+  .regex(
+    /^\/dev\/([a-z0-9/]+|disk\/by-(id|path)\/[A-Za-z0-9_.:+@-]+)$/,
+    "must be a whole-disk device such as /dev/sda, /dev/nvme0n1, /dev/disk/by-id/... or /dev/disk/by-path/...",
+  )
+  .superRefine((value, ctx) => {
+    const partition = PARTITION.exec(value);
+    if (partition) {
+      const disk = partition[1] ? `/dev/${partition[1]}` : partition[2] ? `/dev/${partition[2]}` : partition[3];
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${value} is a partition: give the whole disk (${disk})` });
+    }
+  });
 
 const vmSchema = z
   .object({
     name: hostname,
-    profile: z.string().optional(),
+    profile: profileName.optional(),
     memory: memoryMiB.optional(),
     vcpus: z.number().int().min(1).max(64).optional(),
     disk: sizeGiB.optional(),
@@ -50,19 +91,20 @@ const vmSchema = z
   })
   .strict();
 
+const octetsValid = (value: string) => value.split(/[.,]/).every((octet) => Number(octet) <= 255);
 const ipv4 = z
   .string()
   .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "must be an IPv4 address such as 10.77.0.1")
-  .refine((value) => value.split(".").every((octet) => Number(octet) <= 255), "must be an IPv4 address with octets <= 255");
+  .refine(octetsValid, "must be an IPv4 address with octets <= 255");
 const bridgeName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50");
 
 const machineSchema = z
   .object({
     name: hostname,
     mac,
-    profile: z.string().optional(),
+    profile: profileName.optional(),
     /** Whole disk to restore onto; default: the machine's only disk. */
-    disk: z.string().regex(/^\/dev\/[a-z0-9/]+$/, "must be a whole-disk device such as /dev/sda or /dev/nvme0n1").optional(),
+    disk: wholeDisk.optional(),
     /** Allow overwriting a disk that holds partitions or data. */
     wipe: z.boolean().default(false),
     user_data: cloudConfig.optional(),
@@ -71,7 +113,7 @@ const machineSchema = z
 
 const baremetalSchema = z
   .object({
-    output_dir: z.string().startsWith("/", "must be an absolute path").optional(),
+    output_dir: ownFolder.optional(),
     pxe: z
       .object({
         interface: bridgeName.optional(),
@@ -79,9 +121,10 @@ const baremetalSchema = z
         dhcp_range: z
           .string()
           .regex(/^\d{1,3}(\.\d{1,3}){3},\d{1,3}(\.\d{1,3}){3}$/, "must be 'first,last' IPv4 addresses such as 10.77.0.100,10.77.0.200")
+          .refine(octetsValid, "must be IPv4 addresses with octets <= 255")
           .optional(),
         http_port: z.number().int().min(1).max(65535).default(8181),
-        state_dir: z.string().startsWith("/", "must be an absolute path").default("/var/lib/btw-img/pxe"),
+        state_dir: ownFolder.default("/var/lib/btw-img/pxe"),
       })
       .strict()
       .default({}),
@@ -100,15 +143,19 @@ const labSchema = z
         checksums: url,
       })
       .strict(),
-    profile: z.string().default("minimal"),
+    profile: profileName.default("minimal"),
     libvirt: z
       .object({
-        uri: z.string().regex(/^[a-z+]+:\/\/[^\s]*$/, "must be a libvirt URI such as qemu:///system").default("qemu:///system"),
+        uri: z
+          .string()
+          .regex(/^[a-z+]+:\/\/[^\s]*$/, "must be a libvirt URI such as qemu:///system")
+          .refine(noTemplate, NO_TEMPLATE)
+          .default("qemu:///system"),
         accel: z.enum(["kvm", "tcg"]).default("kvm"),
         firmware: z.enum(["uefi", "bios"]).default("uefi"),
-        pool_path: z.string().startsWith("/", "must be an absolute path").default("/var/lib/libvirt/btw-img"),
-        ovmf_code: z.string().startsWith("/", "must be an absolute path").default("/usr/share/OVMF/OVMF_CODE_4M.fd"),
-        ovmf_vars: z.string().startsWith("/", "must be an absolute path").default("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        pool_path: ownFolder.default("/var/lib/libvirt/btw-img"),
+        ovmf_code: absolutePath.default("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+        ovmf_vars: absolutePath.default("/usr/share/OVMF/OVMF_VARS_4M.fd"),
       })
       .strict()
       .default({}),
@@ -152,21 +199,33 @@ const labSchema = z
   .strict()
   .superRefine((lab, ctx) => {
     const machineNames = new Map<string, number>();
-    const machineMacs = new Map<string, number>();
     lab.baremetal.machines.forEach((machine, index) => {
-      for (const [key, seen] of [["name", machineNames], ["mac", machineMacs]] as const) {
-        const first = seen.get(machine[key]);
-        if (first !== undefined) {
-          ctx.addIssue({
-            code: z.ZodIssueCode.custom,
-            path: ["baremetal", "machines", index, key],
-            message: `duplicate machine ${key} '${machine[key]}' (also baremetal.machines[${first}].${key})`,
-          });
-        } else {
-          seen.set(machine[key], index);
-        }
+      const first = machineNames.get(machine.name);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ["baremetal", "machines", index, "name"],
+          message: `duplicate machine name '${machine.name}' (also baremetal.machines[${first}].name)`,
+        });
+      } else {
+        machineNames.set(machine.name, index);
       }
     });
+    // One MAC per NIC, VMs and machines alike: they may share a bridge, and the PXE server picks a machine by MAC.
+    const macHolders = [
+      ...lab.vms.map((vm, index) => ({ kind: "VM", mac: vm.mac, path: ["vms", index, "mac"] })),
+      ...lab.baremetal.machines.map((machine, index) => ({ kind: "machine", mac: machine.mac, path: ["baremetal", "machines", index, "mac"] })),
+    ];
+    const firstHolder = new Map<string, string>();
+    for (const { kind, mac, path: keyPath } of macHolders) {
+      if (!mac) continue;
+      const first = firstHolder.get(mac);
+      if (first !== undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: keyPath, message: `duplicate ${kind} mac '${mac}' (also ${first})` });
+      } else {
+        firstHolder.set(mac, formatPath(keyPath));
+      }
+    }
     if (lab.baremetal.machines.length > 0) {
       for (const key of ["interface", "address"] as const) {
         if (!lab.baremetal.pxe[key]) {
@@ -265,6 +324,46 @@ export function defaultCacheDir(): string {
 export interface LoadOptions {
   profilesDir?: string;
   cacheDir?: string;
+  /** The host the lab's networks are checked against (default: this one). */
+  host?: HostNetworks;
+}
+
+/**
+ * Checks against the networks the host already has: a network the lab creates must
+ * not overlap one the host routes, and a PXE DHCP range must lie in the subnet of the
+ * PXE address (the lab network's, or the one routed on the PXE bridge).
+ */
+function hostNetworkProblems(lab: LabInput, host: HostNetworks): string[] {
+  const problems: string[] = [];
+  const { network, libvirt } = lab;
+  // The host's routes say nothing about a remote libvirt (qemu+ssh://host/...).
+  const localLibvirt = /^[a-z+]+:\/\/\//.test(libvirt.uri);
+  if (network.cidr && network.mode !== "bridge" && network.create && localLibvirt) {
+    const route = collidingRoute(network.cidr, { uri: libvirt.uri, name: network.name }, host);
+    if (route) problems.push(`network.cidr: ${network.cidr} overlaps ${formatIpv4Net(route.net)}, which the host already routes ('${route.line}'): choose a free range`);
+  }
+  const { pxe } = lab.baremetal;
+  if (pxe.dhcp_range && pxe.address) {
+    // Without a subnet holding the address (its bridge not set up yet) only the order is checked.
+    const subnets = [
+      ...(network.cidr ? [{ net: parseIpv4Net(network.cidr), from: "network.cidr" }] : []),
+      ...host
+        .routes()
+        .filter((route) => pxe.interface && route.dev === pxe.interface && !route.via)
+        .map((route) => ({ net: route.net, from: `routed on ${pxe.interface}` })),
+    ];
+    const subnet = subnets.find(({ net }) => netContains(net, ipv4Number(pxe.address as string)));
+    const [first, last] = pxe.dhcp_range.split(",");
+    const outside = subnet ? [first, last].filter((end) => !netContains(subnet.net, ipv4Number(end))) : [];
+    if (subnet && outside.length > 0) {
+      problems.push(
+        `baremetal.pxe.dhcp_range: ${outside.join(" and ")} ${outside.length > 1 ? "are" : "is"} outside ${formatIpv4Net(subnet.net)}, the subnet of baremetal.pxe.address ${pxe.address} (${subnet.from})`,
+      );
+    } else if (ipv4Number(first) > ipv4Number(last)) {
+      problems.push(`baremetal.pxe.dhcp_range: the first address ${first} comes after the last ${last}`);
+    }
+  }
+  return problems;
 }
 
 export function parseConfig(text: string, sourceFile: string, options: LoadOptions = {}): LabConfig {
@@ -294,6 +393,7 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   checkProfile(lab.profile, "profile");
   lab.vms.forEach((vm, index) => vm.profile && checkProfile(vm.profile, `vms[${index}].profile`));
   lab.baremetal.machines.forEach((machine, index) => machine.profile && checkProfile(machine.profile, `baremetal.machines[${index}].profile`));
+  problems.push(...hostNetworkProblems(lab, options.host ?? thisHost));
   if (problems.length > 0) throw new ConfigError(sourceFile, problems);
   const cacheDir = options.cacheDir ?? defaultCacheDir();
 

@@ -6,6 +6,7 @@ import * as path from "path";
 import { Construct } from "constructs";
 import { ITerraformDependable, TerraformData } from "./cdk";
 import { PROJECT_DIR } from "./config";
+import { terraformLiterals } from "./terraform-string";
 
 export const SCRIPTS_DIR = path.join(PROJECT_DIR, "scripts");
 
@@ -48,10 +49,15 @@ export function hostStep(scope: Construct, id: string, props: HostStepProps): Te
   if (props.destroyCommand) {
     provisioners.push({ type: "local-exec", command: props.destroyCommand, when: "destroy" });
   }
-  return new TerraformData(scope, id, {
-    triggersReplace: { ...props.triggers, script_sha256: scriptHash(props.script) },
-    input: props.input,
-    dependsOn: props.dependsOn,
-    provisioners,
-  });
+  // Arguments, environment and triggers carry config text (user-data, paths, URLs) to the engine.
+  return new TerraformData(
+    scope,
+    id,
+    terraformLiterals({
+      triggersReplace: { ...props.triggers, script_sha256: scriptHash(props.script) },
+      input: props.input,
+      dependsOn: props.dependsOn,
+      provisioners,
+    }),
+  );
 }

@@ -9,6 +9,7 @@ import { hostStep, shellQuote } from "./host-step";
 import { LabStorage } from "./lab-storage";
 import { NetworkAttachment } from "./lab-network";
 import { renderSeed } from "./seed";
+import { terraformLiterals } from "./terraform-string";
 
 export interface LabMachineProps {
   lab: LabConfig;
@@ -63,7 +64,8 @@ export class LabMachine extends Construct {
         ` && { rmdir -p ${shellQuote(path.dirname(seedIso))} 2>/dev/null || true; }`,
       dependsOn: [props.image.step, ...props.dependsOn],
     });
-    const seedVolume = new Volume(this, "seed-volume", {
+    // The seed's path (under the cache folder) and the domain's description, firmware and XML come from the config.
+    const seedVolume = new Volume(this, "seed-volume", terraformLiterals({
       name: `${this.domainName}-seed.iso`,
       pool: props.storage.pool.name,
       source: seedIso,
@@ -71,7 +73,7 @@ export class LabMachine extends Construct {
       format: "iso",
       dependsOn: [seedStep],
       lifecycle: { replaceTriggeredBy: [resourceAddress(seedStep)] },
-    });
+    }));
     const overlay = new Volume(this, "disk", {
       name: `${this.domainName}.qcow2`,
       pool: props.storage.pool.name,
@@ -81,7 +83,7 @@ export class LabMachine extends Construct {
     });
 
     const uefi = lab.libvirt.firmware === "uefi";
-    this.domain = new Domain(this, "domain", {
+    this.domain = new Domain(this, "domain", terraformLiterals({
       name: this.domainName,
       description: `btw-img lab ${lab.name}, VM ${vm.name}, profile ${vm.profile}`,
       type: lab.libvirt.accel === "kvm" ? "kvm" : "qemu",
@@ -110,7 +112,7 @@ export class LabMachine extends Construct {
       // Creation includes waiting for the DHCP lease, i.e. most of a boot.
       timeouts: { create: `${lab.readiness.timeout}s` },
       dependsOn: props.dependsOn,
-    });
+    }));
 
     this.readiness = hostStep(this, "cloud-init-ready", {
       script: "wait-for-cloud-init.sh",
@@ -129,14 +131,14 @@ export class LabMachine extends Construct {
 
     new TerraformOutput(this, "vm", {
       staticId: true,
-      value: {
+      value: terraformLiterals({
         name: vm.name,
         domain: this.domainName,
         profile: vm.profile,
         address: this.domain.networkInterface.get(0).addresses,
         console_log: this.consoleLog,
         ready: this.readiness.output.lookup("ready"),
-      },
+      }),
     }).overrideLogicalId(`vm_${vm.name.replace(/-/g, "_")}`);
   }
 }

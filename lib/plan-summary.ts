@@ -1,7 +1,10 @@
 // Turns the engine's plan (`terraform show -json`) into the Markdown a reviewer
 // reads in a pull request: counts, the resources that change and how, and why
 // image steps (slow host scripts run by terraform_data) will run again.
+// The summary goes into PR/MR comments: cloud-init data (user-data may hold
+// passwords and tokens) is described, never shown; `cdktf diff` shows it locally.
 import { isDeepStrictEqual } from "util";
+import { parse } from "yaml";
 
 /** The parts of `show -json` output read here. */
 export interface PlanJson {
@@ -114,10 +117,18 @@ function shortValue(value: Leaf | undefined): string | undefined {
   return value.length <= 80 && !value.includes("\n") ? value : undefined;
 }
 
+// Attributes holding a seed's cloud-init data (terraform_data triggers, environment, ...).
+const CLOUD_INIT_DATA_KEYS = new Set(["user_data", "meta_data", "network_config"]);
+
+function isCloudInitData(path: string): boolean {
+  return path.split(/[.[\]]/).some((segment) => CLOUD_INIT_DATA_KEYS.has(segment));
+}
+
 function describeAttributeChange(change: AttributeChange): string {
   const name = code(change.path);
   if (change.after === UNKNOWN) return `${name} → (known after apply)`;
   if (change.sensitive) return `${name} changed (sensitive)`;
+  if (isCloudInitData(change.path)) return `${name} changed (cloud-init data, not shown)`;
   const old = shortValue(change.before);
   const now = shortValue(change.after);
   if (change.before === undefined) return now === undefined ? `${name} added` : `${name} added: ${code(now)}`;
@@ -176,8 +187,8 @@ export interface ImageStepRun {
   subject: string;
   title: string;
   action: Action;
-  /** Each reason a Markdown line; later lines may be a nested block (a diff). */
-  reasons: string[][];
+  /** Each reason a Markdown line. */
+  reasons: string[];
 }
 
 type Triggers = Record<string, unknown>;
@@ -201,65 +212,65 @@ function profileFileChanges(before: unknown, after: unknown): string[] {
   return [...byProfile].map(([profile, files]) => `profile ${profile} changed: ${files.join(", ")}`);
 }
 
-/** The lines only in `before` (-) or only in `after` (+), in order (longest common subsequence). */
-function lineDiff(before: string, after: string): string[] {
+/** How many lines are only in `after` (added) and only in `before` (removed), by their longest common subsequence. */
+function lineChanges(before: string, after: string): { added: number; removed: number } {
   const a = before.split("\n");
   const b = after.split("\n");
-  const common = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
+  // common[j]: the longest common subsequence of a[i..] and b[j..], one row of i at a time.
+  let common = new Array<number>(b.length + 1).fill(0);
   for (let i = a.length - 1; i >= 0; i--) {
-    for (let j = b.length - 1; j >= 0; j--) {
-      common[i][j] = a[i] === b[j] ? common[i + 1][j + 1] + 1 : Math.max(common[i + 1][j], common[i][j + 1]);
-    }
+    const row = new Array<number>(b.length + 1).fill(0);
+    for (let j = b.length - 1; j >= 0; j--) row[j] = a[i] === b[j] ? common[j + 1] + 1 : Math.max(common[j], row[j + 1]);
+    common = row;
   }
-  const out: string[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    if (i < a.length && j < b.length && a[i] === b[j]) {
-      i++;
-      j++;
-    } else if (j < b.length && (i === a.length || common[i][j + 1] >= common[i + 1][j])) {
-      out.push(`+${b[j++]}`);
-    } else {
-      out.push(`-${a[i++]}`);
-    }
-  }
-  return out;
+  return { added: b.length - common[0], removed: a.length - common[0] };
 }
 
-const MAX_DIFF_LINES = 20;
-
-function diffBlock(before: unknown, after: unknown): string[] {
-  const lines = lineDiff(String(before ?? ""), String(after ?? ""));
-  const shown = lines.slice(0, MAX_DIFF_LINES);
-  if (lines.length > shown.length) shown.push(`… ${lines.length - shown.length} more lines`);
-  return ["```diff", ...shown, "```"];
+/** A cloud-config as a map of its top-level keys; empty when it is not a YAML map. */
+function parseCloudConfig(text: unknown): Record<string, unknown> {
+  try {
+    const value = parse(String(text ?? ""));
+    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
 }
 
-function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown, sensitive: boolean): string[][] {
+/** "3 lines added, 1 removed (runcmd, packages)": how much changed and under which top-level keys, never a value. */
+function cloudConfigChange(before: unknown, after: unknown): string {
+  const { added, removed } = lineChanges(String(before ?? ""), String(after ?? ""));
+  const lines = (count: number) => `${count} ${count === 1 ? "line" : "lines"}`;
+  const counts = [...(added > 0 ? [`${lines(added)} added`] : []), ...(removed > 0 ? [`${added > 0 ? removed : lines(removed)} removed`] : [])];
+  const old = parseCloudConfig(before);
+  const now = parseCloudConfig(after);
+  const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])].filter((key) => !isDeepStrictEqual(old[key], now[key]));
+  return `${counts.join(", ")}${keys.length > 0 ? ` (${keys.join(", ")})` : ""}`;
+}
+
+function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown, sensitive: boolean): string[] {
   const now = after === UNKNOWN ? "(known after apply)" : code(String(after));
-  if (key === "script_sha256") return [[`${code(`scripts/${type.script}`)} changed`]];
+  if (key === "script_sha256") return [`${code(`scripts/${type.script}`)} changed`];
   switch (`${type.kind}.${key}`) {
     case "acquire.url":
-      return [[`image URL changed: ${code(String(before))} → ${now}`]];
+      return [`image URL changed: ${code(String(before))} → ${now}`];
     case "acquire.checksums":
-      return [[`checksums URL changed: ${code(String(before))} → ${now}`]];
+      return [`checksums URL changed: ${code(String(before))} → ${now}`];
     case "customize.profile_files":
-      return profileFileChanges(before, after).map((line) => [line]);
+      return profileFileChanges(before, after);
     case "customize.base_image":
-      return [[after === UNKNOWN ? "the cloud image is acquired again" : "the cloud image step was replaced"]];
+      return [after === UNKNOWN ? "the cloud image is acquired again" : "the cloud image step was replaced"];
     case "seed.user_data":
-      return [[`cloud-init user-data of vm ${subject} changed`, ...(sensitive ? [] : diffBlock(before, after))]];
+      return [`cloud-init user-data of vm ${subject} changed${sensitive || after === UNKNOWN ? "" : `: ${cloudConfigChange(before, after)}`}`];
     case "seed.network_config":
-      return [[`cloud-init network-config of vm ${subject} changed`]];
+      return [`cloud-init network-config of vm ${subject} changed`];
     case "seed.meta_data":
-      return [[`cloud-init meta-data of vm ${subject} changed`]];
+      return [`cloud-init meta-data of vm ${subject} changed`];
     case "seed.image":
-      return [[`the image vm ${subject} boots is rebuilt`]];
+      return [`the image vm ${subject} boots is rebuilt`];
     case "ready.domain":
-      return [[`the domain of vm ${subject} is created again`]];
+      return [`the domain of vm ${subject} is created again`];
     default:
-      return [[`trigger ${code(key)} changed`]];
+      return [`trigger ${code(key)} changed`];
   }
 }
 
@@ -268,7 +279,7 @@ const DERIVED_TRIGGERS: Record<string, string[]> = {
   "seed.meta_data": ["user_data", "network_config"],
 };
 
-function triggerReasons(type: ImageStepType, subject: string, change: ResourceChange): string[][] {
+function triggerReasons(type: ImageStepType, subject: string, change: ResourceChange): string[] {
   const before = triggersOf(change.change.before);
   const after = triggersOf(change.change.after);
   const unknown = triggersOf(change.change.after_unknown);
@@ -298,11 +309,11 @@ export function imageStepRun(change: ResourceChange): ImageStepRun | undefined {
     const match = type.pattern.exec(change.name);
     if (!match) continue;
     const subject = match[1] ?? "";
-    let reasons: string[][];
-    if (action === "add") reasons = [[type.firstRun]];
-    else if (action === "destroy") reasons = [["removed: no longer in the configuration"]];
+    let reasons: string[];
+    if (action === "add") reasons = [type.firstRun];
+    else if (action === "destroy") reasons = ["removed: no longer in the configuration"];
     else reasons = triggerReasons(type, subject, change);
-    if (reasons.length === 0) reasons = [[REPLACE_REASONS[change.action_reason ?? ""] ?? `will run again (${change.action_reason ?? action})`]];
+    if (reasons.length === 0) reasons = [REPLACE_REASONS[change.action_reason ?? ""] ?? `will run again (${change.action_reason ?? action})`];
     return { address: change.address, kind: type.kind, subject, title: type.title(subject), action, reasons };
   }
   return undefined;
@@ -336,11 +347,7 @@ function stepOrder(run: ImageStepRun): number {
 }
 
 function stepLines(run: ImageStepRun): string[] {
-  const lines = [`- **${run.title}** (${code(run.address)}, ${run.action}):`];
-  for (const [first, ...block] of run.reasons) {
-    lines.push(`  - ${first}`, ...block.map((line) => `    ${line}`));
-  }
-  return lines;
+  return [`- **${run.title}** (${code(run.address)}, ${run.action}):`, ...run.reasons.map((reason) => `  - ${reason}`)];
 }
 
 function stackChanges(plan: PlanJson): { change: ResourceChange; action: Action }[] {

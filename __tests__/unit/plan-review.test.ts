@@ -14,6 +14,8 @@ import { LabStack } from "../../stacks/lab-stack";
 import { testLab, writeLab } from "../helpers/lab-yaml";
 
 const ENV_FILE = path.join(PROJECT_DIR, ".btw", "env.sh");
+// Stands for a password or token in user-data: no summary may hold it.
+const SECRET = "s3cr3t-7f3a9c";
 const TS_NODE = path.join(PROJECT_DIR, "node_modules", ".bin", "ts-node");
 const tmpDirs: string[] = [];
 
@@ -168,7 +170,7 @@ describe("the summary explains why image steps run again (real engine plans agai
     fs.cpSync(path.join(PROJECT_DIR, "profiles"), changedProfiles, { recursive: true });
     fs.appendFileSync(path.join(changedProfiles, "minimal", "install.d", "base.list"), "htop\n");
     fs.writeFileSync(path.join(changedProfiles, "minimal", "install.d", "tools.list"), "jq\n");
-    const userDataLab = testLab({ name: "btwplan4", vms: [{ name: "vm1" }, { name: "vm2", user_data: { runcmd: ["echo hello from vm2"] } }] });
+    const userDataLab = testLab({ name: "btwplan4", vms: [{ name: "vm1" }, { name: "vm2", user_data: { runcmd: [`echo token=${SECRET}`] } }] });
     profileChangePlan = enginePlan(synthLab(userDataLab, changedProfiles));
 
     urlChangePlan = enginePlan(synthLab(testLab({ name: "btwplan4", imageBaseUrl: "http://127.0.0.1:9/mirror", vms: [{ name: "vm1" }] })));
@@ -182,7 +184,7 @@ describe("the summary explains why image steps run again (real engine plans agai
     expect(text).toContain("**wait for cloud-init on vm vm1**");
   });
 
-  test("a changed package list names the profile and its files; new user-data shows as a diff", () => {
+  test("a changed package list names the profile and its files; new user-data is counted, never shown", () => {
     const text = steps(profileChangePlan);
     expect(text).not.toContain("acquire the cloud image");
     expect(text).toMatch(
@@ -190,7 +192,7 @@ describe("the summary explains why image steps run again (real engine plans agai
     );
     expect(text).not.toContain("the cloud image is acquired again");
     expect(text).toMatch(/\*\*cloud-init seed of vm vm1\*\* \(`[^`]+`, replace\):\n {2}- the image vm vm1 boots is rebuilt\n(?! {2}- cloud-init user-data)/);
-    expect(text).toContain("  - cloud-init user-data of vm vm2 changed\n    ```diff\n    +runcmd:\n    +  - echo hello from vm2\n    ```\n");
+    expect(text).toContain("  - cloud-init user-data of vm vm2 changed: 2 lines added (runcmd)\n");
 
     const summary = summaryOf(profileChangePlan);
     const customizeRow = summary.split("\n").find((line) => line.startsWith("| replace | `terraform_data.image-minimal_customize_"));
@@ -200,6 +202,7 @@ describe("the summary explains why image steps run again (real engine plans agai
     const replaced = summary.split("\n").filter((line) => line.startsWith("| replace | `terraform_data."));
     expect(replaced).toHaveLength(3);
     expect(summary).toMatch(/\*\*\d+ to add, 0 to change, 3 to replace, 0 to destroy\.\*\*/);
+    expect(summary).not.toContain(SECRET);
   });
 
   test("a new image URL re-acquires the image, rebuilds from it; a removed VM's seed goes", () => {
@@ -222,7 +225,7 @@ describe("the summary explains why image steps run again (real engine plans agai
   });
 });
 
-describe("the summary never shows sensitive values and keeps tables intact", () => {
+describe("the summary never shows cloud-init data or sensitive values and keeps tables intact", () => {
   const change = (before: unknown, after: unknown, marks: Partial<ResourceChange["change"]> = {}): ResourceChange => ({
     address: "terraform_data.vm-web_seed_0123ABCD",
     type: "terraform_data",
@@ -236,12 +239,28 @@ describe("the summary never shows sensitive values and keeps tables intact", () 
     expect(summary).toContain("`triggers_replace.user_data` changed (sensitive)");
     expect(summary).toContain("  - cloud-init user-data of vm web changed\n");
     expect(summary).not.toContain("password");
-    expect(imageStepRun(secret)?.reasons).toEqual([["cloud-init user-data of vm web changed"]]);
+    expect(imageStepRun(secret)?.reasons).toEqual(["cloud-init user-data of vm web changed"]);
+  });
+
+  test("a user-data change names its keys and counts its lines; no cloud-init value is shown", () => {
+    const before = "#cloud-config\nhostname: web\npackages:\n  - curl\nruncmd:\n  - echo old\n";
+    const after = `#cloud-config\nhostname: web\npackages:\n  - curl\n  - jq\nruncmd:\n  - echo token=${SECRET}\n  - systemctl restart app\n`;
+    const seed = change(
+      { user_data: before, meta_data: "instance-id: btw-lab-web-1", network_config: "version: 2" },
+      { user_data: after, meta_data: `instance-id: ${SECRET}`, network_config: `version: 2 # ${SECRET}` },
+    );
+    const summary = renderPlanSummary([{ stack: "lab", plan: { resource_changes: [seed] } }]);
+    expect(summary).toContain("  - cloud-init user-data of vm web changed: 3 lines added, 1 removed (packages, runcmd)\n");
+    for (const key of ["user_data", "meta_data", "network_config"]) {
+      expect(summary).toContain(`\`triggers_replace.${key}\` changed (cloud-init data, not shown)`);
+    }
+    expect(summary).not.toContain(SECRET);
+    expect(summary).not.toContain("echo");
   });
 
   test("a value with | is escaped in the table", () => {
-    const piped = change({ network_config: "a|b" }, { network_config: "a|c" });
-    expect(renderPlanSummary([{ stack: "lab", plan: { resource_changes: [piped] } }])).toContain("`triggers_replace.network_config`: `a\\|b` → `a\\|c`");
+    const piped = change({ url: "a|b" }, { url: "a|c" });
+    expect(renderPlanSummary([{ stack: "lab", plan: { resource_changes: [piped] } }])).toContain("`triggers_replace.url`: `a\\|b` → `a\\|c`");
   });
 });
 
