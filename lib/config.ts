@@ -144,6 +144,13 @@ const labSchema = z
       })
       .strict(),
     profile: profileName.default("minimal"),
+    /** A profiles folder of the lab's own (relative to the lab file); default: the project's profiles/. */
+    profiles_dir: z
+      .string()
+      .min(1)
+      .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
+      .refine(noTemplate, NO_TEMPLATE)
+      .optional(),
     libvirt: z
       .object({
         uri: z
@@ -382,7 +389,11 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
     throw new ConfigError(sourceFile, result.error.issues.map(describeIssue));
   }
   const lab = result.data;
-  const profilesDir = options.profilesDir ?? path.join(PROJECT_DIR, "profiles");
+  const profilesDir =
+    options.profilesDir ?? (lab.profiles_dir ? path.resolve(path.dirname(sourceFile), lab.profiles_dir) : path.join(PROJECT_DIR, "profiles"));
+  if (lab.profiles_dir && !fs.existsSync(profilesDir)) {
+    throw new ConfigError(sourceFile, [`profiles_dir: folder ${profilesDir} does not exist`]);
+  }
   const known = listProfiles(profilesDir);
   const problems: string[] = [];
   const checkProfile = (name: string, where: string) => {

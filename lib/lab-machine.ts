@@ -80,6 +80,8 @@ export class LabMachine extends Construct {
       baseVolumeId: props.storage.baseVolumeFor(props.image).id,
       format: "qcow2",
       size: vm.disk * GIB,
+      // A new seed means a new machine: cloud-init's first boot runs on a fresh disk.
+      lifecycle: { replaceTriggeredBy: [resourceAddress(seedStep)] },
     });
 
     const uefi = lab.libvirt.firmware === "uefi";
@@ -112,6 +114,9 @@ export class LabMachine extends Construct {
       // Creation includes waiting for the DHCP lease, i.e. most of a boot.
       timeouts: { create: `${lab.readiness.timeout}s` },
       dependsOn: props.dependsOn,
+      // The provider would swap the disk of a running domain in place, which keeps
+      // booting the old one: a new disk or seed recreates the domain (and so re-runs readiness).
+      lifecycle: { replaceTriggeredBy: [resourceAddress(overlay), resourceAddress(seedVolume)] },
     }));
 
     this.readiness = hostStep(this, "cloud-init-ready", {

@@ -268,7 +268,7 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
     case "seed.image":
       return [`the image vm ${subject} boots is rebuilt`];
     case "ready.domain":
-      return [`the domain of vm ${subject} is created again`];
+      return [`the domain of vm ${subject} is created again (its image or seed changed): cloud-init is waited for on its new first boot`];
     default:
       return [`trigger ${code(key)} changed`];
   }

@@ -56,6 +56,11 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" 
   chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
 fi
 
+# libvirt writes a network's MAC list there when a domain joins a network
+# without DHCP, but creates the folder only when it first starts dnsmasq:
+# on a fresh host the first such domain would fail to start.
+mkdir -p /var/lib/libvirt/dnsmasq
+
 # No systemd here: start the daemons by hand when they are not running.
 if ! virsh -c qemu:///system version >/dev/null 2>&1; then
   log "starting virtlogd and libvirtd"

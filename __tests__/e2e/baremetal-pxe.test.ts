@@ -68,8 +68,9 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
   test("the metal deploy environment has the generic kernel, ext4 and the firmware its drivers ask for", () => {
     const deployDir = (profile: string) => fs.realpathSync(path.join(lab.serverDir, "http", "deploy", profile));
     const kernel = (profile: string) => JSON.parse(fs.readFileSync(path.join(deployDir(profile), "build.json"), "utf8")).kernel_version as string;
-    expect(kernel("minimal")).toContain("-cloud-");
-    expect(kernel("metal")).not.toContain("-cloud-");
+    // Debian's generic image boots the generic kernel already; metal keeps it, and the deploy environment uses it.
+    for (const profile of ["minimal", "metal"]) expect(kernel(profile)).toMatch(/^\d+\.\d+\.\d+.*-amd64$/);
+    for (const profile of ["minimal", "metal"]) expect(kernel(profile)).not.toContain("-cloud-");
     const files = execFileSync("sh", ["-c", `zstd -dc "${deployDir("metal")}/initramfs.img" | cpio -t --quiet`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }).split("\n");
     expect(files).toContain(`lib/modules/${kernel("metal")}/kernel/fs/ext4/ext4.ko`);
     // firmware-linux-free (in the metal profile) has the CIS file the pcnet_cs NIC driver asks for.
@@ -112,9 +113,10 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe(`btw-runcmd-${machine.name}`);
       // The firmware the system came up with is the machine's own.
       expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe(machine.firmware);
-      // Each machine runs the kernel of its profile's image: the cloud kernel, or with metal the generic one.
+      // Each machine runs the kernel of its profile's image, the one its deploy environment was built from.
       const kernel = guestExec(domain, "/bin/uname", ["-r"]).stdout.trim();
-      expect({ machine: machine.name, cloudKernel: kernel.includes("-cloud-") }).toEqual({ machine: machine.name, cloudKernel: machine.profile !== "metal" });
+      const deployKernel = JSON.parse(fs.readFileSync(path.join(lab.serverDir, "http", "deploy", machine.profile, "build.json"), "utf8")).kernel_version;
+      expect({ machine: machine.name, kernel }).toEqual({ machine: machine.name, kernel: deployKernel });
       // ...and was restored by the deploy environment built from that same image.
       expect(httpLog).toContain(`/deploy/${machine.profile}/vmlinuz`);
       // The root file system grew to the 5 GiB disk.

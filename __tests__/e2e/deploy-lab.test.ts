@@ -1,7 +1,12 @@
-// The main job, end to end: `cdktf deploy lab` boots verified VMs from the
-// stand-in cloud image on an isolated network; `cdktf destroy lab` leaves nothing.
+// The main job, end to end: `cdktf deploy lab` boots verified VMs from Debian's
+// real generic image on an isolated network; a profile edit reaches every VM
+// that boots it; `cdktf destroy lab` leaves nothing.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+import { planStack } from "../../lib/engine";
+import { renderPlanSummary } from "../../lib/plan-summary";
 import { stringify } from "yaml";
 import { LabWorkspace } from "../helpers/cdktf-cli";
 import { planChanges } from "../helpers/engine";
@@ -12,10 +17,13 @@ import { forceCleanup, guestExec, hostLeftovers, leftovers, virsh, volumeNames }
 
 const LAB = "btwe2e";
 const PREFIX = `btw-${LAB}`;
+// Reaches the guest byte for byte: Terraform must not read it as a template.
+const LITERAL = "${HOME} %{x} $${y}";
 
 describe("deploy a two-VM lab, change it, destroy it", () => {
   let server: FileServer;
   const workspace = new LabWorkspace();
+  const profilesDir = path.join(workspace.dir, "profiles");
   let lab: Record<string, unknown>;
 
   beforeAll(async () => {
@@ -23,11 +31,14 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     forceCleanup(`${LAB}-net`);
     const fixture = fixtureImage("trixie");
     server = await serveDirectory(fixture.dir);
+    fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
     lab = testLab({
       name: LAB,
       imageBaseUrl: server.baseUrl,
-      vms: [{ name: "alpha" }, { name: "beta", memory: 1024 }],
+      vms: [{ name: "alpha", user_data: { runcmd: [`printf '%s' '${LITERAL}' > /run/btw-literal`] } }, { name: "beta", memory: 1024 }],
       extra: {
+        // A profiles folder of the test's own, so a test can edit a profile of the deployed lab.
+        profiles_dir: profilesDir,
         libvirt: { accel: "tcg", firmware: "uefi" },
         network: { name: `${LAB}-net`, mode: "isolated", cidr: "10.213.21.0/24" },
         readiness: { timeout: 900 },
@@ -69,6 +80,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       expect(status.stdout).toContain("status: done");
       expect(guestExec(`${PREFIX}-${name}`, "/bin/hostname", []).stdout.trim()).toBe(name);
     }
+    expect(guestExec(`${PREFIX}-alpha`, "/bin/cat", ["/run/btw-literal"]).stdout).toBe(LITERAL);
   }, 300_000);
 
   test("ten VMs would cost overlays, not images: each VM disk is a qcow2 backed by the shared base volume", () => {
@@ -97,6 +109,34 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     const run = workspace.deploy();
     expect(run.status).toBe(0);
     expect(virsh(["dominfo", `${PREFIX}-beta`])).toMatch(/Max memory:\s+1310720 KiB/);
+  }, 2_400_000);
+
+  test("a profile edit rebuilds the image, recreates every VM that boots it, and readiness runs again before deploy ends", () => {
+    const token = crypto.randomBytes(8).toString("hex");
+    fs.mkdirSync(path.join(profilesDir, "minimal/files/etc"), { recursive: true });
+    fs.writeFileSync(path.join(profilesDir, "minimal/files/etc/btw-profile-edit"), `${token}\n`);
+    const bootIds = Object.fromEntries(["alpha", "beta"].map((name) => [name, guestExec(`${PREFIX}-${name}`, "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim()]));
+    expect(workspace.cdktf(["synth"]).status).toBe(0);
+    const plan = planStack(path.join(workspace.outdir, "stacks", "lab"));
+    const changes = (plan.resource_changes ?? []).map((c) => ({ address: c.address, actions: c.change.actions })).filter((c) => c.actions.join() !== "no-op");
+    const summary = renderPlanSummary([{ stack: "lab", plan }]);
+    expect(summary).toContain("profile minimal changed: minimal/files/etc/btw-profile-edit (added)");
+    for (const name of ["alpha", "beta"]) {
+      expect(summary).toContain(`the domain of vm ${name} is created again`);
+      for (const resource of [`libvirt_domain.vm-${name}_domain`, `libvirt_volume.vm-${name}_disk`, `terraform_data.vm-${name}_cloud-init-ready`]) {
+        expect({ resource, actions: changes.find((c) => c.address.startsWith(resource))?.actions.join() }).toEqual({ resource, actions: "delete,create" });
+      }
+    }
+    const run = workspace.deploy();
+    expect(run.output).not.toMatch(/Error:/);
+    expect(run.status).toBe(0);
+    for (const name of ["alpha", "beta"]) {
+      const domain = `${PREFIX}-${name}`;
+      expect(run.output).toMatch(new RegExp(`vm-${name}_cloud-init-ready_\\w+ \\(vm-${name}/cloud-init-ready\\): Creation complete|vm-${name}_cloud-init-ready_\\w+: Creation complete`));
+      expect(guestExec(domain, "/bin/cat", ["/etc/btw-profile-edit"]).stdout.trim()).toBe(token);
+      expect(guestExec(domain, "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim()).not.toBe(bootIds[name]);
+      expect(guestExec(domain, "/usr/bin/cloud-init", ["status"]).stdout).toContain("status: done");
+    }
   }, 2_400_000);
 
   test("destroy removes every domain, NVRAM file, volume, seed, network and pool of the lab", () => {

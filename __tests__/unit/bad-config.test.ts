@@ -1,3 +1,5 @@
+import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { ConfigError, DEFAULT_CONFIG_PATH, LoadOptions, loadConfig, parseConfig } from "../../lib/config";
@@ -32,6 +34,20 @@ describe("a lab config is validated before any stack is built", () => {
       ["a", 1024, "minimal"],
       ["b", 2048, "minimal"],
     ]);
+  });
+
+  test("profiles_dir names a profiles folder relative to the lab file; a missing one is refused, naming the key", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-profiles-dir-"));
+    try {
+      fs.mkdirSync(path.join(dir, "profiles", "mine"), { recursive: true });
+      const lab = parseConfig(stringify(testLab({ extra: { profile: "mine", profiles_dir: "profiles" } })), path.join(dir, "lab.yaml"));
+      expect(lab.profilesDir).toBe(path.join(dir, "profiles"));
+      expect(lab.vms[0].profile).toBe("mine");
+      const missing = problemsOf(stringify(testLab({ extra: { profiles_dir: "no-such-folder" } })));
+      expect(missing).toContain("profiles_dir: folder /labs/no-such-folder does not exist");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("invalid YAML names the file, line and column", () => {
