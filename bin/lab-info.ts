@@ -1,7 +1,9 @@
 // Prints what shell scripts (bin/btw, the CI image job) need from the lab
 // config as `name='value'` lines to eval, so no shell script parses YAML.
-import { ConfigError, loadConfig } from "../lib/config";
+import * as path from "path";
+import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config";
 import { shellQuote } from "../lib/host-step";
+import { DEFAULT_OUTDIR, labOutdir } from "../lib/synth-output";
 
 try {
   const lab = loadConfig();
@@ -14,6 +16,8 @@ try {
     profiles_dir: lab.profilesDir,
     image_url: lab.image.url,
     image_checksums: lab.image.checksums,
+    // The lab's own cdktf output folder in the project, for `cdktf ... --output`.
+    synth_dir: labOutdir(path.join(PROJECT_DIR, DEFAULT_OUTDIR), lab.name),
   };
   for (const [name, value] of Object.entries(values)) console.log(`${name}=${shellQuote(value)}`);
 } catch (error) {

@@ -4,18 +4,20 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { PROJECT_DIR } from "../lib/config";
+import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config";
 import { EngineError, engineBinary, planStack } from "../lib/engine";
 import { hasChanges, renderPlanSummary, StackPlan } from "../lib/plan-summary";
+import { DEFAULT_OUTDIR, labOutdir, stackWorkingDirs } from "../lib/synth-output";
 
 const USAGE = `usage: npm run plan -- [STACK...] [--output FILE] [--synth-dir DIR]
 
-Synthesizes the app (cdktf synth), plans each STACK (default: lab) with the
-engine in TERRAFORM_BINARY_NAME, and writes a Markdown summary of the changes
-to FILE and stdout. The lab is lab.yaml or BTW_CONFIG; state is read from
-BTW_STATE_DIR (default .btw/state), as by cdktf deploy.
+Synthesizes the app (cdktf synth) into the lab's own folder DIR/labs/<lab name>,
+plans each STACK (default: lab) with the engine in TERRAFORM_BINARY_NAME, and
+writes a Markdown summary of the changes to FILE and stdout. The lab is lab.yaml
+or BTW_CONFIG; state is read from BTW_STATE_DIR (default .btw/state), as by
+cdktf deploy.
 
-  --output FILE     where to write the summary (default: cdktf.out/plan-summary.md)
+  --output FILE     where to write the summary (default: DIR/plan-summary.md)
   --synth-dir DIR   cdktf output folder (default: cdktf.out)
   -h, --help        show this help
 
@@ -30,7 +32,7 @@ interface Options {
 }
 
 function parseArgs(args: string[]): Options | "help" {
-  const options: Options = { stacks: [], output: "", synthDir: "cdktf.out" };
+  const options: Options = { stacks: [], output: "", synthDir: DEFAULT_OUTDIR };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const value = () => {
@@ -64,11 +66,9 @@ function run(what: string, command: string, args: string[], cwd: string): string
   return result.stdout;
 }
 
-function synth(synthDir: string): void {
-  // The app creates only the last folder of --output.
-  fs.mkdirSync(synthDir, { recursive: true });
+function synth(outdir: string): void {
   try {
-    run("cdktf synth", path.join(PROJECT_DIR, "node_modules", ".bin", "cdktf"), ["synth", "--output", synthDir], PROJECT_DIR);
+    run("cdktf synth", path.join(PROJECT_DIR, "node_modules", ".bin", "cdktf"), ["synth", "--output", outdir], PROJECT_DIR);
   } catch (error) {
     // cdktf wraps the app's own message (e.g. a config error) in spinners and logs: keep just that.
     const appError = error instanceof PlanError && /btw-img: [^\n]*(?:\n +- [^\n]*)*/.exec(error.message);
@@ -76,9 +76,18 @@ function synth(synthDir: string): void {
   }
 }
 
-function synthesizedStacks(synthDir: string): string[] {
-  const manifest = JSON.parse(fs.readFileSync(path.join(synthDir, "manifest.json"), "utf8")) as { stacks: Record<string, unknown> };
-  return Object.keys(manifest.stacks);
+/**
+ * The lab's own folder in synthDir, given to synth as its output: the plan then reads
+ * only this lab's manifest, never one another lab's synth just wrote to synthDir.
+ * A config error is left for synth to report, as it reports every app error.
+ */
+function labSynthDir(synthDir: string): string {
+  try {
+    return labOutdir(synthDir, loadConfig().name);
+  } catch (error) {
+    if (error instanceof ConfigError) return synthDir;
+    throw error;
+  }
 }
 
 function main(args: string[]): number {
@@ -90,15 +99,16 @@ function main(args: string[]): number {
   const engine = engineBinary();
   // A failed run must not leave an older summary that looks like its result.
   fs.rmSync(options.output, { force: true });
-  console.error(`plan: synthesizing into ${options.synthDir}`);
-  synth(options.synthDir);
-  const known = synthesizedStacks(options.synthDir);
-  const unknown = options.stacks.filter((stack) => !known.includes(stack));
-  if (unknown.length > 0) throw new PlanError(`unknown stack ${unknown.join(", ")} (the app has: ${known.join(", ")})`);
+  const labDir = labSynthDir(options.synthDir);
+  console.error(`plan: synthesizing into ${labDir}`);
+  synth(labDir);
+  const stackDirs = stackWorkingDirs(labDir);
+  const unknown = options.stacks.filter((stack) => !stackDirs.has(stack));
+  if (unknown.length > 0) throw new PlanError(`unknown stack ${unknown.join(", ")} (the app has: ${[...stackDirs.keys()].join(", ")})`);
 
   const plans: StackPlan[] = options.stacks.map((stack) => {
     console.error(`plan: planning stack ${stack} with ${engine}`);
-    return { stack, plan: planStack(path.join(options.synthDir, "stacks", stack)) };
+    return { stack, plan: planStack(stackDirs.get(stack) as string) };
   });
   const summary = renderPlanSummary(plans);
   fs.mkdirSync(path.dirname(options.output), { recursive: true });

@@ -1,7 +1,11 @@
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+import { LabWorkspace } from "../helpers/cdktf-cli";
 import { planChanges, synthLabToDir } from "../helpers/engine";
-import { testLab } from "../helpers/lab-yaml";
+import { testLab, writeLab } from "../helpers/lab-yaml";
 
 describe("the real engine plans the lab against the real libvirtd", () => {
   test("init installs dmacvicar/libvirt from the local mirror and plan lists the whole lab", () => {
@@ -24,4 +28,58 @@ describe("the real engine plans the lab against the real libvirtd", () => {
       fs.rmSync(outdir, { recursive: true, force: true });
     }
   }, 300_000);
+});
+
+describe("several labs from one checkout", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-labs-"));
+  // Two lab files, as BTW_CONFIG selects them; each lab has its own state file in the one state folder.
+  const labA = writeLab(testLab({ name: "btwlaba", vms: [{ name: "a1" }] }), fs.mkdtempSync(path.join(dir, "a-")));
+  const labB = writeLab(testLab({ name: "btwlabb", vms: [{ name: "b1" }] }), fs.mkdtempSync(path.join(dir, "b-")));
+  // The synth folder every run shares, as cdktf.out is shared in a checkout: only its location is the
+  // test's (bin/plan.ts treats --synth-dir exactly as its default cdktf.out).
+  const synthDir = path.join(dir, "cdktf.out");
+  const stateDir = path.join(dir, "state");
+
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** `npm run plan` for one lab file: bin/plan.ts with the real cdktf synth and engine. */
+  function plan(config: string, summary: string) {
+    return spawnSync(path.join(PROJECT_DIR, "node_modules", ".bin", "ts-node"), ["--transpile-only", "bin/plan.ts", "--synth-dir", synthDir, "--output", summary], {
+      cwd: PROJECT_DIR,
+      env: { ...process.env, BTW_CONFIG: config, BTW_STATE_DIR: stateDir },
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 300_000,
+    });
+  }
+
+  test("`npm run plan` of lab A, lab B, then lab A again: each plans its own lab (exit 2), no 'Backend configuration changed'", () => {
+    for (const [config, vm, run] of [[labA, "a1", 1], [labB, "b1", 2], [labA, "a1", 3]] as const) {
+      const summary = path.join(dir, `summary-${run}.md`);
+      const result = plan(config, summary);
+      expect({ run, status: result.status, stderr: result.stderr }).toEqual({ run, status: 2, stderr: expect.not.stringContaining("Backend configuration changed") });
+      expect(fs.readFileSync(summary, "utf8")).toMatch(new RegExp(`\\| add \\| \`libvirt_domain\\.vm-${vm}_domain_`));
+    }
+    // Nothing was deployed: planning writes no state.
+    expect(fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : []).toEqual([]);
+  }, 900_000);
+
+  test("`cdktf diff lab` on one output folder after switching the lab file: A, B, A each diff their own lab", () => {
+    // The path `cdktf deploy lab` takes: the CLI reads <outdir>/manifest.json and runs the engine where it says.
+    const workspace = new LabWorkspace();
+    try {
+      for (const [name, vm] of [["btwlaba", "a1"], ["btwlabb", "b1"], ["btwlaba", "a1"]]) {
+        writeLab(testLab({ name, vms: [{ name: vm }] }), workspace.dir);
+        const diff = workspace.cdktf(["diff", "lab", "--skip-provider-lock"], 600_000);
+        expect({ name, status: diff.status, output: diff.output }).toEqual({
+          name,
+          status: 0,
+          output: expect.stringContaining(`"btw-${name}-${vm}"`),
+        });
+        expect(diff.output).not.toContain("Backend configuration changed");
+      }
+    } finally {
+      workspace.remove();
+    }
+  }, 1_800_000);
 });
