@@ -10,7 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { LabWorkspace } from "../helpers/cdktf-cli";
-import { hostLeftovers, leftovers } from "../helpers/libvirt";
+import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
 import { PxeLab, quiet } from "../helpers/pxe-lab";
 
 const lab = new PxeLab({
@@ -54,7 +54,8 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     stopLanServer();
     lab.cleanup();
     // No dhcpRange: proxy DHCP.
-    const config = lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: 18182 });
+    // Debian 12 here (Debian 13 in baremetal-pxe.test.ts): both releases are restored over PXE.
+    const config = lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: 18182, release: "bookworm" });
     fs.writeFileSync(workspace.configFile, stringify(config));
     lab.createNetwork(workspace.dir);
     startLanServer();
@@ -92,6 +93,20 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     // The firmware's iPXE found our boot script through the proxy replies, then the deploy environment over HTTP.
     const httpLog = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
     expect(httpLog.match(/deploy\/minimal\/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
+  }, 1_800_000);
+
+  test("the restored Debian 12 system boots from its disk to cloud-init done", () => {
+    const statuses = lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => {
+      const domain = lab.domain(machine);
+      if (quiet("virsh", ["-c", "qemu:///system", "qemu-agent-command", domain, '{"execute":"guest-ping"}']).status !== 0) return undefined;
+      const result = guestExec(domain, "/usr/bin/cloud-init", ["status"]);
+      return /status: (done|error)/.test(result.stdout) ? result.stdout : undefined;
+    });
+    for (const machine of lab.machines) {
+      expect(statuses.get(machine)!.value).toContain("status: done");
+      expect(guestExec(lab.domain(machine), "/bin/cat", ["/etc/os-release"]).stdout).toMatch(/^VERSION_CODENAME=bookworm$/m);
+      expect(guestExec(lab.domain(machine), "/bin/hostname", []).stdout.trim()).toBe(machine.name);
+    }
   }, 1_800_000);
 
   test("`cdktf destroy baremetal` stops our dnsmasq and leaves nothing", () => {

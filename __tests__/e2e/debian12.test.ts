@@ -1,52 +1,77 @@
-// Debian 12 (bookworm) as well as 13: the stand-in bookworm image is acquired
-// and customized like trixie's, stays bookworm, and comes out clean.
+// Debian 12 (bookworm) as well as 13: a BIOS lab on Debian's real bookworm
+// image is acquired, customized, booted to cloud-init done, its partitions
+// captured for bare metal, and destroyed without leftovers.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { stringify } from "yaml";
+import { LabWorkspace } from "../helpers/cdktf-cli";
 import { fixtureImage } from "../helpers/fixture-image";
 import { FileServer, serveDirectory } from "../helpers/http-server";
-import { installedPackages, runScript, withImageRoot } from "../helpers/image";
-import { hostLeftovers } from "../helpers/libvirt";
+import { testLab } from "../helpers/lab-yaml";
+import { forceCleanup, guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
 
-describe("Debian 12: acquire and customize the bookworm image", () => {
+const LAB = "btwdeb12";
+const PREFIX = `btw-${LAB}`;
+
+describe("Debian 12: a BIOS lab on the real bookworm image", () => {
   let server: FileServer;
-  let work: string;
+  const workspace = new LabWorkspace();
+  const artifacts = path.join(workspace.dir, "artifacts");
 
   beforeAll(async () => {
+    forceCleanup(PREFIX);
+    forceCleanup(`${LAB}-net`);
     const fixture = fixtureImage("bookworm");
     expect(fixture.archiveName).toBe("debian-12-generic-amd64.tar.xz");
     server = await serveDirectory(fixture.dir);
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-debian12-"));
+    const lab = testLab({
+      name: LAB,
+      release: "bookworm",
+      imageBaseUrl: server.baseUrl,
+      vms: [{ name: "bookworm1" }],
+      extra: {
+        libvirt: { accel: "tcg", firmware: "bios" },
+        network: { name: `${LAB}-net`, mode: "isolated", cidr: "10.213.31.0/24" },
+        readiness: { timeout: 900 },
+        baremetal: { output_dir: artifacts },
+      },
+    });
+    fs.writeFileSync(workspace.configFile, stringify(lab));
   }, 1_800_000);
 
   afterAll(async () => {
+    workspace.destroy();
+    forceCleanup(PREFIX);
+    forceCleanup(`${LAB}-net`);
+    workspace.remove();
     await server?.close();
-    if (work) fs.rmSync(work, { recursive: true, force: true });
+  }, 900_000);
+
+  test("deploy boots the VM to cloud-init done; inside, it is bookworm with bookworm's apt sources", () => {
+    const run = workspace.deploy();
+    expect(run.output).not.toMatch(/Error:/);
+    expect(run.status).toBe(0);
+    const vm = workspace.outputs()["vm-bookworm1"].vm;
+    expect(vm).toMatchObject({ name: "bookworm1", ready: true });
+    const domain = `${PREFIX}-bookworm1`;
+    expect(guestExec(domain, "/usr/bin/cloud-init", ["status"]).stdout).toContain("status: done");
+    expect(guestExec(domain, "/bin/cat", ["/etc/os-release"]).stdout).toMatch(/^VERSION_CODENAME=bookworm$/m);
+    expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe("bios");
+    const sources = guestExec(domain, "/bin/sh", ["-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"]).stdout;
+    expect(sources).toContain("bookworm");
+    expect(sources).not.toContain("trixie");
+  }, 2_400_000);
+
+  test("the tested partitions are captured for bare metal with a manifest", () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(artifacts, "minimal", "manifest.json"), "utf8"));
+    expect(manifest.profile).toBe("minimal");
+    expect(manifest.partitions.length).toBeGreaterThanOrEqual(2);
   });
 
-  test("minimal on bookworm installs its packages, keeps bookworm's apt sources and leaves the image clean", () => {
-    const base = path.join(work, "base.qcow2");
-    const acquire = runScript("prepare-cloud-img.sh", [
-      "--url", `${server.baseUrl}/debian-12-generic-amd64.tar.xz`,
-      "--checksums", `${server.baseUrl}/SHA512SUMS`,
-      "--cache-dir", path.join(work, "cache"),
-      "--link", base,
-    ]);
-    expect(acquire.status).toBe(0);
-    const output = path.join(work, "minimal.qcow2");
-    const customize = runScript("customize-image.sh", ["--base", base, "--profiles-dir", path.join(PROJECT_DIR, "profiles"), "--profile", "minimal", "--output", output]);
-    expect({ status: customize.status, stderr: customize.status === 0 ? "" : customize.stderr.slice(-2000) }).toEqual({ status: 0, stderr: "" });
-    withImageRoot(output, (root) => {
-      expect(fs.readFileSync(path.join(root, "etc/os-release"), "utf8")).toMatch(/^VERSION_CODENAME=bookworm$/m);
-      const packages = installedPackages(root);
-      for (const name of ["qemu-guest-agent", "curl", "cloud-init"]) expect(packages.has(name)).toBe(true);
-      const sources = fs.readFileSync(path.join(root, "etc/apt/sources.list.d/debian.sources"), "utf8");
-      expect(sources).toContain("bookworm");
-      expect(sources).not.toContain("trixie");
-      expect(fs.readFileSync(path.join(root, "etc/machine-id"), "utf8")).toBe("");
-      expect(fs.readdirSync(path.join(root, "etc/ssh")).filter((f) => f.startsWith("ssh_host_"))).toEqual([]);
-    });
-    expect(hostLeftovers(work)).toEqual([]);
-  }, 1_200_000);
+  test("destroy leaves nothing of the lab", () => {
+    expect(workspace.destroy().status).toBe(0);
+    expect(leftovers(PREFIX)).toEqual([]);
+    expect(leftovers(`${LAB}-net`)).toEqual([]);
+    expect(hostLeftovers(workspace.dir, path.join(process.env.BTW_CACHE_DIR as string, "labs", LAB))).toEqual([]);
+  }, 900_000);
 });

@@ -13,7 +13,7 @@ import { runScript } from "./image";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 
-/** The stand-in image customized with a profile, built once per input change. */
+/** Debian's real generic image customized with a profile, built once per input change. */
 export async function customizedTestImage(profile = "minimal"): Promise<string> {
   const cacheDir = process.env.BTW_CACHE_DIR as string;
   const fixture = fixtureImage("trixie");

@@ -65,14 +65,22 @@ export class PxeLab {
   }
 
   /**
-   * The lab config of the test: the stand-in image by file:// URL (its cache key then
+   * The lab config of the test: Debian's real image by file:// URL (its cache key then
    * stays the same between runs), an unused lab network, and our machines behind the
    * PXE server on this network (proxy DHCP unless dhcp_range is given).
    */
-  labConfig(options: { labCidr: string; httpPort: number; dhcpRange?: string; userData?: (machine: PxeMachine) => unknown }): Record<string, unknown> {
-    const fixture = fixtureImage("trixie");
+  labConfig(options: {
+    labCidr: string;
+    httpPort: number;
+    dhcpRange?: string;
+    release?: "trixie" | "bookworm";
+    userData?: (machine: PxeMachine) => unknown;
+  }): Record<string, unknown> {
+    const release = options.release ?? "trixie";
+    const fixture = fixtureImage(release);
     return testLab({
       name: this.options.lab,
+      release,
       vms: [{ name: "unused" }],
       extra: {
         image: { url: `file://${fixture.dir}/${fixture.archiveName}`, checksums: `file://${fixture.dir}/SHA512SUMS` },
