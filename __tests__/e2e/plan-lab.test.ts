@@ -77,6 +77,7 @@ describe("several labs from one checkout", () => {
           output: expect.stringContaining(`"btw-${name}-${vm}"`),
         });
         expect(diff.output).not.toContain("Backend configuration changed");
+        expect(workspace.stackDir()).toBe(path.join(workspace.outdir, "labs", name, "stacks", "lab"));
       }
     } finally {
       workspace.remove();

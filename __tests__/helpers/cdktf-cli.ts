@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
+import { stackWorkingDirs } from "../../lib/synth-output";
 
 export interface CliRun {
   status: number | null;
@@ -35,6 +36,13 @@ export class LabWorkspace {
 
   destroy(): CliRun {
     return this.cdktf(["destroy", "lab", "--auto-approve", "--skip-provider-lock"]);
+  }
+
+  /** A stack's working folder (cdktf.out/labs/<lab>/stacks/<stack>), found as the cdktf CLI finds it: through <outdir>/manifest.json. */
+  stackDir(stack = "lab"): string {
+    const dir = stackWorkingDirs(this.outdir).get(stack);
+    if (!dir) throw new Error(`no stack ${stack} in ${this.outdir}/manifest.json`);
+    return dir;
   }
 
   outputs(): Record<string, any> {
