@@ -84,7 +84,7 @@ engine_env=$(sh scripts/install-engine.sh --cache-dir "$cache_dir")
 sh scripts/install-libvirt-provider.sh --cache-dir "$cache_dir" --cli-config "$state_dir/terraformrc"
 
 eval "$engine_env"
-cat > "$state_dir/env.sh.tmp" <<ENV
+cat > "$state_dir/env.sh.$$.tmp" <<ENV
 # Written by scripts/setup-host.sh; sourced by the npm scripts.
 export BTW_CACHE_DIR="$cache_dir"
 export TF_CLI_CONFIG_FILE="$state_dir/terraformrc"
@@ -94,7 +94,7 @@ export CHECKPOINT_DISABLE=1
 export CDKTF_DISABLE_PLUGIN_CACHE_ENV=1
 export PATH="$project_dir/node_modules/.bin:\$PATH"
 ENV
-mv "$state_dir/env.sh.tmp" "$state_dir/env.sh"
+mv "$state_dir/env.sh.$$.tmp" "$state_dir/env.sh"
 
 # Bindings are committed in .gen; regenerate only when they are missing.
 if [ ! -f .gen/providers/libvirt/provider/index.ts ]; then

@@ -69,7 +69,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
 
   test("a second deploy with no change does nothing: the plan is all no-op", () => {
     expect(workspace.cdktf(["synth"]).status).toBe(0);
-    const changes = planChanges(path.join(workspace.outdir, "stacks", "lab"));
+    const changes = planChanges(workspace.stackDir());
     expect(changes.length).toBeGreaterThan(10);
     expect(changes.filter((c) => c.actions.join() !== "no-op")).toEqual([]);
   }, 600_000);
@@ -101,7 +101,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     expect(diff.output).toMatch(/memory\s+= 1024 -> 1280/);
     expect(diff.output).not.toMatch(/vm-alpha_\S+ (\(\S+\) )?(must be replaced|will be)/);
     expect(workspace.cdktf(["synth"]).status).toBe(0);
-    const changes = planChanges(path.join(workspace.outdir, "stacks", "lab")).filter((c) => c.actions.join() !== "no-op");
+    const changes = planChanges(workspace.stackDir()).filter((c) => c.actions.join() !== "no-op");
     expect(changes.map((c) => c.address)).toEqual(
       expect.arrayContaining([expect.stringMatching(/^libvirt_domain\.vm-beta_domain/), expect.stringMatching(/^terraform_data\.vm-beta_cloud-init-ready/)]),
     );
@@ -117,7 +117,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     fs.writeFileSync(path.join(profilesDir, "minimal/files/etc/btw-profile-edit"), `${token}\n`);
     const bootIds = Object.fromEntries(["alpha", "beta"].map((name) => [name, guestExec(`${PREFIX}-${name}`, "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim()]));
     expect(workspace.cdktf(["synth"]).status).toBe(0);
-    const plan = planStack(path.join(workspace.outdir, "stacks", "lab"));
+    const plan = planStack(workspace.stackDir());
     const changes = (plan.resource_changes ?? []).map((c) => ({ address: c.address, actions: c.change.actions })).filter((c) => c.actions.join() !== "no-op");
     const summary = renderPlanSummary([{ stack: "lab", plan }]);
     expect(summary).toContain("profile minimal changed: minimal/files/etc/btw-profile-edit (added)");

@@ -112,7 +112,7 @@ describe("the GitLab pipeline (gitlab-ci-local)", () => {
       expect(log).toContain("PASS  synth");
       expect(log).toContain("PASS  plan");
       expect(result.status).toBe(0);
-      expect(fs.existsSync(path.join(workDir, "cdktf.out", "stacks", "lab", "cdk.tf.json"))).toBe(true);
+      expect(fs.existsSync(path.join(workDir, "cdktf.out", "labs", "btwplan6", "stacks", "lab", "cdk.tf.json"))).toBe(true);
 
       const artifact = fs.readFileSync(path.join(result.stateDir, "artifacts", "plan", "cdktf.out", "plan-summary.md"), "utf8");
       expect(artifact).toMatch(/^# Plan summary\n/);

@@ -32,7 +32,7 @@ describe("the lab stack synthesizes", () => {
       env: { ...process.env, BTW_CONFIG: configFile, TERRAFORM_BINARY_NAME: "/nonexistent-engine" },
       stdio: "pipe",
     });
-    const tf: TfJson = JSON.parse(fs.readFileSync(path.join(outdir, "stacks", "lab", "cdk.tf.json"), "utf8"));
+    const tf: TfJson = JSON.parse(fs.readFileSync(path.join(outdir, "labs", "btwtest", "stacks", "lab", "cdk.tf.json"), "utf8"));
     expect(tf.terraform.required_providers.libvirt).toEqual({ source: "dmacvicar/libvirt", version: "0.8.3" });
     const domain = only(tf.resource.libvirt_domain);
     expect(domain).toMatchObject({ name: "btw-btwtest-web", memory: 1536, vcpu: 1, type: "qemu" });
@@ -50,7 +50,7 @@ describe("the lab stack synthesizes", () => {
     expect(result.status).not.toBe(0);
     expect(result.stdout + result.stderr).toContain(`${configFile}: invalid lab config`);
     expect(result.stdout + result.stderr).toContain("libvirt.accel: 'hvf' is not one of 'kvm', 'tcg'");
-    expect(fs.existsSync(path.join(outdir, "stacks", "lab", "cdk.tf.json"))).toBe(false);
+    expect(fs.existsSync(path.join(outdir, "labs", "btwtest", "stacks", "lab", "cdk.tf.json"))).toBe(false);
     fs.rmSync(outdir, { recursive: true, force: true });
   }, 120_000);
 
