@@ -107,6 +107,9 @@ export class LabMachine extends Construct {
           waitForLease: props.network.waitForLease,
         },
       ],
+      // A display adapter, as every PC has: Debian's image has GRUB draw on gfxterm,
+      // which hangs a BIOS machine that has none before the kernel starts.
+      video: { type: "vga" },
       qemuAgent: false,
       autostart: false,
       running: true,

@@ -158,6 +158,8 @@ export class PxeLab {
     <console type='pty'><target type='serial' port='0'/></console>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
     <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <!-- A display adapter, as PCs have: Debian's GRUB draws on gfxterm, which hangs a BIOS machine without one. -->
+    <video><model type='vga'/></video>
   </devices>
 </domain>`;
   }

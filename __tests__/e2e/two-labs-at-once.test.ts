@@ -1,0 +1,130 @@
+// Two labs from one checkout at the same time, as two people (or two CI jobs)
+// would run `BTW_CONFIG=... btw up`: a BIOS lab on Debian's real bookworm
+// image and a BIOS lab on the real trixie image. Each synthesizes into its own
+// folder, both boot to cloud-init done, each captures its partitions, and
+// `btw down` removes each without touching the other.
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { stringify } from "yaml";
+import { PROJECT_DIR } from "../../lib/config";
+import { fixtureImage } from "../helpers/fixture-image";
+import { FileServer, serveDirectory } from "../helpers/http-server";
+import { testLab } from "../helpers/lab-yaml";
+import { forceCleanup, guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
+
+interface TestLab {
+  name: string;
+  release: "trixie" | "bookworm";
+  codename: RegExp;
+  subnet: string;
+  dir: string;
+}
+
+const LABS: TestLab[] = [
+  { name: "btwdeb12", release: "bookworm", codename: /^VERSION_CODENAME=bookworm$/m, subnet: "10.213.31", dir: "" },
+  { name: "btwdeb13", release: "trixie", codename: /^VERSION_CODENAME=trixie$/m, subnet: "10.213.32", dir: "" },
+];
+const domainOf = (lab: TestLab) => `btw-${lab.name}-${lab.name}vm`;
+const artifactsOf = (lab: TestLab) => path.join(lab.dir, "artifacts");
+
+/** `bin/btw COMMAND` for a lab, without blocking the test (both labs run at once). */
+function btw(lab: TestLab, command: string): Promise<{ status: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(path.join(PROJECT_DIR, "bin", "btw"), [command], {
+      cwd: lab.dir,
+      env: { ...process.env, BTW_CONFIG: path.join(lab.dir, "lab.yaml"), BTW_STATE_DIR: path.join(lab.dir, "state"), CI: "1", FORCE_COLOR: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.on("close", (status) => {
+      fs.appendFileSync(path.join(lab.dir, "btw.log"), `\n$ btw ${command}\n${output}`);
+      resolve({ status, output });
+    });
+  });
+}
+
+describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout", () => {
+  const servers: FileServer[] = [];
+
+  beforeAll(async () => {
+    for (const lab of LABS) {
+      forceCleanup(`btw-${lab.name}`);
+      forceCleanup(`${lab.name}-net`);
+      lab.dir = fs.mkdtempSync(path.join(os.tmpdir(), `btw-${lab.name}-`));
+      const server = await serveDirectory(fixtureImage(lab.release).dir);
+      servers.push(server);
+      const config = testLab({
+        name: lab.name,
+        release: lab.release,
+        imageBaseUrl: server.baseUrl,
+        vms: [{ name: `${lab.name}vm` }],
+        extra: {
+          libvirt: { accel: "tcg", firmware: "bios" },
+          network: { name: `${lab.name}-net`, mode: "isolated", cidr: `${lab.subnet}.0/24` },
+          readiness: { timeout: 900 },
+          baremetal: { output_dir: artifactsOf(lab) },
+        },
+      });
+      fs.writeFileSync(path.join(lab.dir, "lab.yaml"), stringify(config));
+    }
+  }, 1_800_000);
+
+  afterAll(async () => {
+    await Promise.all(LABS.map((lab) => (lab.dir ? btw(lab, "down") : undefined)));
+    for (const lab of LABS) {
+      forceCleanup(`btw-${lab.name}`);
+      forceCleanup(`${lab.name}-net`);
+      if (lab.dir) fs.rmSync(lab.dir, { recursive: true, force: true });
+    }
+    await Promise.all(servers.map((server) => server.close()));
+  }, 900_000);
+
+  test("`btw up` of both at once: each lab synthesizes into its own folder and boots to cloud-init done", async () => {
+    const runs = await Promise.all(LABS.map((lab) => btw(lab, "up")));
+    LABS.forEach((lab, i) => {
+      expect({ lab: lab.name, status: runs[i].status, tail: runs[i].status === 0 ? "" : runs[i].output.slice(-3000) }).toEqual({ lab: lab.name, status: 0, tail: "" });
+      const outputs = JSON.parse(fs.readFileSync(path.join(PROJECT_DIR, "cdktf.out", "labs", lab.name, "lab-outputs.json"), "utf8")).lab;
+      expect(outputs[`vm-${lab.name}vm`].vm).toMatchObject({ domain: domainOf(lab), ready: true });
+      // Each deploy ran the engine in its lab's own stack folder.
+      expect(fs.existsSync(path.join(PROJECT_DIR, "cdktf.out", "labs", lab.name, "stacks", "lab", ".terraform"))).toBe(true);
+    });
+  }, 2_400_000);
+
+  test("inside each VM: its own release, BIOS, cloud-init done, its release's apt sources", () => {
+    for (const lab of LABS) {
+      const domain = domainOf(lab);
+      expect(guestExec(domain, "/usr/bin/cloud-init", ["status"]).stdout).toContain("status: done");
+      expect(guestExec(domain, "/bin/cat", ["/etc/os-release"]).stdout).toMatch(lab.codename);
+      expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe("bios");
+      const sources = guestExec(domain, "/bin/sh", ["-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"]).stdout;
+      expect(sources).toContain(lab.release);
+      expect(sources).not.toContain(lab.release === "trixie" ? "bookworm" : "trixie");
+    }
+  }, 300_000);
+
+  test("each lab captured the partitions it tested, with a manifest", () => {
+    for (const lab of LABS) {
+      const manifest = JSON.parse(fs.readFileSync(path.join(artifactsOf(lab), "minimal", "manifest.json"), "utf8"));
+      expect(manifest.profile).toBe("minimal");
+      expect(manifest.partitions.length).toBeGreaterThanOrEqual(2);
+    }
+  });
+
+  test("`btw down` of one lab leaves the other running; then the other goes too, leaving nothing", async () => {
+    const [first, second] = LABS;
+    expect((await btw(first, "down")).status).toBe(0);
+    expect(leftovers(`btw-${first.name}`)).toEqual([]);
+    expect(leftovers(`${first.name}-net`)).toEqual([]);
+    expect(guestExec(domainOf(second), "/bin/true", []).exitcode).toBe(0);
+    expect((await btw(second, "down")).status).toBe(0);
+    for (const lab of LABS) {
+      expect(leftovers(`btw-${lab.name}`)).toEqual([]);
+      expect(leftovers(`${lab.name}-net`)).toEqual([]);
+      expect(hostLeftovers(lab.dir, path.join(process.env.BTW_CACHE_DIR as string, "labs", lab.name))).toEqual([]);
+    }
+  }, 1_800_000);
+});
