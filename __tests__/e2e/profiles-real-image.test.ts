@@ -7,8 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
 import { readProfile } from "../../lib/profile";
-import { fixtureImage } from "../helpers/fixture-image";
-import { FileServer, serveDirectory } from "../helpers/http-server";
+import { acquireFixtureBase } from "../helpers/fixture-image";
 import { installedPackages, runScript, withImageRoot } from "../helpers/image";
 import { hostLeftovers } from "../helpers/libvirt";
 
@@ -19,26 +18,15 @@ const RELEASES = [
 ];
 
 describe.each(RELEASES)("shipped profiles on Debian's real $release image", ({ release, profiles }) => {
-  let server: FileServer;
   let work: string;
   let base: string;
 
-  beforeAll(async () => {
-    const fixture = fixtureImage(release);
-    server = await serveDirectory(fixture.dir);
+  beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), `btw-profiles-${release}-`));
-    base = path.join(work, "base.qcow2");
-    const acquire = runScript("prepare-cloud-img.sh", [
-      "--url", `${server.baseUrl}/${fixture.archiveName}`,
-      "--checksums", `${server.baseUrl}/SHA512SUMS`,
-      "--cache-dir", path.join(work, "cache"),
-      "--link", base,
-    ]);
-    expect(acquire.status).toBe(0);
+    base = acquireFixtureBase(release, work);
   }, 1_800_000);
 
-  afterAll(async () => {
-    await server?.close();
+  afterAll(() => {
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 

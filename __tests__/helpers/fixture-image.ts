@@ -4,6 +4,7 @@
 import { execFileSync } from "child_process";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
+import { runScript } from "./image";
 
 export interface FixtureImage {
   dir: string;
@@ -21,4 +22,18 @@ export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): Fixture
   }).trim();
   const number = release === "trixie" ? 13 : 12;
   return { dir, archiveName: `debian-${number}-generic-amd64.tar.xz` };
+}
+
+/** The fixture acquired (by file:// URL) as a base qcow2 in work, as the lab would; returns its path. */
+export function acquireFixtureBase(release: "trixie" | "bookworm", work: string): string {
+  const fixture = fixtureImage(release);
+  const base = path.join(work, "base.qcow2");
+  const acquire = runScript("prepare-cloud-img.sh", [
+    "--url", `file://${fixture.dir}/${fixture.archiveName}`,
+    "--checksums", `file://${fixture.dir}/SHA512SUMS`,
+    "--cache-dir", path.join(work, "cache"),
+    "--link", base,
+  ]);
+  if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr.slice(-3000)}`);
+  return base;
 }
