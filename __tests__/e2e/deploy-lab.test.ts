@@ -93,7 +93,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
   });
 
   test("changing one VM's memory: `cdktf diff` shows only that VM's domain, and redeploy changes only it", () => {
-    const changed = { ...lab, vms: [{ name: "alpha" }, { name: "beta", memory: 1280 }] };
+    const changed = { ...lab, vms: [(lab.vms as unknown[])[0], { name: "beta", memory: 1280 }] };
     fs.writeFileSync(workspace.configFile, stringify(changed));
     const diff = workspace.cdktf(["diff", "lab", "--skip-provider-lock"]);
     expect(diff.status).toBe(0);
