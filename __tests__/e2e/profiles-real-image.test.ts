@@ -8,7 +8,7 @@ import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
 import { readProfile } from "../../lib/profile";
 import { acquireFixtureBase } from "../helpers/fixture-image";
-import { installedPackages, runScript, withImageRoot } from "../helpers/image";
+import { installedPackages, runScript, runScriptAsync, withImageRoot } from "../helpers/image";
 import { hostLeftovers } from "../helpers/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
@@ -34,20 +34,25 @@ describe.each(RELEASES)("shipped profiles on Debian's real $release image", ({ r
     expect(hostLeftovers(work)).toEqual([]);
   });
 
-  test.each(profiles)("%s builds and holds every package of its chain", (profile) => {
-    const output = path.join(work, `${profile}.qcow2`);
-    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", PROFILES, "--profile", profile, "--output", output]);
-    expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
-    const wanted = readProfile(PROFILES, profile).packages.map((p) => p.split(/[=/]/)[0]);
-    withImageRoot(output, (root) => {
-      expect(fs.readFileSync(path.join(root, "etc/os-release"), "utf8")).toMatch(new RegExp(`^VERSION_CODENAME=${release}$`, "m"));
-      const installed = installedPackages(root);
-      expect(wanted.filter((name) => !installed.has(name))).toEqual([]);
-      expect(fs.readdirSync(path.join(root, "dev"))).toEqual([]);
-      if (profile !== "metal") expect(fs.readlinkSync(path.join(root, "etc/systemd/system/default.target"))).toMatch(/graphical\.target$/);
+  // Built at the same time (as two labs' images may be): each build has its own work folder and /dev.
+  test(`${profiles.join(", ")} build at once, each holding every package of its chain`, async () => {
+    const outputs = profiles.map((profile) => path.join(work, `${profile}.qcow2`));
+    const runs = await Promise.all(
+      profiles.map((profile, i) => runScriptAsync("customize-image.sh", ["--base", base, "--profiles-dir", PROFILES, "--profile", profile, "--output", outputs[i]])),
+    );
+    profiles.forEach((profile, i) => {
+      expect({ profile, status: runs[i].status, tail: runs[i].status === 0 ? "" : runs[i].stderr.slice(-3000) }).toEqual({ profile, status: 0, tail: "" });
+      const wanted = readProfile(PROFILES, profile).packages.map((p) => p.split(/[=/]/)[0]);
+      withImageRoot(outputs[i], (root) => {
+        expect(fs.readFileSync(path.join(root, "etc/os-release"), "utf8")).toMatch(new RegExp(`^VERSION_CODENAME=${release}$`, "m"));
+        const installed = installedPackages(root);
+        expect({ profile, missing: wanted.filter((name) => !installed.has(name)) }).toEqual({ profile, missing: [] });
+        expect(fs.readdirSync(path.join(root, "dev"))).toEqual([]);
+        if (profile !== "metal") expect(fs.readlinkSync(path.join(root, "etc/systemd/system/default.target"))).toMatch(/graphical\.target$/);
+      });
+      fs.rmSync(outputs[i]);
     });
-    fs.rmSync(output);
-  }, 1_800_000);
+  }, 2_400_000);
 
   test("proxmox stops before changing anything, naming why it cannot build here", () => {
     const output = path.join(work, "proxmox.qcow2");
