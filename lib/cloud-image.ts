@@ -5,7 +5,7 @@ import * as crypto from "crypto";
 import * as path from "path";
 import { Construct, IConstruct } from "constructs";
 import { ITerraformDependable, TerraformData } from "./cdk";
-import { hostStep } from "./host-step";
+import { hostStep, scriptCommand, shellQuote } from "./host-step";
 import { ImageChecksum, resolveImageChecksum } from "./image-release";
 
 export interface CloudImageProps {
@@ -26,6 +26,11 @@ export class CloudImage extends Construct {
   /** What names the image's content: its sha512, or the URL when that is all there is. */
   readonly contentKey: string;
   readonly step: TerraformData;
+  /**
+   * Acquires the image again when its cached file is gone (a purge by another lab
+   * sharing the cache): steps that read basePath run it first.
+   */
+  readonly ensureCommand: string;
 
   constructor(scope: Construct, id: string, props: CloudImageProps) {
     super(scope, id);
@@ -41,19 +46,21 @@ export class CloudImage extends Construct {
     }
     this.sha512 = resolved.get(key)!.sha512;
     this.contentKey = this.sha512 ?? this.basePath;
+    const args = [
+      "--url",
+      props.url,
+      "--checksums",
+      props.checksums,
+      ...(this.sha512 ? ["--sha512", this.sha512] : []),
+      "--cache-dir",
+      props.cacheDir,
+      "--link",
+      this.basePath,
+    ];
+    this.ensureCommand = `{ test -e ${shellQuote(this.basePath)} || ${scriptCommand("prepare-cloud-img.sh", args)}; }`;
     this.step = hostStep(this, "acquire", {
       script: "prepare-cloud-img.sh",
-      args: [
-        "--url",
-        props.url,
-        "--checksums",
-        props.checksums,
-        ...(this.sha512 ? ["--sha512", this.sha512] : []),
-        "--cache-dir",
-        props.cacheDir,
-        "--link",
-        this.basePath,
-      ],
+      args,
       // A new image behind the same URL ("latest") changes sha512: the diff shows it, apply fetches it.
       triggers: { url: props.url, checksums: props.checksums, sha512: this.sha512 ?? "" },
       dependsOn: props.dependsOn,

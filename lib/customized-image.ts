@@ -36,6 +36,7 @@ export class CustomizedImage extends Construct {
       args: ["--base", props.cloudImage.basePath, "--profiles-dir", props.profilesDir, "--profile", props.profile, "--output", this.imagePath],
       // The image is a pure function of its inputs: reuse it when it is already built.
       skipIfExists: this.imagePath,
+      before: props.cloudImage.ensureCommand,
       triggers: {
         base_image: props.cloudImage.step.id,
         profile: props.profile,

@@ -23,7 +23,7 @@ export class DeployEnvironment extends Construct {
     super(scope, id);
     const inputsHash = crypto
       .createHash("sha256")
-      .update([props.image.imagePath, ...["build-deploy-initramfs.sh", "deploy-init.sh", "restore-disk.sh"].map(scriptHash)].join("\n"))
+      .update([props.image.imagePath, ...["build-deploy-initramfs.sh", "deploy-init.sh", "restore-disk.sh", "disk-links.sh"].map(scriptHash)].join("\n"))
       .digest("hex")
       .slice(0, 16);
     this.dir = path.join(props.cacheDir, "deploy-env", inputsHash);

@@ -36,13 +36,20 @@ export interface HostStepProps {
   input?: Record<string, unknown>;
   /** Skip the script when this file already exists. */
   skipIfExists?: string;
+  /** A command run first, whenever the script runs; the script runs only if it succeeds. */
+  before?: string;
+}
+
+function guarded(props: HostStepProps): string {
+  const run = props.before ? `{ ${props.before} && ${scriptCommand(props.script, props.args)}; }` : scriptCommand(props.script, props.args);
+  return (props.skipIfExists ? `test -e ${shellQuote(props.skipIfExists)} || ` : "") + run;
 }
 
 export function hostStep(scope: Construct, id: string, props: HostStepProps): TerraformData {
   const provisioners: { type: "local-exec"; command: string; environment?: Record<string, string>; when?: "destroy" }[] = [
     {
       type: "local-exec",
-      command: (props.skipIfExists ? `test -e ${shellQuote(props.skipIfExists)} || ` : "") + scriptCommand(props.script, props.args),
+      command: guarded(props),
       environment: props.environment,
     },
   ];

@@ -1,7 +1,9 @@
 // The PXE deploy server of the bare-metal machines (scripts/pxe-server.sh):
 // dnsmasq bound to one bridge plus an HTTP server for iPXE scripts, the deploy
 // environment, the captured artifacts and each machine's cloud-init seed.
-// Destroying it stops both daemons and removes their files.
+// Destroying it (also each time its triggers replace it) stops both daemons and
+// removes their files, but not the records of installed machines: those live in
+// <stateDir>.records, so a changed seed or image never restores a machine again.
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
@@ -25,8 +27,15 @@ export function machineSeed(lab: LabConfig, machine: MachineConfig) {
   return renderSeed(lab, machine);
 }
 
+/** The server's folder (pxe-server.sh --state-dir); its machines' records are in "<it>.records". */
+export function serverStateDir(lab: LabConfig): string {
+  return path.join(lab.baremetal.pxe.state_dir, lab.name);
+}
+
 export class PxeServer extends Construct {
   readonly stateDir: string;
+  /** Which machines are installed (pxe-server.sh status, btw metal reinstall). */
+  readonly recordsDir: string;
   readonly baseUrl: string;
   readonly step: TerraformData;
 
@@ -34,7 +43,8 @@ export class PxeServer extends Construct {
     super(scope, id);
     const { lab } = props;
     const pxe = lab.baremetal.pxe;
-    this.stateDir = path.join(pxe.state_dir, lab.name);
+    this.stateDir = serverStateDir(lab);
+    this.recordsDir = `${this.stateDir}.records`;
     this.baseUrl = `http://${pxe.address}:${pxe.http_port}`;
     const machines = lab.baremetal.machines.map((machine) => {
       const seed = machineSeed(lab, machine);

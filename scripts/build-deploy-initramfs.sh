@@ -2,7 +2,7 @@
 # Build the deploy environment that PXE-booted machines run: the kernel of a
 # customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
 # e2fsprogs, jq, the image's storage and network drivers and their firmware,
-# restore-disk.sh and deploy-init.sh as /init).
+# restore-disk.sh, disk-links.sh and deploy-init.sh as /init).
 set -eu
 umask 022
 
@@ -156,9 +156,9 @@ for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_
 done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
-cp "$scripts_dir/restore-disk.sh" "$root/usr/bin/restore-disk.sh"
+cp "$scripts_dir/restore-disk.sh" "$scripts_dir/disk-links.sh" "$root/usr/bin/"
 cp "$scripts_dir/deploy-init.sh" "$root/init"
-chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh"
+chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh" "$root/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
 # The machine's clock may be anything before NTP: e2fsck must not stop on it.
 printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"

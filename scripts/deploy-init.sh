@@ -2,7 +2,10 @@
 # /init of the deploy environment (scripts/build-deploy-initramfs.sh): bring
 # up the NIC that PXE-booted, restore the image onto the disk with
 # restore-disk.sh, report to the PXE server, then reboot into the disk.
-# Kernel command line: btw.server=URL btw.mac=MAC btw.manifest=URL
+# A restore happens once: when "done" does not reach the server, the machine
+# boots the restored disk from here instead of rebooting into the network, and
+# a later network boot finds its own install on the disk and restores nothing.
+# Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
 #   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=reboot|poweroff]
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -18,11 +21,12 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 
 say() { echo "btw-deploy: $*"; }
 
-server="" mac="" manifest="" seed="" disk="" wipe="" after=reboot
+server="" mac="" token="" manifest="" seed="" disk="" wipe="" after=reboot
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
     btw.mac=*) mac=$(echo "${arg#*=}" | tr 'A-F' 'a-f') ;;
+    btw.token=*) token=${arg#*=} ;;
     btw.manifest=*) manifest=${arg#*=} ;;
     btw.seed=*) seed=${arg#*=} ;;
     btw.disk=*) disk=${arg#*=} ;;
@@ -31,14 +35,20 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
+# report STATUS [TRIES]: tell the server, trying every 3 seconds; fails when it never answered.
 report() {
-  [ -n "$server" ] && [ -n "$mac" ] || return 0
-  wget -q -O /dev/null "$server/cgi-bin/report?mac=$mac&status=$1" 2>/dev/null || say "could not report '$1' to $server"
+  [ -n "$server" ] && [ -n "$mac" ] || return 1
+  _tries=0
+  until timeout 15 wget -q -O /dev/null "$server/cgi-bin/report?mac=$mac&token=$token&status=$1" 2>/dev/null; do
+    _tries=$((_tries + 1))
+    [ "$_tries" -lt "${2:-1}" ] || { say "could not report '$1' to $server"; return 1; }
+    sleep 3
+  done
 }
 
 fail() {
   say "FAILED: $*"
-  report failed
+  report failed || true
   say "nothing more happens on its own; a shell is open on the console"
   exec sh </dev/console >/dev/console 2>&1
 }
@@ -51,7 +61,9 @@ for pass in 1 2; do
   sleep 1
 done
 
-[ -n "$server" ] && [ -n "$mac" ] && [ -n "$manifest" ] || fail "btw.server, btw.mac and btw.manifest are required on the kernel command line"
+[ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] || fail "btw.server, btw.mac, btw.token and btw.manifest are required on the kernel command line"
+# No udev here: the disk's by-id and by-path links, for a disk named that way.
+disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
 
 iface=""
 tries=0
@@ -80,14 +92,34 @@ if [ -z "$disk" ]; then
   disk=$1
 fi
 
-report started
+report started || true
 say "restoring $manifest onto $disk"
-if restore-disk.sh --manifest "$manifest" --disk "$disk" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore; then
-  report done
+# The disk keeps this install's ID (not the token itself): a second boot of the same install finds it there.
+install_id=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
+status=0
+restore-disk.sh --manifest "$manifest" --disk "$disk" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
+case "$status" in
+  0) ;;
+  3) say "the disk already holds this install: nothing restored" ;;
+  *) fail "restore-disk.sh failed" ;;
+esac
+
+if report "done" 20; then
   say "restore done; $after"
   sync
   sleep 2
   if [ "$after" = poweroff ]; then poweroff -f; else reboot -f; fi
-else
-  fail "restore-disk.sh failed"
 fi
+
+# The server did not hear "done", so a reboot would reach the deploy script again:
+# boot the restored system from here (the deploy kernel is the image's own).
+say "the server did not confirm; booting the restored disk directly"
+device=$(readlink -f "$disk")
+root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' /tmp/restore/manifest.json)
+case "$device" in *[0-9]) root=${device}p$root_number ;; *) root=$device$root_number ;; esac
+mkdir -p /sysroot
+mount -t ext4 -o ro "$root" /sysroot || fail "cannot mount the restored root $root"
+[ -e /sysroot/sbin/init ] || [ -L /sysroot/sbin/init ] || fail "no /sbin/init on $root"
+umount /tmp
+for fs in dev proc sys run; do mount -o move "/$fs" "/sysroot/$fs"; done
+exec switch_root /sysroot /sbin/init

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Clear btw-img's image cache (base and customized images, seeds, fixtures).
-# Engine and provider builds are kept unless --all is given.
+# Engine and provider builds are kept unless --all is given. Only a folder that
+# carries the marker setup-host.sh leaves in the cache is touched, so a cache
+# dir of / or /var never loses /images or /var/base.
 set -eu
 
 usage() { echo "usage: purge-cache.sh --cache-dir DIR [--all]"; }
@@ -16,6 +18,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$cache_dir" ] || { usage >&2; exit 2; }
 [ -d "$cache_dir" ] || { echo "purge-cache: nothing to purge in $cache_dir" >&2; exit 0; }
+if [ ! -f "$cache_dir/.btw-img-owned" ]; then
+  echo "purge-cache: $cache_dir is not btw-img's cache (no .btw-img-owned in it): nothing removed" >&2
+  exit 1
+fi
 
 # Never delete a cache an unfinished customization still has mounted.
 if grep -q " $cache_dir/" /proc/mounts; then

@@ -1,17 +1,26 @@
 #!/bin/sh
 # The bare-metal deploy server: dnsmasq (DHCP + TFTP, bound to one bridge
 # only) hands out iPXE, iPXE loads our deploy kernel and initramfs over HTTP
-# (busybox httpd), which restore the captured image and the machine's seed.
-# A machine that reported "done" is sent to its local disk on the next boot.
+# (busybox httpd on the bridge address), which restore the captured image and
+# the machine's seed.
+# A machine is installed once: its "done" record lives in DIR.records, which
+# no restart, replace or stop removes; only `reinstall` (btw metal reinstall)
+# or a start whose machines no longer include it forget it. Until then the
+# machine has a random token: its boot script, which carries it, goes only to
+# the address the host sees with the machine's MAC; its seed is served under
+# the token and removed at "done"; its reports need the token.
 set -eu
-umask 022
+umask 077
 
 PROG=pxe-server
 USAGE="usage: PXE_MACHINES=JSON pxe-server.sh start --state-dir DIR --interface BRIDGE --address IP [--dhcp-range FIRST,LAST]
          [--http-port PORT] --deploy PROFILE=DIR... --artifacts PROFILE=DIR...
        pxe-server.sh stop --state-dir DIR
-       pxe-server.sh status --state-dir DIR"
+       pxe-server.sh status --state-dir DIR
+       pxe-server.sh reinstall --state-dir DIR --mac MAC"
 IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
+# In every folder this script creates and may remove: a folder without it is not ours.
+MARKER=.btw-img-owned
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -21,15 +30,20 @@ print_help() {
   cat <<EOF
 $USAGE
 
-start   (re)starts the server; PXE_MACHINES is a JSON list of
-        {name, mac, profile, disk?, wipe, user_data, meta_data, network_config}.
-        Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
-        A machine boots the deploy environment (vmlinuz, initramfs.img in the
-        --deploy DIR) and restores the artifacts of its own profile.
-stop    stops both daemons and removes DIR.
-status  prints each machine's reported state (started, done, failed).
-Files: DIR/tftp (iPXE), DIR/http (boot scripts, deploy/<profile>/, artifacts/<profile>/, seeds/,
-cgi-bin/report), DIR/state (reports), DIR/*.pid, DIR/*.log.
+start      (re)starts the server; PXE_MACHINES is a JSON list of
+           {name, mac, profile, disk?, wipe, user_data, meta_data, network_config}.
+           Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
+           A machine boots the deploy environment (vmlinuz, initramfs.img in the
+           --deploy DIR) and restores the artifacts of its own profile, once.
+           Records of machines no longer in PXE_MACHINES are forgotten.
+stop       stops both daemons and removes DIR (only when it carries $MARKER);
+           DIR.records stays.
+status     prints each machine's reported state (started, done, failed).
+reinstall  forgets that the machine is done: its next network boot restores it
+           again (a running server serves it at once).
+Files: DIR/tftp (iPXE), DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/,
+seeds/<token>/, cgi-bin/boot and report), DIR/machines/<mac> (seed and boot script,
+root only), DIR/*.pid, DIR/*.log; DIR.records/<mac> (state) and <mac>.token.
 EOF
 }
 
@@ -37,16 +51,16 @@ EOF
 command=$1
 shift
 case "$command" in
-  start|stop|status) ;;
+  start|stop|status|reinstall) ;;
   -h|--help) print_help; exit 0 ;;
   *) usage_error "unknown command: $command" ;;
 esac
 
-state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploys="" artifacts=""
+state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploys="" artifacts="" mac=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
-    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts)
+    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts|--mac)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --state-dir) state_dir=$2 ;;
@@ -56,6 +70,7 @@ while [ $# -gt 0 ]; do
         --http-port) http_port=$2 ;;
         --deploy) deploys="$deploys $2" ;;
         --artifacts) artifacts="$artifacts $2" ;;
+        --mac) mac=$2 ;;
       esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -63,6 +78,27 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$state_dir" ] || usage_error "missing --state-dir"
 case "$state_dir" in /*) ;; *) usage_error "--state-dir must be an absolute path" ;; esac
+# The folder goes into dnsmasq.conf and the CGI scripts: one line, nothing either reads specially.
+case "$state_dir" in *[!A-Za-z0-9._/@+:-]*) usage_error "--state-dir may hold only letters, digits and ._/@+:- characters" ;; esac
+state_dir=${state_dir%/}
+[ -n "$state_dir" ] || usage_error "--state-dir must not be /"
+records_dir=$state_dir.records
+
+is_mac() { printf '%s\n' "$1" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]'; }
+
+# ours DIR: DIR carries our marker (a server folder from before the marker: our dnsmasq.conf).
+ours() { [ -f "$1/$MARKER" ] || head -n 1 "$1/dnsmasq.conf" 2>/dev/null | grep -q '^# Written by pxe-server.sh: '; }
+
+# own_dir DIR: DIR exists and is ours; a folder that exists without the marker is
+# someone else's (say state_dir / with lab name etc) and is never written to.
+own_dir() {
+  if [ -e "$1" ] && ! ours "$1" && [ -n "$(ls -A "$1" 2>/dev/null)" ]; then
+    die "$1 exists and is not btw-img's (no $MARKER in it): choose another baremetal.pxe.state_dir, or remove it"
+  fi
+  (umask 022 && mkdir -p "$(dirname "$1")")
+  mkdir -p "$1"
+  : >"$1/$MARKER"
+}
 
 # stop_daemon NAME: kill the pid in NAME.pid if it is still our daemon.
 stop_daemon() {
@@ -80,27 +116,78 @@ stop_daemon() {
   rm -f "$_pidfile"
 }
 
+new_token() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# put FILE: stdin to FILE through a rename, so a reader never sees half of it.
+put() { cat >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; }
+
+# publish MAC: serve the machine's seed under its token and arm its deploy script.
+publish() {
+  _machine=$state_dir/machines/$1
+  _token=$(cat "$records_dir/$1.token" 2>/dev/null) || _token=""
+  if [ -z "$_token" ]; then
+    _token=$(new_token)
+    echo "$_token" | put "$records_dir/$1.token"
+  fi
+  rm -rf "$state_dir/http/seeds/$_token"
+  mkdir "$state_dir/http/seeds/$_token"
+  for _file in user-data meta-data network-config; do
+    [ ! -f "$_machine/$_file" ] || cp "$_machine/$_file" "$state_dir/http/seeds/$_token/$_file"
+  done
+  sed "s/@TOKEN@/$_token/g" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
+}
+
 if [ "$command" = stop ]; then
-  stop_daemon dnsmasq
-  stop_daemon httpd
-  rm -rf "$state_dir"
-  say "stopped; removed $state_dir"
+  if ours "$state_dir"; then
+    stop_daemon dnsmasq
+    stop_daemon httpd
+    # A server from before the records folder kept "done" in state/: keep it.
+    for report in "$state_dir"/state/*; do
+      [ "$(cat "$report" 2>/dev/null)" = "done" ] || continue
+      own_dir "$records_dir"
+      echo "done" >"$records_dir/${report##*/}"
+    done
+    rm -rf "$state_dir"
+    say "stopped; removed $state_dir (the machines' records stay in $records_dir)"
+  elif [ -e "$state_dir" ]; then
+    say "left $state_dir alone: it is not btw-img's (no $MARKER in it)"
+  fi
   exit 0
 fi
 
 if [ "$command" = status ]; then
-  for report in "$state_dir"/state/*; do
-    [ -f "$report" ] && printf '%s %s\n' "${report##*/}" "$(cat "$report")"
+  for record in "$records_dir"/*; do
+    case "$record" in *.token|*"/*") continue ;; esac
+    printf '%s %s\n' "${record##*/}" "$(cat "$record")"
   done
+  exit 0
+fi
+
+if [ "$command" = reinstall ]; then
+  is_mac "$mac" || usage_error "--mac must be a lowercase MAC such as 52:54:00:12:34:56"
+  [ -d "$records_dir" ] && ! ours "$records_dir" && die "$records_dir is not btw-img's (no $MARKER in it)"
+  was=$(cat "$records_dir/$mac" 2>/dev/null) || was="no record"
+  rm -f "$records_dir/$mac" "$records_dir/$mac.token"
+  if ours "$state_dir" && [ -f "$state_dir/machines/$mac/deploy.ipxe.in" ]; then
+    publish "$mac"
+    say "$mac ($(cat "$state_dir/machines/$mac/name")) was $was: its next network boot restores it"
+  else
+    say "$mac was $was: forgotten; the server is not serving it now, its next start will"
+  fi
   exit 0
 fi
 
 [ -n "$interface" ] || usage_error "missing --interface"
 [ -n "$address" ] || usage_error "missing --address"
 [ -n "$deploys" ] || usage_error "missing --deploy"
+# These go into dnsmasq.conf, one line each.
+case "$interface" in ''|*[!A-Za-z0-9_.-]*) usage_error "--interface must be a bridge name such as br50" ;; esac
+case "$address" in *[!0-9.]*) usage_error "--address must be an IPv4 address" ;; esac
+case "$dhcp_range" in *[!0-9.,]*) usage_error "--dhcp-range must be FIRST,LAST IPv4 addresses" ;; esac
+case "$http_port" in ''|*[!0-9]*) usage_error "--http-port must be a number" ;; esac
 : "${PXE_MACHINES:?pxe-server: PXE_MACHINES is not set}"
 [ "$(id -u)" -eq 0 ] || die "must run as root (DHCP and TFTP ports)"
-for tool in dnsmasq busybox jq ip; do
+for tool in dnsmasq busybox jq ip ss od; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 for file in undionly.kpxe snponly.efi; do
@@ -115,19 +202,23 @@ for entry in $deploys; do
 done
 printf '%s' "$PXE_MACHINES" | jq -e 'type == "array"' >/dev/null || die "PXE_MACHINES must be a JSON list"
 
-# A restart keeps the machines' reports (a deployed machine stays deployed).
+own_dir "$state_dir"
+own_dir "$records_dir"
+# A restart keeps the machines' records (a deployed machine stays deployed).
 stop_daemon dnsmasq
 stop_daemon httpd
+listener=$(ss -Hltnp "( sport = :$http_port )" | grep -E "(^|[[:space:]])($address|0\.0\.0\.0|\*|\[::\]):${http_port}[[:space:]]" || true)
+[ -z "$listener" ] || die "something else listens on port $http_port (baremetal.pxe.http_port): $listener"
 # A start that fails half-way leaves no daemon behind.
 trap 'status=$?; if [ "$status" -ne 0 ]; then stop_daemon dnsmasq; stop_daemon httpd; fi; exit "$status"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-mkdir -p "$state_dir/state"
+# dnsmasq serves TFTP as an unprivileged user: only tftp/ is readable by others.
 chmod 755 "$state_dir"
-rm -rf "$state_dir/tftp" "$state_dir/http" "$state_dir/dnsmasq.conf"
-mkdir -p "$state_dir/tftp" "$state_dir/http/boot" "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/seeds" "$state_dir/http/cgi-bin"
-cp "$IPXE_DIR/undionly.kpxe" "$IPXE_DIR/snponly.efi" "$state_dir/tftp/"
-chmod -R a+rX "$state_dir/tftp"
+chmod 700 "$records_dir"
+rm -rf "$state_dir/tftp" "$state_dir/http" "$state_dir/machines" "$state_dir/dnsmasq.conf"
+mkdir -p "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/seeds" "$state_dir/http/cgi-bin" "$state_dir/machines"
+(umask 022 && mkdir "$state_dir/tftp" && cp "$IPXE_DIR/undionly.kpxe" "$IPXE_DIR/snponly.efi" "$state_dir/tftp/")
 for entry in $deploys; do
   ln -s "$(cd "${entry#*=}" && pwd)" "$state_dir/http/deploy/${entry%%=*}"
 done
@@ -140,63 +231,101 @@ done
 base_url=http://$address:$http_port
 # Back to the firmware with a failure status: UEFI boot managers then try the
 # next boot option (the disk); a success status stops them at their menu.
-# An unknown MAC (no boot/<mac>.ipxe: iPXE prints "No such file") is never touched.
+# An unknown MAC gets the same: the server never touches a machine not in the config.
 cat >"$state_dir/http/boot.ipxe" <<EOF
 #!ipxe
-chain $base_url/boot/\${mac:hexhyp}.ipxe ||
+chain $base_url/cgi-bin/boot?mac=\${mac:hexhyp} ||
 echo btw-img: back to the firmware, which boots the next device
 exit 1
 EOF
 
-local_boot() {
-  cat <<EOF
-#!ipxe
-echo btw-img: $1 is deployed: its disk boots next
-exit 1
+# One CGI script, as cgi-bin/boot (a MAC's iPXE script) and cgi-bin/report (the
+# deploy environment's reports). Both trust a request only from the address the
+# host's neighbour table gives the MAC on our bridge; a report also needs the token.
+{
+  printf '#!/bin/sh\n# Written by pxe-server.sh.\nstate_dir=%s records_dir=%s interface=%s\n' "$state_dir" "$records_dir" "$interface"
+  cat <<'EOF'
+umask 077
+query() { printf '%s\n' "$QUERY_STRING" | tr '&' '\n' | sed -n "s/^$1=//p" | head -n 1; }
+answer() { printf 'Status: %s\r\nContent-Type: text/plain\r\n\r\n' "$1"; shift; printf '%s\n' "$@"; exit 0; }
+mac=$(query mac | tr 'A-F-' 'a-f:')
+printf '%s\n' "$mac" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]' || mac=""
+seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3 != "0x0" { print $4 }' /proc/net/arp)
+record=$(cat "$records_dir/$mac" 2>/dev/null) || record=""
+machine=$state_dir/machines/$mac
+case "${SCRIPT_NAME##*/}" in
+  boot)
+    # The log (httpd.log) says what each machine was sent: deploy or disk.
+    if [ -n "$mac" ] && [ "$record" != done ] && [ -f "$machine/boot.ipxe" ]; then
+      if [ "$seen" = "$mac" ]; then
+        echo "btw-img: boot $mac: deploy (to $REMOTE_ADDR)" >&2
+        answer "200 OK" "$(cat "$machine/boot.ipxe")"
+      fi
+      echo "btw-img: boot $mac: refused the deploy script to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
+    fi
+    echo "btw-img: boot ${mac:-?}: disk (to $REMOTE_ADDR)" >&2
+    name=$(cat "$machine/name" 2>/dev/null) || name=${mac:-unknown machine}
+    answer "200 OK" "#!ipxe" "echo btw-img: $name boots from its disk" "exit 1" ;;
+  report)
+    token=$(query token) status=$(query status)
+    expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
+    if [ -z "$mac" ] || [ "$seen" != "$mac" ] || [ -z "$expected" ] || [ "$token" != "$expected" ]; then
+      echo "btw-img: refused a report for ${mac:-no MAC} from $REMOTE_ADDR" >&2
+      answer "403 Forbidden" "refused"
+    fi
+    case "$status" in started|done|failed) ;; *) answer "400 Bad Request" "bad status" ;; esac
+    echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
+    # Done: the seed leaves the server and the token is void; the MAC boots its disk from now on.
+    [ "$status" != done ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe"
+    answer "200 OK" ok ;;
+esac
+answer "404 Not Found" "no such script"
 EOF
-}
+} >"$state_dir/http/cgi-bin/boot"
+chmod 700 "$state_dir/http/cgi-bin/boot"
+ln -s boot "$state_dir/http/cgi-bin/report"
+
+macs=$(printf '%s' "$PXE_MACHINES" | jq -r '.[].mac')
 printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   field() { printf '%s' "$machine" | jq -r "$1"; }
-  name=$(field .name) mac=$(field .mac) profile=$(field .profile)
-  case "$mac" in *[!0-9a-f:]*|'') die "machine $name: bad MAC '$mac'" ;; esac
+  name=$(field .name) mac=$(field .mac) profile=$(field .profile) disk=$(field '.disk // ""')
+  # All of these go into an iPXE script, one line each.
+  printf '%s\n' "$name" | grep -qx '[a-z0-9][a-z0-9-]*' || die "bad machine name '$name'"
+  is_mac "$mac" || die "machine $name: bad MAC '$mac'"
+  printf '%s\n' "$profile" | grep -qx '[A-Za-z0-9][A-Za-z0-9_.-]*' || die "machine $name: bad profile '$profile'"
+  printf '%s\n' "$disk" | grep -qx '\(/dev/[A-Za-z0-9_.:+@/-]*\)\{0,1\}' || die "machine $name: bad disk '$disk'"
   [ -e "$state_dir/http/artifacts/$profile" ] || die "machine $name: no --artifacts for profile $profile"
   [ -e "$state_dir/http/deploy/$profile" ] || die "machine $name: no --deploy for profile $profile"
-  hyphens=$(echo "$mac" | tr ':' '-')
-  mkdir -p "$state_dir/http/seeds/$mac"
-  field .user_data >"$state_dir/http/seeds/$mac/user-data"
-  field .meta_data >"$state_dir/http/seeds/$mac/meta-data"
-  field '.network_config // empty' >"$state_dir/http/seeds/$mac/network-config"
-  [ -s "$state_dir/http/seeds/$mac/network-config" ] || rm "$state_dir/http/seeds/$mac/network-config"
-  options="btw.disk=$(field '.disk // ""')"
+  dir=$state_dir/machines/$mac
+  mkdir "$dir"
+  echo "$name" >"$dir/name"
+  field .user_data >"$dir/user-data"
+  field .meta_data >"$dir/meta-data"
+  field '.network_config // empty' >"$dir/network-config"
+  [ -s "$dir/network-config" ] || rm "$dir/network-config"
+  options="btw.disk=$disk"
   [ "$(field '.wipe // false')" = true ] && options="$options btw.wipe=1"
-  if [ "$(cat "$state_dir/state/$mac" 2>/dev/null)" = "done" ]; then
-    local_boot "$name" >"$state_dir/http/boot/$hyphens.ipxe"
-  else
-    cat >"$state_dir/http/boot/$hyphens.ipxe" <<EOF
+  cat >"$dir/deploy.ipxe.in" <<EOF
 #!ipxe
 echo btw-img: deploying $name ($profile)
-kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 btw.server=$base_url btw.mac=$mac btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/$mac/ $options
+kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 btw.server=$base_url btw.mac=$mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $options
 initrd $base_url/deploy/$profile/initramfs.img
 boot
 EOF
+  if [ "$(cat "$records_dir/$mac" 2>/dev/null)" = "done" ]; then
+    rm -f "$records_dir/$mac.token"
+    say "$name ($mac) is installed: it boots its disk (btw metal reinstall $name restores it again)"
+  else
+    publish "$mac"
   fi
-  local_boot "$name" >"$state_dir/http/boot/$hyphens.local"
 done
-
-# The deploy environment reports here; "done" sends the MAC to its disk from now on.
-cat >"$state_dir/http/cgi-bin/report" <<EOF
-#!/bin/sh
-printf 'Content-Type: text/plain\r\n\r\n'
-mac=\$(printf '%s' "\$QUERY_STRING" | sed -n 's/.*mac=\([0-9a-f:]*\).*/\1/p')
-status=\$(printf '%s' "\$QUERY_STRING" | sed -n 's/.*status=\([a-z]*\).*/\1/p')
-case "\$status" in started|done|failed) ;; *) echo "bad status"; exit 0 ;; esac
-hyphens=\$(echo "\$mac" | tr ':' '-')
-[ -n "\$mac" ] && [ -f "$state_dir/http/boot/\$hyphens.ipxe" ] || { echo "unknown machine"; exit 0; }
-echo "\$status" >"$state_dir/state/\$mac"
-[ "\$status" = done ] && cp "$state_dir/http/boot/\$hyphens.local" "$state_dir/http/boot/\$hyphens.ipxe"
-echo ok
-EOF
-chmod 755 "$state_dir/http/cgi-bin/report"
+# A machine taken out of the config is forgotten: added back, it is installed again.
+for record in "$records_dir"/*; do
+  [ -e "$record" ] || continue
+  known=${record##*/}
+  known=${known%.token}
+  case " $(echo "$macs" | tr '\n' ' ') " in *" $known "*) ;; *) rm -f "$record"; say "forgot $known: no longer in the config" ;; esac
+done
 
 if [ -n "$dhcp_range" ]; then
   dhcp="dhcp-range=$dhcp_range,12h
@@ -232,11 +361,17 @@ say "starting dnsmasq on $interface ($address, ${dhcp_range:-proxy DHCP})"
 dnsmasq --conf-file="$state_dir/dnsmasq.conf" --pid-file="$state_dir/dnsmasq.pid" || die "dnsmasq did not start (see $state_dir/dnsmasq.log)"
 say "starting busybox httpd on $base_url"
 setsid busybox httpd -f -vv -p "$address:$http_port" -h "$state_dir/http" </dev/null >>"$state_dir/httpd.log" 2>&1 &
-echo $! >"$state_dir/httpd.pid"
+httpd_pid=$!
+echo "$httpd_pid" >"$state_dir/httpd.pid"
+# What answers must be our httpd: it serves a random value only this start knows.
+probe=$(new_token)
+echo "$probe" >"$state_dir/http/probe"
 tries=0
-until busybox wget -q -O /dev/null "$base_url/boot.ipxe" 2>/dev/null; do
+until [ "$(busybox wget -q -O - "$base_url/probe" 2>/dev/null)" = "$probe" ]; do
+  kill -0 "$httpd_pid" 2>/dev/null || die "busybox httpd exited (see $state_dir/httpd.log)"
   tries=$((tries + 1))
-  [ "$tries" -lt 50 ] || die "busybox httpd does not answer on $base_url (see $state_dir/httpd.log)"
+  [ "$tries" -lt 50 ] || die "$base_url does not answer with this server's files (see $state_dir/httpd.log)"
   sleep 0.1
 done
+rm -f "$state_dir/http/probe"
 say "serving $(printf '%s' "$PXE_MACHINES" | jq length) machine(s) from $state_dir"

@@ -2,13 +2,16 @@
 # Restore the artifacts of capture-partitions.sh onto a disk: verify every
 # checksum first, write the partition table grown to the disk, restore each
 # partition with partclone, write the BIOS boot code, grow the root file
-# system and drop the machine's cloud-init seed into it.
+# system and drop the machine's cloud-init seed into it. The disk is checked
+# first: a partition, a missing disk or one too small is refused before any
+# download, and nothing is written before every checksum matches.
 # Runs on the target machine (busybox sh in our deploy initramfs) and on hosts.
 set -eu
 umask 022
 
 PROG=restore-disk
-USAGE="usage: restore-disk.sh --manifest URL_OR_DIR --disk /dev/X [--wipe] [--seed-dir URL_OR_DIR] [--work-dir DIR]"
+USAGE="usage: restore-disk.sh --manifest URL_OR_DIR --disk /dev/X [--wipe] [--seed-dir URL_OR_DIR] [--work-dir DIR]
+         [--install-id ID]"
 FORMAT_VERSION=1
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -21,30 +24,34 @@ $USAGE
 
   --manifest   manifest.json of a capture (its URL, its path, or its folder);
                the artifacts are read from beside it
-  --disk       the whole disk to write, e.g. /dev/sda, /dev/nvme0n1, /dev/loop3
+  --disk       the whole disk to write, e.g. /dev/sda, /dev/nvme0n1, /dev/loop3,
+               /dev/disk/by-id/..., /dev/disk/by-path/...
   --wipe       allow a disk that holds a partition table or data (destroyed)
   --seed-dir   NoCloud seed (user-data, meta-data, optional network-config),
                written to /var/lib/cloud/seed/nocloud/ on the restored root
   --work-dir   where downloaded artifacts are kept until written (default: a
                temporary folder; needs as much space as the artifacts)
+  --install-id written to /var/lib/btw-img/install-id on the restored root; a
+               disk that already holds this ID is left as it is (exit 3)
 Nothing is written to the disk before every artifact matches its sha256.
 Needs: jq, sfdisk, partclone.*, zstd, sha256sum, blockdev, e2fsck, resize2fs,
 mount, and wget or curl for URLs.
 EOF
 }
 
-manifest="" disk="" wipe="" seed="" work_dir=""
+manifest="" disk="" wipe="" seed="" work_dir="" install_id=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
     --wipe) wipe=1; shift ;;
-    --manifest|--disk|--seed-dir|--work-dir)
+    --manifest|--disk|--seed-dir|--work-dir|--install-id)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --manifest) manifest=$2 ;;
         --disk) disk=$2 ;;
         --seed-dir) seed=$2 ;;
         --work-dir) work_dir=$2 ;;
+        --install-id) install_id=$2 ;;
       esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -52,9 +59,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$manifest" ] || usage_error "missing --manifest"
 [ -n "$disk" ] || usage_error "missing --disk"
+case "$install_id" in *[!0-9a-zA-Z]*) usage_error "--install-id takes letters and digits only" ;; esac
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
-for tool in jq sfdisk zstd sha256sum blockdev dd sed e2fsck resize2fs mount umount; do
+for tool in jq sfdisk zstd sha256sum blockdev dd sed e2fsck resize2fs mount umount readlink; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 
@@ -103,6 +111,63 @@ m=$work_dir/manifest.json
 version=$(jq -r '.format_version // "none"' "$m" 2>/dev/null) || die "the manifest is not JSON: $manifest"
 [ "$version" = "$FORMAT_VERSION" ] || die "manifest format version $version is not supported (this restore-disk.sh reads format $FORMAT_VERSION)"
 
+# ---------------------------------------------------------------- the target
+
+# A by-id or by-path link names the same disk whatever the kernel called it this boot.
+[ -e "$disk" ] || die "no such disk: $disk (disks here: $(cd /sys/block && echo *))"
+device=$(readlink -f "$disk")
+[ -b "$device" ] || die "not a block device: $disk"
+disk_name=${device##*/}
+[ ! -e "/sys/class/block/$disk_name/partition" ] || die "$disk ($device) is a partition: give the whole disk"
+case "$disk_name" in
+  *[0-9]) part_prefix=${device}p ;;
+  *) part_prefix=$device ;;
+esac
+disk_bytes=$(blockdev --getsize64 "$device")
+need_bytes=$(jq -r .disk.min_size_bytes "$m")
+# sysattr NAME...: the first of the disk's sysfs attributes that has a value.
+sysattr() {
+  for _attr in "$@"; do
+    _value=$(tr -d '\000' <"/sys/class/block/$disk_name/$_attr" 2>/dev/null | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//') || true
+    [ -z "$_value" ] || { echo "$_value"; return 0; }
+  done
+  echo "-"
+}
+model=$(sysattr device/model loop/backing_file)
+serial=$(sysattr serial device/serial)
+wwid=$(sysattr wwid device/wwid)
+say "disk $disk: /dev/$disk_name, model $model, serial $serial, wwid $wwid, $disk_bytes bytes ($((disk_bytes / 1073741824)) GiB)"
+[ "$disk_bytes" -ge "$need_bytes" ] || die "$disk is too small: $disk_bytes bytes, the image needs at least $need_bytes"
+if grep -q "^$device\(p\)\{0,1\}[0-9]* " /proc/mounts || grep -q "^$device\(p\)\{0,1\}[0-9]* " /proc/swaps 2>/dev/null; then
+  die "$disk (or one of its partitions) is mounted or in use as swap"
+fi
+root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' "$m")
+# An install that wrote this ID already happened (its report may not have reached the server): keep it.
+if [ -n "$install_id" ] && [ -b "$part_prefix$root_number" ]; then
+  found=""
+  mnt=$(mktemp -d "${TMPDIR:-/tmp}/restore-root.XXXXXX")
+  if mount -t ext4 -o ro,noload "$part_prefix$root_number" "$mnt" 2>/dev/null; then
+    found=$(cat "$mnt/var/lib/btw-img/install-id" 2>/dev/null) || true
+    umount "$mnt"
+  fi
+  rmdir "$mnt"
+  mnt=""
+  if [ "$found" = "$install_id" ]; then
+    say "$disk already holds this install ($install_id): nothing written"
+    exit 3
+  fi
+fi
+if [ -z "$wipe" ]; then
+  if sfdisk -d "$device" >/dev/null 2>&1; then
+    die "$disk holds a partition table: pass --wipe to overwrite it"
+  fi
+  if [ -n "$(dd if="$device" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ]; then
+    die "$disk is not blank (data in its first MiB): pass --wipe to overwrite it"
+  fi
+fi
+
+# ---------------------------------------------------------------- the artifacts
+
 # Every file the restore reads, as "file sha256" lines.
 jq -r '.partition_table, .boot_code, .partitions[] | "\(.file // .artifact) \(.sha256)"' "$m" >"$work_dir/files"
 while read -r file sha; do
@@ -123,7 +188,9 @@ artifact() { if is_url "$source_base"; then echo "$work_dir/$1"; else echo "$sou
 
 seed_files=""
 if [ -n "$seed" ]; then
+  # The machine's user-data: readable by root only, here as on the restored disk.
   mkdir -p "$work_dir/seed"
+  chmod 700 "$work_dir/seed"
   for name in user-data meta-data network-config; do
     if fetch "${seed%/}/$name" "$work_dir/seed/$name" 2>/dev/null; then
       seed_files="$seed_files $name"
@@ -133,46 +200,22 @@ if [ -n "$seed" ]; then
   done
 fi
 
-# ---------------------------------------------------------------- the target
-
-[ -b "$disk" ] || die "not a block device: $disk"
-disk_name=${disk##*/}
-case "$disk_name" in
-  *[0-9]) part_prefix=${disk}p ;;
-  *) part_prefix=$disk ;;
-esac
-disk_bytes=$(blockdev --getsize64 "$disk")
-need_bytes=$(jq -r .disk.min_size_bytes "$m")
-[ "$disk_bytes" -ge "$need_bytes" ] || die "$disk is too small: $disk_bytes bytes, the image needs at least $need_bytes"
-if grep -q "^$disk\(p\)\{0,1\}[0-9]* " /proc/mounts || grep -q "^$disk\(p\)\{0,1\}[0-9]* " /proc/swaps 2>/dev/null; then
-  die "$disk (or one of its partitions) is mounted or in use as swap"
-fi
-if [ -z "$wipe" ]; then
-  if sfdisk -d "$disk" >/dev/null 2>&1; then
-    die "$disk holds a partition table: pass --wipe to overwrite it"
-  fi
-  if [ -n "$(dd if="$disk" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ]; then
-    die "$disk is not blank (data in its first MiB): pass --wipe to overwrite it"
-  fi
-fi
-
 # ---------------------------------------------------------------- writing
 
 say "writing the partition table to $disk ($disk_bytes bytes; root takes the rest)"
-dd if=/dev/zero of="$disk" bs=65536 count=16 conv=notrunc 2>/dev/null
-root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' "$m")
+dd if=/dev/zero of="$device" bs=65536 count=16 conv=notrunc 2>/dev/null
 # The dump fixed the disk's end: drop it and root's size so root grows to the end.
 sed -e '/^last-lba:/d' -e '/^device:/d' \
   -e "s/^disk$root_number : \(start= *[0-9]*\), *size= *[0-9]*,/disk$root_number : \1,/" \
   "$(artifact "$(jq -r .partition_table.file "$m")")" >"$work_dir/table.sfdisk"
-sfdisk -q --wipe always --wipe-partitions always "$disk" <"$work_dir/table.sfdisk" || die "sfdisk could not write the partition table"
-command -v partx >/dev/null 2>&1 && partx -u "$disk" 2>/dev/null || true
+sfdisk -q --wipe always --wipe-partitions always "$device" <"$work_dir/table.sfdisk" || die "sfdisk could not write the partition table"
+command -v partx >/dev/null 2>&1 && partx -u "$device" 2>/dev/null || true
 
 part_node() {
   _node=$part_prefix$1
   _tries=0
   while [ ! -b "$_node" ] && [ "$_tries" -lt 50 ]; do
-    command -v partx >/dev/null 2>&1 && partx -a "$disk" 2>/dev/null || true
+    command -v partx >/dev/null 2>&1 && partx -a "$device" 2>/dev/null || true
     sleep 0.2
     _tries=$((_tries + 1))
   done
@@ -197,25 +240,31 @@ while read -r number tool file role; do
 done <"$work_dir/partitions"
 
 say "writing the BIOS boot code (first 440 bytes)"
-dd if="$(artifact "$(jq -r .boot_code.file "$m")")" of="$disk" bs=440 count=1 conv=notrunc 2>/dev/null
+dd if="$(artifact "$(jq -r .boot_code.file "$m")")" of="$device" bs=440 count=1 conv=notrunc 2>/dev/null
 
 root=$(part_node "$root_number")
 say "growing the root file system on $root"
 e2fsck -f -p "$root" >&2 || [ $? -le 1 ] || die "e2fsck found errors on $root"
 resize2fs "$root" >&2 2>&1 || die "resize2fs failed on $root"
 
-if [ -n "$seed_files" ]; then
+if [ -n "$seed_files$install_id" ]; then
   mnt=$(mktemp -d "${TMPDIR:-/tmp}/restore-root.XXXXXX")
   mount -t ext4 "$root" "$mnt"
-  # On the root file system, not a cidata partition: the seed then needs no
-  # network and no extra partition, and NoCloud finds it before networking.
-  seed_target=$mnt/var/lib/cloud/seed/nocloud
-  mkdir -p "$seed_target"
-  for name in $seed_files; do
-    cp "$work_dir/seed/$name" "$seed_target/$name"
-  done
-  chmod 600 "$seed_target/user-data"
-  say "wrote the cloud-init seed ($seed_files ) to /var/lib/cloud/seed/nocloud"
+  if [ -n "$seed_files" ]; then
+    # On the root file system, not a cidata partition: the seed then needs no
+    # network and no extra partition, and NoCloud finds it before networking.
+    seed_target=$mnt/var/lib/cloud/seed/nocloud
+    mkdir -p "$seed_target"
+    for name in $seed_files; do
+      cp "$work_dir/seed/$name" "$seed_target/$name"
+    done
+    chmod 600 "$seed_target/user-data"
+    say "wrote the cloud-init seed ($seed_files ) to /var/lib/cloud/seed/nocloud"
+  fi
+  if [ -n "$install_id" ]; then
+    mkdir -p "$mnt/var/lib/btw-img"
+    echo "$install_id" >"$mnt/var/lib/btw-img/install-id"
+  fi
   umount "$mnt"
   rmdir "$mnt"
   mnt=""

@@ -19,6 +19,24 @@ project_dir=$(cd "$(dirname "$0")/.." && pwd)
 cache_dir=${BTW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/btw-img}
 state_dir="$project_dir/.btw"
 mkdir -p "$cache_dir" "$state_dir"
+# purge-cache.sh removes only from a folder with this marker: it goes only into a
+# cache folder that is new or holds nothing but the cache's own folders.
+if [ ! -f "$cache_dir/.btw-img-owned" ]; then
+  foreign=""
+  for entry in "$cache_dir"/*; do
+    case "${entry##*/}" in
+      '*'|artifacts|base|deploy-env|downloads|engine|fixtures|images|labs|plugin-cache|provider-mirror|tools) ;;
+      *) foreign="$foreign ${entry##*/}" ;;
+    esac
+  done
+  [ -z "$foreign" ] || { echo "setup-host: $cache_dir (BTW_CACHE_DIR) holds files btw-img did not make:$foreign; give it a folder of its own" >&2; exit 1; }
+  : >"$cache_dir/.btw-img-owned"
+fi
+# The engine's state files and the synth output hold the labs' cloud-init data:
+# their folders are root's alone (a BTW_STATE_DIR made so when new; the project's own always).
+[ -d "${BTW_STATE_DIR:-$state_dir/state}" ] || (umask 077 && mkdir -p "${BTW_STATE_DIR:-$state_dir/state}")
+mkdir -p "$state_dir/state" "$project_dir/cdktf.out"
+chmod 700 "$state_dir/state" "$project_dir/cdktf.out"
 
 # scripts/host-requirements.txt is the one list of what the host must have.
 requirements="$project_dir/scripts/host-requirements.txt"

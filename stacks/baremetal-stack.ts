@@ -36,7 +36,7 @@ export class BaremetalStack extends TerraformStack {
     );
     this.server = new PxeServer(this, "pxe", { lab, deployEnvironments, captures: this.captures });
     new TerraformOutput(this, "pxe-server", {
-      value: { url: this.server.baseUrl, state_dir: this.server.stateDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },
+      value: { url: this.server.baseUrl, state_dir: this.server.stateDir, records_dir: this.server.recordsDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },
     });
   }
 }

@@ -1,42 +1,98 @@
 // Bare metal end to end: `cdktf deploy baremetal` starts our PXE server on an
-// isolated libvirt network; two blank machines, one UEFI (profile minimal) and
-// one BIOS (profile metal: generic kernel), both with boot order network then
-// disk, PXE-boot at the same time, restore their profile's captured image and
-// report done; the next network boot is answered with "exit 1", so each
-// firmware goes on to its disk, where cloud-init finishes with the hostname
-// configured for the machine's MAC. `cdktf destroy baremetal` leaves nothing.
-import { execFileSync } from "child_process";
+// isolated libvirt network; two blank machines, one UEFI (profile minimal, its
+// disk named by id) and one BIOS (profile metal: generic kernel), both with boot
+// order network then disk, PXE-boot at the same time, restore their profile's
+// captured image and report done; the next network boot is answered with
+// "exit 1", so each firmware goes on to its disk, where cloud-init finishes with
+// the hostname configured for the machine's MAC. A seed is served only under its
+// machine's token and only until done. Then the BIOS machine, with a file written
+// on it, gets a new user_data and the server is redeployed: rebooted, it boots
+// its disk with the file; `btw metal reinstall` restores it exactly once.
+// `cdktf destroy baremetal` leaves nothing.
+import { execFileSync, spawnSync } from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
+import { PROJECT_DIR } from "../../lib/config";
 import { LabWorkspace } from "../helpers/cdktf-cli";
 import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
-import { PxeLab, quiet } from "../helpers/pxe-lab";
+import { PxeLab, PxeMachine, quiet } from "../helpers/pxe-lab";
 
 const lab = new PxeLab({
   lab: "bmpxe",
   subnet: "10.213.50",
   stateDir: "/var/lib/btw-img/pxe-test",
   machines: [
-    { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi", profile: "minimal" },
+    // Its disk has a serial: the config names it /dev/disk/by-id/virtio-btw-uefi-disk.
+    { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi", profile: "minimal", diskSerial: "btw-uefi-disk" },
     // metal: Debian's generic kernel, in the deploy environment and the restored system.
-    { name: "metal-bios", mac: "52:54:00:bd:50:02", firmware: "bios", profile: "metal" },
+    // wipe: the reinstall overwrites the system it installed.
+    { name: "metal-bios", mac: "52:54:00:bd:50:02", firmware: "bios", profile: "metal", wipe: true },
   ],
 });
 const SERVER = lab.serverAddress;
+const BASE = `http://${SERVER}:18181`;
+const [, BIOS] = lab.machines;
+// In every machine's user_data: what must never be readable by others on the host.
+const SECRET = `btw-secret-${crypto.randomBytes(8).toString("hex")}`;
+
+/** The lab config, with user_data version 2 for the machines named. */
+const labConfig = (version2: PxeMachine[] = []) =>
+  lab.labConfig({
+    labCidr: "10.213.51.0/24",
+    httpPort: 18181,
+    dhcpRange: "10.213.50.100,10.213.50.150",
+    userData: (machine) => ({ runcmd: [`echo btw-runcmd-${machine.name}-${version2.includes(machine) ? 2 : 1} > /run/btw-runcmd`, `true ${SECRET}`] }),
+  });
+
+/** GET from the host itself (an address that is no machine's). */
+function get(url: string): { code: number; body: string } {
+  const lines = execFileSync("curl", ["-s", "-w", "\n%{http_code}", url], { encoding: "utf8" }).split("\n");
+  return { code: Number(lines.pop()), body: lines.join("\n") };
+}
+
+/** How often the server answered the machine's boot script request with deploy or disk (since it last started). */
+function bootAnswers(machine: PxeMachine, answer: "deploy" | "disk"): number {
+  const log = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
+  return (log.match(new RegExp(`btw-img: boot ${machine.mac}: ${answer} `, "g")) ?? []).length;
+}
+
+const agentUp = (machine: PxeMachine) => quiet("virsh", ["-c", "qemu:///system", "qemu-agent-command", lab.domain(machine), '{"execute":"guest-ping"}']).status === 0;
+const cloudInitStatus = (machine: PxeMachine) => {
+  if (!agentUp(machine)) return undefined;
+  const result = guestExec(lab.domain(machine), "/usr/bin/cloud-init", ["status", "--long"]);
+  return /status: (done|error)/.test(result.stdout) ? result.stdout : undefined;
+};
+const bootId = (machine: PxeMachine) => guestExec(lab.domain(machine), "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim();
+
+/**
+ * Files under roots (small ones: seeds, state, synth output, logs) that hold text
+ * and that any user can read: the file readable by others and every folder above it
+ * searchable by others.
+ */
+function worldReadableHolders(text: string, roots: string[]): { holders: string[]; readable: string[] } {
+  const found = spawnSync("sh", ["-c", 'find "$@" -xdev -type f -size -8M -print0 2>/dev/null | xargs -0 -r grep -lF -e "$0" 2>/dev/null; true', text, ...roots], { encoding: "utf8" });
+  const holders = found.stdout.split("\n").filter(Boolean);
+  const readableByOthers = (file: string): boolean => {
+    if ((fs.statSync(file).mode & 0o004) === 0) return false;
+    for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+      if ((fs.statSync(dir).mode & 0o001) === 0) return false;
+      if (dir === "/") return true;
+    }
+  };
+  return { holders, readable: holders.filter(readableByOthers) };
+}
 
 describe("deploy blank UEFI and BIOS machines over PXE from the captured image", () => {
   const workspace = new LabWorkspace();
 
+  const tokens = new Map<PxeMachine, string>();
+  const secretRoots = () => [lab.options.stateDir, workspace.dir, process.env.BTW_CACHE_DIR as string];
+
   beforeAll(() => {
     lab.cleanup();
-    const config = lab.labConfig({
-      labCidr: "10.213.51.0/24",
-      httpPort: 18181,
-      dhcpRange: "10.213.50.100,10.213.50.150",
-      userData: ({ name }) => ({ runcmd: [`echo btw-runcmd-${name} > /run/btw-runcmd`] }),
-    });
-    fs.writeFileSync(workspace.configFile, stringify(config));
+    fs.writeFileSync(workspace.configFile, stringify(labConfig()));
     lab.createNetwork(workspace.dir);
   }, 1_800_000);
 
@@ -59,10 +115,28 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       .filter((line) => line.includes(`pid=${pid},`));
     expect(sockets.length).toBeGreaterThan(0);
     for (const socket of sockets) expect(socket).toMatch(new RegExp(`(%${lab.bridge}|${SERVER.replace(/\./g, "\\.")}):(67|69)\\s`));
+    // The HTTP server listens on the bridge address only.
+    const httpd = fs.readFileSync(path.join(lab.serverDir, "httpd.pid"), "utf8").trim();
+    const listening = execFileSync("ss", ["-Hltnp"], { encoding: "utf8" })
+      .split("\n")
+      .filter((line) => line.includes(`pid=${httpd},`))
+      .map((line) => line.split(/\s+/)[3]);
+    expect(listening).toEqual([`${SERVER}:18181`]);
     for (const machine of lab.machines) {
-      const seed = execFileSync("curl", ["-fsS", `http://${SERVER}:18181/seeds/${machine.mac}/meta-data`], { encoding: "utf8" });
-      expect(seed).toContain(`local-hostname: ${machine.name}`);
+      // No seed by MAC; the boot script that carries the token goes only to the machine's own address.
+      expect(get(`${BASE}/seeds/${machine.mac}/user-data`).code).toBe(404);
+      const script = get(`${BASE}/cgi-bin/boot?mac=${machine.mac.replace(/:/g, "-")}`).body;
+      expect(script).toContain(`${machine.name} boots from its disk`);
+      expect(script).not.toContain("btw.token");
+      // Under the token: the seed.
+      tokens.set(machine, lab.token(machine));
+      expect(get(`${BASE}/seeds/${lab.token(machine)}/meta-data`).body).toContain(`local-hostname: ${machine.name}`);
+      expect(get(`${BASE}/seeds/${lab.token(machine)}/user-data`).body).toContain(SECRET);
     }
+    // The host holds the user data (the server's copy, the synth output) for root only.
+    const { holders, readable } = worldReadableHolders(SECRET, secretRoots());
+    expect(holders).toContain(path.join(lab.serverDir, "machines", BIOS.mac, "user-data"));
+    expect(readable).toEqual([]);
   }, 2_400_000);
 
   test("the metal deploy environment has the generic kernel, ext4 and the firmware its drivers ask for", () => {
@@ -85,12 +159,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     // After the restore each machine reboots with its boot order unchanged: network first.
     // UEFI firmware then also tries its other network boot options (PXE over IPv6, HTTP
     // boot) before the disk, which takes a few minutes under emulation.
-    const statuses = lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => {
-      const domain = lab.domain(machine);
-      if (quiet("virsh", ["-c", "qemu:///system", "qemu-agent-command", domain, '{"execute":"guest-ping"}']).status !== 0) return undefined;
-      const result = guestExec(domain, "/usr/bin/cloud-init", ["status", "--long"]);
-      return /status: (done|error)/.test(result.stdout) ? result.stdout : undefined;
-    });
+    const statuses = lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, cloudInitStatus);
     const timings = Object.fromEntries(
       lab.machines.map((machine) => {
         const restoredAt = reports.get(machine)!.at;
@@ -110,7 +179,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       // NoCloud read the seed the restore wrote onto the root file system.
       expect(status).toMatch(/seed=\/var\/lib\/cloud\/seed\/nocloud/);
       expect(guestExec(domain, "/bin/hostname", []).stdout.trim()).toBe(machine.name);
-      expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe(`btw-runcmd-${machine.name}`);
+      expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe(`btw-runcmd-${machine.name}-1`);
       // The firmware the system came up with is the machine's own.
       expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe(machine.firmware);
       // Each machine runs the kernel of its profile's image, the one its deploy environment was built from.
@@ -122,12 +191,76 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       // The root file system grew to the 5 GiB disk.
       const rootSize = Number(guestExec(domain, "/bin/df", ["-B1", "--output=size", "/"]).stdout.split("\n")[1].trim());
       expect(rootSize).toBeGreaterThan(4 * 1024 ** 3);
-      // The machine asked for its boot script at least twice (the deploy, then the disk boot).
-      const hyphens = machine.mac.replace(/:/g, "-");
-      expect((httpLog.match(new RegExp(`/boot/${hyphens}\\.ipxe`, "g")) ?? []).length).toBeGreaterThanOrEqual(2);
+      // The server sent the machine the deploy script once, then to its disk.
+      expect({ machine: machine.name, deploy: bootAnswers(machine, "deploy") }).toEqual({ machine: machine.name, deploy: 1 });
+      expect(bootAnswers(machine, "disk")).toBeGreaterThanOrEqual(1);
     }
+    // The deploy environment made the by-id link the UEFI machine's config names its disk by.
+    const [uefi] = lab.machines;
+    expect(fs.readFileSync(lab.consoleLog(uefi), "utf8")).toMatch(/restore-disk: disk \/dev\/disk\/by-id\/virtio-btw-uefi-disk: \/dev\/vda, model -, serial btw-uefi-disk, wwid -, 5368709120 bytes/);
     // Each machine loaded the deploy environment once: the network boot after "done" went to the disk.
     expect(httpLog.match(/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
+  }, 3_000_000);
+
+  test("after done the seed leaves the server: its token reaches nothing, and no file others can read holds the user data", () => {
+    for (const machine of lab.machines) {
+      expect(lab.record(machine)).toBe("done");
+      expect(get(`${BASE}/seeds/${tokens.get(machine)}/user-data`).code).toBe(404);
+      expect(fs.existsSync(path.join(lab.recordsDir, `${machine.mac}.token`))).toBe(false);
+      expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
+    }
+    expect(worldReadableHolders(SECRET, secretRoots()).readable).toEqual([]);
+  });
+
+  test("a new user_data redeploys the server, and the installed machine reboots into its disk with its file: no second restore", () => {
+    const domain = lab.domain(BIOS);
+    expect(guestExec(domain, "/bin/sh", ["-c", "echo kept > /var/lib/btw-kept && sync"]).exitcode).toBe(0);
+    const firstBoot = bootId(BIOS);
+    const httpdBefore = fs.readFileSync(path.join(lab.serverDir, "httpd.pid"), "utf8");
+    fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS])));
+    const run = workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
+    expect(run.output).not.toMatch(/Error:/);
+    expect(run.status).toBe(0);
+    // The server step was replaced (its stop ran), and the machine is still recorded as installed.
+    expect(fs.readFileSync(path.join(lab.serverDir, "httpd.pid"), "utf8")).not.toBe(httpdBefore);
+    expect(lab.record(BIOS)).toBe("done");
+    expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
+
+    lab.powerCycle(BIOS);
+    lab.waitForAll("the installed system to boot again", 1_200_000, (machine) => (cloudInitStatus(machine) && bootId(machine) !== firstBoot ? true : undefined), [BIOS]);
+    expect(guestExec(domain, "/bin/cat", ["/var/lib/btw-kept"]).stdout.trim()).toBe("kept");
+    // Still the first install's seed on its disk: nothing was restored.
+    const seed = guestExec(domain, "/bin/cat", ["/var/lib/cloud/seed/nocloud/user-data"]).stdout;
+    expect(seed).toContain("btw-runcmd-metal-bios-1");
+    expect(seed).not.toContain("btw-runcmd-metal-bios-2");
+    expect(bootAnswers(BIOS, "deploy")).toBe(0);
+    expect(bootAnswers(BIOS, "disk")).toBeGreaterThanOrEqual(1);
+    expect(fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8")).not.toContain("initramfs.img");
+  }, 2_400_000);
+
+  test("`btw metal reinstall` restores the machine exactly once, with its new user_data", () => {
+    const reinstall = spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", "reinstall", BIOS.name], {
+      env: { ...process.env, BTW_CONFIG: workspace.configFile, BTW_STATE_DIR: path.join(workspace.dir, "state") },
+      encoding: "utf8",
+    });
+    expect(`${reinstall.stdout}${reinstall.stderr}`).toContain(`${BIOS.mac} (${BIOS.name}) was done: its next network boot restores it`);
+    expect(reinstall.status).toBe(0);
+    expect(lab.record(BIOS)).toBe("");
+    const token = lab.token(BIOS);
+    expect(token).not.toBe(tokens.get(BIOS));
+
+    lab.powerCycle(BIOS);
+    const reports = lab.waitForAll("the reinstall to report", 1_200_000, (machine) => (["done", "failed"].includes(lab.record(machine)) ? lab.record(machine) : undefined), [BIOS]);
+    expect({ report: reports.get(BIOS)!.value, console: reports.get(BIOS)!.value === "done" ? "" : lab.consoleTail(BIOS) }).toEqual({ report: "done", console: "" });
+    const domain = lab.domain(BIOS);
+    lab.waitForAll("the reinstalled system", 1_500_000, (machine) => (cloudInitStatus(machine) ? true : undefined), [BIOS]);
+    expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe("btw-runcmd-metal-bios-2");
+    expect(guestExec(domain, "/bin/sh", ["-c", "test -e /var/lib/btw-kept && echo kept || echo gone"]).stdout.trim()).toBe("gone");
+    // One deploy script, one deploy environment; after "done" the reboot went to the disk.
+    expect(bootAnswers(BIOS, "deploy")).toBe(1);
+    expect(fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8").match(/initramfs\.img/g) ?? []).toHaveLength(1);
+    expect(bootAnswers(BIOS, "disk")).toBeGreaterThanOrEqual(2);
+    expect(get(`${BASE}/seeds/${token}/user-data`).code).toBe(404);
   }, 3_000_000);
 
   test("`cdktf destroy baremetal` stops dnsmasq and the HTTP server and removes their files", () => {

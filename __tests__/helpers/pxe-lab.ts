@@ -17,6 +17,9 @@ export interface PxeMachine {
   mac: string;
   firmware: Firmware;
   profile: string;
+  /** The disk's virtio serial: the config then names the disk /dev/disk/by-id/virtio-<serial>. */
+  diskSerial?: string;
+  wipe?: boolean;
 }
 
 export interface PxeLabOptions {
@@ -64,6 +67,22 @@ export class PxeLab {
     return path.join(this.options.stateDir, this.options.lab);
   }
 
+  /** Where the server records what each machine reported; no stop removes it. */
+  get recordsDir(): string {
+    return `${this.serverDir}.records`;
+  }
+
+  /** The machine's last report (started, done, failed), or "" when none. */
+  record(machine: PxeMachine): string {
+    const file = path.join(this.recordsDir, machine.mac);
+    return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
+  }
+
+  /** The token the machine's boot script carries while it is not installed. */
+  token(machine: PxeMachine): string {
+    return fs.readFileSync(path.join(this.recordsDir, `${machine.mac}.token`), "utf8").trim();
+  }
+
   /**
    * The lab config of the test: Debian's real image by file:// URL (its cache key then
    * stays the same between runs), an unused lab network, and our machines behind the
@@ -97,6 +116,8 @@ export class PxeLab {
             name: machine.name,
             mac: machine.mac,
             profile: machine.profile,
+            ...(machine.diskSerial ? { disk: `/dev/disk/by-id/virtio-${machine.diskSerial}` } : {}),
+            ...(machine.wipe ? { wipe: true } : {}),
             ...(options.userData ? { user_data: options.userData(machine) } : {}),
           })),
         },
@@ -152,7 +173,7 @@ export class PxeLab {
   </os>
   <features><acpi/><apic/></features>
   <devices>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${this.disk(machine)}'/><target dev='vda' bus='virtio'/><boot order='2'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${this.disk(machine)}'/><target dev='vda' bus='virtio'/>${machine.diskSerial ? `<serial>${machine.diskSerial}</serial>` : ""}<boot order='2'/></disk>
     <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/><boot order='1'/></interface>
     <serial type='pty'><log file='${this.consoleLog(machine)}' append='on'/><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
@@ -170,18 +191,23 @@ export class PxeLab {
     return `console of ${machine.name}:\n${tail}`;
   }
 
-  /** Polls every machine until probe gives a value for each; returns the values and when each came. */
-  waitForAll<T>(what: string, timeoutMs: number, probe: (machine: PxeMachine) => T | undefined): Map<PxeMachine, { value: T; at: number }> {
+  /** Polls each machine (default: all) until probe gives a value for each; returns the values and when each came. */
+  waitForAll<T>(
+    what: string,
+    timeoutMs: number,
+    probe: (machine: PxeMachine) => T | undefined,
+    machines: PxeMachine[] = this.machines,
+  ): Map<PxeMachine, { value: T; at: number }> {
     const results = new Map<PxeMachine, { value: T; at: number }>();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      for (const machine of this.machines.filter((m) => !results.has(m))) {
+      for (const machine of machines.filter((m) => !results.has(m))) {
         const value = probe(machine);
         if (value !== undefined) results.set(machine, { value, at: Date.now() });
       }
-      if (results.size === this.machines.length) return results;
+      if (results.size === machines.length) return results;
       if (Date.now() > deadline) {
-        const missing = this.machines.filter((m) => !results.has(m));
+        const missing = machines.filter((m) => !results.has(m));
         throw new Error(`timed out waiting for ${what} on ${missing.map((m) => m.name).join(", ")}\n${missing.map((m) => this.consoleTail(m)).join("\n")}`);
       }
       execFileSync("sleep", ["3"]);
@@ -191,8 +217,7 @@ export class PxeLab {
   /** What the deploy environment reported for each machine: done or failed. */
   waitForReports(timeoutMs: number): Map<PxeMachine, { value: string; at: number }> {
     return this.waitForAll("the restore to report", timeoutMs, (machine) => {
-      const stateFile = path.join(this.serverDir, "state", machine.mac);
-      const state = fs.existsSync(stateFile) ? fs.readFileSync(stateFile, "utf8").trim() : "";
+      const state = this.record(machine);
       return state === "done" || state === "failed" ? state : undefined;
     });
   }
@@ -201,6 +226,12 @@ export class PxeLab {
     return quiet("pgrep", ["-f", `dnsmasq --conf-file=${this.serverDir}`])
       .stdout.split("\n")
       .filter(Boolean);
+  }
+
+  /** Power off and on: the firmware boots network first, as at every real reboot. */
+  powerCycle(machine: PxeMachine): void {
+    quiet("virsh", ["-c", "qemu:///system", "destroy", this.domain(machine)]);
+    virsh(["start", this.domain(machine)]);
   }
 
   stopMachines(): void {

@@ -2,12 +2,14 @@
 // checks the GitLab pipeline: which jobs run for a merge request and on the
 // default branch, and that the synth and plan jobs really run in a shell
 // executor, the plan posting its summary to a stand-in GitLab API on 127.0.0.1.
+// A fork's pull or merge request never reaches the libvirt host's plan.
 import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
+import { parse } from "yaml";
 import { PROJECT_DIR } from "../../lib/config";
 import { testLab, writeLab } from "../helpers/lab-yaml";
 
@@ -69,12 +71,37 @@ describe("GitHub workflows", () => {
     }
     expect(output).toBe("");
   }, 600_000);
+
+  test("pr.yml plans on the self-hosted libvirt runner only for the repository's own branches; a fork gets synth and unit tests on a hosted runner", () => {
+    const jobs = parse(fs.readFileSync(path.join(PROJECT_DIR, ".github", "workflows", "pr.yml"), "utf8")).jobs;
+    const sameRepo = "github.event.pull_request.head.repo.full_name == github.repository";
+    expect(jobs.plan.if).toBe(sameRepo);
+    expect(jobs.plan["runs-on"]).toContain("self-hosted");
+    expect(jobs.fork.if).toBe(sameRepo.replace("==", "!="));
+    expect(jobs.fork["runs-on"]).toBe("ubuntu-latest");
+    const forkSteps = jobs.fork.steps.map((step: { run?: string }) => step.run ?? "").join("\n");
+    expect(forkSteps).toContain("cdktf synth");
+    expect(forkSteps).toContain("npm run test:unit");
+    expect(forkSteps).not.toContain("plan");
+    // Every self-hosted job carries the same-repository guard.
+    for (const [name, job] of Object.entries<any>(jobs)) {
+      if (JSON.stringify(job["runs-on"]).includes("self-hosted")) expect({ name, if: job.if }).toEqual({ name, if: sameRepo });
+    }
+  });
 });
 
 describe("the GitLab pipeline (gitlab-ci-local)", () => {
   test("a merge request runs synth, the unit tests and the plan, and builds no image", async () => {
     // GitLab sets no CI_COMMIT_BRANCH in merge request pipelines.
-    expect(await jobNames({ CI_PIPELINE_SOURCE: "merge_request_event" }, ["CI_COMMIT_BRANCH"])).toEqual(["synth", "unit-tests", "plan"]);
+    const ownMr = { CI_PIPELINE_SOURCE: "merge_request_event", CI_PROJECT_ID: "42", CI_MERGE_REQUEST_SOURCE_PROJECT_ID: "42" };
+    expect(await jobNames(ownMr, ["CI_COMMIT_BRANCH"])).toEqual(["synth", "unit-tests", "plan"]);
+  }, 120_000);
+
+  test("a fork's merge request gets no plan; the plan job takes only the protected runner", async () => {
+    const forkMr = { CI_PIPELINE_SOURCE: "merge_request_event", CI_PROJECT_ID: "42", CI_MERGE_REQUEST_SOURCE_PROJECT_ID: "43" };
+    expect(await jobNames(forkMr, ["CI_COMMIT_BRANCH"])).toEqual(["synth", "unit-tests"]);
+    const pipeline = parse(fs.readFileSync(path.join(PROJECT_DIR, ".gitlab-ci.yml"), "utf8"));
+    expect(pipeline.plan.tags).toEqual(["libvirt-protected"]);
   }, 120_000);
 
   test("the default branch runs synth, the unit tests and the image build, and no plan", async () => {
@@ -102,6 +129,7 @@ describe("the GitLab pipeline (gitlab-ci-local)", () => {
         CI_PIPELINE_SOURCE: "merge_request_event",
         CI_API_V4_URL: `http://127.0.0.1:${(api.address() as AddressInfo).port}/api/v4`,
         CI_PROJECT_ID: "42",
+        CI_MERGE_REQUEST_SOURCE_PROJECT_ID: "42",
         CI_MERGE_REQUEST_IID: "7",
         GITLAB_TOKEN: "test-token",
         BTW_CONFIG: lab,

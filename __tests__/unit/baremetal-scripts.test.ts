@@ -1,0 +1,398 @@
+// The bare-metal scripts' safety rules, without any VM: pxe-server.sh on a veth
+// pair whose far end (a network namespace) plays the machine, restore-disk.sh's
+// refusals on loop devices, disk-links.sh on a stand-in sysfs, and purge-cache.sh.
+// Needs root (network namespaces, loop devices), dnsmasq and iPXE, as CI has.
+import { execFileSync, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+
+const SCRIPTS = path.join(PROJECT_DIR, "scripts");
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-metal-scripts-"));
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+function run(script: string, args: string[], env: Record<string, string> = {}) {
+  const result = spawnSync("sh", [path.join(SCRIPTS, script), ...args], { encoding: "utf8", env: { ...process.env, ...env } });
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+/** Every file under dir (recursively) with its permission bits. */
+function modes(dir: string): Map<string, number> {
+  const found = new Map<string, number>();
+  const walk = (current: string) => {
+    for (const entry of fs.readdirSync(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      if (entry.isSymbolicLink()) continue;
+      found.set(full, fs.statSync(full).mode & 0o777);
+      if (entry.isDirectory()) walk(full);
+    }
+  };
+  found.set(dir, fs.statSync(dir).mode & 0o777);
+  walk(dir);
+  return found;
+}
+
+describe("pxe-server.sh: one install per machine, seeds only for it", () => {
+  // The "machine" is a network namespace behind a veth pair, with the machine's MAC.
+  const suffix = String(process.pid % 100000);
+  const ns = `btw-pxeu-${suffix}`;
+  const hostIf = `btwpu${suffix}`;
+  const address = "10.213.97.1";
+  const port = "18197";
+  const base = `http://${address}:${port}`;
+  const m1 = { name: "m1", mac: "52:54:00:97:00:01" };
+  const m2 = { name: "m2", mac: "52:54:00:97:00:02" };
+  // dnsmasq serves TFTP as an unprivileged user, who must reach tftp/ (work is root's alone).
+  const stateRoot = fs.mkdtempSync(path.join(os.tmpdir(), "btw-pxe-unit-"));
+  const stateDir = path.join(stateRoot, "lab");
+  const recordsDir = `${stateDir}.records`;
+  const deployDir = path.join(work, "deploy");
+  const artifactsDir = path.join(work, "artifacts");
+  const machines = (list: { name: string; mac: string }[]) =>
+    JSON.stringify(
+      list.map((m) => ({ ...m, profile: "minimal", wipe: true, user_data: `#cloud-config\n# secret-of-${m.name}\n`, meta_data: `instance-id: ${m.name}\n` })),
+    );
+  const start = (list = [m1, m2], extra: string[] = []) =>
+    run(
+      "pxe-server.sh",
+      ["start", "--state-dir", stateDir, "--interface", hostIf, "--address", address, "--dhcp-range", "10.213.97.100,10.213.97.150", "--http-port", port, "--deploy", `minimal=${deployDir}`, "--artifacts", `minimal=${artifactsDir}`, ...extra],
+      { PXE_MACHINES: machines(list) },
+    );
+  /** curl from the machine's side (inNs) or from the host itself; returns status code and body. */
+  const fetch = (url: string, inNs = true) => {
+    const args = ["-s", "-w", "\n%{http_code}", url];
+    const out = inNs ? execFileSync("ip", ["netns", "exec", ns, "curl", ...args], { encoding: "utf8" }) : execFileSync("curl", args, { encoding: "utf8" });
+    const lines = out.split("\n");
+    return { code: Number(lines.pop()), body: lines.join("\n") };
+  };
+  const token = (mac: string) => fs.readFileSync(path.join(recordsDir, `${mac}.token`), "utf8").trim();
+  const record = (mac: string) => (fs.existsSync(path.join(recordsDir, mac)) ? fs.readFileSync(path.join(recordsDir, mac), "utf8").trim() : "");
+  const hyphens = (mac: string) => mac.replace(/:/g, "-");
+
+  beforeAll(() => {
+    fs.chmodSync(stateRoot, 0o755);
+    const sh = (command: string) => execFileSync("sh", ["-c", command]);
+    sh(`ip link add ${hostIf} type veth peer name ${hostIf}c && ip netns add ${ns} && ip link set ${hostIf}c netns ${ns}`);
+    sh(`ip addr add ${address}/24 dev ${hostIf} && ip link set ${hostIf} up`);
+    sh(`ip netns exec ${ns} sh -c 'ip link set ${hostIf}c address ${m1.mac} && ip addr add 10.213.97.2/24 dev ${hostIf}c && ip link set ${hostIf}c up'`);
+    fs.mkdirSync(deployDir);
+    for (const file of ["vmlinuz", "initramfs.img"]) fs.writeFileSync(path.join(deployDir, file), "");
+    fs.mkdirSync(artifactsDir);
+    fs.writeFileSync(path.join(artifactsDir, "manifest.json"), '{"format_version": 1}');
+  });
+
+  afterAll(() => {
+    run("pxe-server.sh", ["stop", "--state-dir", stateDir]);
+    spawnSync("ip", ["netns", "del", ns]);
+    spawnSync("ip", ["link", "del", hostIf]);
+    fs.rmSync(stateRoot, { recursive: true, force: true });
+  });
+
+  test("the boot script with the token goes only to the machine's MAC; the seed only under the token; files are root's alone", () => {
+    const started = start();
+    expect(started.output).not.toMatch(/error/);
+    expect(started.status).toBe(0);
+    // From the host (not the machine's address): the script that sends it to its disk.
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`, false).body.trim()).toBe("#!ipxe\necho btw-img: m1 boots from its disk\nexit 1");
+    // From the namespace with m1's MAC: m1's deploy script, not m2's.
+    const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
+    expect(script).toContain(`btw.token=${token(m1.mac)} `);
+    expect(script).toContain(`btw.seed=${base}/seeds/${token(m1.mac)}/`);
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body).toContain("m2 boots from its disk");
+    expect(token(m1.mac)).toMatch(/^[0-9a-f]{32}$/);
+    expect(token(m1.mac)).not.toBe(token(m2.mac));
+    // No seed by MAC or listing; with the token, the seed.
+    expect(fetch(`${base}/seeds/${m1.mac}/user-data`).code).toBe(404);
+    expect(fetch(`${base}/seeds/`).code).toBe(404);
+    expect(fetch(`${base}/seeds/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
+    // Nothing the server wrote is readable by others, except the iPXE binaries TFTP serves
+    // (and the files dnsmasq writes itself: pid, leases, log).
+    for (const [file, mode] of [...modes(stateDir), ...modes(recordsDir)]) {
+      const open = file === stateDir || file.startsWith(path.join(stateDir, "tftp")) || path.basename(file).startsWith("dnsmasq.");
+      if (!open) expect({ file, mode: mode & 0o077 }).toEqual({ file, mode: 0 });
+      if (fs.statSync(file).isFile() && fs.readFileSync(file, "utf8").includes("secret-of-")) expect({ file, mode }).toEqual({ file, mode: 0o600 });
+    }
+    expect(fs.statSync(path.join(stateDir, "http", "seeds", token(m1.mac))).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(recordsDir).mode & 0o777).toBe(0o700);
+  });
+
+  test("reports need the machine's token and address; at done the seed leaves the server and the MAC boots its disk", () => {
+    const m1Token = token(m1.mac);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&status=done`).code).toBe(403);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${"0".repeat(32)}&status=done`).code).toBe(403);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${m1Token}&status=done`, false).code).toBe(403);
+    expect(record(m1.mac)).toBe("");
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${m1Token}&status=started`).code).toBe(200);
+    expect(record(m1.mac)).toBe("started");
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${m1Token}&status=done`).code).toBe(200);
+    expect(record(m1.mac)).toBe("done");
+    expect(fetch(`${base}/seeds/${m1Token}/user-data`).code).toBe(404);
+    expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.token`))).toBe(false);
+    // The void token cannot mark it failed, and the boot script sends it to its disk.
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${m1Token}&status=failed`).code).toBe(403);
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("m1 boots from its disk");
+  });
+
+  test("done survives a restart and stop; reinstall re-arms it with a new token; a machine taken out of the config is forgotten", () => {
+    const m2Token = token(m2.mac);
+    expect(start().status).toBe(0);
+    expect(record(m1.mac)).toBe("done");
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("m1 boots from its disk");
+    // A machine not yet done keeps its token across restarts (a deploy in progress can still report).
+    expect(token(m2.mac)).toBe(m2Token);
+
+    const stopped = run("pxe-server.sh", ["stop", "--state-dir", stateDir]);
+    expect(stopped.status).toBe(0);
+    expect(fs.existsSync(stateDir)).toBe(false);
+    expect(record(m1.mac)).toBe("done");
+
+    expect(start().status).toBe(0);
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("m1 boots from its disk");
+    const reinstall = run("pxe-server.sh", ["reinstall", "--state-dir", stateDir, "--mac", m1.mac]);
+    expect(reinstall.output).toContain("was done: its next network boot restores it");
+    expect(record(m1.mac)).toBe("");
+    const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
+    expect(script).toContain(`btw.token=${token(m1.mac)} `);
+    expect(fetch(`${base}/seeds/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
+
+    // m2 leaves the config: its token (and any record) goes.
+    const withoutM2 = start([m1]);
+    expect(withoutM2.output).toContain(`forgot ${m2.mac}: no longer in the config`);
+    expect(fs.readdirSync(recordsDir).filter((file) => file.startsWith(m2.mac))).toEqual([]);
+  });
+
+  test("start refuses when something else answers on the HTTP port, and leaves no daemon", async () => {
+    const other = spawn("busybox", ["httpd", "-f", "-p", `${address}:18198`, "-h", work], { stdio: "ignore" });
+    const otherDir = path.join(stateRoot, "other");
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const refused = run("pxe-server.sh", ["start", "--state-dir", otherDir, "--interface", hostIf, "--address", address, "--http-port", "18198", "--deploy", `minimal=${deployDir}`, "--artifacts", `minimal=${artifactsDir}`], {
+        PXE_MACHINES: machines([m1]),
+      });
+      expect(refused.status).toBe(1);
+      expect(refused.output).toMatch(/something else listens on port 18198 .*busybox/);
+      expect(spawnSync("pgrep", ["-f", `dnsmasq --conf-file=${otherDir}`]).status).toBe(1);
+    } finally {
+      other.kill();
+      run("pxe-server.sh", ["stop", "--state-dir", otherDir]);
+    }
+  });
+
+  test("stop and start never touch a folder without the marker (state_dir / with lab etc)", () => {
+    const foreign = path.join(work, "foreign", "etc");
+    fs.mkdirSync(foreign, { recursive: true });
+    fs.writeFileSync(path.join(foreign, "passwd"), "root:x:0:0\n");
+    const stopped = run("pxe-server.sh", ["stop", "--state-dir", foreign]);
+    expect(stopped.status).toBe(0);
+    expect(stopped.output).toContain("is not btw-img's (no .btw-img-owned in it)");
+    const started = run("pxe-server.sh", ["start", "--state-dir", foreign, "--interface", hostIf, "--address", address, "--http-port", "18199", "--deploy", `minimal=${deployDir}`], {
+      PXE_MACHINES: machines([m1]),
+    });
+    expect(started.status).toBe(1);
+    expect(started.output).toContain("exists and is not btw-img's");
+    expect(fs.readdirSync(foreign)).toEqual(["passwd"]);
+  });
+
+  test("stop keeps the installs a server from before the records folder recorded", () => {
+    const legacy = path.join(stateRoot, "legacy");
+    fs.mkdirSync(path.join(legacy, "state"), { recursive: true });
+    fs.writeFileSync(path.join(legacy, "dnsmasq.conf"), "# Written by pxe-server.sh: DHCP and TFTP on br50 only, no DNS.\n");
+    fs.writeFileSync(path.join(legacy, "state", m1.mac), "done\n");
+    fs.writeFileSync(path.join(legacy, "state", m2.mac), "failed\n");
+    expect(run("pxe-server.sh", ["stop", "--state-dir", legacy]).status).toBe(0);
+    expect(fs.existsSync(legacy)).toBe(false);
+    expect(fs.readdirSync(`${legacy}.records`).sort()).toEqual([".btw-img-owned", m1.mac]);
+    expect(fs.readFileSync(path.join(`${legacy}.records`, m1.mac), "utf8")).toBe("done\n");
+  });
+
+  test("a folder with a newline (or other characters dnsmasq.conf or a shell would read) is refused", () => {
+    for (const bad of [`${work}/x\ndhcp-script=/tmp/evil`, `${work}/it's`, `${work}/a,b`, "/"]) {
+      const result = run("pxe-server.sh", ["stop", "--state-dir", bad]);
+      expect({ bad, status: result.status }).toEqual({ bad, status: 2 });
+    }
+    expect(fs.existsSync("/tmp/evil")).toBe(false);
+  });
+});
+
+describe("restore-disk.sh refuses a wrong disk before reading any artifact", () => {
+  const MiB = 1024 * 1024;
+  const loops: string[] = [];
+  const manifestDir = path.join(work, "capture");
+  const loopDisk = (name: string, size: number, table?: string) => {
+    const file = path.join(work, `${name}.raw`);
+    fs.writeFileSync(file, "");
+    fs.truncateSync(file, size);
+    if (table) execFileSync("sfdisk", ["-q", file], { input: table });
+    const device = execFileSync("losetup", ["-f", "--show", "-P", file], { encoding: "utf8" }).trim();
+    loops.push(device);
+    // Without udev the partition nodes may need a nudge.
+    for (let i = 0; table && i < 25 && !fs.existsSync(`${device}p1`); i++) {
+      spawnSync("partx", ["-a", device]);
+      execFileSync("sleep", ["0.2"]);
+    }
+    return { file, device };
+  };
+  const restore = (disk: string, extra: string[] = []) => run("restore-disk.sh", ["--manifest", manifestDir, "--disk", disk, ...extra]);
+  const sha = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
+
+  beforeAll(() => {
+    // Only what the disk checks read: the artifacts it names do not exist.
+    fs.mkdirSync(manifestDir);
+    const manifest = { format_version: 1, disk: { min_size_bytes: 100 * MiB }, partitions: [{ number: 1, role: "root", artifact: "p1.ext4.pcl.zst", sha256: "0" }], partition_table: { file: "partition-table.sfdisk", sha256: "0" }, boot_code: { file: "boot-code.bin", sha256: "0" } };
+    fs.writeFileSync(path.join(manifestDir, "manifest.json"), JSON.stringify(manifest));
+  });
+
+  afterAll(() => {
+    for (const device of loops) spawnSync("losetup", ["-d", device]);
+  });
+
+  test("a partition", () => {
+    const disk = loopDisk("parted", 200 * MiB, "label: gpt\nsize=150MiB\n");
+    const before = sha(disk.file);
+    const result = restore(`${disk.device}p1`);
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(`${disk.device}p1 (${disk.device}p1) is a partition: give the whole disk`);
+    expect(sha(disk.file)).toBe(before);
+  });
+
+  test("a missing disk, named by id", () => {
+    const result = restore("/dev/disk/by-id/virtio-no-such-disk");
+    expect(result.status).toBe(1);
+    expect(result.output).toMatch(/no such disk: \/dev\/disk\/by-id\/virtio-no-such-disk \(disks here: .*loop/);
+  });
+
+  test("a disk smaller than the image, named through a link; the log names the disk it would write", () => {
+    const disk = loopDisk("small", 64 * MiB);
+    const link = path.join(work, "by-id-small");
+    fs.symlinkSync(disk.device, link);
+    const result = restore(link);
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(`disk ${link}: ${disk.device}, model ${disk.file}, serial -, wwid -, ${64 * MiB} bytes`);
+    expect(result.output).toContain(`is too small: ${64 * MiB} bytes, the image needs at least ${100 * MiB}`);
+    expect(result.output).not.toContain("downloading");
+    expect(spawnSync("cmp", ["-s", "-n", String(64 * MiB), disk.file, "/dev/zero"]).status).toBe(0);
+  });
+
+  test("a disk that already holds this install is left as it is (exit 3); another install ID needs --wipe", () => {
+    const disk = loopDisk("installed", 200 * MiB, "label: gpt\nsize=150MiB\n");
+    execFileSync("mkfs.ext4", ["-q", `${disk.device}p1`]);
+    const mnt = fs.mkdtempSync(path.join(work, "mnt-"));
+    execFileSync("mount", [`${disk.device}p1`, mnt]);
+    try {
+      fs.mkdirSync(path.join(mnt, "var/lib/btw-img"), { recursive: true });
+      fs.writeFileSync(path.join(mnt, "var/lib/btw-img/install-id"), "abc123\n");
+    } finally {
+      execFileSync("umount", [mnt]);
+    }
+    const before = sha(disk.file);
+    const same = restore(disk.device, ["--wipe", "--install-id", "abc123"]);
+    expect(same.status).toBe(3);
+    expect(same.output).toContain("already holds this install (abc123): nothing written");
+    const other = restore(disk.device, ["--install-id", "def456"]);
+    expect(other.status).toBe(1);
+    expect(other.output).toContain("holds a partition table: pass --wipe");
+    expect(sha(disk.file)).toBe(before);
+  });
+});
+
+describe("disk-links.sh: udev's by-id and by-path names from sysfs", () => {
+  const sys = path.join(work, "sysfs", "sys");
+  const dev = path.join(work, "sysfs", "dev");
+  /** A device folder at devices/<rel> of the given subsystem, with attributes. */
+  const device = (rel: string, subsystem: string, attrs: Record<string, string | Buffer> = {}) => {
+    const dir = path.join(sys, "devices", rel);
+    fs.mkdirSync(dir, { recursive: true });
+    if (subsystem) {
+      const bus = path.join(sys, subsystem === "block" || subsystem === "nvme" ? "class" : "bus", subsystem);
+      fs.mkdirSync(bus, { recursive: true });
+      fs.symlinkSync(bus, path.join(dir, "subsystem"));
+    }
+    for (const [name, value] of Object.entries(attrs)) fs.writeFileSync(path.join(dir, name), value);
+    return dir;
+  };
+  /** A disk: its block folder under parentRel, /sys/block/<name> and its device link. */
+  const disk = (parentRel: string, name: string, deviceRel: string, attrs: Record<string, string> = {}) => {
+    const dir = device(`${parentRel}/block/${name}`, "block", attrs);
+    fs.mkdirSync(path.join(sys, "block"), { recursive: true });
+    fs.symlinkSync(dir, path.join(sys, "block", name));
+    fs.symlinkSync(path.join(sys, "devices", deviceRel), path.join(dir, "device"));
+  };
+  /** ATA IDENTIFY strings are byte-swapped words, space padded. */
+  const ataString = (text: string, length: number) => Buffer.from(text.padEnd(length, " ")).swap16();
+
+  beforeAll(() => {
+    for (const pci of ["pci0000:00/0000:00:02.3/0000:04:00.0", "pci0000:00/0000:00:1d.0/0000:3d:00.0", "pci0000:00/0000:00:1f.2", "pci0000:00/0000:00:05.0"]) {
+      const parts = pci.split("/");
+      for (let i = 2; i <= parts.length; i++) device(parts.slice(0, i).join("/"), "pci");
+    }
+    // virtio-blk
+    device("pci0000:00/0000:00:02.3/0000:04:00.0/virtio2", "virtio");
+    disk("pci0000:00/0000:00:02.3/0000:04:00.0/virtio2", "vda", "pci0000:00/0000:00:02.3/0000:04:00.0/virtio2", { serial: "disk-0001\n" });
+    // NVMe
+    device("pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0", "nvme", { model: "Samsung SSD 980 PRO 1TB                 \n", serial: "S5GXNX0R123456      \n" });
+    disk("pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0", "nvme0n1", "pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0", { nsid: "1\n", wwid: "eui.002538b111b2c3d4\n" });
+    // SATA: sysfs cuts the model at 16 characters; VPD page 89h has the drive's own strings.
+    const identify = Buffer.alloc(60 + 512);
+    ataString("S6PTNZ0R654321", 20).copy(identify, 60 + 20);
+    ataString("Samsung SSD 870 EVO 1TB", 40).copy(identify, 60 + 54);
+    device("pci0000:00/0000:00:1f.2/ata3", "", {});
+    fs.mkdirSync(path.join(sys, "class", "ata_port", "ata3"), { recursive: true });
+    fs.writeFileSync(path.join(sys, "class", "ata_port", "ata3", "port_no"), "3\n");
+    device("pci0000:00/0000:00:1f.2/ata3/host2", "scsi");
+    device("pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0", "scsi");
+    device("pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0", "scsi", { vendor: "ATA     \n", model: "Samsung SSD 870 \n", wwid: "naa.5002538f4212abcd\n", vpd_pg89: identify });
+    disk("pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0", "sda", "pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0");
+    // virtio-scsi: the host number counts from the controller's first host.
+    device("pci0000:00/0000:00:05.0/virtio3", "virtio");
+    device("pci0000:00/0000:00:05.0/virtio3/host3", "scsi");
+    device("pci0000:00/0000:00:05.0/virtio3/host3/target3:0:1", "scsi");
+    device("pci0000:00/0000:00:05.0/virtio3/host3/target3:0:1/3:0:1:0", "scsi", { vendor: "QEMU    \n", model: "QEMU HARDDISK   \n" });
+    disk("pci0000:00/0000:00:05.0/virtio3/host3/target3:0:1/3:0:1:0", "sdb", "pci0000:00/0000:00:05.0/virtio3/host3/target3:0:1/3:0:1:0");
+    // Never a loop device.
+    device("virtual/block/loop0", "block");
+    fs.symlinkSync(path.join(sys, "devices/virtual/block/loop0"), path.join(sys, "block", "loop0"));
+    fs.mkdirSync(dev, { recursive: true });
+  });
+
+  test("virtio, NVMe, SATA and SCSI disks get the links udev would give them (under busybox, as in the deploy environment)", () => {
+    // Busybox's applets only, as in the initramfs.
+    const applets = path.join(work, "busybox-bin");
+    fs.mkdirSync(applets);
+    const busybox = execFileSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).trim();
+    for (const applet of execFileSync(busybox, ["--list"], { encoding: "utf8" }).split("\n").filter(Boolean)) fs.symlinkSync(busybox, path.join(applets, applet));
+    const result = spawnSync(busybox, ["sh", path.join(SCRIPTS, "disk-links.sh"), "--sys", sys, "--dev", dev], { encoding: "utf8", env: { PATH: applets } });
+    expect(result.stderr).not.toMatch(/not found|invalid/);
+    expect(result.status).toBe(0);
+    const links = (kind: string) =>
+      Object.fromEntries(fs.readdirSync(path.join(dev, "disk", kind)).sort().map((name) => [name, fs.readlinkSync(path.join(dev, "disk", kind, name))]));
+    expect(links("by-id")).toEqual({
+      "virtio-disk-0001": "../../vda",
+      "nvme-Samsung_SSD_980_PRO_1TB_S5GXNX0R123456": "../../nvme0n1",
+      "nvme-eui.002538b111b2c3d4": "../../nvme0n1",
+      "ata-Samsung_SSD_870_EVO_1TB_S6PTNZ0R654321": "../../sda",
+      "wwn-0x5002538f4212abcd": "../../sda",
+    });
+    expect(links("by-path")).toEqual({
+      "pci-0000:04:00.0": "../../vda",
+      "pci-0000:3d:00.0-nvme-1": "../../nvme0n1",
+      "pci-0000:00:1f.2-ata-3.0": "../../sda",
+      "pci-0000:00:1f.2-ata-3": "../../sda",
+      "pci-0000:00:05.0-scsi-0:0:1:0": "../../sdb",
+    });
+  });
+});
+
+describe("purge-cache.sh", () => {
+  test("removes nothing from a folder without btw-img's marker, and the cache's folders from one with it", () => {
+    const cache = path.join(work, "cache");
+    for (const part of ["base", "images", "engine"]) fs.mkdirSync(path.join(cache, part), { recursive: true });
+    const refused = run("purge-cache.sh", ["--cache-dir", cache]);
+    expect(refused.status).toBe(1);
+    expect(refused.output).toContain("is not btw-img's cache (no .btw-img-owned in it): nothing removed");
+    expect(fs.readdirSync(cache).sort()).toEqual(["base", "engine", "images"]);
+    fs.writeFileSync(path.join(cache, ".btw-img-owned"), "");
+    expect(run("purge-cache.sh", ["--cache-dir", cache]).status).toBe(0);
+    expect(fs.readdirSync(cache).sort()).toEqual([".btw-img-owned", "engine"]);
+  });
+});
