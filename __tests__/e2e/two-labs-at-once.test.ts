@@ -94,15 +94,12 @@ describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout"
     });
   }, 2_400_000);
 
-  test("inside each VM: its own release, BIOS, cloud-init done, its release's apt sources", () => {
+  test("inside each VM: its own release, BIOS, cloud-init done", () => {
     for (const lab of LABS) {
       const domain = domainOf(lab);
       expect(guestExec(domain, "/usr/bin/cloud-init", ["status"]).stdout).toContain("status: done");
       expect(guestExec(domain, "/bin/cat", ["/etc/os-release"]).stdout).toMatch(lab.codename);
       expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe("bios");
-      const sources = guestExec(domain, "/bin/sh", ["-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"]).stdout;
-      expect(sources).toContain(lab.release);
-      expect(sources).not.toContain(lab.release === "trixie" ? "bookworm" : "trixie");
     }
   }, 300_000);
 
