@@ -27,6 +27,9 @@ const LABS: TestLab[] = [
   { name: "btwdeb13", release: "trixie", codename: /^VERSION_CODENAME=trixie$/m, subnet: "10.213.32", dir: "" },
 ];
 const domainOf = (lab: TestLab) => `btw-${lab.name}-${lab.name}vm`;
+// `btw up` synthesizes into the checkout's cdktf.out/labs/<name>; each run of this test has a new state
+// folder, so a folder left by an earlier run would hold another backend path.
+const synthDirOf = (lab: TestLab) => path.join(PROJECT_DIR, "cdktf.out", "labs", lab.name);
 const artifactsOf = (lab: TestLab) => path.join(lab.dir, "artifacts");
 
 /** `bin/btw COMMAND` for a lab, without blocking the test (both labs run at once). */
@@ -54,6 +57,7 @@ describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout"
     for (const lab of LABS) {
       forceCleanup(`btw-${lab.name}`);
       forceCleanup(`${lab.name}-net`);
+      fs.rmSync(synthDirOf(lab), { recursive: true, force: true });
       lab.dir = fs.mkdtempSync(path.join(os.tmpdir(), `btw-${lab.name}-`));
       const server = await serveDirectory(fixtureImage(lab.release).dir);
       servers.push(server);
@@ -79,6 +83,7 @@ describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout"
       forceCleanup(`btw-${lab.name}`);
       forceCleanup(`${lab.name}-net`);
       if (lab.dir) fs.rmSync(lab.dir, { recursive: true, force: true });
+      fs.rmSync(synthDirOf(lab), { recursive: true, force: true });
     }
     await Promise.all(servers.map((server) => server.close()));
   }, 900_000);
@@ -87,10 +92,10 @@ describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout"
     const runs = await Promise.all(LABS.map((lab) => btw(lab, "up")));
     LABS.forEach((lab, i) => {
       expect({ lab: lab.name, status: runs[i].status, tail: runs[i].status === 0 ? "" : runs[i].output.slice(-3000) }).toEqual({ lab: lab.name, status: 0, tail: "" });
-      const outputs = JSON.parse(fs.readFileSync(path.join(PROJECT_DIR, "cdktf.out", "labs", lab.name, "lab-outputs.json"), "utf8")).lab;
+      const outputs = JSON.parse(fs.readFileSync(path.join(synthDirOf(lab), "lab-outputs.json"), "utf8")).lab;
       expect(outputs[`vm-${lab.name}vm`].vm).toMatchObject({ domain: domainOf(lab), ready: true });
       // Each deploy ran the engine in its lab's own stack folder.
-      expect(fs.existsSync(path.join(PROJECT_DIR, "cdktf.out", "labs", lab.name, "stacks", "lab", ".terraform"))).toBe(true);
+      expect(fs.existsSync(path.join(synthDirOf(lab), "stacks", "lab", ".terraform"))).toBe(true);
     });
   }, 2_400_000);
 
