@@ -11,6 +11,7 @@ module.exports = {
       transform,
       testMatch: ["<rootDir>/__tests__/e2e/**/*.test.ts"],
       globalSetup: "<rootDir>/__tests__/helpers/e2e-global-setup.ts",
+      globalTeardown: "<rootDir>/__tests__/helpers/e2e-global-teardown.ts",
     },
   ],
 };

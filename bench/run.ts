@@ -41,6 +41,15 @@ function timed(label: string, run: () => void): number {
   return elapsed;
 }
 
+async function timedAsync(label: string, run: () => Promise<unknown>): Promise<number> {
+  process.stderr.write(`bench: ${label} ...\n`);
+  const start = Date.now();
+  await run();
+  const elapsed = Date.now() - start;
+  process.stderr.write(`bench: ${label}: ${seconds(elapsed)}\n`);
+  return elapsed;
+}
+
 function sh(command: string, env: NodeJS.ProcessEnv = {}): void {
   execFileSync("sh", ["-c", command], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, ...env } });
 }
@@ -160,23 +169,23 @@ async function benchLab(): Promise<void> {
       vms: Array.from({ length: vms }, (_, i) => ({ name: `vm${i + 1}` })),
       extra: { network: { name: `${name}-net`, mode: "isolated", cidr: "10.213.41.0/24" }, readiness: { timeout: 1800 } },
     });
-  const deployTimed = (name: string, vms: number) => {
+  const deployTimed = async (name: string, vms: number) => {
     const workspace = new LabWorkspace();
     fs.writeFileSync(workspace.configFile, stringify(lab(name, vms)));
     // Build the image first so the timing is the lab itself, not the first customization.
-    workspace.deploy();
-    workspace.destroy();
-    const elapsed = timed(`deploy ${vms} VM(s) until all are ready`, () => {
-      const run = workspace.deploy();
+    await workspace.deploy();
+    await workspace.destroy();
+    const elapsed = await timedAsync(`deploy ${vms} VM(s) until all are ready`, async () => {
+      const run = await workspace.deploy();
       if (run.status !== 0) throw new Error(`deploy of ${vms} VMs failed; see ${workspace.dir}/cdktf.log`);
     });
     return { workspace, elapsed };
   };
   try {
-    const one = deployTimed("btwbench1", 1);
+    const one = await deployTimed("btwbench1", 1);
     oneVmDeployMs = one.elapsed;
-    one.workspace.destroy();
-    const three = deployTimed("btwbench3", 3);
+    await one.workspace.destroy();
+    const three = await deployTimed("btwbench3", 3);
     addRow("deploy to all ready: 3 VMs vs 1 VM", three.elapsed, one.elapsed);
     const pool = "/var/lib/libvirt/btw-img/btwbench3";
     const allocated = (file: string) => fs.statSync(path.join(pool, file)).blocks * 512;
@@ -184,10 +193,10 @@ async function benchLab(): Promise<void> {
     const overlays = fs.readdirSync(pool).filter((f) => /-vm\d+\.qcow2$/.test(f));
     const perVm = overlays.reduce((sum, f) => sum + allocated(f), 0) / overlays.length;
     addRow("disk per extra VM right after ready: overlay vs full image copy", perVm, allocated(base), mib);
-    const redeploy = timed("no-change redeploy", () => three.workspace.deploy());
-    const diff = timed("cdktf diff lab", () => three.workspace.cdktf(["diff", "lab", "--skip-provider-lock"]));
+    const redeploy = await timedAsync("no-change redeploy", () => three.workspace.deploy());
+    const diff = await timedAsync("cdktf diff lab", () => three.workspace.cdktf(["diff", "lab", "--skip-provider-lock"]));
     addRow("no-change redeploy vs cdktf diff lab", redeploy, diff);
-    three.workspace.destroy();
+    await three.workspace.destroy();
   } finally {
     forceCleanup("btw-btwbench");
     forceCleanup("btwbench");

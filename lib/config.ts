@@ -407,6 +407,11 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   problems.push(...hostNetworkProblems(lab, options.host ?? thisHost));
   if (problems.length > 0) throw new ConfigError(sourceFile, problems);
   const cacheDir = options.cacheDir ?? defaultCacheDir();
+  // Like the config's own paths, the cache folder reaches scripts and the engine as written.
+  const badCacheDir = absolutePath.safeParse(cacheDir);
+  if (!badCacheDir.success) {
+    throw new ConfigError(sourceFile, [`the cache folder ${cacheDir} (BTW_CACHE_DIR): ${badCacheDir.error.issues[0].message}`]);
+  }
 
   return {
     sourceFile,

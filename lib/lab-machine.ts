@@ -9,7 +9,6 @@ import { hostStep, shellQuote } from "./host-step";
 import { LabStorage } from "./lab-storage";
 import { NetworkAttachment } from "./lab-network";
 import { renderSeed } from "./seed";
-import { terraformLiterals } from "./terraform-string";
 
 export interface LabMachineProps {
   lab: LabConfig;
@@ -64,8 +63,7 @@ export class LabMachine extends Construct {
         ` && { rmdir -p ${shellQuote(path.dirname(seedIso))} 2>/dev/null || true; }`,
       dependsOn: [props.image.step, ...props.dependsOn],
     });
-    // The seed's path (under the cache folder) and the domain's description, firmware and XML come from the config.
-    const seedVolume = new Volume(this, "seed-volume", terraformLiterals({
+    const seedVolume = new Volume(this, "seed-volume", {
       name: `${this.domainName}-seed.iso`,
       pool: props.storage.pool.name,
       source: seedIso,
@@ -73,7 +71,7 @@ export class LabMachine extends Construct {
       format: "iso",
       dependsOn: [seedStep],
       lifecycle: { replaceTriggeredBy: [resourceAddress(seedStep)] },
-    }));
+    });
     const overlay = new Volume(this, "disk", {
       name: `${this.domainName}.qcow2`,
       pool: props.storage.pool.name,
@@ -85,7 +83,7 @@ export class LabMachine extends Construct {
     });
 
     const uefi = lab.libvirt.firmware === "uefi";
-    this.domain = new Domain(this, "domain", terraformLiterals({
+    this.domain = new Domain(this, "domain", {
       name: this.domainName,
       description: `btw-img lab ${lab.name}, VM ${vm.name}, profile ${vm.profile}`,
       type: lab.libvirt.accel === "kvm" ? "kvm" : "qemu",
@@ -120,7 +118,7 @@ export class LabMachine extends Construct {
       // The provider would swap the disk of a running domain in place, which keeps
       // booting the old one: a new disk or seed recreates the domain (and so re-runs readiness).
       lifecycle: { replaceTriggeredBy: [resourceAddress(overlay), resourceAddress(seedVolume)] },
-    }));
+    });
 
     this.readiness = hostStep(this, "cloud-init-ready", {
       script: "wait-for-cloud-init.sh",
@@ -139,14 +137,14 @@ export class LabMachine extends Construct {
 
     new TerraformOutput(this, "vm", {
       staticId: true,
-      value: terraformLiterals({
+      value: {
         name: vm.name,
         domain: this.domainName,
         profile: vm.profile,
         address: this.domain.networkInterface.get(0).addresses,
         console_log: this.consoleLog,
         ready: this.readiness.output.lookup("ready"),
-      }),
+      },
     }).overrideLogicalId(`vm_${vm.name.replace(/-/g, "_")}`);
   }
 }

@@ -1,8 +1,9 @@
 // The engine reads every string in cdk.tf.json (map keys included) as a
 // template: `${...}` interpolates and `%{...}` is a directive. A string from the
 // config (a runcmd holding `echo ${HOME}`) reaches a resource byte for byte only
-// when both are doubled. Constructs pass their resource props through
-// terraformLiterals where config strings enter them (see hostStep).
+// when both are doubled. hostStep passes everything through terraformLiterals:
+// it is where free text (cloud-init data) enters; every other string from the
+// config or the environment is refused by lib/config.ts if it holds either.
 
 // cdktf's token markers (references such as a resource's id) are `${TfToken[...]}`;
 // cdktf turns them into interpolations itself, so they stay as they are.

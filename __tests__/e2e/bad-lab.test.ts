@@ -3,11 +3,12 @@
 // naming the VM and cloud-init's error).
 import * as fs from "fs";
 import { stringify } from "yaml";
-import { LabWorkspace } from "../helpers/cdktf-cli";
+import { CliRun, LabWorkspace } from "../helpers/cdktf-cli";
 import { fixtureImage } from "../helpers/fixture-image";
 import { FileServer, serveDirectory } from "../helpers/http-server";
 import { testLab } from "../helpers/lab-yaml";
-import { forceCleanup, leftovers } from "../helpers/libvirt";
+import { hold } from "../helpers/held";
+import { leftovers } from "../helpers/libvirt";
 
 // Each test has a lab of its own (btwbad1, btwbad2, ...), destroyed after it.
 const LAB = "btwbad";
@@ -17,41 +18,43 @@ describe("bad lab input", () => {
   let server: FileServer;
   const workspaces: LabWorkspace[] = [];
 
-  function deploy(lab: Record<string, unknown>): { status: number | null; output: string } {
+  function deploy(lab: Record<string, unknown>): Promise<CliRun> {
     const workspace = new LabWorkspace();
     workspaces.push(workspace);
     fs.writeFileSync(workspace.configFile, stringify(lab));
     return workspace.deploy();
   }
 
-  afterEach(() => {
+  afterEach(async () => {
     for (const workspace of workspaces.splice(0)) {
-      workspace.destroy();
+      await workspace.destroy();
       workspace.remove();
     }
   }, 900_000);
 
+  let release = () => {};
+
   beforeAll(async () => {
-    forceCleanup(PREFIX);
+    // btw-btwbadN-* objects, and the networks btwbadN-net.
+    release = hold("bad-lab", { libvirtPrefixes: [PREFIX, LAB] });
     server = await serveDirectory(fixtureImage("trixie").dir);
   }, 1_500_000);
 
   afterAll(async () => {
-    forceCleanup(PREFIX);
-    forceCleanup(LAB);
+    release();
     await server?.close();
   }, 900_000);
 
-  test("an existing network that does not exist is named, and nothing is created", () => {
-    const run = deploy(testLab({ name: `${LAB}1`, extra: { network: { name: "btw-no-such-net", create: false } } }));
+  test("an existing network that does not exist is named, and nothing is created", async () => {
+    const run = await deploy(testLab({ name: `${LAB}1`, extra: { network: { name: "btw-no-such-net", create: false } } }));
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/libvirt network 'btw-no-such-net' \(network\.name\) does not exist on qemu:\/\/\/system/);
     expect(leftovers(`${PREFIX}1`)).toEqual([]);
     expect(run.output).not.toMatch(/prepare-cloud-img/);
   }, 600_000);
 
-  test("an NVRAM template path that does not exist is named, and nothing is created", () => {
-    const run = deploy(
+  test("an NVRAM template path that does not exist is named, and nothing is created", async () => {
+    const run = await deploy(
       testLab({ name: `${LAB}2`, extra: { libvirt: { accel: "tcg", firmware: "uefi", ovmf_vars: "/nonexistent/OVMF_VARS.fd" } } }),
     );
     expect(run.status).not.toBe(0);
@@ -60,16 +63,16 @@ describe("bad lab input", () => {
     expect(leftovers(`${LAB}2-net`)).toEqual([]);
   }, 600_000);
 
-  test("an unreachable image URL is named, and nothing is created in libvirt", () => {
-    const run = deploy(testLab({ name: `${LAB}5`, extra: { network: { name: `${LAB}5-net`, mode: "isolated", cidr: "10.213.32.0/24" } } }));
+  test("an unreachable image URL is named, and nothing is created in libvirt", async () => {
+    const run = await deploy(testLab({ name: `${LAB}5`, extra: { network: { name: `${LAB}5-net`, mode: "isolated", cidr: "10.213.32.0/24" } } }));
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/prepare-cloud-img: .*http:\/\/127\.0\.0\.1:9\/images\/SHA512SUMS/);
     expect(leftovers(`${PREFIX}5`)).toEqual([]);
     expect(leftovers(`${LAB}5-net`)).toEqual([]);
   }, 600_000);
 
-  test("user-data that fails the cloud-init schema is refused with cloud-init's message before the VM is created", () => {
-    const run = deploy(
+  test("user-data that fails the cloud-init schema is refused with cloud-init's message before the VM is created", async () => {
+    const run = await deploy(
       testLab({ name: `${LAB}3`, imageBaseUrl: server.baseUrl, vms: [{ name: "schema", user_data: { runcmd: "echo not a list" } }] }),
     );
     expect(run.status).not.toBe(0);
@@ -78,8 +81,8 @@ describe("bad lab input", () => {
     expect(leftovers(`${PREFIX}3-schema`)).toEqual([]);
   }, 1_200_000);
 
-  test("a VM whose cloud-init fails makes deploy fail naming the VM and cloud-init's error", () => {
-    const run = deploy(
+  test("a VM whose cloud-init fails makes deploy fail naming the VM and cloud-init's error", async () => {
+    const run = await deploy(
       testLab({
         name: `${LAB}4`,
         imageBaseUrl: server.baseUrl,

@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { LabWorkspace } from "../helpers/cdktf-cli";
+import { hold } from "../helpers/held";
 import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
 import { PxeLab, quiet } from "../helpers/pxe-lab";
 
@@ -50,7 +51,10 @@ function startLanServer(): void {
 describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server", () => {
   const workspace = new LabWorkspace();
 
+  let release = () => {};
+
   beforeAll(() => {
+    release = hold("baremetal-proxy-dhcp", { ...lab.held(), pidFiles: [LAN_PID], netns: [LAN_NS] });
     stopLanServer();
     lab.cleanup();
     // No dhcpRange: proxy DHCP.
@@ -61,25 +65,26 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     startLanServer();
   }, 1_800_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     lab.stopMachines();
-    workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
     stopLanServer();
     lab.cleanup();
+    release();
     workspace.remove();
   }, 900_000);
 
-  test("`cdktf deploy baremetal` starts dnsmasq as proxy DHCP", () => {
-    const run = workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+  test("`cdktf deploy baremetal` starts dnsmasq as proxy DHCP", async () => {
+    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toHaveLength(1);
     expect(fs.readFileSync(path.join(lab.serverDir, "dnsmasq.conf"), "utf8")).toContain(`dhcp-range=${lab.serverAddress},proxy`);
   }, 2_400_000);
 
-  test("the blank machine gets its address from the LAN server and its image from ours", () => {
+  test("the blank machine gets its address from the LAN server and its image from ours", async () => {
     lab.startMachines(workspace.dir);
-    const reports = lab.waitForReports(900_000);
+    const reports = await lab.waitForReports(900_000);
     lab.expectAllDone(reports);
     for (const machine of lab.machines) {
       // The deploy environment's own DHCP lease came from the LAN's server...
@@ -95,8 +100,8 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     expect(httpLog.match(/deploy\/minimal\/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
   }, 1_800_000);
 
-  test("the restored Debian 12 system boots from its disk to cloud-init done", () => {
-    const statuses = lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => {
+  test("the restored Debian 12 system boots from its disk to cloud-init done", async () => {
+    const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => {
       const domain = lab.domain(machine);
       if (quiet("virsh", ["-c", "qemu:///system", "qemu-agent-command", domain, '{"execute":"guest-ping"}']).status !== 0) return undefined;
       const result = guestExec(domain, "/usr/bin/cloud-init", ["status"]);
@@ -109,9 +114,9 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     }
   }, 1_800_000);
 
-  test("`cdktf destroy baremetal` stops our dnsmasq and leaves nothing", () => {
+  test("`cdktf destroy baremetal` stops our dnsmasq and leaves nothing", async () => {
     lab.stopMachines();
-    const run = workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    const run = await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toEqual([]);
     expect(fs.existsSync(lab.serverDir)).toBe(false);

@@ -16,6 +16,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../../lib/config";
 import { LabWorkspace } from "../helpers/cdktf-cli";
+import { hold } from "../helpers/held";
 import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
 import { PxeLab, PxeMachine, quiet } from "../helpers/pxe-lab";
 
@@ -90,21 +91,25 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
   const tokens = new Map<PxeMachine, string>();
   const secretRoots = () => [lab.options.stateDir, workspace.dir, process.env.BTW_CACHE_DIR as string];
 
+  let release = () => {};
+
   beforeAll(() => {
+    release = hold("baremetal-pxe", lab.held());
     lab.cleanup();
     fs.writeFileSync(workspace.configFile, stringify(labConfig()));
     lab.createNetwork(workspace.dir);
   }, 1_800_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     lab.stopMachines();
-    workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
     lab.cleanup();
+    release();
     workspace.remove();
   }, 900_000);
 
-  test("`cdktf deploy baremetal` captures the image, builds the deploy environment and starts dnsmasq on the bridge only", () => {
-    const run = workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+  test("`cdktf deploy baremetal` captures the image, builds the deploy environment and starts dnsmasq on the bridge only", async () => {
+    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toHaveLength(1);
@@ -152,14 +157,14 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(files).toContain("lib/firmware/cis/NE2K.cis");
   });
 
-  test("both blank machines PXE-boot, restore their disks, report done, then boot Debian from their disks with their hostnames", () => {
+  test("both blank machines PXE-boot, restore their disks, report done, then boot Debian from their disks with their hostnames", async () => {
     const started = lab.startMachines(workspace.dir);
-    const reports = lab.waitForReports(900_000);
+    const reports = await lab.waitForReports(900_000);
     lab.expectAllDone(reports);
     // After the restore each machine reboots with its boot order unchanged: network first.
     // UEFI firmware then also tries its other network boot options (PXE over IPv6, HTTP
     // boot) before the disk, which takes a few minutes under emulation.
-    const statuses = lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, cloudInitStatus);
+    const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, cloudInitStatus);
     const timings = Object.fromEntries(
       lab.machines.map((machine) => {
         const restoredAt = reports.get(machine)!.at;
@@ -212,13 +217,13 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(worldReadableHolders(SECRET, secretRoots()).readable).toEqual([]);
   });
 
-  test("a new user_data redeploys the server, and the installed machine reboots into its disk with its file: no second restore", () => {
+  test("a new user_data redeploys the server, and the installed machine reboots into its disk with its file: no second restore", async () => {
     const domain = lab.domain(BIOS);
     expect(guestExec(domain, "/bin/sh", ["-c", "echo kept > /var/lib/btw-kept && sync"]).exitcode).toBe(0);
     const firstBoot = bootId(BIOS);
     const httpdBefore = fs.readFileSync(path.join(lab.serverDir, "httpd.pid"), "utf8");
     fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS])));
-    const run = workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
+    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     // The server step was replaced (its stop ran), and the machine is still recorded as installed.
@@ -227,7 +232,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
 
     lab.powerCycle(BIOS);
-    lab.waitForAll("the installed system to boot again", 1_200_000, (machine) => (cloudInitStatus(machine) && bootId(machine) !== firstBoot ? true : undefined), [BIOS]);
+    await lab.waitForAll("the installed system to boot again", 1_200_000, (machine) => (cloudInitStatus(machine) && bootId(machine) !== firstBoot ? true : undefined), [BIOS]);
     expect(guestExec(domain, "/bin/cat", ["/var/lib/btw-kept"]).stdout.trim()).toBe("kept");
     // Still the first install's seed on its disk: nothing was restored.
     const seed = guestExec(domain, "/bin/cat", ["/var/lib/cloud/seed/nocloud/user-data"]).stdout;
@@ -238,7 +243,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8")).not.toContain("initramfs.img");
   }, 2_400_000);
 
-  test("`btw metal reinstall` restores the machine exactly once, with its new user_data", () => {
+  test("`btw metal reinstall` restores the machine exactly once, with its new user_data", async () => {
     const reinstall = spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", "reinstall", BIOS.name], {
       env: { ...process.env, BTW_CONFIG: workspace.configFile, BTW_STATE_DIR: path.join(workspace.dir, "state") },
       encoding: "utf8",
@@ -250,10 +255,10 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(token).not.toBe(tokens.get(BIOS));
 
     lab.powerCycle(BIOS);
-    const reports = lab.waitForAll("the reinstall to report", 1_200_000, (machine) => (["done", "failed"].includes(lab.record(machine)) ? lab.record(machine) : undefined), [BIOS]);
+    const reports = await lab.waitForAll("the reinstall to report", 1_200_000, (machine) => (["done", "failed"].includes(lab.record(machine)) ? lab.record(machine) : undefined), [BIOS]);
     expect({ report: reports.get(BIOS)!.value, console: reports.get(BIOS)!.value === "done" ? "" : lab.consoleTail(BIOS) }).toEqual({ report: "done", console: "" });
     const domain = lab.domain(BIOS);
-    lab.waitForAll("the reinstalled system", 1_500_000, (machine) => (cloudInitStatus(machine) ? true : undefined), [BIOS]);
+    await lab.waitForAll("the reinstalled system", 1_500_000, (machine) => (cloudInitStatus(machine) ? true : undefined), [BIOS]);
     expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe("btw-runcmd-metal-bios-2");
     expect(guestExec(domain, "/bin/sh", ["-c", "test -e /var/lib/btw-kept && echo kept || echo gone"]).stdout.trim()).toBe("gone");
     // One deploy script, one deploy environment; after "done" the reboot went to the disk.
@@ -263,9 +268,9 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(get(`${BASE}/seeds/${token}/user-data`).code).toBe(404);
   }, 3_000_000);
 
-  test("`cdktf destroy baremetal` stops dnsmasq and the HTTP server and removes their files", () => {
+  test("`cdktf destroy baremetal` stops dnsmasq and the HTTP server and removes their files", async () => {
     lab.stopMachines();
-    const run = workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    const run = await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toEqual([]);
     expect(quiet("pgrep", ["-f", `httpd .*${lab.serverDir}`]).stdout).toBe("");

@@ -13,7 +13,8 @@ import { planChanges } from "../helpers/engine";
 import { fixtureImage } from "../helpers/fixture-image";
 import { FileServer, serveDirectory } from "../helpers/http-server";
 import { testLab } from "../helpers/lab-yaml";
-import { forceCleanup, guestExec, hostLeftovers, leftovers, virsh, volumeNames } from "../helpers/libvirt";
+import { hold } from "../helpers/held";
+import { guestExec, hostLeftovers, leftovers, virsh, volumeNames } from "../helpers/libvirt";
 
 const LAB = "btwe2e";
 const PREFIX = `btw-${LAB}`;
@@ -25,10 +26,10 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
   const workspace = new LabWorkspace();
   const profilesDir = path.join(workspace.dir, "profiles");
   let lab: Record<string, unknown>;
+  let release = () => {};
 
   beforeAll(async () => {
-    forceCleanup(PREFIX);
-    forceCleanup(`${LAB}-net`);
+    release = hold("deploy-lab", { libvirtPrefixes: [PREFIX, `${LAB}-net`] });
     const fixture = fixtureImage("trixie");
     server = await serveDirectory(fixture.dir);
     fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
@@ -48,14 +49,14 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
   }, 1_500_000);
 
   afterAll(async () => {
-    workspace.destroy();
-    forceCleanup(PREFIX);
-    forceCleanup(`${LAB}-net`);
+    await workspace.destroy();
+    release();
+    workspace.remove();
     await server?.close();
   }, 900_000);
 
-  test("deploy waits until cloud-init is done in both VMs and outputs their addresses", () => {
-    const run = workspace.deploy();
+  test("deploy waits until cloud-init is done in both VMs and outputs their addresses", async () => {
+    const run = await workspace.deploy();
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     const outputs = workspace.outputs();
@@ -67,8 +68,8 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     }
   }, 2_400_000);
 
-  test("a second deploy with no change does nothing: the plan is all no-op", () => {
-    expect(workspace.cdktf(["synth"]).status).toBe(0);
+  test("a second deploy with no change does nothing: the plan is all no-op", async () => {
+    expect((await workspace.cdktf(["synth"])).status).toBe(0);
     const changes = planChanges(workspace.stackDir());
     expect(changes.length).toBeGreaterThan(10);
     expect(changes.filter((c) => c.actions.join() !== "no-op")).toEqual([]);
@@ -92,31 +93,31 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     }
   });
 
-  test("changing one VM's memory: `cdktf diff` shows only that VM's domain, and redeploy changes only it", () => {
+  test("changing one VM's memory: `cdktf diff` shows only that VM's domain, and redeploy changes only it", async () => {
     const changed = { ...lab, vms: [(lab.vms as unknown[])[0], { name: "beta", memory: 1280 }] };
     fs.writeFileSync(workspace.configFile, stringify(changed));
-    const diff = workspace.cdktf(["diff", "lab", "--skip-provider-lock"]);
+    const diff = await workspace.cdktf(["diff", "lab", "--skip-provider-lock"]);
     expect(diff.status).toBe(0);
     expect(diff.output).toMatch(/libvirt_domain\.vm-beta_domain_\w+ (\(vm-beta\/domain\) )?must be replaced/);
     expect(diff.output).toMatch(/memory\s+= 1024 -> 1280/);
     expect(diff.output).not.toMatch(/vm-alpha_\S+ (\(\S+\) )?(must be replaced|will be)/);
-    expect(workspace.cdktf(["synth"]).status).toBe(0);
+    expect((await workspace.cdktf(["synth"])).status).toBe(0);
     const changes = planChanges(workspace.stackDir()).filter((c) => c.actions.join() !== "no-op");
     expect(changes.map((c) => c.address)).toEqual(
       expect.arrayContaining([expect.stringMatching(/^libvirt_domain\.vm-beta_domain/), expect.stringMatching(/^terraform_data\.vm-beta_cloud-init-ready/)]),
     );
     expect(changes.filter((c) => !c.address.includes("vm-beta"))).toEqual([]);
-    const run = workspace.deploy();
+    const run = await workspace.deploy();
     expect(run.status).toBe(0);
     expect(virsh(["dominfo", `${PREFIX}-beta`])).toMatch(/Max memory:\s+1310720 KiB/);
   }, 2_400_000);
 
-  test("a profile edit rebuilds the image, recreates every VM that boots it, and readiness runs again before deploy ends", () => {
+  test("a profile edit rebuilds the image, recreates every VM that boots it, and readiness runs again before deploy ends", async () => {
     const token = crypto.randomBytes(8).toString("hex");
     fs.mkdirSync(path.join(profilesDir, "minimal/files/etc"), { recursive: true });
     fs.writeFileSync(path.join(profilesDir, "minimal/files/etc/btw-profile-edit"), `${token}\n`);
     const bootIds = Object.fromEntries(["alpha", "beta"].map((name) => [name, guestExec(`${PREFIX}-${name}`, "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim()]));
-    expect(workspace.cdktf(["synth"]).status).toBe(0);
+    expect((await workspace.cdktf(["synth"])).status).toBe(0);
     const plan = planStack(workspace.stackDir());
     const changes = (plan.resource_changes ?? []).map((c) => ({ address: c.address, actions: c.change.actions })).filter((c) => c.actions.join() !== "no-op");
     const summary = renderPlanSummary([{ stack: "lab", plan }]);
@@ -127,7 +128,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
         expect({ resource, actions: changes.find((c) => c.address.startsWith(resource))?.actions.join() }).toEqual({ resource, actions: "delete,create" });
       }
     }
-    const run = workspace.deploy();
+    const run = await workspace.deploy();
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     for (const name of ["alpha", "beta"]) {
@@ -139,8 +140,8 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     }
   }, 2_400_000);
 
-  test("destroy removes every domain, NVRAM file, volume, seed, network and pool of the lab", () => {
-    const run = workspace.destroy();
+  test("destroy removes every domain, NVRAM file, volume, seed, network and pool of the lab", async () => {
+    const run = await workspace.destroy();
     expect(run.status).toBe(0);
     expect(leftovers(PREFIX)).toEqual([]);
     expect(leftovers(`${LAB}-net`)).toEqual([]);

@@ -64,13 +64,13 @@ describe("several labs from one checkout", () => {
     expect(fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : []).toEqual([]);
   }, 900_000);
 
-  test("`cdktf diff lab` on one output folder after switching the lab file: A, B, A each diff their own lab", () => {
+  test("`cdktf diff lab` on one output folder after switching the lab file: A, B, A each diff their own lab", async () => {
     // The path `cdktf deploy lab` takes: the CLI reads <outdir>/manifest.json and runs the engine where it says.
     const workspace = new LabWorkspace();
     try {
       for (const [name, vm] of [["btwlaba", "a1"], ["btwlabb", "b1"], ["btwlaba", "a1"]]) {
         writeLab(testLab({ name, vms: [{ name: vm }] }), workspace.dir);
-        const diff = workspace.cdktf(["diff", "lab", "--skip-provider-lock"], 600_000);
+        const diff = await workspace.cdktf(["diff", "lab", "--skip-provider-lock"], 600_000);
         expect({ name, status: diff.status, output: diff.output }).toEqual({
           name,
           status: 0,

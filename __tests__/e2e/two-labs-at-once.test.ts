@@ -12,7 +12,8 @@ import { PROJECT_DIR } from "../../lib/config";
 import { fixtureImage } from "../helpers/fixture-image";
 import { FileServer, serveDirectory } from "../helpers/http-server";
 import { testLab } from "../helpers/lab-yaml";
-import { forceCleanup, guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
+import { hold } from "../helpers/held";
+import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
 
 interface TestLab {
   name: string;
@@ -52,11 +53,11 @@ function btw(lab: TestLab, command: string): Promise<{ status: number | null; ou
 
 describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout", () => {
   const servers: FileServer[] = [];
+  let release = () => {};
 
   beforeAll(async () => {
+    release = hold("two-labs-at-once", { libvirtPrefixes: LABS.flatMap((lab) => [`btw-${lab.name}`, `${lab.name}-net`]) });
     for (const lab of LABS) {
-      forceCleanup(`btw-${lab.name}`);
-      forceCleanup(`${lab.name}-net`);
       fs.rmSync(synthDirOf(lab), { recursive: true, force: true });
       lab.dir = fs.mkdtempSync(path.join(os.tmpdir(), `btw-${lab.name}-`));
       const server = await serveDirectory(fixtureImage(lab.release).dir);
@@ -79,9 +80,8 @@ describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout"
 
   afterAll(async () => {
     await Promise.all(LABS.map((lab) => (lab.dir ? btw(lab, "down") : undefined)));
+    release();
     for (const lab of LABS) {
-      forceCleanup(`btw-${lab.name}`);
-      forceCleanup(`${lab.name}-net`);
       if (lab.dir) fs.rmSync(lab.dir, { recursive: true, force: true });
       fs.rmSync(synthDirOf(lab), { recursive: true, force: true });
     }

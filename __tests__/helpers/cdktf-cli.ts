@@ -1,6 +1,6 @@
 // Runs the real cdktf CLI (and so the real engine) on a lab config, with
 // synth output and state in a folder of the test's own.
-import { spawnSync } from "child_process";
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -17,24 +17,31 @@ export class LabWorkspace {
   readonly outdir = path.join(this.dir, "cdktf.out");
   readonly configFile = path.join(this.dir, "lab.yaml");
 
-  cdktf(args: string[], timeoutMs = 1_800_000): CliRun {
-    const result = spawnSync("npx", ["cdktf", ...args, "--output", this.outdir], {
-      cwd: PROJECT_DIR,
-      env: { ...process.env, BTW_CONFIG: this.configFile, BTW_STATE_DIR: path.join(this.dir, "state"), CI: "1", FORCE_COLOR: "0" },
-      encoding: "utf8",
-      timeout: timeoutMs,
-      maxBuffer: 64 * 1024 * 1024,
+  /** Runs cdktf without blocking jest, so an interrupted run can still release what tests hold. */
+  cdktf(args: string[], timeoutMs = 1_800_000): Promise<CliRun> {
+    return new Promise((resolve) => {
+      const child = spawn("npx", ["cdktf", ...args, "--output", this.outdir], {
+        cwd: PROJECT_DIR,
+        env: { ...process.env, BTW_CONFIG: this.configFile, BTW_STATE_DIR: path.join(this.dir, "state"), CI: "1", FORCE_COLOR: "0" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+      const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
+      child.on("close", (status) => {
+        clearTimeout(timer);
+        fs.appendFileSync(path.join(this.dir, "cdktf.log"), `\n$ cdktf ${args.join(" ")}\n${output}`);
+        resolve({ status, output });
+      });
     });
-    const output = `${result.stdout ?? ""}${result.stderr ?? ""}`;
-    fs.appendFileSync(path.join(this.dir, "cdktf.log"), `\n$ cdktf ${args.join(" ")}\n${output}`);
-    return { status: result.status, output };
   }
 
-  deploy(): CliRun {
+  deploy(): Promise<CliRun> {
     return this.cdktf(["deploy", "lab", "--auto-approve", "--skip-provider-lock", "--outputs-file", path.join(this.dir, "outputs.json"), "--outputs-file-include-sensitive-outputs"]);
   }
 
-  destroy(): CliRun {
+  destroy(): Promise<CliRun> {
     return this.cdktf(["destroy", "lab", "--auto-approve", "--skip-provider-lock"]);
   }
 

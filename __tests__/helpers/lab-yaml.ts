@@ -1,6 +1,5 @@
 // Builds lab YAML texts for tests: a valid base that each test bends.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 
@@ -29,7 +28,8 @@ export function testLab(options: TestLabOptions = {}): Record<string, unknown> {
   };
 }
 
-export function writeLab(lab: Record<string, unknown>, dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-lab-"))): string {
+/** Writes lab.yaml into dir, a folder the calling test made and removes. */
+export function writeLab(lab: Record<string, unknown>, dir: string): string {
   const file = path.join(dir, "lab.yaml");
   fs.writeFileSync(file, stringify(lab));
   return file;

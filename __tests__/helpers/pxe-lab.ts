@@ -5,9 +5,9 @@
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
 import { fixtureImage } from "./fixture-image";
 import { testLab } from "./lab-yaml";
+import { Held, releaseHeld } from "./held";
 import { virsh } from "./libvirt";
 
 export type Firmware = "uefi" | "bios";
@@ -192,12 +192,12 @@ export class PxeLab {
   }
 
   /** Polls each machine (default: all) until probe gives a value for each; returns the values and when each came. */
-  waitForAll<T>(
+  async waitForAll<T>(
     what: string,
     timeoutMs: number,
     probe: (machine: PxeMachine) => T | undefined,
     machines: PxeMachine[] = this.machines,
-  ): Map<PxeMachine, { value: T; at: number }> {
+  ): Promise<Map<PxeMachine, { value: T; at: number }>> {
     const results = new Map<PxeMachine, { value: T; at: number }>();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -210,12 +210,13 @@ export class PxeLab {
         const missing = machines.filter((m) => !results.has(m));
         throw new Error(`timed out waiting for ${what} on ${missing.map((m) => m.name).join(", ")}\n${missing.map((m) => this.consoleTail(m)).join("\n")}`);
       }
-      execFileSync("sleep", ["3"]);
+      // Waits without blocking jest, so an interrupted run can still release what tests hold.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
     }
   }
 
   /** What the deploy environment reported for each machine: done or failed. */
-  waitForReports(timeoutMs: number): Map<PxeMachine, { value: string; at: number }> {
+  waitForReports(timeoutMs: number): Promise<Map<PxeMachine, { value: string; at: number }>> {
     return this.waitForAll("the restore to report", timeoutMs, (machine) => {
       const state = this.record(machine);
       return state === "done" || state === "failed" ? state : undefined;
@@ -239,17 +240,14 @@ export class PxeLab {
   }
 
   /** Removes machines, disks, logs, the network and the server, whatever state they are in. */
+  /** What the lab holds, for helpers/held.ts: its libvirt objects, its PXE server, the machines' disks and logs. */
+  held(): Held {
+    const machineFiles = this.machines.flatMap((machine) => [this.disk(machine), this.consoleLog(machine), `/var/log/libvirt/qemu/${this.domain(machine)}.log`]);
+    return { libvirtPrefixes: [this.prefix], pxeStateDirs: [this.serverDir], paths: [this.options.stateDir, ...machineFiles] };
+  }
+
   cleanup(): void {
-    for (const machine of this.machines) {
-      const domain = this.domain(machine);
-      quiet("virsh", ["-c", "qemu:///system", "destroy", domain]);
-      quiet("virsh", ["-c", "qemu:///system", "undefine", domain, "--nvram"]);
-      for (const file of [this.disk(machine), this.consoleLog(machine), `/var/log/libvirt/qemu/${domain}.log`]) fs.rmSync(file, { force: true });
-    }
-    quiet("virsh", ["-c", "qemu:///system", "net-destroy", this.network]);
-    quiet("virsh", ["-c", "qemu:///system", "net-undefine", this.network]);
-    quiet("sh", [path.join(PROJECT_DIR, "scripts", "pxe-server.sh"), "stop", "--state-dir", this.serverDir]);
-    fs.rmSync(this.options.stateDir, { recursive: true, force: true });
+    releaseHeld(this.held());
     // Its parent (/var/lib/btw-img) too, when no other server keeps files there.
     try {
       fs.rmdirSync(path.dirname(this.options.stateDir));
@@ -257,4 +255,5 @@ export class PxeLab {
       // not empty, or already gone
     }
   }
+
 }

@@ -24,9 +24,13 @@ function only(resources: Record<string, any>): any {
 }
 
 describe("the lab stack synthesizes", () => {
+  // Every file a test here writes is under this folder, removed even when a test fails.
+  let work: string;
+  beforeAll(() => (work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-"))));
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
   test("`cdktf synth` writes cdktf.out/stacks/lab/cdk.tf.json with the dmacvicar/libvirt provider", () => {
-    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-"));
-    const configFile = writeLab(testLab({ vms: [{ name: "web", memory: 1536 }] }));
+    const outdir = fs.mkdtempSync(path.join(work, "out-"));
+    const configFile = writeLab(testLab({ vms: [{ name: "web", memory: 1536 }] }), outdir);
     execFileSync("npx", ["cdktf", "synth", "--output", outdir], {
       cwd: PROJECT_DIR,
       env: { ...process.env, BTW_CONFIG: configFile, TERRAFORM_BINARY_NAME: "/nonexistent-engine" },
@@ -36,12 +40,11 @@ describe("the lab stack synthesizes", () => {
     expect(tf.terraform.required_providers.libvirt).toEqual({ source: "dmacvicar/libvirt", version: "0.8.3" });
     const domain = only(tf.resource.libvirt_domain);
     expect(domain).toMatchObject({ name: "btw-btwtest-web", memory: 1536, vcpu: 1, type: "qemu" });
-    fs.rmSync(outdir, { recursive: true, force: true });
   }, 120_000);
 
   test("`cdktf synth` with a bad config fails, naming the file and key, and writes no stack", () => {
-    const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-"));
-    const configFile = writeLab(testLab({ extra: { libvirt: { accel: "hvf" } } }));
+    const outdir = fs.mkdtempSync(path.join(work, "out-"));
+    const configFile = writeLab(testLab({ extra: { libvirt: { accel: "hvf" } } }), outdir);
     const result = spawnSync("npx", ["cdktf", "synth", "--output", outdir], {
       cwd: PROJECT_DIR,
       env: { ...process.env, BTW_CONFIG: configFile },
@@ -51,7 +54,6 @@ describe("the lab stack synthesizes", () => {
     expect(result.stdout + result.stderr).toContain(`${configFile}: invalid lab config`);
     expect(result.stdout + result.stderr).toContain("libvirt.accel: 'hvf' is not one of 'kvm', 'tcg'");
     expect(fs.existsSync(path.join(outdir, "labs", "btwtest", "stacks", "lab", "cdk.tf.json"))).toBe(false);
-    fs.rmSync(outdir, { recursive: true, force: true });
   }, 120_000);
 
   test("tcg gives domain type qemu, kvm gives type kvm with host CPU", () => {

@@ -119,15 +119,20 @@ describe("the engine reads config text as it was written", () => {
     expect(triggers).toMatchObject({ user_data: seed.userData, meta_data: seed.metaData, network_config: seed.networkConfig });
   }, 300_000);
 
-  test("a VM's user-data and seed path: what the seed step's script receives", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-literal-"));
-    tmpDirs.push(dir);
-    const lab = synth(LabStack, vmLab, path.join(dir, "cache ${x} %{y}"));
+  test("a VM's user-data: what the seed step's script receives", () => {
+    const lab = synth(LabStack, vmLab);
     const seed = renderSeed(lab.config, lab.config.vms[0]);
     const run = runHostStep(lab, "vm-web_seed_", "make-seed-iso.sh");
     expect(run.env).toMatchObject({ USER_DATA: seed.userData, META_DATA: seed.metaData, NETWORK_CONFIG: seed.networkConfig });
-    expect(run.args.slice(0, 4)).toEqual(["--name", "web", "--output", path.join(dir, "cache ${x} %{y}", "labs", "btwliteral", "seeds", "web.iso")]);
+    expect(run.args.slice(0, 2)).toEqual(["--name", "web"]);
   }, 300_000);
+
+  test("a cache folder the engine would read as a template is refused, naming BTW_CACHE_DIR", () => {
+    expect(() => parseConfig(stringify(vmLab), "t.yaml", { cacheDir: "/var/cache/btw ${x}" })).toThrow(
+      /the cache folder \/var\/cache\/btw \$\{x\} \(BTW_CACHE_DIR\): must not contain whitespace or control characters/,
+    );
+    expect(() => parseConfig(stringify(vmLab), "t.yaml", { cacheDir: "/var/cache/btw%{x}" })).toThrow(/\(BTW_CACHE_DIR\): must not contain '\$\{' or '%\{'/);
+  });
 
   test("a bare-metal machine's user-data: what the PXE server's script receives", () => {
     const baremetal = synth(
