@@ -20,6 +20,7 @@ PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck
 
 scripts_dir=$(cd "$(dirname "$0")" && pwd)
 . "$scripts_dir/lib/image-mount.sh"
+own_mount_namespace "$@"
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }

@@ -5,13 +5,6 @@
 set -eu
 umask 022
 
-# The build's mounts live in a mount namespace of its own: a VM that libvirt starts
-# meanwhile copies the host's mounts into its namespace, and a copy of ours there would
-# keep the file system alive past our umount (the image left with a journal to replay).
-if [ -z "${BTW_OWN_MOUNT_NAMESPACE:-}" ]; then
-  BTW_OWN_MOUNT_NAMESPACE=1 exec unshare --mount --propagation private sh "$0" "$@"
-fi
-
 PROG=customize-image
 USAGE="usage: customize-image.sh --base BASE.qcow2 --profiles-dir DIR --profile NAME --output OUT.qcow2"
 EXPECTED="expected install.d/*.list, commands.d/NN-*.sh, files/, apt-sources.d/*.sources, extends, releases, README.md"
@@ -20,6 +13,7 @@ CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 TEMP_PREFIX=btw-host-
 
 . "$(dirname "$0")/lib/image-mount.sh"
+own_mount_namespace "$@"
 . "$(dirname "$0")/lib/private-dev.sh"
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { say "error: $*"; exit 1; }

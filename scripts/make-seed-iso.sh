@@ -3,6 +3,9 @@
 # and NETWORK_CONFIG in the environment, after validating the user-data with
 # the cloud-init of the image that will boot it.
 set -eu
+. "$(dirname "$0")/lib/image-mount.sh"
+. "$(dirname "$0")/lib/private-dev.sh"
+own_mount_namespace "$@"
 
 usage() { echo "usage: USER_DATA=... META_DATA=... NETWORK_CONFIG=... make-seed-iso.sh --name VM --output SEED.iso [--validate-with IMAGE.qcow2]"; }
 
@@ -22,8 +25,6 @@ done
 : "${USER_DATA:?make-seed-iso: USER_DATA is not set}" "${META_DATA:?make-seed-iso: META_DATA is not set}"
 [ -z "$image" ] || [ -f "$image" ] || { echo "make-seed-iso: image to validate with not found: $image" >&2; exit 1; }
 
-. "$(dirname "$0")/lib/image-mount.sh"
-. "$(dirname "$0")/lib/private-dev.sh"
 log() { echo "make-seed-iso: $name: $*" >&2; }
 
 mkdir -p "$(dirname "$output")"

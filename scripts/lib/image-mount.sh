@@ -1,6 +1,17 @@
 # Sourced by step scripts: attach a raw disk image to a loop device and find
 # its root partition. Callers record what they took and release it in a trap.
 
+# own_mount_namespace "$@" (first thing, with the script's own arguments) re-runs
+# the script in a mount namespace of its own. A VM that libvirt starts meanwhile
+# copies the host's mounts into its namespace; a copy of ours there would keep
+# the file system mounted, and its loop device busy, past our umount (an image
+# written that way keeps a journal to replay).
+own_mount_namespace() {
+  # Not root: the script's own check says what is wrong.
+  [ -z "${BTW_OWN_MOUNT_NAMESPACE:-}" ] && [ "$(id -u)" -eq 0 ] || return 0
+  BTW_OWN_MOUNT_NAMESPACE=1 exec unshare --mount --propagation private sh "$0" "$@"
+}
+
 # attach_loop FILE [ro] -> prints /dev/loopN with partition nodes present
 attach_loop() {
   _flags="-f --show -P"
