@@ -24,14 +24,17 @@ export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): Fixture
   return { dir, archiveName: `debian-${number}-generic-amd64.tar.xz` };
 }
 
-/** The fixture acquired (by file:// URL) as a base qcow2 in work, as the lab would; returns its path. */
+/**
+ * The fixture acquired (by file:// URL) as the lab would, into the shared cache (acquired
+ * once per fixture, whichever test asks first), linked as work/base.qcow2; returns the link.
+ */
 export function acquireFixtureBase(release: "trixie" | "bookworm", work: string): string {
   const fixture = fixtureImage(release);
   const base = path.join(work, "base.qcow2");
   const acquire = runScript("prepare-cloud-img.sh", [
     "--url", `file://${fixture.dir}/${fixture.archiveName}`,
     "--checksums", `file://${fixture.dir}/SHA512SUMS`,
-    "--cache-dir", path.join(work, "cache"),
+    "--cache-dir", process.env.BTW_CACHE_DIR as string,
     "--link", base,
   ]);
   if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr.slice(-3000)}`);
