@@ -1,7 +1,7 @@
 // The baremetal stack and the `baremetal` config section: what synthesizes
 // and what the config refuses.
 import { stringify } from "yaml";
-import { Testing } from "../../lib/cdk";
+import { synthStack } from "../helpers/synth-stack";
 import { ConfigError, parseConfig } from "../../lib/config";
 import { machineSeed } from "../../lib/pxe-server";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
@@ -15,8 +15,7 @@ function config(baremetal: Record<string, unknown>) {
 }
 
 function synth(stackClass: typeof BaremetalStack | typeof LabStack, baremetal: Record<string, unknown>): any {
-  const app = Testing.app();
-  return JSON.parse(Testing.synth(new stackClass(app, "stack", config(baremetal))));
+  return synthStack((app) => new stackClass(app, "stack", config(baremetal)));
 }
 
 const commands = (tf: any) => Object.values(tf.resource.terraform_data).map((r: any) => r.provisioner.map((p: any) => p["local-exec"].command).join("\n"));

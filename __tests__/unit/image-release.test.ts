@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { Testing } from "../../lib/cdk";
+import { synthStack } from "../helpers/synth-stack";
 import { parseConfig } from "../../lib/config";
 import { checksumFor, ImageChecksumError, resolveImageChecksum } from "../../lib/image-release";
 import { LabStack } from "../../stacks/lab-stack";
@@ -30,7 +30,7 @@ function publish(sum: string, subdir = "images"): string {
 /** The acquire and customize steps of a synthesized lab whose image is published at base. */
 function synth(base: string, cacheDir = path.join(dir, "cache")) {
   const lab = parseConfig(stringify(testLab({ imageBaseUrl: base })), "test.yaml", { cacheDir });
-  const stack = JSON.parse(Testing.synth(new LabStack(Testing.app(), "lab", lab)));
+  const stack = synthStack((app) => new LabStack(app, "lab", lab));
   const steps = Object.values(stack.resource.terraform_data) as any[];
   const acquire = steps.find((s) => s.triggers_replace.url);
   const customize = steps.find((s) => s.triggers_replace.profile);

@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { Testing } from "../../lib/cdk";
+import { synthStack } from "../helpers/synth-stack";
 import { parseConfig, PROJECT_DIR } from "../../lib/config";
 import { listProfiles, readProfile, validateProfileFolder } from "../../lib/profile";
 import { LabStack } from "../../stacks/lab-stack";
@@ -20,7 +20,7 @@ function copyProfiles(): string {
 
 function stepTriggers(profilesDir: string): { acquire: unknown; customize: any } {
   const config = parseConfig(stringify(testLab()), "test.yaml", { profilesDir, cacheDir: "/var/cache/btw-test" });
-  const tf = JSON.parse(Testing.synth(new LabStack(Testing.app(), "lab", config)));
+  const tf = synthStack((app) => new LabStack(app, "lab", config));
   const steps = Object.entries(tf.resource.terraform_data) as [string, any][];
   return {
     acquire: steps.find(([name]) => name.startsWith("cloud-image_acquire"))?.[1].triggers_replace,

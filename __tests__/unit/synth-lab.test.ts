@@ -3,7 +3,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { App, Testing } from "../../lib/cdk";
+import { App } from "../../lib/cdk";
+import { synthStack } from "../helpers/synth-stack";
 import { parseConfig, PROJECT_DIR } from "../../lib/config";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab, writeLab } from "../helpers/lab-yaml";
@@ -12,9 +13,7 @@ type TfJson = { terraform: { required_providers: Record<string, { source: string
 
 function synthLab(lab: Record<string, unknown>): TfJson {
   const config = parseConfig(stringify(lab), "test.yaml", { cacheDir: "/var/cache/btw-test" });
-  const app = Testing.app();
-  const stack = new LabStack(app, "lab", config);
-  return JSON.parse(Testing.synth(stack));
+  return synthStack((app) => new LabStack(app, "lab", config));
 }
 
 function only(resources: Record<string, any>): any {

@@ -5,7 +5,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { App, LocalBackend, Testing } from "../../lib/cdk";
+import { App, LocalBackend } from "../../lib/cdk";
+import { synthStack } from "../helpers/synth-stack";
 import { LabConfig, parseConfig, PROJECT_DIR } from "../../lib/config";
 import { planStack, runEngine } from "../../lib/engine";
 import { SCRIPTS_DIR } from "../../lib/host-step";
@@ -93,7 +94,7 @@ describe("terraformLiterals", () => {
 
   test("synthesized references stay references", () => {
     const config = parseConfig(stringify(testLab({ vms: [{ name: "web", user_data: USER_DATA }] })), "t.yaml", { cacheDir: "/var/cache/btw-test" });
-    const tf = JSON.parse(Testing.synth(new LabStack(Testing.app(), "lab", config)));
+    const tf = synthStack((app) => new LabStack(app, "lab", config));
     const seed = Object.entries<any>(tf.resource.terraform_data).find(([name]) => name.startsWith("vm-web_seed_"))![1];
     expect(seed.triggers_replace.image).toMatch(/^\$\{terraform_data\.image-minimal_customize_[0-9A-F]{8}\.id\}$/);
     expect(seed.triggers_replace.user_data).toContain("echo $${HOME} %%{x} $$${y}");
