@@ -5,7 +5,7 @@ import { App, LocalBackend } from "./lib/cdk";
 import { ConfigError, loadConfig, PROJECT_DIR } from "./lib/config";
 import { ImageChecksumError } from "./lib/image-release";
 import { ProfileError } from "./lib/profile";
-import { DEFAULT_OUTDIR, labOutdir, publishLabManifest } from "./lib/synth-output";
+import { DEFAULT_OUTDIR, forgetMovedBackend, labOutdir, publishLabManifest, stackWorkingDirs } from "./lib/synth-output";
 import { BaremetalStack } from "./stacks/baremetal-stack";
 import { LabStack } from "./stacks/lab-stack";
 
@@ -18,13 +18,17 @@ try {
   // cdktf's only validation here runs `terraform version` for terraform_data;
   // setup-host.sh already guarantees an engine >= 1.5, and synth must work without one.
   const app = new App({ outdir: labDir, skipValidation: true });
-  const labStack = new LabStack(app, "lab", lab);
   // One state file per lab name, so labs selected with BTW_CONFIG never share state.
   const stateDir = process.env.BTW_STATE_DIR || path.join(PROJECT_DIR, ".btw", "state");
-  new LocalBackend(labStack, { path: path.join(stateDir, `${lab.name}.tfstate`) });
-  const baremetalStack = new BaremetalStack(app, "baremetal", lab);
-  new LocalBackend(baremetalStack, { path: path.join(stateDir, `${lab.name}-baremetal.tfstate`) });
+  const statePaths = { lab: path.join(stateDir, `${lab.name}.tfstate`), baremetal: path.join(stateDir, `${lab.name}-baremetal.tfstate`) };
+  new LocalBackend(new LabStack(app, "lab", lab), { path: statePaths.lab });
+  new LocalBackend(new BaremetalStack(app, "baremetal", lab), { path: statePaths.baremetal });
   app.synth();
+  for (const [stack, workingDir] of stackWorkingDirs(labDir)) {
+    const statePath = statePaths[stack as keyof typeof statePaths];
+    const before = statePath && forgetMovedBackend(workingDir, statePath);
+    if (before) console.error(`btw-img: stack ${stack} of lab ${lab.name} now keeps its state in ${statePath} (BTW_STATE_DIR); ${before} is left as it is`);
+  }
   // So that cdktf commands given the shared outdir (`cdktf deploy lab`) find this lab.
   publishLabManifest(outdir, labDir);
 } catch (error) {

@@ -64,3 +64,24 @@ export function publishLabManifest(outdir: string, labDir: string): void {
   fs.writeFileSync(temporary, JSON.stringify(manifest, null, 2));
   fs.renameSync(temporary, target);
 }
+
+/**
+ * The engine records a stack's backend in <working folder>/.terraform/terraform.tfstate.
+ * When the lab's state file moved (another BTW_STATE_DIR for the same lab name), that
+ * record names the old one and the next init stops with "Backend configuration changed".
+ * A new state folder means another deployment, not a move: the record is dropped, as
+ * `init -reconfigure` does, so init uses the new file and copies nothing; the old state
+ * file stays where it is. Returns the state file the record named, when it dropped one.
+ */
+export function forgetMovedBackend(workingDir: string, statePath: string): string | undefined {
+  const record = path.join(workingDir, ".terraform", "terraform.tfstate");
+  let recorded: string | undefined;
+  try {
+    recorded = JSON.parse(fs.readFileSync(record, "utf8"))?.backend?.config?.path;
+  } catch {
+    return undefined; // no record yet (never initialized) or not ours to judge
+  }
+  if (typeof recorded !== "string" || path.resolve(workingDir, recorded) === path.resolve(statePath)) return undefined;
+  fs.rmSync(record, { force: true });
+  return recorded;
+}

@@ -43,10 +43,10 @@ describe("several labs from one checkout", () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   /** `npm run plan` for one lab file: bin/plan.ts with the real cdktf synth and engine. */
-  function plan(config: string, summary: string) {
+  function plan(config: string, summary: string, state = stateDir) {
     return spawnSync(path.join(PROJECT_DIR, "node_modules", ".bin", "ts-node"), ["--transpile-only", "bin/plan.ts", "--synth-dir", synthDir, "--output", summary], {
       cwd: PROJECT_DIR,
-      env: { ...process.env, BTW_CONFIG: config, BTW_STATE_DIR: stateDir },
+      env: { ...process.env, BTW_CONFIG: config, BTW_STATE_DIR: state },
       encoding: "utf8",
       maxBuffer: 64 * 1024 * 1024,
       timeout: 300_000,
@@ -63,6 +63,17 @@ describe("several labs from one checkout", () => {
     // Nothing was deployed: planning writes no state.
     expect(fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : []).toEqual([]);
   }, 900_000);
+
+  test("lab A planned again with another BTW_STATE_DIR plans against that state (exit 2), no 'Backend configuration changed'", () => {
+    // Lab A's folder was initialized against stateDir by the test above (or is initialized here first).
+    expect(plan(labA, path.join(dir, "summary-state-1.md")).status).toBe(2);
+    const otherState = path.join(dir, "other-state");
+    fs.mkdirSync(otherState);
+    const result = plan(labA, path.join(dir, "summary-state-2.md"), otherState);
+    expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 2, stderr: expect.not.stringContaining("Backend configuration changed") });
+    const record = JSON.parse(fs.readFileSync(path.join(synthDir, "labs", "btwlaba", "stacks", "lab", ".terraform", "terraform.tfstate"), "utf8"));
+    expect(record.backend.config.path).toBe(path.join(otherState, "btwlaba.tfstate"));
+  }, 600_000);
 
   test("`cdktf diff lab` on one output folder after switching the lab file: A, B, A each diff their own lab", async () => {
     // The path `cdktf deploy lab` takes: the CLI reads <outdir>/manifest.json and runs the engine where it says.
