@@ -7,6 +7,7 @@ import { ImageChecksumError } from "./lib/image-release";
 import { ProfileError } from "./lib/profile";
 import { DEFAULT_OUTDIR, forgetMovedBackend, labOutdir, publishLabManifest, stackWorkingDirs } from "./lib/synth-output";
 import { BaremetalStack } from "./stacks/baremetal-stack";
+import { ImagesStack } from "./stacks/images-stack";
 import { LabStack } from "./stacks/lab-stack";
 
 try {
@@ -20,9 +21,16 @@ try {
   const app = new App({ outdir: labDir, skipValidation: true });
   // One state file per lab name, so labs selected with BTW_CONFIG never share state.
   const stateDir = process.env.BTW_STATE_DIR || path.join(PROJECT_DIR, ".btw", "state");
-  const statePaths = { lab: path.join(stateDir, `${lab.name}.tfstate`), baremetal: path.join(stateDir, `${lab.name}-baremetal.tfstate`) };
+  const statePaths = {
+    lab: path.join(stateDir, `${lab.name}.tfstate`),
+    baremetal: path.join(stateDir, `${lab.name}-baremetal.tfstate`),
+    images: path.join(stateDir, `${lab.name}-images.tfstate`),
+  };
   new LocalBackend(new LabStack(app, "lab", lab), { path: statePaths.lab });
   new LocalBackend(new BaremetalStack(app, "baremetal", lab), { path: statePaths.baremetal });
+  // CI's image job may name the profiles to build (space-separated); empty: the lab's.
+  const profiles = (process.env.BTW_PROFILES ?? "").split(/\s+/).filter(Boolean);
+  new LocalBackend(new ImagesStack(app, "images", lab, { profiles: profiles.length > 0 ? profiles : undefined }), { path: statePaths.images });
   app.synth();
   for (const [stack, workingDir] of stackWorkingDirs(labDir)) {
     const statePath = statePaths[stack as keyof typeof statePaths];

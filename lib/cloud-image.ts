@@ -1,6 +1,7 @@
 // Acquire: download the Debian cloud image, verify its SHA512, convert it to
 // qcow2 and cache it by checksum (scripts/prepare-cloud-img.sh). The checksum
-// is read at synth time (lib/image-release.ts), so the plan names the image.
+// is read at synth time (lib/image-release.ts) and handed to the script, so
+// the plan names the image and the deploy fetches exactly that one.
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct, IConstruct } from "constructs";
@@ -15,7 +16,7 @@ export interface CloudImageProps {
   dependsOn?: ITerraformDependable[];
 }
 
-// Both stacks of an app ask; SHA512SUMS is read (and a warning printed) once per app.
+// Every stack of an app asks; SHA512SUMS is read (and a warning printed) once per app.
 const resolvedPerApp = new WeakMap<IConstruct, Map<string, ImageChecksum>>();
 
 export class CloudImage extends Construct {

@@ -1,12 +1,13 @@
 // Which image "latest" is today: read at synth time from the published
 // SHA512SUMS, so a new Debian image shows in `cdktf diff` as a changed checksum
 // (and rebuilds what depends on it) instead of being missed or slipping in.
+// The only reader of SHA512SUMS: the acquire step is handed the sha512.
 import { spawnSync } from "child_process";
-import * as fs from "fs";
 import * as path from "path";
+import { SCRIPTS_DIR } from "./host-step";
 
 export interface ImageChecksum {
-  /** The sha512 the plan is made for, or undefined when it cannot be known at synth. */
+  /** The sha512 the plan is made for, or undefined when it cannot be known at synth (then the image cannot be acquired). */
   sha512?: string;
   /** Why the checksum is not fresh from SHA512SUMS (printed as a warning). */
   warning?: string;
@@ -26,15 +27,11 @@ export function checksumFor(sums: string, file: string): string | undefined {
   return undefined;
 }
 
-/** The checksum of the image a link made by prepare-cloud-img.sh points at (base/<sha512>/disk.qcow2). */
+/** The sha512 of the image prepare-cloud-img.sh last linked at link: the script owns its cache layout, so it is asked. */
 function acquiredChecksum(link: string): string | undefined {
-  try {
-    const target = fs.readlinkSync(link);
-    const sum = path.basename(path.dirname(target));
-    return /^[0-9a-f]{128}$/.test(sum) ? sum : undefined;
-  } catch {
-    return undefined;
-  }
+  const run = spawnSync("sh", [path.join(SCRIPTS_DIR, "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
+  const sum = run.status === 0 ? run.stdout.trim() : "";
+  return /^[0-9a-f]{128}$/.test(sum) ? sum : undefined;
 }
 
 export class ImageChecksumError extends Error {}
@@ -45,13 +42,13 @@ export class ImageChecksumError extends Error {}
  */
 export function resolveImageChecksum(url: string, checksums: string, link: string): ImageChecksum {
   const file = imageFileName(url);
-  const previous = acquiredChecksum(link);
   const fetch = spawnSync("curl", ["-fsSL", "--max-time", "15", checksums], { encoding: "utf8" });
   if (fetch.status !== 0) {
     const reason = (fetch.stderr || fetch.error?.message || "").trim().split("\n").pop();
+    const previous = acquiredChecksum(link);
     return previous
       ? { sha512: previous, warning: `cannot read ${checksums} (${reason}): planning with the image acquired before` }
-      : { warning: `cannot read ${checksums} (${reason}): the image is checked when it is acquired` };
+      : { warning: `cannot read ${checksums} (${reason}): the image cannot be acquired until it can be read` };
   }
   const sha512 = checksumFor(fetch.stdout, file);
   if (!sha512) throw new ImageChecksumError(`image.checksums ${checksums} has no sha512 line for ${file} (image.url ${url}): fix image.url or image.checksums`);

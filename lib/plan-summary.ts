@@ -149,7 +149,8 @@ interface ImageStepType {
 }
 
 // terraform_data names are `<construct path>_<step>_<hash>`, see lib/cloud-image.ts,
-// lib/customized-image.ts and lib/lab-machine.ts.
+// lib/customized-image.ts and lib/lab-machine.ts (lib/image-pipeline.ts's construct
+// is named "Default", which the names leave out).
 const IMAGE_STEP_TYPES: ImageStepType[] = [
   {
     kind: "acquire",

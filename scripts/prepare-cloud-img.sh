@@ -1,28 +1,48 @@
 #!/bin/sh
-# Acquire a cloud image: download it (resumably), verify its SHA-512 against
-# the published SHA512SUMS, unpack disk.raw if it is a Debian .tar.xz, convert
-# to qcow2 into a content-addressed cache and point a symlink at the result.
+# Acquire a cloud image: download it (resumably) unless the cache already holds
+# it, verify its SHA-512 against the one given, unpack disk.raw if it is a Debian
+# .tar.xz, convert to qcow2 into a content-addressed cache and point a symlink at
+# the result. The caller reads the checksum from the release's SHA512SUMS
+# (btw-img does, at synth: lib/image-release.ts); this script never parses it.
 set -eu
 
 prog=prepare-cloud-img
-usage="usage: prepare-cloud-img.sh --url URL [--checksums URL [--sha512 HEX]] --cache-dir DIR --link PATH
-  --sha512  the checksum the plan was made for: refuse if SHA512SUMS now names another image"
+usage="usage: prepare-cloud-img.sh --url URL --sha512 HEX [--checksums URL] --cache-dir DIR --link PATH
+       prepare-cloud-img.sh --print-acquired --link PATH
+  --sha512          the image's sha512: its line in the release's SHA512SUMS
+                    (curl -fsSL .../SHA512SUMS | grep FILE)
+  --checksums       the SHA512SUMS the sha512 was read from (recorded, named in errors)
+  --print-acquired  print the sha512 of the image PATH points at (nothing when none) and exit"
 
 log() { printf '%s: %s\n' "$prog" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-url="" sums_url="" cache="" link="" planned=""
+url="" sums_url="" cache="" link="" expected="" print_acquired=""
 while [ $# -gt 0 ]; do
   case $1 in
     --url) [ $# -ge 2 ] || die "--url needs a value"; url=$2; shift 2 ;;
     --checksums) [ $# -ge 2 ] || die "--checksums needs a value"; sums_url=$2; shift 2 ;;
-    --sha512) [ $# -ge 2 ] || die "--sha512 needs a value"; planned=$2; shift 2 ;;
+    --sha512) [ $# -ge 2 ] || die "--sha512 needs a value"; expected=$2; shift 2 ;;
     --cache-dir) [ $# -ge 2 ] || die "--cache-dir needs a value"; cache=$2; shift 2 ;;
     --link) [ $# -ge 2 ] || die "--link needs a value"; link=$2; shift 2 ;;
+    --print-acquired) print_acquired=1; shift ;;
     -h|--help) echo "$usage"; exit 0 ;;
     *) echo "$usage" >&2; die "unknown argument: $1" ;;
   esac
 done
+
+is_sha512() { printf '%s\n' "$1" | grep -Eqx '[0-9a-f]{128}'; }
+
+# The cache layout below is this script's own: callers ask it, they do not read it.
+if [ -n "$print_acquired" ]; then
+  [ -n "$link" ] || { echo "$usage" >&2; exit 2; }
+  target=$(readlink "$link" 2>/dev/null) || exit 0
+  acquired=${target%/disk.qcow2}
+  acquired=${acquired##*/}
+  if is_sha512 "$acquired"; then echo "$acquired"; fi
+  exit 0
+fi
+
 [ -n "$url" ] && [ -n "$cache" ] && [ -n "$link" ] || { echo "$usage" >&2; exit 2; }
 file=${url%%[?#]*}
 file=${file##*/}
@@ -32,9 +52,8 @@ case $file in
   *.raw) format=raw ;;
   *) die "cannot tell the image format of $url (expected .tar.xz, .qcow2 or .raw)" ;;
 esac
-if [ -z "$sums_url" ]; then
-  [ "$format" != tar.xz ] || die "--checksums is required for $file (a .tar.xz is only accepted verified)"
-fi
+[ -n "$expected" ] || die "missing --sha512: the sha512 of $file is unknown (${sums_url:-SHA512SUMS} lists it); images are only accepted verified"
+is_sha512 "$expected" || die "--sha512 is not a sha512 (128 hex digits): $expected"
 if [ -d "$link" ] && [ ! -L "$link" ]; then
   die "--link $link is a directory"
 fi
@@ -67,34 +86,19 @@ point_link() {
   log "$link -> $1"
 }
 
-expected=
-if [ -n "$sums_url" ]; then
-  log "fetching checksums $sums_url"
-  curl -fsSL --retry 3 -o "$tmp/SHA512SUMS" "$sums_url" || die "cannot download checksums from $sums_url"
-  # Lines look like "<sha512>  <file>" (or "*<file>" in binary mode).
-  expected=$(awk -v f="$file" '$2 == f || $2 == "*" f { print $1; exit }' "$tmp/SHA512SUMS")
-  [ -n "$expected" ] || die "SHA512SUMS at $sums_url has no line for $file"
-  echo "$expected" | grep -Eqx '[0-9a-f]{128}' || die "SHA512SUMS at $sums_url has a malformed line for $file"
-  # A new image published between plan and apply must not slip in unreviewed.
-  if [ -n "$planned" ] && [ "$planned" != "$expected" ]; then
-    die "$file changed since the plan (planned sha512 ${planned%"${planned#????????????????}"}..., now ${expected%"${expected#????????????????}"}...): run the deploy again to plan with the new image"
-  fi
-  if [ -f "$cache/base/$expected/disk.qcow2" ]; then
-    log "cached: $file ($expected)"
-    point_link "$cache/base/$expected/disk.qcow2"
-    exit 0
-  fi
-  part=$cache/downloads/$expected.$file.part
-else
-  log "WARNING: no --checksums given: $url will NOT be verified against a published checksum"
-  part=$cache/downloads/url-$(printf '%s' "$url" | sha256sum | cut -c1-16).$file.part
+dest=$cache/base/$expected
+if [ -f "$dest/disk.qcow2" ]; then
+  log "cached: $file ($expected)"
+  point_link "$dest/disk.qcow2"
+  exit 0
 fi
+part=$cache/downloads/$expected.$file.part
 
 fetch() {
   curl -fL --retry 3 --progress-bar -w '%{http_code}' "$@" -o "$part" "$url" >"$tmp/http-code"
 }
 rc=0
-if [ -n "$expected" ] && [ -s "$part" ] && [ "$(sha512sum "$part" | cut -d' ' -f1)" = "$expected" ]; then
+if [ -s "$part" ] && [ "$(sha512sum "$part" | cut -d' ' -f1)" = "$expected" ]; then
   log "already downloaded: $part" # a previous run stopped before converting
 else
   if [ -s "$part" ]; then
@@ -121,21 +125,9 @@ fi
 
 log "verifying sha512 of $file"
 actual=$(sha512sum "$part" | cut -d' ' -f1)
-if [ -n "$expected" ]; then
-  if [ "$actual" != "$expected" ]; then
-    rm -f "$part"
-    die "checksum mismatch for $url: expected $expected got $actual"
-  fi
-else
-  log "WARNING: unverified sha512 of $file is $actual"
-fi
-
-dest=$cache/base/$actual
-if [ -f "$dest/disk.qcow2" ]; then
-  log "cached: $file ($actual)"
+if [ "$actual" != "$expected" ]; then
   rm -f "$part"
-  point_link "$dest/disk.qcow2"
-  exit 0
+  die "checksum mismatch for $url: expected $expected got $actual; if a new image was published behind this URL since ${sums_url:-its SHA512SUMS} was read, run the deploy again to plan with it"
 fi
 
 src=$part
@@ -172,8 +164,7 @@ cat >"$dest/source.json" <<EOF
 {
   "url": "$(json_escape "$url")",
   "checksums": "$(json_escape "$sums_url")",
-  "sha512": "$actual",
-  "verified": $([ -n "$expected" ] && echo true || echo false),
+  "sha512": "$expected",
   "fetched": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 }
 EOF

@@ -2,13 +2,11 @@
 // verified machine per VM on the lab's network and storage.
 import { Construct } from "constructs";
 import { LibvirtProvider, TerraformStack } from "../lib/cdk";
-import { CloudImage } from "../lib/cloud-image";
 import { LabConfig } from "../lib/config";
-import { CustomizedImage } from "../lib/customized-image";
+import { ImagePipeline } from "../lib/image-pipeline";
 import { LabMachine } from "../lib/lab-machine";
 import { LabNetwork } from "../lib/lab-network";
 import { LabStorage } from "../lib/lab-storage";
-import { PartitionCapture } from "../lib/partition-capture";
 import { Preflight } from "../lib/preflight";
 
 export class LabStack extends TerraformStack {
@@ -19,22 +17,15 @@ export class LabStack extends TerraformStack {
     new LibvirtProvider(this, "libvirt", { uri: lab.libvirt.uri });
 
     const preflight = new Preflight(this, "preflight", { lab });
-    const cloudImage = new CloudImage(this, "cloud-image", {
-      url: lab.image.url,
-      checksums: lab.image.checksums,
-      cacheDir: lab.cacheDir,
+    // Bare-metal artifacts of exactly the images the VMs boot (read-only, in parallel with the boots).
+    const images = new ImagePipeline(this, {
+      lab,
+      profiles: lab.vms.map((vm) => vm.profile),
+      capture: true,
       dependsOn: [preflight.step],
     });
-    const images = new Map<string, CustomizedImage>();
-    for (const profile of new Set(lab.vms.map((vm) => vm.profile))) {
-      images.set(profile, new CustomizedImage(this, `image-${profile}`, { cloudImage, profilesDir: lab.profilesDir, profile, cacheDir: lab.cacheDir }));
-    }
-    // Bare-metal artifacts of exactly the images the VMs boot (read-only, in parallel with the boots).
-    for (const [profile, image] of images) {
-      new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir });
-    }
     // Nothing is created in libvirt until the host checks passed and the image was acquired.
-    const ready = [preflight.step, cloudImage.step];
+    const ready = [preflight.step, images.cloudImage.step];
     const network = new LabNetwork(this, "network", { network: lab.network, dependsOn: ready });
     const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.pool_path, dependsOn: ready });
     this.machines = lab.vms.map(
@@ -42,7 +33,7 @@ export class LabStack extends TerraformStack {
         new LabMachine(this, `vm-${vm.name}`, {
           lab,
           vm,
-          image: images.get(vm.profile) as CustomizedImage,
+          image: images.image(vm.profile),
           storage,
           network: network.attachment,
           dependsOn: [preflight.step],
