@@ -75,7 +75,7 @@ async function benchImage(): Promise<void> {
     );
     const cache = path.join(work, "cache");
     const link = path.join(work, "base.qcow2");
-    const acquire = `sh ${PROJECT_DIR}/scripts/prepare-cloud-img.sh --url ${url} --checksums ${sums} --cache-dir ${cache} --link ${link}`;
+    const acquire = `sh ${PROJECT_DIR}/scripts/prepare-cloud-img.sh --url ${url} --sha512 ${fixture.sha512} --checksums ${sums} --cache-dir ${cache} --link ${link}`;
     const first = timed("acquire with prepare-cloud-img.sh", () => sh(acquire));
     addRow("acquire: prepare-cloud-img.sh vs by hand", first, baseline);
     const again = timed("acquire again, no change", () => sh(acquire));

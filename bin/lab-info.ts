@@ -11,11 +11,6 @@ try {
     lab_name: lab.name,
     libvirt_uri: lab.libvirt.uri,
     vm_names: lab.vms.map((vm) => vm.name).join(" "),
-    // The default profile and every profile a VM boots: one image each.
-    image_profiles: [...new Set([lab.profile, ...lab.vms.map((vm) => vm.profile)])].join(" "),
-    profiles_dir: lab.profilesDir,
-    image_url: lab.image.url,
-    image_checksums: lab.image.checksums,
     // The lab's own cdktf output folder in the project, for `cdktf ... --output`.
     synth_dir: labOutdir(path.join(PROJECT_DIR, DEFAULT_OUTDIR), lab.name),
   };

@@ -1,9 +1,13 @@
-// Acquire: download, verify, extract and convert a cloud image, cached by
-// checksum. Small archives made here stand in for Debian's, served on loopback.
+// Acquire: download, verify against the sha512 it is handed (read from
+// SHA512SUMS at synth, lib/image-release.ts), extract and convert a cloud
+// image, cached by checksum. Small archives made here stand in for Debian's,
+// served on loopback.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+import { checksumFor } from "../../lib/image-release";
 import { FileServer, serveDirectory } from "../helpers/http-server";
 import { runScript } from "../helpers/image";
 
@@ -33,7 +37,6 @@ describe("acquire the cloud image", () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), "btw-acquire-"));
     makeRelease(path.join(root, "good"), { sizeMiB: 8 });
     makeRelease(path.join(root, "mismatch"), { sums: () => `${"ab".repeat(64)}  ${ARCHIVE}\n` });
-    makeRelease(path.join(root, "noline"), { sums: (sha) => `${sha}  debian-13-nocloud-amd64.tar.xz\n` });
     makeRelease(path.join(root, "nodisk"), { member: "root.img" });
     makeRelease(path.join(root, "truncated"));
     const truncated = path.join(root, "truncated", ARCHIVE);
@@ -47,13 +50,15 @@ describe("acquire the cloud image", () => {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
-  const acquire = (release: string, cache: string, extra: string[] = []) =>
+  /** The sha512 the release's SHA512SUMS gives, as synth reads it. */
+  const published = (release: string) => checksumFor(fs.readFileSync(path.join(root, release, "SHA512SUMS"), "utf8"), ARCHIVE) as string;
+  const acquire = (release: string, cache: string, sha512 = published(release)) =>
     runScript("prepare-cloud-img.sh", [
       "--url", `${server.baseUrl}/${release}/${ARCHIVE}`,
+      "--sha512", sha512,
       "--checksums", `${server.baseUrl}/${release}/SHA512SUMS`,
       "--cache-dir", cache,
       "--link", path.join(cache, "current.qcow2"),
-      ...extra,
     ]);
   const files = (dir: string) => (fs.existsSync(dir) ? execFileSync("find", [dir, "-type", "f"], { encoding: "utf8" }).trim().split("\n").filter(Boolean) : []);
 
@@ -73,7 +78,13 @@ describe("acquire the cloud image", () => {
     expect(second.status).toBe(0);
     expect(second.stderr).toMatch(/cached/);
     expect(archiveRequests()).toBe(1);
+    expect(server.requests().filter((r) => r.path === "/good/SHA512SUMS")).toEqual([]);
     expect(files(cache).filter((f) => /\.part$|\.tmp|\.partial/.test(f))).toEqual([]);
+    // What synth asks when SHA512SUMS cannot be read: the image a link points at.
+    const printAcquired = (link: string) =>
+      execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
+    expect(printAcquired(path.join(cache, "current.qcow2")).trim()).toBe(sha512(path.join(root, "good", ARCHIVE)));
+    expect(printAcquired(path.join(cache, "none.qcow2"))).toBe("");
   });
 
   test("an interrupted download resumes where it stopped", async () => {
@@ -92,7 +103,6 @@ describe("acquire the cloud image", () => {
 
   test.each([
     ["mismatch", /checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/mismatch\/debian-13-generic-amd64\.tar\.xz: expected abab/],
-    ["noline", /SHA512SUMS at http:\/\/127\.0\.0\.1:\d+\/noline\/SHA512SUMS has no line for debian-13-generic-amd64\.tar\.xz/],
     ["truncated", /archive at http:\/\/127\.0\.0\.1:\d+\/truncated\/debian-13-generic-amd64\.tar\.xz is corrupt or truncated/],
     ["nodisk", /archive at http:\/\/127\.0\.0\.1:\d+\/nodisk\/debian-13-generic-amd64\.tar\.xz has no disk\.raw/],
   ])("bad input '%s' fails with a clear message and caches nothing", (release, message) => {
@@ -104,28 +114,42 @@ describe("acquire the cloud image", () => {
     expect(files(path.join(cache, "base"))).toEqual([]);
   });
 
-  test("an image that changed since the plan (--sha512) is refused before anything is downloaded", () => {
+  test("an image that changed since the plan (--sha512) is refused, naming SHA512SUMS, and nothing is cached", () => {
     const cache = path.join(root, "cache-planned");
-    const requestsBefore = server.requests().filter((r) => r.path === `/good/${ARCHIVE}`).length;
-    const run = acquire("good", cache, ["--sha512", "cd".repeat(64)]);
+    const run = acquire("good", cache, "cd".repeat(64));
     expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(/debian-13-generic-amd64\.tar\.xz changed since the plan \(planned sha512 cdcdcdcdcdcdcdcd\.\.\., now [0-9a-f]{16}\.\.\.\): run the deploy again/);
-    expect(server.requests().filter((r) => r.path === `/good/${ARCHIVE}`).length).toBe(requestsBefore);
+    expect(run.stderr).toMatch(/checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/good\/debian-13-generic-amd64\.tar\.xz: expected cdcd.*; if a new image was published behind this URL since http:\/\/127\.0\.0\.1:\d+\/good\/SHA512SUMS was read, run the deploy again/);
     expect(fs.existsSync(path.join(cache, "current.qcow2"))).toBe(false);
-    const planned = acquire("good", cache, ["--sha512", sha512(path.join(root, "good", ARCHIVE))]);
-    expect(planned.status).toBe(0);
+    expect(files(path.join(cache, "base"))).toEqual([]);
+    expect(acquire("good", cache).status).toBe(0);
+  });
+
+  test("without --sha512 nothing is downloaded: the error names the SHA512SUMS that lists it", () => {
+    const cache = path.join(root, "cache-no-sha512");
+    const requestsBefore = server.requests().length;
+    const run = runScript("prepare-cloud-img.sh", [
+      "--url", `${server.baseUrl}/good/${ARCHIVE}`,
+      "--checksums", `${server.baseUrl}/good/SHA512SUMS`,
+      "--cache-dir", cache,
+      "--link", path.join(cache, "current.qcow2"),
+    ]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/missing --sha512: the sha512 of debian-13-generic-amd64\.tar\.xz is unknown \(http:\/\/127\.0\.0\.1:\d+\/good\/SHA512SUMS lists it\)/);
+    expect(server.requests().length).toBe(requestsBefore);
+    expect(fs.existsSync(cache)).toBe(false);
   });
 
   test("an unreachable URL is named in the error", () => {
     const cache = path.join(root, "cache-unreachable");
     const run = runScript("prepare-cloud-img.sh", [
       "--url", "http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz",
+      "--sha512", "ab".repeat(64),
       "--checksums", "http://127.0.0.1:9/images/SHA512SUMS",
       "--cache-dir", cache,
       "--link", path.join(cache, "current.qcow2"),
     ]);
     expect(run.status).toBe(1);
-    expect(run.stderr).toContain("http://127.0.0.1:9/images/SHA512SUMS");
+    expect(run.stderr).toContain("cannot download http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz");
     expect(fs.existsSync(path.join(cache, "current.qcow2"))).toBe(false);
   });
 
@@ -137,6 +161,7 @@ describe("acquire the cloud image", () => {
     const cache = path.join(root, "cache-qcow2");
     const run = runScript("prepare-cloud-img.sh", [
       "--url", `${server.baseUrl}/qcow2/disk.qcow2`,
+      "--sha512", sha512(path.join(dir, "disk.qcow2")),
       "--checksums", `${server.baseUrl}/qcow2/SHA512SUMS`,
       "--cache-dir", cache,
       "--link", path.join(cache, "current.qcow2"),

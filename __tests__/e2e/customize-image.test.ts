@@ -26,6 +26,7 @@ describe("customize the cloud image offline with a profile", () => {
     base = path.join(work, "base.qcow2");
     const run = runScript("prepare-cloud-img.sh", [
       "--url", `${server.baseUrl}/${fixture.archiveName}`,
+      "--sha512", fixture.sha512,
       "--checksums", `${server.baseUrl}/SHA512SUMS`,
       "--cache-dir", path.join(work, "cache"),
       "--link", base,

@@ -32,6 +32,8 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
     const acquire = runScript("prepare-cloud-img.sh", [
       "--url",
       `${server.baseUrl}/${fixture.archiveName}`,
+      "--sha512",
+      fixture.sha512,
       "--checksums",
       `${server.baseUrl}/SHA512SUMS`,
       "--cache-dir",

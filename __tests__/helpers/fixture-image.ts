@@ -2,13 +2,17 @@
 // Debian's own recipe (or downloaded at a pinned date) by
 // __tests__/fixtures/debian-image.sh and cached by what it is made from.
 import { execFileSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
+import { checksumFor } from "../../lib/image-release";
 import { runScript } from "./image";
 
 export interface FixtureImage {
   dir: string;
   archiveName: string;
+  /** The archive's sha512, from the fixture's SHA512SUMS (what prepare-cloud-img.sh is handed). */
+  sha512: string;
 }
 
 export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): FixtureImage {
@@ -20,8 +24,10 @@ export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): Fixture
     encoding: "utf8",
     timeout: 1_500_000,
   }).trim();
-  const number = release === "trixie" ? 13 : 12;
-  return { dir, archiveName: `debian-${number}-generic-amd64.tar.xz` };
+  const archiveName = `debian-${release === "trixie" ? 13 : 12}-generic-amd64.tar.xz`;
+  const sha512 = checksumFor(fs.readFileSync(path.join(dir, "SHA512SUMS"), "utf8"), archiveName);
+  if (!sha512) throw new Error(`${dir}/SHA512SUMS has no line for ${archiveName}`);
+  return { dir, archiveName, sha512 };
 }
 
 /**
@@ -33,6 +39,7 @@ export function acquireFixtureBase(release: "trixie" | "bookworm", work: string)
   const base = path.join(work, "base.qcow2");
   const acquire = runScript("prepare-cloud-img.sh", [
     "--url", `file://${fixture.dir}/${fixture.archiveName}`,
+    "--sha512", fixture.sha512,
     "--checksums", `file://${fixture.dir}/SHA512SUMS`,
     "--cache-dir", process.env.BTW_CACHE_DIR as string,
     "--link", base,

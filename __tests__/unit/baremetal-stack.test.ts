@@ -64,6 +64,15 @@ describe("the baremetal stack", () => {
     expect(start).toMatch(/--artifacts minimal=\S+\/minimal --artifacts metal=\S+\/metal/);
   });
 
+  test("its image steps are the lab's (same addresses and commands): whichever stack deploys first builds them", () => {
+    const steps = (tf: any, pattern: RegExp) =>
+      Object.fromEntries(Object.entries(tf.resource.terraform_data).filter(([name]) => pattern.test(name)).map(([name, step]: [string, any]) => [name, step.provisioner]));
+    const pipeline = /^(cloud-image_acquire|image-minimal_customize|capture-minimal_capture)_/;
+    const baremetal = steps(synth(BaremetalStack, { pxe: PXE, machines: [{ name: "metal1", mac: "52:54:00:00:00:01" }] }), pipeline);
+    expect(Object.keys(baremetal)).toHaveLength(3);
+    expect(baremetal).toEqual(steps(synth(LabStack, {}), pipeline));
+  });
+
   test("without machines: only the artifacts, no server", () => {
     const all = commands(synth(BaremetalStack, {})).join("\n");
     expect(all).toContain("capture-partitions.sh");

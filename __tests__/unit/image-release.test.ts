@@ -73,17 +73,25 @@ describe("the image checksum behind a URL", () => {
     );
   });
 
-  test("an unreachable SHA512SUMS plans with the image acquired before, or leaves the check to the acquire step", () => {
+  test("an unreachable SHA512SUMS plans with the image acquired before, or warns that the image cannot be acquired", () => {
     const unreachable = `file://${dir}/nowhere/SHA512SUMS`;
     const link = path.join(dir, "base", "debian-13.qcow2");
     const fresh = resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link);
     expect(fresh.sha512).toBeUndefined();
     expect(fresh.warning).toContain(`cannot read ${unreachable}`);
-    // prepare-cloud-img.sh links base/<name>.qcow2 to base/<sha512>/disk.qcow2.
+    expect(fresh.warning).toContain("the image cannot be acquired until it can be read");
+    // A link as prepare-cloud-img.sh leaves it (base/<sha512>/disk.qcow2); the script reads it back (--print-acquired).
     fs.mkdirSync(path.join(dir, "base", SUM_A), { recursive: true });
     fs.symlinkSync(path.join(dir, "base", SUM_A, "disk.qcow2"), link);
     const cached = resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link);
     expect(cached.sha512).toBe(SUM_A);
     expect(cached.warning).toContain("planning with the image acquired before");
+  });
+
+  test("the acquire step is handed the sha512 when it is known, and none when it is not (the script then stops, naming SHA512SUMS)", () => {
+    expect(synth(publish(SUM_A)).acquire.provisioner[0]["local-exec"].command).toMatch(/--checksums file:\/\/\S+ --sha512 a{128} /);
+    const offline = synth(`file://${dir}/nowhere`, path.join(dir, "empty-cache"));
+    expect(offline.acquire.triggers_replace.sha512).toBe("");
+    expect(offline.acquire.provisioner[0]["local-exec"].command).not.toContain("--sha512");
   });
 });

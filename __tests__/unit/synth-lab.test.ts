@@ -104,6 +104,19 @@ describe("the lab stack synthesizes", () => {
     expect(Object.keys(customize.triggers_replace.profile_files)).toContain("minimal/install.d/base.list");
   });
 
+  test("the image steps keep the addresses an existing lab's state holds (the VMs are built on them)", () => {
+    const tf = synthLab(testLab({ vms: [{ name: "a" }, { name: "b", profile: "metal" }] }));
+    expect(Object.keys(tf.resource.terraform_data)).toEqual(
+      expect.arrayContaining([
+        "cloud-image_acquire_87DDA14D",
+        "image-minimal_customize_966656C6",
+        "image-metal_customize_97954E60",
+        "capture-minimal_capture_46FD293D",
+        "capture-metal_capture_8A3BE748",
+      ]),
+    );
+  });
+
   test("the App writes one stack named lab", () => {
     const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-app-"));
     const app = new App({ outdir });

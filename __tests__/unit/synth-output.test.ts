@@ -101,6 +101,7 @@ describe("`cdktf synth` of two labs into one output folder", () => {
       const labDir = path.join(outdir, "labs", name);
       expect(backendPath(stackWorkingDirs(labDir).get("lab") as string)).toBe(path.join(stateDir, `${name}.tfstate`));
       expect(backendPath(path.join(labDir, "stacks", "baremetal"))).toBe(path.join(stateDir, `${name}-baremetal.tfstate`));
+      expect(backendPath(path.join(labDir, "stacks", "images"))).toBe(path.join(stateDir, `${name}-images.tfstate`));
     }
     expect(fs.existsSync(path.join(outdir, "stacks"))).toBe(false);
     // The cdktf CLI resolves a stack's workingDirectory against the outdir it was given, as stackWorkingDirs does.

@@ -1,0 +1,70 @@
+// The images stack: what CI's image job deploys (`cdktf deploy images`) and
+// publishes, built by the same pipeline as the lab's images.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { stringify } from "yaml";
+import { synthStack } from "../helpers/synth-stack";
+import { parseConfig, PROJECT_DIR } from "../../lib/config";
+import { ImagesStack } from "../../stacks/images-stack";
+import { LabStack } from "../../stacks/lab-stack";
+import { testLab, writeLab } from "../helpers/lab-yaml";
+
+const VMS = [{ name: "a" }, { name: "b", profile: "metal" }];
+
+function config(lab = testLab({ vms: VMS })) {
+  return parseConfig(stringify(lab), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+}
+
+const commands = (tf: any) => Object.values(tf.resource.terraform_data).map((step: any) => step.provisioner[0]["local-exec"].command as string);
+const customizeCommands = (tf: any) => commands(tf).filter((command) => command.includes("customize-image.sh"));
+
+describe("the images stack", () => {
+  test("builds the default profile and each VM's profile, captures nothing, needs no libvirt, and outputs each qcow2", () => {
+    const tf = synthStack((app) => new ImagesStack(app, "images", config()));
+    expect(tf.provider).toBeUndefined();
+    expect(commands(tf).filter((command) => /^sh \S+\/prepare-cloud-img\.sh /.test(command))).toHaveLength(1);
+    expect(commands(tf).some((command) => command.includes("capture-partitions.sh"))).toBe(false);
+    const images = tf.output.images.value;
+    expect(Object.keys(images).sort()).toEqual(["metal", "minimal"]);
+    expect(images.minimal).toMatch(/^\/var\/cache\/btw-test\/images\/minimal-[0-9a-f]{16}\.qcow2$/);
+    for (const [profile, image] of Object.entries(images)) {
+      expect(customizeCommands(tf).find((command) => command.includes(`--profile ${profile} `))).toContain(`--output ${image}`);
+    }
+    expect(tf.output["base-image"].value).toMatchObject({ url: "http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz" });
+  });
+
+  test("its image steps are the lab's: the same addresses and commands, so a deploy of either reuses the other's images", () => {
+    const images = synthStack((app) => new ImagesStack(app, "images", config())).resource.terraform_data;
+    const lab = synthStack((app) => new LabStack(app, "lab", config())).resource.terraform_data;
+    for (const name of Object.keys(images)) expect(images[name].provisioner).toEqual(lab[name].provisioner);
+  });
+
+  test("given profiles build those instead", () => {
+    const tf = synthStack((app) => new ImagesStack(app, "images", config(), { profiles: ["btwd"] }));
+    expect(Object.keys(tf.output.images.value)).toEqual(["btwd"]);
+    expect(customizeCommands(tf)).toHaveLength(1);
+  });
+
+  test("`cdktf synth` takes the profiles from BTW_PROFILES, and refuses an unknown one by name", () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-images-"));
+    try {
+      const synth = (profiles: string) =>
+        spawnSync("npx", ["cdktf", "synth", "--output", path.join(work, "out")], {
+          cwd: PROJECT_DIR,
+          env: { ...process.env, BTW_CONFIG: writeLab(testLab({ vms: VMS }), work), BTW_STATE_DIR: path.join(work, "state"), BTW_PROFILES: profiles, CI: "1", FORCE_COLOR: "0" },
+          encoding: "utf8",
+        });
+      const built = synth(" metal  btwd ");
+      expect(built.status).toBe(0);
+      const tf = JSON.parse(fs.readFileSync(path.join(work, "out", "labs", "btwtest", "stacks", "images", "cdk.tf.json"), "utf8"));
+      expect(Object.keys(tf.output.images.value).sort()).toEqual(["btwd", "metal"]);
+      const unknown = synth("no-such-profile");
+      expect(unknown.status).not.toBe(0);
+      expect(`${unknown.stdout}${unknown.stderr}`).toMatch(/btw-img: .*no-such-profile/);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
