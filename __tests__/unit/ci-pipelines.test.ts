@@ -9,9 +9,11 @@ import * as http from "http";
 import { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
-import { parse } from "yaml";
-import { PROJECT_DIR } from "../../lib/config";
+import { parse, stringify } from "yaml";
+import { parseConfig, PROJECT_DIR } from "../../lib/config";
+import { ImagesStack } from "../../stacks/images-stack";
 import { testLab, writeLab } from "../helpers/lab-yaml";
+import { synthStack } from "../helpers/synth-stack";
 
 const GITLAB_CI_LOCAL = path.join(PROJECT_DIR, "node_modules", ".bin", "gitlab-ci-local");
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-ci-"));
@@ -87,6 +89,28 @@ describe("GitHub workflows", () => {
     for (const [name, job] of Object.entries<any>(jobs)) {
       if (JSON.stringify(job["runs-on"]).includes("self-hosted")) expect({ name, if: job.if }).toEqual({ name, if: sameRepo });
     }
+  });
+});
+
+describe("the image jobs (GitHub main.yml, GitLab build-images)", () => {
+  const scripts = {
+    github: parse(fs.readFileSync(path.join(PROJECT_DIR, ".github", "workflows", "main.yml"), "utf8"))
+      .jobs.images.steps.map((step: { run?: string }) => step.run ?? "")
+      .join("\n"),
+    gitlab: parse(fs.readFileSync(path.join(PROJECT_DIR, ".gitlab-ci.yml"), "utf8"))["build-images"].script.join("\n"),
+  };
+
+  test.each(Object.keys(scripts))("%s deploys the images stack instead of running the image scripts itself", (ci) => {
+    const script = scripts[ci as keyof typeof scripts];
+    expect(script).toMatch(/cdktf deploy images --output "\$synth_dir" .*--outputs-file "\$synth_dir\/images-outputs\.json"/);
+    expect(script).not.toMatch(/prepare-cloud-img\.sh|customize-image\.sh/);
+    expect(script).toContain(`jq -r '.images.images | keys[]' "$synth_dir/images-outputs.json"`);
+  });
+
+  test("the output the jobs read names each profile's qcow2", () => {
+    const config = parseConfig(stringify(testLab()), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+    const outputs = synthStack((app) => new ImagesStack(app, "images", config)).output;
+    expect(Object.keys(outputs.images.value)).toEqual(["minimal"]);
   });
 });
 
