@@ -27,9 +27,9 @@ export class ImagePipeline extends Construct {
   readonly captures = new Map<string, PartitionCapture>();
 
   constructor(scope: Construct, props: ImagePipelineProps) {
-    // Logical ids leave out a construct named "Default": the steps keep the
-    // addresses they had directly under the stack, so existing labs' state
-    // (and the VMs built on these steps) stays as it is.
+    // Logical ids leave out a construct named "Default" (so: one pipeline per stack): the
+    // steps keep the addresses they had directly under the stack, so existing labs' state
+    // (and the volumes and VMs built on these steps) stays as it is.
     super(scope, "Default");
     const { lab } = props;
     this.cloudImage = new CloudImage(this, "cloud-image", {

@@ -14,19 +14,16 @@ export interface ImagesStackOptions {
 }
 
 export class ImagesStack extends TerraformStack {
-  readonly images: ImagePipeline;
-
   constructor(scope: Construct, id: string, lab: LabConfig, options: ImagesStackOptions = {}) {
     super(scope, id);
     const profiles = options.profiles ?? [lab.profile, ...lab.vms.map((vm) => vm.profile)];
-    this.images = new ImagePipeline(this, { lab, profiles, capture: false });
-    const { cloudImage } = this.images;
+    const { cloudImage, images } = new ImagePipeline(this, { lab, profiles, capture: false });
     new TerraformOutput(this, "base-image", {
       value: terraformLiterals({ url: lab.image.url, sha512: cloudImage.sha512 ?? "", path: cloudImage.basePath }),
     });
     // Per profile, its customized qcow2: the file CI publishes once `cdktf deploy images` succeeded.
     new TerraformOutput(this, "images", {
-      value: terraformLiterals(Object.fromEntries([...this.images.images].map(([profile, image]) => [profile, image.imagePath]))),
+      value: terraformLiterals(Object.fromEntries([...images].map(([profile, image]) => [profile, image.imagePath]))),
     });
   }
 }

@@ -17,7 +17,8 @@ export class LabStack extends TerraformStack {
     new LibvirtProvider(this, "libvirt", { uri: lab.libvirt.uri });
 
     const preflight = new Preflight(this, "preflight", { lab });
-    // Bare-metal artifacts of exactly the images the VMs boot (read-only, in parallel with the boots).
+    // An image per profile the VMs boot, and the bare-metal artifacts of exactly those
+    // images (captured read-only, in parallel with the boots).
     const images = new ImagePipeline(this, {
       lab,
       profiles: lab.vms.map((vm) => vm.profile),
