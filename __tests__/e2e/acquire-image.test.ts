@@ -4,8 +4,8 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { FileServer, serveDirectory } from "../helpers/http-server";
-import { runScript } from "../helpers/image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { runScript } from "../../testkit/image";
 
 const ARCHIVE = "debian-13-generic-amd64.tar.xz";
 

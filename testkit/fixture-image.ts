@@ -3,7 +3,7 @@
 // __tests__/fixtures/debian-image.sh and cached by what it is made from.
 import { execFileSync } from "child_process";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../lib/config";
 import { runScript } from "./image";
 
 export interface FixtureImage {
