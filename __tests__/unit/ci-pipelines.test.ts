@@ -7,7 +7,7 @@ import { parse } from "yaml";
 import { PROJECT_DIR } from "../../lib/config";
 
 describe("GitHub workflows", () => {
-  test("pr.yml plans on the self-hosted libvirt runner only for the repository's own branches; a fork gets synth and unit tests on a hosted runner", () => {
+  test("pr.yml plans on the self-hosted libvirt runner only for the repository's own branches; a fork gets synth, unit and integration tests on a hosted runner", () => {
     const jobs = parse(fs.readFileSync(path.join(PROJECT_DIR, ".github", "workflows", "pr.yml"), "utf8")).jobs;
     const sameRepo = "github.event.pull_request.head.repo.full_name == github.repository";
     expect(jobs.plan.if).toBe(sameRepo);
@@ -17,6 +17,7 @@ describe("GitHub workflows", () => {
     const forkSteps = jobs.fork.steps.map((step: { run?: string }) => step.run ?? "").join("\n");
     expect(forkSteps).toContain("cdktf synth");
     expect(forkSteps).toContain("npm run test:unit");
+    expect(forkSteps).toContain("npm run test:integration");
     expect(forkSteps).not.toContain("plan");
     // Every self-hosted job carries the same-repository guard.
     for (const [name, job] of Object.entries<any>(jobs)) {
