@@ -1,3 +1,5 @@
+// The real engine plans labs against the real libvirtd (the provider reads it):
+// nothing is deployed, no libvirt object is created.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";

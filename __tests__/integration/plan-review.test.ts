@@ -9,6 +9,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { App, LocalBackend } from "../../lib/cdk";
 import { parseConfig, PROJECT_DIR } from "../../lib/config";
+import { runEngine } from "../../lib/engine";
 import { hasChanges, PlanJson, renderPlanSummary } from "../../lib/plan-summary";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
@@ -39,16 +40,11 @@ function planCli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   return run(TS_NODE, ["--transpile-only", "bin/plan.ts", ...args], env);
 }
 
-function engine(stackDir: string, args: string[]): string {
-  const result = run(process.env.TERRAFORM_BINARY_NAME as string, args, { TF_IN_AUTOMATION: "1" }, stackDir);
-  if (result.status !== 0) throw new Error(`engine ${args.join(" ")} failed:\n${result.stdout}${result.stderr}`);
-  return result.stdout;
-}
-
+/** lib/engine.ts's planStack, with extra plan arguments (-target). */
 function enginePlan(stackDir: string, args: string[] = []): PlanJson {
-  engine(stackDir, ["init", "-input=false", "-no-color"]);
-  engine(stackDir, ["plan", "-input=false", "-no-color", ...args, "-out=plan.tfplan"]);
-  return JSON.parse(engine(stackDir, ["show", "-json", "plan.tfplan"]));
+  runEngine(stackDir, ["init", "-input=false", "-no-color"]);
+  runEngine(stackDir, ["plan", "-input=false", "-no-color", ...args, "-out=plan.tfplan"]);
+  return JSON.parse(runEngine(stackDir, ["show", "-json", "plan.tfplan"]));
 }
 
 /** The lines of a Markdown section, up to the next heading. */
@@ -150,7 +146,7 @@ describe("the summary explains why image steps run again (real engine plans agai
     // The safety net of this trick: the apply must touch nothing but terraform_data.
     const touched = (recording.resource_changes ?? []).filter((change) => change.change.actions.join() !== "no-op");
     expect(touched.map((change) => change.type)).toEqual(touched.map(() => "terraform_data"));
-    engine(stackDir, ["apply", "-input=false", "-no-color", "plan.tfplan"]);
+    runEngine(stackDir, ["apply", "-input=false", "-no-color", "plan.tfplan"]);
 
     builtPlan = enginePlan(synthLab(baseLab));
 
