@@ -3,8 +3,11 @@
 //
 //   npm run bench                 all sections
 //   npm run bench -- image        acquire + customize only
-//   npm run bench -- baremetal    partition capture only
+//   npm run bench -- baremetal    partition capture and blank machines over PXE only
 //   npm run bench -- lab          lab deploy only
+//
+// Whatever it holds outside its temporary folders (libvirt objects, the PXE
+// server) is recorded (testkit/held.ts): an interrupted run releases it.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -12,12 +15,13 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../lib/config";
 import { readProfile } from "../lib/profile";
-import { LabWorkspace } from "../__tests__/helpers/cdktf-cli";
-import { customizedTestImage } from "../__tests__/helpers/baremetal";
-import { fixtureImage } from "../__tests__/helpers/fixture-image";
-import { serveDirectory } from "../__tests__/helpers/http-server";
-import { testLab } from "../__tests__/helpers/lab-yaml";
-import { forceCleanup } from "../__tests__/helpers/libvirt";
+import { customizedTestImage } from "../testkit/baremetal";
+import { LabWorkspace } from "../testkit/cdktf-cli";
+import { fixtureImage } from "../testkit/fixture-image";
+import { finishHeldRecords, hold, startHeldRecords } from "../testkit/held";
+import { serveDirectory } from "../testkit/http-server";
+import { testLab } from "../testkit/lab-yaml";
+import { BootTiming, PxeLab } from "../testkit/pxe-lab";
 
 interface Row {
   measure: string;
@@ -135,19 +139,14 @@ async function benchBaremetal(): Promise<void> {
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
-  // The PXE end-to-end test is the real blank-machine run; it reports its timings to a file.
-  const timingsFile = path.join(os.tmpdir(), `btw-bench-pxe-${process.pid}.json`);
-  const pxe = spawnSync("npx", ["jest", "__tests__/e2e/baremetal-pxe.test.ts", "--selectProjects", "e2e"], {
-    cwd: PROJECT_DIR,
-    env: { ...process.env, BTW_BENCH_TIMINGS: timingsFile },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  if (pxe.status !== 0 || !fs.existsSync(timingsFile)) {
+  let timings: Record<string, BootTiming>;
+  try {
+    timings = await blankMachineTimings();
+  } catch (error) {
+    process.stderr.write(`bench: blank machines: ${(error as Error).message}\n`);
     rows.push({ measure: "blank machine: power-on to cloud-init done", ours: "failed", baseline: "", ratio: "n/a" });
     return;
   }
-  const timings: Record<string, { restoreMs: number; firstBootMs: number }> = JSON.parse(fs.readFileSync(timingsFile, "utf8"));
-  fs.rmSync(timingsFile, { force: true });
   for (const [kind, { restoreMs, firstBootMs }] of Object.entries(timings)) {
     const total = restoreMs + firstBootMs;
     if (oneVmDeployMs === undefined) {
@@ -156,6 +155,52 @@ async function benchBaremetal(): Promise<void> {
       addRow(`blank ${kind} machine power-on to cloud-init done vs lab VM deploy to ready`, total, oneVmDeployMs);
     }
     addRow(`blank ${kind} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
+  }
+}
+
+/**
+ * The run of __tests__/e2e/baremetal-pxe.test.ts, timed: `cdktf deploy baremetal`, then
+ * the same two blank machines (UEFI minimal, BIOS metal; network first, then disk) boot
+ * at once, restore over PXE and reboot to cloud-init done. Its own names and addresses,
+ * so it never touches what a test run holds.
+ */
+async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
+  const lab = new PxeLab({
+    lab: "bmbench",
+    subnet: "10.213.55",
+    stateDir: "/var/lib/btw-img/pxe-bench",
+    machines: [
+      { name: "bench-uefi", mac: "52:54:00:bd:55:01", firmware: "uefi", profile: "minimal", diskSerial: "btw-uefi-disk" },
+      { name: "bench-bios", mac: "52:54:00:bd:55:02", firmware: "bios", profile: "metal", wipe: true },
+    ],
+  });
+  const workspace = new LabWorkspace();
+  const release = hold("bench-pxe", lab.held());
+  try {
+    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ labCidr: "10.213.56.0/24", httpPort: 18183, dhcpRange: "10.213.55.100,10.213.55.150" })));
+    lab.createNetwork(workspace.dir);
+    process.stderr.write("bench: cdktf deploy baremetal (capture, deploy environments, PXE server) ...\n");
+    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
+    process.stderr.write("bench: blank machines: power-on to cloud-init done ...\n");
+    const started = lab.startMachines(workspace.dir);
+    const reports = await lab.waitForReports(900_000);
+    const notDone = lab.notDone(reports);
+    if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
+    const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => lab.cloudInitStatus(machine));
+    const failed = lab.machines.filter((machine) => !statuses.get(machine)!.value.includes("status: done"));
+    if (failed.length > 0) throw new Error(failed.map((machine) => `cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`).join("\n"));
+    const timings = lab.bootTimings(started, reports, statuses);
+    for (const [kind, t] of Object.entries(timings)) {
+      process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
+    }
+    return timings;
+  } finally {
+    lab.stopMachines();
+    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    lab.cleanup();
+    release();
+    workspace.remove();
   }
 }
 
@@ -181,6 +226,8 @@ async function benchLab(): Promise<void> {
     });
     return { workspace, elapsed };
   };
+  // The labs' domains, volumes, pools and networks (btw-btwbench1-..., btwbench1-net, ...).
+  const release = hold("bench-lab", { libvirtPrefixes: ["btw-btwbench", "btwbench"] });
   try {
     const one = await deployTimed("btwbench1", 1);
     oneVmDeployMs = one.elapsed;
@@ -198,8 +245,7 @@ async function benchLab(): Promise<void> {
     addRow("no-change redeploy vs cdktf diff lab", redeploy, diff);
     await three.workspace.destroy();
   } finally {
-    forceCleanup("btw-btwbench");
-    forceCleanup("btwbench");
+    release();
     await server.close();
   }
 }
@@ -221,9 +267,14 @@ async function main(): Promise<void> {
     console.log("usage: npm run bench [-- image|baremetal|lab ...]   (default: all sections)");
     return;
   }
-  if (sections.length === 0 || sections.includes("image")) await benchImage();
-  if (sections.length === 0 || sections.includes("lab")) await benchLab();
-  if (sections.length === 0 || sections.includes("baremetal")) await benchBaremetal();
+  startHeldRecords("bench");
+  try {
+    if (sections.length === 0 || sections.includes("image")) await benchImage();
+    if (sections.length === 0 || sections.includes("lab")) await benchLab();
+    if (sections.length === 0 || sections.includes("baremetal")) await benchBaremetal();
+  } finally {
+    finishHeldRecords("bench");
+  }
   printTable();
 }
 

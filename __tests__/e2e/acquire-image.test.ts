@@ -8,8 +8,8 @@ import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
 import { checksumFor } from "../../lib/image-release";
-import { FileServer, serveDirectory } from "../helpers/http-server";
-import { runScript } from "../helpers/image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { runScript } from "../../testkit/image";
 
 const ARCHIVE = "debian-13-generic-amd64.tar.xz";
 

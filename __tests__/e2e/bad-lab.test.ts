@@ -3,12 +3,12 @@
 // naming the VM and cloud-init's error).
 import * as fs from "fs";
 import { stringify } from "yaml";
-import { CliRun, LabWorkspace } from "../helpers/cdktf-cli";
-import { fixtureImage } from "../helpers/fixture-image";
-import { FileServer, serveDirectory } from "../helpers/http-server";
-import { testLab } from "../helpers/lab-yaml";
-import { hold } from "../helpers/held";
-import { leftovers } from "../helpers/libvirt";
+import { CliRun, LabWorkspace } from "../../testkit/cdktf-cli";
+import { fixtureImage } from "../../testkit/fixture-image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { testLab } from "../../testkit/lab-yaml";
+import { hold } from "../../testkit/held";
+import { leftovers } from "../../testkit/libvirt";
 
 // Each test has a lab of its own (btwbad1, btwbad2, ...), destroyed after it.
 const LAB = "btwbad";

@@ -5,9 +5,9 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { LoopDisk, customizedTestImage, readManifest, sha256File, withMounted } from "../helpers/baremetal";
-import { installedPackages, runScript } from "../helpers/image";
-import { hostLeftovers } from "../helpers/libvirt";
+import { LoopDisk, customizedTestImage, readManifest, sha256File, withMounted } from "../../testkit/baremetal";
+import { installedPackages, runScript } from "../../testkit/image";
+import { hostLeftovers } from "../../testkit/libvirt";
 
 const GiB = 1024 ** 3;
 

@@ -5,10 +5,10 @@ import * as os from "os";
 import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
 import { PROJECT_DIR } from "../../lib/config";
-import { fixtureImage } from "../helpers/fixture-image";
-import { FileServer, serveDirectory } from "../helpers/http-server";
-import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../helpers/image";
-import { hostLeftovers } from "../helpers/libvirt";
+import { fixtureImage } from "../../testkit/fixture-image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
+import { hostLeftovers } from "../../testkit/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 

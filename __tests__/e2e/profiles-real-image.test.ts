@@ -7,9 +7,9 @@ import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
 import { readProfile } from "../../lib/profile";
-import { acquireFixtureBase } from "../helpers/fixture-image";
-import { installedPackages, runScript, runScriptAsync, withImageRoot } from "../helpers/image";
-import { hostLeftovers } from "../helpers/libvirt";
+import { acquireFixtureBase } from "../../testkit/fixture-image";
+import { installedPackages, runScript, runScriptAsync, withImageRoot } from "../../testkit/image";
+import { hostLeftovers } from "../../testkit/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 const RELEASES = [

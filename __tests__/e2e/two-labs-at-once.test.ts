@@ -9,11 +9,11 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../../lib/config";
-import { fixtureImage } from "../helpers/fixture-image";
-import { FileServer, serveDirectory } from "../helpers/http-server";
-import { testLab } from "../helpers/lab-yaml";
-import { hold } from "../helpers/held";
-import { guestExec, hostLeftovers, leftovers } from "../helpers/libvirt";
+import { fixtureImage } from "../../testkit/fixture-image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { testLab } from "../../testkit/lab-yaml";
+import { hold } from "../../testkit/held";
+import { guestExec, hostLeftovers, leftovers } from "../../testkit/libvirt";
 
 interface TestLab {
   name: string;

@@ -4,7 +4,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { ConfigError, DEFAULT_CONFIG_PATH, LoadOptions, loadConfig, parseConfig } from "../../lib/config";
 import { HostNetworks, parseRoutes } from "../../lib/host-network";
-import { testLab } from "../helpers/lab-yaml";
+import { testLab } from "../../testkit/lab-yaml";
 
 function problemsOf(text: string, options: LoadOptions = {}): string {
   try {

@@ -6,7 +6,7 @@ import { ConfigError, parseConfig } from "../../lib/config";
 import { machineSeed } from "../../lib/pxe-server";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
 import { LabStack } from "../../stacks/lab-stack";
-import { testLab } from "../helpers/lab-yaml";
+import { testLab } from "../../testkit/lab-yaml";
 
 const PXE = { interface: "br50", address: "10.50.0.1", dhcp_range: "10.50.0.100,10.50.0.200" };
 

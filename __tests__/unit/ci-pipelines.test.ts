@@ -1,80 +1,16 @@
-// The CI pipelines: the GitHub workflows pass actionlint, and gitlab-ci-local
-// checks the GitLab pipeline: which jobs run for a merge request and on the
-// default branch, and that the synth and plan jobs really run in a shell
-// executor, the plan posting its summary to a stand-in GitLab API on 127.0.0.1.
-// A fork's pull or merge request never reaches the libvirt host's plan.
-import { execFileSync, spawn } from "child_process";
+// The CI pipelines as written: a fork's pull or merge request never reaches the
+// libvirt host's plan. Running them (actionlint, gitlab-ci-local) is in
+// __tests__/integration/ci-pipelines.test.ts.
 import * as fs from "fs";
-import * as http from "http";
-import { AddressInfo } from "net";
-import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { parseConfig, PROJECT_DIR } from "../../lib/config";
 import { ImagesStack } from "../../stacks/images-stack";
-import { testLab, writeLab } from "../helpers/lab-yaml";
+import { testLab } from "../../testkit/lab-yaml";
 import { synthStack } from "../helpers/synth-stack";
 
-const GITLAB_CI_LOCAL = path.join(PROJECT_DIR, "node_modules", ".bin", "gitlab-ci-local");
-const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-ci-"));
-afterAll(() => fs.rmSync(workDir, { recursive: true, force: true }));
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command without blocking the event loop (the stand-in API answers meanwhile). */
-function runAsync(command: string, args: string[], cwd = PROJECT_DIR): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, FORCE_COLOR: "0" } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (data) => (stdout += data));
-    child.stderr.on("data", (data) => (stderr += data));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-/** gitlab-ci-local on the project's .gitlab-ci.yml, in place (so uncommitted files count), its state kept in a temporary folder. */
-async function gitlabCiLocal(args: string[], variables: Record<string, string>): Promise<Run & { stateDir: string }> {
-  const stateDir = fs.mkdtempSync(path.join(workDir, "gcl-"));
-  // Setting GitLab's predefined variables is the point here, not a mistake to warn about.
-  const predefined = Object.keys(variables).filter((name) => name.startsWith("CI_"));
-  const result = await runAsync(GITLAB_CI_LOCAL, [
-    "--no-color",
-    // Relative to the project: gitlab-ci-local takes no absolute state folder.
-    "--state-dir", path.relative(PROJECT_DIR, stateDir),
-    ...Object.entries(variables).flatMap(([name, value]) => ["--variable", `${name}=${value}`]),
-    ...(predefined.length > 0 ? ["--ignore-predefined-vars", predefined.join(",")] : []),
-    ...args,
-  ]);
-  return { ...result, stateDir };
-}
-
-async function jobNames(variables: Record<string, string>, unset: string[] = []): Promise<string[]> {
-  const result = await gitlabCiLocal(["--list-json", ...unset.flatMap((name) => ["--unset-variable", name])], variables);
-  expect(result.status).toBe(0);
-  const jobs: { name: string; when: string }[] = JSON.parse(result.stdout);
-  return jobs.filter((job) => job.when !== "never").map((job) => job.name);
-}
-
 describe("GitHub workflows", () => {
-  test("pr.yml and main.yml pass actionlint (built by scripts/install-ci-tools.sh)", () => {
-    const toolsDir = execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "install-ci-tools.sh")], { encoding: "utf8", timeout: 600_000 }).trim();
-    const workflows = ["pr.yml", "main.yml"].map((file) => path.join(".github", "workflows", file));
-    let output = "";
-    try {
-      output = execFileSync(path.join(toolsDir, "actionlint"), ["-no-color", ...workflows], { cwd: PROJECT_DIR, encoding: "utf8" });
-    } catch (error) {
-      output = `${(error as { stdout?: string }).stdout ?? ""}`;
-    }
-    expect(output).toBe("");
-  }, 600_000);
-
-  test("pr.yml plans on the self-hosted libvirt runner only for the repository's own branches; a fork gets synth and unit tests on a hosted runner", () => {
+  test("pr.yml plans on the self-hosted libvirt runner only for the repository's own branches; a fork gets synth, unit and integration tests on a hosted runner", () => {
     const jobs = parse(fs.readFileSync(path.join(PROJECT_DIR, ".github", "workflows", "pr.yml"), "utf8")).jobs;
     const sameRepo = "github.event.pull_request.head.repo.full_name == github.repository";
     expect(jobs.plan.if).toBe(sameRepo);
@@ -84,11 +20,19 @@ describe("GitHub workflows", () => {
     const forkSteps = jobs.fork.steps.map((step: { run?: string }) => step.run ?? "").join("\n");
     expect(forkSteps).toContain("cdktf synth");
     expect(forkSteps).toContain("npm run test:unit");
+    expect(forkSteps).toContain("npm run test:integration");
     expect(forkSteps).not.toContain("plan");
     // Every self-hosted job carries the same-repository guard.
     for (const [name, job] of Object.entries<any>(jobs)) {
       if (JSON.stringify(job["runs-on"]).includes("self-hosted")) expect({ name, if: job.if }).toEqual({ name, if: sameRepo });
     }
+  });
+});
+
+describe("the GitLab pipeline", () => {
+  test("the plan job takes only the protected runner", () => {
+    const pipeline = parse(fs.readFileSync(path.join(PROJECT_DIR, ".gitlab-ci.yml"), "utf8"));
+    expect(pipeline.plan.tags).toEqual(["libvirt-protected"]);
   });
 });
 
@@ -112,70 +56,4 @@ describe("the image jobs (GitHub main.yml, GitLab build-images)", () => {
     const outputs = synthStack((app) => new ImagesStack(app, "images", config)).output;
     expect(Object.keys(outputs.images.value)).toEqual(["minimal"]);
   });
-});
-
-describe("the GitLab pipeline (gitlab-ci-local)", () => {
-  test("a merge request runs synth, the unit tests and the plan, and builds no image", async () => {
-    // GitLab sets no CI_COMMIT_BRANCH in merge request pipelines.
-    const ownMr = { CI_PIPELINE_SOURCE: "merge_request_event", CI_PROJECT_ID: "42", CI_MERGE_REQUEST_SOURCE_PROJECT_ID: "42" };
-    expect(await jobNames(ownMr, ["CI_COMMIT_BRANCH"])).toEqual(["synth", "unit-tests", "plan"]);
-  }, 120_000);
-
-  test("a fork's merge request gets no plan; the plan job takes only the protected runner", async () => {
-    const forkMr = { CI_PIPELINE_SOURCE: "merge_request_event", CI_PROJECT_ID: "42", CI_MERGE_REQUEST_SOURCE_PROJECT_ID: "43" };
-    expect(await jobNames(forkMr, ["CI_COMMIT_BRANCH"])).toEqual(["synth", "unit-tests"]);
-    const pipeline = parse(fs.readFileSync(path.join(PROJECT_DIR, ".gitlab-ci.yml"), "utf8"));
-    expect(pipeline.plan.tags).toEqual(["libvirt-protected"]);
-  }, 120_000);
-
-  test("the default branch runs synth, the unit tests and the image build, and no plan", async () => {
-    expect(await jobNames({ CI_PIPELINE_SOURCE: "push", CI_COMMIT_BRANCH: "main", CI_DEFAULT_BRANCH: "main" })).toEqual([
-      "synth",
-      "unit-tests",
-      "build-images",
-    ]);
-  }, 120_000);
-
-  test("the synth and plan jobs run in a shell executor; the plan is an artifact and an MR note", async () => {
-    const notes: { method?: string; url?: string; token?: string | string[]; body: string }[] = [];
-    const api = http.createServer((request, response) => {
-      let body = "";
-      request.on("data", (data) => (body += data));
-      request.on("end", () => {
-        notes.push({ method: request.method, url: request.url, token: request.headers["private-token"], body });
-        response.writeHead(201, { "Content-Type": "application/json" }).end("{}");
-      });
-    });
-    await new Promise<void>((resolve) => api.listen(0, "127.0.0.1", resolve));
-    const lab = writeLab(testLab({ name: "btwplan6" }), fs.mkdtempSync(path.join(workDir, "lab-")));
-    try {
-      const result = await gitlabCiLocal(["synth", "plan"], {
-        CI_PIPELINE_SOURCE: "merge_request_event",
-        CI_API_V4_URL: `http://127.0.0.1:${(api.address() as AddressInfo).port}/api/v4`,
-        CI_PROJECT_ID: "42",
-        CI_MERGE_REQUEST_SOURCE_PROJECT_ID: "42",
-        CI_MERGE_REQUEST_IID: "7",
-        GITLAB_TOKEN: "test-token",
-        BTW_CONFIG: lab,
-        BTW_STATE_DIR: path.join(workDir, "state"),
-        BTW_SYNTH_DIR: path.join(workDir, "cdktf.out"),
-      });
-      const log = `${result.stdout}${result.stderr}`;
-      expect(log).toContain("PASS  synth");
-      expect(log).toContain("PASS  plan");
-      expect(result.status).toBe(0);
-      expect(fs.existsSync(path.join(workDir, "cdktf.out", "labs", "btwplan6", "stacks", "lab", "cdk.tf.json"))).toBe(true);
-
-      const artifact = fs.readFileSync(path.join(result.stateDir, "artifacts", "plan", "cdktf.out", "plan-summary.md"), "utf8");
-      expect(artifact).toMatch(/^# Plan summary\n/);
-      expect(artifact).toContain("- **customize image minimal**");
-      expect(artifact).toContain("will run: first build");
-
-      expect(notes).toHaveLength(1);
-      expect(notes[0]).toMatchObject({ method: "POST", url: "/api/v4/projects/42/merge_requests/7/notes", token: "test-token" });
-      expect(JSON.parse(notes[0].body)).toEqual({ body: artifact });
-    } finally {
-      await new Promise((resolve) => api.close(resolve));
-    }
-  }, 600_000);
 });

@@ -9,7 +9,7 @@ import { synthStack } from "../helpers/synth-stack";
 import { parseConfig } from "../../lib/config";
 import { checksumFor, ImageChecksumError, resolveImageChecksum } from "../../lib/image-release";
 import { LabStack } from "../../stacks/lab-stack";
-import { testLab } from "../helpers/lab-yaml";
+import { testLab } from "../../testkit/lab-yaml";
 
 const FILE = "debian-13-generic-amd64.tar.xz";
 const SUM_A = "a".repeat(128);

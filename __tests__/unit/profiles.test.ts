@@ -8,7 +8,7 @@ import { synthStack } from "../helpers/synth-stack";
 import { parseConfig, PROJECT_DIR } from "../../lib/config";
 import { listProfiles, readProfile, validateProfileFolder } from "../../lib/profile";
 import { LabStack } from "../../stacks/lab-stack";
-import { testLab } from "../helpers/lab-yaml";
+import { testLab } from "../../testkit/lab-yaml";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 

@@ -2,7 +2,7 @@
 import { parse, stringify } from "yaml";
 import { parseConfig } from "../../lib/config";
 import { renderSeed } from "../../lib/seed";
-import { testLab } from "../helpers/lab-yaml";
+import { testLab } from "../../testkit/lab-yaml";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtwImgTestKeyOnlyForTests admin@example";
 

@@ -4,10 +4,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { App } from "../../lib/cdk";
-import { LabConfig, parseConfig } from "../../lib/config";
-import { planStack } from "../../lib/engine";
-import { LabStack } from "../../stacks/lab-stack";
+import { App } from "../lib/cdk";
+import { LabConfig, parseConfig } from "../lib/config";
+import { planStack } from "../lib/engine";
+import { LabStack } from "../stacks/lab-stack";
 
 export interface SynthesizedLab {
   config: LabConfig;

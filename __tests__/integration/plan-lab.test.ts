@@ -1,11 +1,13 @@
+// The real engine plans labs against the real libvirtd (the provider reads it):
+// nothing is deployed, no libvirt object is created.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config";
-import { LabWorkspace } from "../helpers/cdktf-cli";
-import { planChanges, synthLabToDir } from "../helpers/engine";
-import { testLab, writeLab } from "../helpers/lab-yaml";
+import { LabWorkspace } from "../../testkit/cdktf-cli";
+import { planChanges, synthLabToDir } from "../../testkit/engine";
+import { testLab, writeLab } from "../../testkit/lab-yaml";
 
 describe("the real engine plans the lab against the real libvirtd", () => {
   test("init installs dmacvicar/libvirt from the local mirror and plan lists the whole lab", () => {

@@ -1,14 +1,14 @@
-// The pieces of a bare-metal PXE test: an isolated libvirt network without
-// libvirt's DHCP (our dnsmasq, or a stand-in LAN server, serves it), blank
-// machines that boot network first, then disk, and a cleanup that removes
-// all of it even after a failure.
+// The pieces of a bare-metal PXE run (a test's or the benchmark's): an
+// isolated libvirt network without libvirt's DHCP (our dnsmasq, or a stand-in
+// LAN server, serves it), blank machines that boot network first, then disk,
+// and a cleanup that removes all of it even after a failure.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { fixtureImage } from "./fixture-image";
 import { testLab } from "./lab-yaml";
 import { Held, releaseHeld } from "./held";
-import { virsh } from "./libvirt";
+import { guestExec, virsh } from "./libvirt";
 
 export type Firmware = "uefi" | "bios";
 
@@ -29,6 +29,11 @@ export interface PxeLabOptions {
   subnet: string;
   stateDir: string;
   machines: PxeMachine[];
+}
+
+export interface BootTiming {
+  restoreMs: number;
+  firstBootMs: number;
 }
 
 export const quiet = (command: string, args: string[]) => spawnSync(command, args, { encoding: "utf8" });
@@ -125,12 +130,11 @@ export class PxeLab {
     });
   }
 
-  /** Every machine's deploy environment reported done; otherwise the console of the one that did not. */
-  expectAllDone(reports: Map<PxeMachine, { value: string }>): void {
-    for (const machine of this.machines) {
-      const report = reports.get(machine)!.value;
-      expect({ machine: machine.name, report, console: report === "done" ? "" : this.consoleTail(machine) }).toEqual({ machine: machine.name, report: "done", console: "" });
-    }
+  /** The machines whose deploy environment did not report done, each with its report and console: none when all did. */
+  notDone(reports: Map<PxeMachine, { value: string }>): { machine: string; report: string; console: string }[] {
+    return this.machines
+      .filter((machine) => reports.get(machine)?.value !== "done")
+      .map((machine) => ({ machine: machine.name, report: reports.get(machine)?.value ?? "(none)", console: this.consoleTail(machine) }));
   }
 
   /** Isolated (no <forward>), and without libvirt's own DHCP and DNS. */
@@ -215,12 +219,32 @@ export class PxeLab {
     }
   }
 
+  /**
+   * Per kind of machine ("uefi minimal"): from power-on (startMachines) to its restore's
+   * report, and from that report to cloud-init done in the restored system.
+   */
+  bootTimings(started: number, reports: Map<PxeMachine, { at: number }>, cloudInitDone: Map<PxeMachine, { at: number }>): Record<string, BootTiming> {
+    return Object.fromEntries(
+      this.machines.map((machine) => {
+        const restoredAt = reports.get(machine)!.at;
+        return [`${machine.firmware} ${machine.profile}`, { restoreMs: restoredAt - started, firstBootMs: cloudInitDone.get(machine)!.at - restoredAt }];
+      }),
+    );
+  }
+
   /** What the deploy environment reported for each machine: done or failed. */
   waitForReports(timeoutMs: number): Promise<Map<PxeMachine, { value: string; at: number }>> {
     return this.waitForAll("the restore to report", timeoutMs, (machine) => {
       const state = this.record(machine);
       return state === "done" || state === "failed" ? state : undefined;
     });
+  }
+
+  /** cloud-init's long status once it finished in the machine (done or error), asked through the guest agent; undefined before. */
+  cloudInitStatus(machine: PxeMachine): string | undefined {
+    if (quiet("virsh", ["-c", "qemu:///system", "qemu-agent-command", this.domain(machine), '{"execute":"guest-ping"}']).status !== 0) return undefined;
+    const result = guestExec(this.domain(machine), "/usr/bin/cloud-init", ["status", "--long"]);
+    return /status: (done|error)/.test(result.stdout) ? result.stdout : undefined;
   }
 
   dnsmasqPids(): string[] {
@@ -239,13 +263,13 @@ export class PxeLab {
     for (const machine of this.machines) quiet("virsh", ["-c", "qemu:///system", "destroy", this.domain(machine)]);
   }
 
-  /** Removes machines, disks, logs, the network and the server, whatever state they are in. */
-  /** What the lab holds, for helpers/held.ts: its libvirt objects, its PXE server, the machines' disks and logs. */
+  /** What the lab holds, for held.ts: its libvirt objects, its PXE server, the machines' disks and logs. */
   held(): Held {
     const machineFiles = this.machines.flatMap((machine) => [this.disk(machine), this.consoleLog(machine), `/var/log/libvirt/qemu/${this.domain(machine)}.log`]);
     return { libvirtPrefixes: [this.prefix], pxeStateDirs: [this.serverDir], paths: [this.options.stateDir, ...machineFiles] };
   }
 
+  /** Removes machines, disks, logs, the network and the server, whatever state they are in. */
   cleanup(): void {
     releaseHeld(this.held());
     // Its parent (/var/lib/btw-img) too, when no other server keeps files there.
@@ -255,5 +279,4 @@ export class PxeLab {
       // not empty, or already gone
     }
   }
-
 }

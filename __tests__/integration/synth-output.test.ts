@@ -1,0 +1,56 @@
+// `cdktf synth` (the real cdktf CLI) puts each lab into its own folder
+// <outdir>/labs/<name>, and <outdir>/manifest.json names the lab synthesized last.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config";
+import { stackWorkingDirs } from "../../lib/synth-output";
+import { testLab, writeLab } from "../../testkit/lab-yaml";
+
+const tmpDirs: string[] = [];
+function tmpDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-out-"));
+  tmpDirs.push(dir);
+  return dir;
+}
+afterAll(() => tmpDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+function cdktfSynth(outdir: string, lab: Record<string, unknown>, stateDir: string): void {
+  const result = spawnSync("npx", ["cdktf", "synth", "--output", outdir], {
+    cwd: PROJECT_DIR,
+    env: { ...process.env, BTW_CONFIG: writeLab(lab, tmpDir()), BTW_STATE_DIR: stateDir, CI: "1", FORCE_COLOR: "0" },
+    encoding: "utf8",
+  });
+  if (result.status !== 0) throw new Error(`cdktf synth failed:\n${result.stdout}${result.stderr}`);
+}
+
+function backendPath(stackDir: string): string {
+  return JSON.parse(fs.readFileSync(path.join(stackDir, "cdk.tf.json"), "utf8")).terraform.backend.local.path;
+}
+
+describe("`cdktf synth` of two labs into one output folder", () => {
+  test("each lab gets its own stack folders with its own backend; <outdir>/manifest.json names the lab synthesized last", () => {
+    const outdir = path.join(tmpDir(), "cdktf.out");
+    const stateDir = path.join(tmpDir(), "state");
+    cdktfSynth(outdir, testLab({ name: "btwsyntha" }), stateDir);
+    cdktfSynth(outdir, testLab({ name: "btwsynthb" }), stateDir);
+
+    for (const name of ["btwsyntha", "btwsynthb"]) {
+      const labDir = path.join(outdir, "labs", name);
+      expect(backendPath(stackWorkingDirs(labDir).get("lab") as string)).toBe(path.join(stateDir, `${name}.tfstate`));
+      expect(backendPath(path.join(labDir, "stacks", "baremetal"))).toBe(path.join(stateDir, `${name}-baremetal.tfstate`));
+      expect(backendPath(path.join(labDir, "stacks", "images"))).toBe(path.join(stateDir, `${name}-images.tfstate`));
+    }
+    expect(fs.existsSync(path.join(outdir, "stacks"))).toBe(false);
+    // The cdktf CLI resolves a stack's workingDirectory against the outdir it was given, as stackWorkingDirs does.
+    expect(stackWorkingDirs(outdir).get("lab")).toBe(path.join(outdir, "labs", "btwsynthb", "stacks", "lab"));
+  }, 180_000);
+
+  test("--output cdktf.out/labs/<name> synthesizes there, without a second labs/ level", () => {
+    const labDir = path.join(tmpDir(), "cdktf.out", "labs", "btwsynthc");
+    cdktfSynth(labDir, testLab({ name: "btwsynthc" }), path.join(tmpDir(), "state"));
+    expect(fs.readdirSync(labDir).sort()).toEqual(["manifest.json", "stacks"]);
+    expect(stackWorkingDirs(labDir).get("lab")).toBe(path.join(labDir, "stacks", "lab"));
+  }, 120_000);
+});
