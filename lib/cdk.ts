@@ -9,6 +9,12 @@ export { Network } from "../.gen/providers/libvirt/network";
 export { Pool } from "../.gen/providers/libvirt/pool";
 export { Volume } from "../.gen/providers/libvirt/volume";
 
+/**
+ * The id of a construct's main child: cdktf leaves it out of resource addresses, so a
+ * construct wrapping a resource keeps the address the resource had without it.
+ */
+export const MAIN_CHILD_ID = "Default";
+
 /** A resource's plain address, as lifecycle.replace_triggered_by wants it. */
 export function resourceAddress(resource: { terraformResourceType: string; friendlyUniqueId: string }): string {
   return `${resource.terraformResourceType}.${resource.friendlyUniqueId}`;

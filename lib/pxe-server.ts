@@ -5,12 +5,12 @@
 // removes their files, but not the records of installed machines: those live in
 // <stateDir>.records, so a changed seed or image never restores a machine again.
 import * as crypto from "crypto";
-import * as path from "path";
 import { Construct } from "constructs";
 import { TerraformData } from "./cdk";
 import { LabConfig, MachineConfig } from "./config";
 import { DeployEnvironment } from "./deploy-environment";
 import { hostStep, scriptCommand } from "./host-step";
+import { pxeRecordsDir, pxeServerDir } from "./names";
 import { PartitionCapture } from "./partition-capture";
 import { renderSeed } from "./seed";
 
@@ -27,11 +27,6 @@ export function machineSeed(lab: LabConfig, machine: MachineConfig) {
   return renderSeed(lab, machine);
 }
 
-/** The server's folder (pxe-server.sh --state-dir); its machines' records are in "<it>.records". */
-export function serverStateDir(lab: LabConfig): string {
-  return path.join(lab.baremetal.pxe.state_dir, lab.name);
-}
-
 export class PxeServer extends Construct {
   readonly stateDir: string;
   /** Which machines are installed (pxe-server.sh status, btw metal reinstall). */
@@ -43,8 +38,8 @@ export class PxeServer extends Construct {
     super(scope, id);
     const { lab } = props;
     const pxe = lab.baremetal.pxe;
-    this.stateDir = serverStateDir(lab);
-    this.recordsDir = `${this.stateDir}.records`;
+    this.stateDir = pxeServerDir(pxe.state_dir, lab.name);
+    this.recordsDir = pxeRecordsDir(this.stateDir);
     this.baseUrl = `http://${pxe.address}:${pxe.http_port}`;
     const machines = lab.baremetal.machines.map((machine) => {
       const seed = machineSeed(lab, machine);

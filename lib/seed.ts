@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { LabConfig, PROJECT_DIR, VmConfig } from "./config";
+import { instanceId } from "./names";
 
 export interface SeedFiles {
   userData: string;
@@ -64,6 +65,6 @@ export function renderSeed(lab: LabConfig, vm: SeedSubject): SeedFiles {
   const networkConfig = stringify(readTemplate("network-config.yaml"));
   // A new instance-id whenever the seed changes makes cloud-init apply it again.
   const seedHash = crypto.createHash("sha256").update(userData).update(networkConfig).digest("hex").slice(0, 12);
-  const metaData = stringify({ "instance-id": `btw-${lab.name}-${vm.name}-${seedHash}`, "local-hostname": vm.name });
+  const metaData = stringify({ "instance-id": instanceId(lab.name, vm.name, seedHash), "local-hostname": vm.name });
   return { userData, metaData, networkConfig };
 }
