@@ -22,7 +22,7 @@ function main(args: string[]): number {
     console.error(`btw: warning: ${machine.name} has wipe: false, so the restore will refuse its disk, which holds the installed system; set wipe: true to overwrite it`);
   }
   const script = path.join(SCRIPTS_DIR, "pxe-server.sh");
-  const result = spawnSync("sh", [script, "reinstall", "--state-dir", pxeServerDir(lab.baremetal.pxe.state_dir, lab.name), "--mac", machine.mac], { stdio: "inherit" });
+  const result = spawnSync("sh", [script, "reinstall", "--state-dir", pxeServerDir(lab.baremetal.pxe.stateDir, lab.name), "--mac", machine.mac], { stdio: "inherit" });
   return result.status ?? 1;
 }
 

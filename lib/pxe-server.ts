@@ -38,9 +38,9 @@ export class PxeServer extends Construct {
     super(scope, id);
     const { lab } = props;
     const pxe = lab.baremetal.pxe;
-    this.stateDir = pxeServerDir(pxe.state_dir, lab.name);
+    this.stateDir = pxeServerDir(pxe.stateDir, lab.name);
     this.recordsDir = pxeRecordsDir(this.stateDir);
-    this.baseUrl = `http://${pxe.address}:${pxe.http_port}`;
+    this.baseUrl = `http://${pxe.address}:${pxe.httpPort}`;
     const machines = lab.baremetal.machines.map((machine) => {
       const seed = machineSeed(lab, machine);
       return {
@@ -56,8 +56,8 @@ export class PxeServer extends Construct {
     });
     const machinesJson = JSON.stringify(machines);
     const args = ["start", "--state-dir", this.stateDir, "--interface", pxe.interface as string, "--address", pxe.address as string];
-    if (pxe.dhcp_range) args.push("--dhcp-range", pxe.dhcp_range);
-    args.push("--http-port", String(pxe.http_port));
+    if (pxe.dhcpRange) args.push("--dhcp-range", pxe.dhcpRange);
+    args.push("--http-port", String(pxe.httpPort));
     for (const [profile, environment] of props.deployEnvironments) args.push("--deploy", `${profile}=${environment.dir}`);
     for (const [profile, capture] of props.captures) args.push("--artifacts", `${profile}=${capture.outputDir}`);
     const deploySteps = [...props.deployEnvironments.values()].map((environment) => environment.step);

@@ -49,7 +49,7 @@ export function renderUserData(lab: LabConfig, vm: SeedSubject): string {
     shell: "/bin/bash",
     lock_passwd: true,
     ...(user.sudo ? { sudo: "ALL=(ALL) NOPASSWD:ALL", groups: ["sudo"] } : {}),
-    ...(user.ssh_authorized_keys.length > 0 ? { ssh_authorized_keys: user.ssh_authorized_keys } : {}),
+    ...(user.sshAuthorizedKeys.length > 0 ? { ssh_authorized_keys: user.sshAuthorizedKeys } : {}),
   }));
   const base = mergeCloudConfig(readTemplate("user-data.yaml"), {
     hostname: vm.name,
