@@ -1,7 +1,7 @@
 // The only module that imports cdktf and the generated provider bindings,
 // so moving to a CDKTF fork is a rename here.
-export { App, LocalBackend, TerraformStack, TerraformOutput, Fn, Token, Testing } from "cdktf";
-export type { TerraformResource, ITerraformDependable } from "cdktf";
+export { App, LocalBackend, TerraformStack, TerraformOutput, Testing } from "cdktf";
+export type { ITerraformDependable } from "cdktf";
 export { DataResource as TerraformData } from "cdktf";
 export { LibvirtProvider } from "../.gen/providers/libvirt/provider";
 export { Domain } from "../.gen/providers/libvirt/domain";

@@ -361,7 +361,7 @@ function describeIssue(issue: z.ZodIssue): string {
   return `${where}: ${issue.message}`;
 }
 
-export function defaultCacheDir(): string {
+function defaultCacheDir(): string {
   return process.env.BTW_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(process.env.HOME || "/root", ".cache"), "btw-img");
 }
 

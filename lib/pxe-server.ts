@@ -7,7 +7,7 @@
 import * as crypto from "crypto";
 import { Construct } from "constructs";
 import { TerraformData } from "./cdk";
-import { LabConfig, MachineConfig } from "./config";
+import { LabConfig } from "./config";
 import { DeployEnvironment } from "./deploy-environment";
 import { hostStep, scriptCommand } from "./host-step";
 import { pxeRecordsDir, pxeServerDir } from "./names";
@@ -20,11 +20,6 @@ export interface PxeServerProps {
   deployEnvironments: Map<string, DeployEnvironment>;
   /** Capture of each profile the machines use. */
   captures: Map<string, PartitionCapture>;
-}
-
-/** The machine's NoCloud seed, rendered like a lab VM's (its name is its hostname). */
-export function machineSeed(lab: LabConfig, machine: MachineConfig) {
-  return renderSeed(lab, machine);
 }
 
 export class PxeServer extends Construct {
@@ -42,7 +37,8 @@ export class PxeServer extends Construct {
     this.recordsDir = pxeRecordsDir(this.stateDir);
     this.baseUrl = `http://${pxe.address}:${pxe.httpPort}`;
     const machines = lab.baremetal.machines.map((machine) => {
-      const seed = machineSeed(lab, machine);
+      // Rendered like a lab VM's seed: the machine's name is its hostname.
+      const seed = renderSeed(lab, machine);
       return {
         name: machine.name,
         mac: machine.mac,

@@ -21,7 +21,7 @@ function readTemplate(name: string): Record<string, unknown> {
   return (parse(fs.readFileSync(path.join(TEMPLATE_DIR, name), "utf8")) ?? {}) as Record<string, unknown>;
 }
 
-export function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(extra)) {
     const current = merged[key];
@@ -43,7 +43,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /** What a seed depends on: a lab VM and a bare-metal machine both have these. */
 export type SeedSubject = Pick<VmConfig, "name" | "userData">;
 
-export function renderUserData(lab: LabConfig, vm: SeedSubject): string {
+function renderUserData(lab: LabConfig, vm: SeedSubject): string {
   const users = lab.users.map((user) => ({
     name: user.name,
     shell: "/bin/bash",
