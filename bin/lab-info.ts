@@ -3,6 +3,7 @@
 import * as path from "path";
 import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config";
 import { shellQuote } from "../lib/host-step";
+import { domainName } from "../lib/names";
 import { DEFAULT_OUTDIR, labOutdir } from "../lib/synth-output";
 
 try {
@@ -11,6 +12,8 @@ try {
     lab_name: lab.name,
     libvirt_uri: lab.libvirt.uri,
     vm_names: lab.vms.map((vm) => vm.name).join(" "),
+    // One "VM domain" line per VM: btw takes the libvirt names from lib/names.ts, as the stacks do.
+    vm_domains: lab.vms.map((vm) => `${vm.name} ${domainName(lab.name, vm.name)}`).join("\n"),
     // The lab's own cdktf output folder in the project, for `cdktf ... --output`.
     synth_dir: labOutdir(path.join(PROJECT_DIR, DEFAULT_OUTDIR), lab.name),
   };

@@ -4,7 +4,7 @@ import { spawnSync } from "child_process";
 import * as path from "path";
 import { ConfigError, loadConfig } from "../lib/config";
 import { SCRIPTS_DIR } from "../lib/host-step";
-import { serverStateDir } from "../lib/pxe-server";
+import { pxeServerDir } from "../lib/names";
 
 function main(args: string[]): number {
   if (args.length !== 2 || args[0] !== "reinstall") {
@@ -22,7 +22,7 @@ function main(args: string[]): number {
     console.error(`btw: warning: ${machine.name} has wipe: false, so the restore will refuse its disk, which holds the installed system; set wipe: true to overwrite it`);
   }
   const script = path.join(SCRIPTS_DIR, "pxe-server.sh");
-  const result = spawnSync("sh", [script, "reinstall", "--state-dir", serverStateDir(lab), "--mac", machine.mac], { stdio: "inherit" });
+  const result = spawnSync("sh", [script, "reinstall", "--state-dir", pxeServerDir(lab.baremetal.pxe.stateDir, lab.name), "--mac", machine.mac], { stdio: "inherit" });
   return result.status ?? 1;
 }
 

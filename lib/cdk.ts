@@ -1,13 +1,19 @@
 // The only module that imports cdktf and the generated provider bindings,
 // so moving to a CDKTF fork is a rename here.
-export { App, LocalBackend, TerraformStack, TerraformOutput, Fn, Token, Testing } from "cdktf";
-export type { TerraformResource, ITerraformDependable } from "cdktf";
+export { App, LocalBackend, TerraformStack, TerraformOutput, Testing } from "cdktf";
+export type { ITerraformDependable } from "cdktf";
 export { DataResource as TerraformData } from "cdktf";
 export { LibvirtProvider } from "../.gen/providers/libvirt/provider";
 export { Domain } from "../.gen/providers/libvirt/domain";
 export { Network } from "../.gen/providers/libvirt/network";
 export { Pool } from "../.gen/providers/libvirt/pool";
 export { Volume } from "../.gen/providers/libvirt/volume";
+
+/**
+ * The id of a construct's main child: cdktf leaves it out of resource addresses, so a
+ * construct wrapping a resource keeps the address the resource had without it.
+ */
+export const MAIN_CHILD_ID = "Default";
 
 /** A resource's plain address, as lifecycle.replace_triggered_by wants it. */
 export function resourceAddress(resource: { terraformResourceType: string; friendlyUniqueId: string }): string {

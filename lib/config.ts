@@ -261,8 +261,45 @@ const labSchema = z
     }
   });
 
+/** The config as the YAML has it (snake_case keys), with the schema's defaults. */
 type LabInput = z.output<typeof labSchema>;
-export type VmInput = z.output<typeof vmSchema>;
+
+// What the rest of the code receives (toLabConfig): camelCase names, every default
+// applied. Messages name keys as the YAML spells them (libvirt.pool_path).
+
+export interface LibvirtConfig {
+  uri: string;
+  accel: "kvm" | "tcg";
+  firmware: "uefi" | "bios";
+  /** The lab's pool is the folder <poolPath>/<lab name>. */
+  poolPath: string;
+  ovmfCode: string;
+  ovmfVars: string;
+}
+
+export interface NetworkConfig {
+  name: string;
+  mode: "nat" | "isolated" | "bridge";
+  create: boolean;
+  cidr?: string;
+  bridge?: string;
+}
+
+export interface UserConfig {
+  name: string;
+  sshAuthorizedKeys: string[];
+  sudo: boolean;
+}
+
+export interface PxeConfig {
+  interface?: string;
+  address?: string;
+  /** Without it, the server is a proxy DHCP beside the LAN's own DHCP server. */
+  dhcpRange?: string;
+  httpPort: number;
+  /** Holds each lab's server folder (lib/names.ts). */
+  stateDir: string;
+}
 
 export interface MachineConfig {
   name: string;
@@ -276,7 +313,7 @@ export interface MachineConfig {
 export interface BaremetalConfig {
   /** Artifacts of each profile go to <outputDir>/<profile>. */
   outputDir: string;
-  pxe: LabInput["baremetal"]["pxe"];
+  pxe: PxeConfig;
   machines: MachineConfig[];
 }
 
@@ -296,10 +333,10 @@ export interface LabConfig {
   release: "trixie" | "bookworm";
   image: { url: string; checksums: string };
   profile: string;
-  libvirt: LabInput["libvirt"];
-  network: LabInput["network"];
-  users: LabInput["users"];
-  readiness: LabInput["readiness"];
+  libvirt: LibvirtConfig;
+  network: NetworkConfig;
+  users: UserConfig[];
+  readiness: { timeout: number };
   vms: VmConfig[];
   baremetal: BaremetalConfig;
   profilesDir: string;
@@ -324,7 +361,7 @@ function describeIssue(issue: z.ZodIssue): string {
   return `${where}: ${issue.message}`;
 }
 
-export function defaultCacheDir(): string {
+function defaultCacheDir(): string {
   return process.env.BTW_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(process.env.HOME || "/root", ".cache"), "btw-img");
 }
 
@@ -340,7 +377,7 @@ export interface LoadOptions {
  * not overlap one the host routes, and a PXE DHCP range must lie in the subnet of the
  * PXE address (the lab network's, or the one routed on the PXE bridge).
  */
-function hostNetworkProblems(lab: LabInput, host: HostNetworks): string[] {
+function hostNetworkProblems(lab: LabConfig, host: HostNetworks): string[] {
   const problems: string[] = [];
   const { network, libvirt } = lab;
   // The host's routes say nothing about a remote libvirt (qemu+ssh://host/...).
@@ -350,7 +387,7 @@ function hostNetworkProblems(lab: LabInput, host: HostNetworks): string[] {
     if (route) problems.push(`network.cidr: ${network.cidr} overlaps ${formatIpv4Net(route.net)}, which the host already routes ('${route.line}'): choose a free range`);
   }
   const { pxe } = lab.baremetal;
-  if (pxe.dhcp_range && pxe.address) {
+  if (pxe.dhcpRange && pxe.address) {
     // Without a subnet holding the address (its bridge not set up yet) only the order is checked.
     const subnets = [
       ...(network.cidr ? [{ net: parseIpv4Net(network.cidr), from: "network.cidr" }] : []),
@@ -360,7 +397,7 @@ function hostNetworkProblems(lab: LabInput, host: HostNetworks): string[] {
         .map((route) => ({ net: route.net, from: `routed on ${pxe.interface}` })),
     ];
     const subnet = subnets.find(({ net }) => netContains(net, ipv4Number(pxe.address as string)));
-    const [first, last] = pxe.dhcp_range.split(",");
+    const [first, last] = pxe.dhcpRange.split(",");
     const outside = subnet ? [first, last].filter((end) => !netContains(subnet.net, ipv4Number(end))) : [];
     if (subnet && outside.length > 0) {
       problems.push(
@@ -394,6 +431,8 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   if (lab.profiles_dir && !fs.existsSync(profilesDir)) {
     throw new ConfigError(sourceFile, [`profiles_dir: folder ${profilesDir} does not exist`]);
   }
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const config = toLabConfig(lab, sourceFile, profilesDir, cacheDir);
   const known = listProfiles(profilesDir);
   const problems: string[] = [];
   const checkProfile = (name: string, where: string) => {
@@ -404,24 +443,36 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   checkProfile(lab.profile, "profile");
   lab.vms.forEach((vm, index) => vm.profile && checkProfile(vm.profile, `vms[${index}].profile`));
   lab.baremetal.machines.forEach((machine, index) => machine.profile && checkProfile(machine.profile, `baremetal.machines[${index}].profile`));
-  problems.push(...hostNetworkProblems(lab, options.host ?? thisHost));
+  problems.push(...hostNetworkProblems(config, options.host ?? thisHost));
   if (problems.length > 0) throw new ConfigError(sourceFile, problems);
-  const cacheDir = options.cacheDir ?? defaultCacheDir();
   // Like the config's own paths, the cache folder reaches scripts and the engine as written.
   const badCacheDir = absolutePath.safeParse(cacheDir);
   if (!badCacheDir.success) {
     throw new ConfigError(sourceFile, [`the cache folder ${cacheDir} (BTW_CACHE_DIR): ${badCacheDir.error.issues[0].message}`]);
   }
+  return config;
+}
 
+/** The one place YAML keys become the names the code uses. */
+function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cacheDir: string): LabConfig {
+  const { libvirt, baremetal } = lab;
+  const { pxe } = baremetal;
   return {
     sourceFile,
     name: lab.name,
     release: lab.release,
     image: lab.image,
     profile: lab.profile,
-    libvirt: lab.libvirt,
+    libvirt: {
+      uri: libvirt.uri,
+      accel: libvirt.accel,
+      firmware: libvirt.firmware,
+      poolPath: libvirt.pool_path,
+      ovmfCode: libvirt.ovmf_code,
+      ovmfVars: libvirt.ovmf_vars,
+    },
     network: lab.network,
-    users: lab.users,
+    users: lab.users.map((user) => ({ name: user.name, sshAuthorizedKeys: user.ssh_authorized_keys, sudo: user.sudo })),
     readiness: lab.readiness,
     vms: lab.vms.map((vm) => ({
       name: vm.name,
@@ -433,9 +484,9 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
       userData: vm.user_data ?? {},
     })),
     baremetal: {
-      outputDir: lab.baremetal.output_dir ?? path.join(cacheDir, "artifacts", lab.name),
-      pxe: lab.baremetal.pxe,
-      machines: lab.baremetal.machines.map((machine) => ({
+      outputDir: baremetal.output_dir ?? path.join(cacheDir, "artifacts", lab.name),
+      pxe: { interface: pxe.interface, address: pxe.address, dhcpRange: pxe.dhcp_range, httpPort: pxe.http_port, stateDir: pxe.state_dir },
+      machines: baremetal.machines.map((machine) => ({
         name: machine.name,
         mac: machine.mac,
         profile: machine.profile ?? lab.profile,

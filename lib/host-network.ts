@@ -33,7 +33,7 @@ export function netContains(net: Ipv4Net, address: number): boolean {
   return ((address & mask(net.bits)) >>> 0) === net.address;
 }
 
-export function netsOverlap(a: Ipv4Net, b: Ipv4Net): boolean {
+function netsOverlap(a: Ipv4Net, b: Ipv4Net): boolean {
   const shared = mask(Math.min(a.bits, b.bits));
   return ((a.address & shared) >>> 0) === ((b.address & shared) >>> 0);
 }

@@ -3,10 +3,10 @@
 // checks that it exists).
 import { Construct } from "constructs";
 import { ITerraformDependable, Network } from "./cdk";
-import { LabConfig } from "./config";
+import { NetworkConfig } from "./config";
 
 export interface LabNetworkProps {
-  network: LabConfig["network"];
+  network: NetworkConfig;
   dependsOn: ITerraformDependable[];
 }
 

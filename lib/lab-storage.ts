@@ -4,6 +4,7 @@ import * as path from "path";
 import { Construct } from "constructs";
 import { ITerraformDependable, Pool, resourceAddress, Volume } from "./cdk";
 import { CustomizedImage } from "./customized-image";
+import { baseVolumeName, poolName } from "./names";
 
 export interface LabStorageProps {
   labName: string;
@@ -18,7 +19,7 @@ export class LabStorage extends Construct {
   constructor(scope: Construct, id: string, private readonly props: LabStorageProps) {
     super(scope, id);
     this.pool = new Pool(this, "pool", {
-      name: `btw-${props.labName}`,
+      name: poolName(props.labName),
       type: "dir",
       target: { path: path.join(props.poolRoot, props.labName) },
       dependsOn: props.dependsOn,
@@ -30,7 +31,7 @@ export class LabStorage extends Construct {
     const existing = this.baseVolumes.get(image.profile.name);
     if (existing) return existing;
     const volume = new Volume(this, `base-${image.profile.name}`, {
-      name: `btw-${this.props.labName}-base-${path.basename(image.imagePath)}`,
+      name: baseVolumeName(this.props.labName, path.basename(image.imagePath)),
       pool: this.pool.name,
       source: image.imagePath,
       format: "qcow2",

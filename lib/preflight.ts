@@ -19,7 +19,7 @@ export class Preflight extends Construct {
     if (network.mode === "bridge") args.push("--bridge", network.bridge as string);
     else if (!network.create) args.push("--network", network.name);
     if (libvirt.firmware === "uefi") {
-      args.push("--file", `libvirt.ovmf_code=${libvirt.ovmf_code}`, "--file", `libvirt.ovmf_vars=${libvirt.ovmf_vars}`);
+      args.push("--file", `libvirt.ovmf_code=${libvirt.ovmfCode}`, "--file", `libvirt.ovmf_vars=${libvirt.ovmfVars}`);
     }
     this.step = hostStep(this, "host-check", { script: "check-host.sh", args, triggers: { args: args.join(" ") } });
   }

@@ -5,12 +5,12 @@
 // removes their files, but not the records of installed machines: those live in
 // <stateDir>.records, so a changed seed or image never restores a machine again.
 import * as crypto from "crypto";
-import * as path from "path";
 import { Construct } from "constructs";
 import { TerraformData } from "./cdk";
-import { LabConfig, MachineConfig } from "./config";
+import { LabConfig } from "./config";
 import { DeployEnvironment } from "./deploy-environment";
 import { hostStep, scriptCommand } from "./host-step";
+import { pxeRecordsDir, pxeServerDir } from "./names";
 import { PartitionCapture } from "./partition-capture";
 import { renderSeed } from "./seed";
 
@@ -20,16 +20,6 @@ export interface PxeServerProps {
   deployEnvironments: Map<string, DeployEnvironment>;
   /** Capture of each profile the machines use. */
   captures: Map<string, PartitionCapture>;
-}
-
-/** The machine's NoCloud seed, rendered like a lab VM's (its name is its hostname). */
-export function machineSeed(lab: LabConfig, machine: MachineConfig) {
-  return renderSeed(lab, machine);
-}
-
-/** The server's folder (pxe-server.sh --state-dir); its machines' records are in "<it>.records". */
-export function serverStateDir(lab: LabConfig): string {
-  return path.join(lab.baremetal.pxe.state_dir, lab.name);
 }
 
 export class PxeServer extends Construct {
@@ -43,11 +33,12 @@ export class PxeServer extends Construct {
     super(scope, id);
     const { lab } = props;
     const pxe = lab.baremetal.pxe;
-    this.stateDir = serverStateDir(lab);
-    this.recordsDir = `${this.stateDir}.records`;
-    this.baseUrl = `http://${pxe.address}:${pxe.http_port}`;
+    this.stateDir = pxeServerDir(pxe.stateDir, lab.name);
+    this.recordsDir = pxeRecordsDir(this.stateDir);
+    this.baseUrl = `http://${pxe.address}:${pxe.httpPort}`;
     const machines = lab.baremetal.machines.map((machine) => {
-      const seed = machineSeed(lab, machine);
+      // Rendered like a lab VM's seed: the machine's name is its hostname.
+      const seed = renderSeed(lab, machine);
       return {
         name: machine.name,
         mac: machine.mac,
@@ -61,8 +52,8 @@ export class PxeServer extends Construct {
     });
     const machinesJson = JSON.stringify(machines);
     const args = ["start", "--state-dir", this.stateDir, "--interface", pxe.interface as string, "--address", pxe.address as string];
-    if (pxe.dhcp_range) args.push("--dhcp-range", pxe.dhcp_range);
-    args.push("--http-port", String(pxe.http_port));
+    if (pxe.dhcpRange) args.push("--dhcp-range", pxe.dhcpRange);
+    args.push("--http-port", String(pxe.httpPort));
     for (const [profile, environment] of props.deployEnvironments) args.push("--deploy", `${profile}=${environment.dir}`);
     for (const [profile, capture] of props.captures) args.push("--artifacts", `${profile}=${capture.outputDir}`);
     const deploySteps = [...props.deployEnvironments.values()].map((environment) => environment.step);

@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { LabConfig, PROJECT_DIR, VmConfig } from "./config";
+import { instanceId } from "./names";
 
 export interface SeedFiles {
   userData: string;
@@ -20,7 +21,7 @@ function readTemplate(name: string): Record<string, unknown> {
   return (parse(fs.readFileSync(path.join(TEMPLATE_DIR, name), "utf8")) ?? {}) as Record<string, unknown>;
 }
 
-export function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(extra)) {
     const current = merged[key];
@@ -42,13 +43,13 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /** What a seed depends on: a lab VM and a bare-metal machine both have these. */
 export type SeedSubject = Pick<VmConfig, "name" | "userData">;
 
-export function renderUserData(lab: LabConfig, vm: SeedSubject): string {
+function renderUserData(lab: LabConfig, vm: SeedSubject): string {
   const users = lab.users.map((user) => ({
     name: user.name,
     shell: "/bin/bash",
     lock_passwd: true,
     ...(user.sudo ? { sudo: "ALL=(ALL) NOPASSWD:ALL", groups: ["sudo"] } : {}),
-    ...(user.ssh_authorized_keys.length > 0 ? { ssh_authorized_keys: user.ssh_authorized_keys } : {}),
+    ...(user.sshAuthorizedKeys.length > 0 ? { ssh_authorized_keys: user.sshAuthorizedKeys } : {}),
   }));
   const base = mergeCloudConfig(readTemplate("user-data.yaml"), {
     hostname: vm.name,
@@ -64,6 +65,6 @@ export function renderSeed(lab: LabConfig, vm: SeedSubject): SeedFiles {
   const networkConfig = stringify(readTemplate("network-config.yaml"));
   // A new instance-id whenever the seed changes makes cloud-init apply it again.
   const seedHash = crypto.createHash("sha256").update(userData).update(networkConfig).digest("hex").slice(0, 12);
-  const metaData = stringify({ "instance-id": `btw-${lab.name}-${vm.name}-${seedHash}`, "local-hostname": vm.name });
+  const metaData = stringify({ "instance-id": instanceId(lab.name, vm.name, seedHash), "local-hostname": vm.name });
   return { userData, metaData, networkConfig };
 }

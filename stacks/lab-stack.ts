@@ -28,7 +28,7 @@ export class LabStack extends TerraformStack {
     // Nothing is created in libvirt until the host checks passed and the image was acquired.
     const ready = [preflight.step, images.cloudImage.step];
     const network = new LabNetwork(this, "network", { network: lab.network, dependsOn: ready });
-    const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.pool_path, dependsOn: ready });
+    const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.poolPath, dependsOn: ready });
     this.machines = lab.vms.map(
       (vm) =>
         new LabMachine(this, `vm-${vm.name}`, {

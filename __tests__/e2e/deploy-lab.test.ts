@@ -98,7 +98,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     fs.writeFileSync(workspace.configFile, stringify(changed));
     const diff = await workspace.cdktf(["diff", "lab", "--skip-provider-lock"]);
     expect(diff.status).toBe(0);
-    expect(diff.output).toMatch(/libvirt_domain\.vm-beta_domain_\w+ (\(vm-beta\/domain\) )?must be replaced/);
+    expect(diff.output).toMatch(/libvirt_domain\.vm-beta_domain_\w+ (\(vm-beta\/Default\/domain\) )?must be replaced/);
     expect(diff.output).toMatch(/memory\s+= 1024 -> 1280/);
     expect(diff.output).not.toMatch(/vm-alpha_\S+ (\(\S+\) )?(must be replaced|will be)/);
     expect((await workspace.cdktf(["synth"])).status).toBe(0);
@@ -133,7 +133,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     expect(run.status).toBe(0);
     for (const name of ["alpha", "beta"]) {
       const domain = `${PREFIX}-${name}`;
-      expect(run.output).toMatch(new RegExp(`vm-${name}_cloud-init-ready_\\w+ \\(vm-${name}/cloud-init-ready\\): Creation complete|vm-${name}_cloud-init-ready_\\w+: Creation complete`));
+      expect(run.output).toMatch(new RegExp(`vm-${name}_cloud-init-ready_\\w+ \\(vm-${name}/cloud-init-ready/Default\\): Creation complete|vm-${name}_cloud-init-ready_\\w+: Creation complete`));
       expect(guestExec(domain, "/bin/cat", ["/etc/btw-profile-edit"]).stdout.trim()).toBe(token);
       expect(guestExec(domain, "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim()).not.toBe(bootIds[name]);
       expect(guestExec(domain, "/usr/bin/cloud-init", ["status"]).stdout).toContain("status: done");

@@ -8,7 +8,6 @@ import { App, LocalBackend } from "../../lib/cdk";
 import { LabConfig, parseConfig } from "../../lib/config";
 import { planStack, runEngine } from "../../lib/engine";
 import { SCRIPTS_DIR } from "../../lib/host-step";
-import { machineSeed } from "../../lib/pxe-server";
 import { renderSeed } from "../../lib/seed";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
 import { LabStack } from "../../stacks/lab-stack";
@@ -109,7 +108,7 @@ describe("the engine reads config text as it was written", () => {
       }),
     );
     const machines = JSON.parse(runHostStep(baremetal, "pxe_server_", "pxe-server.sh").env.PXE_MACHINES);
-    expect(machines[0].user_data).toBe(machineSeed(baremetal.config, baremetal.config.baremetal.machines[0]).userData);
+    expect(machines[0].user_data).toBe(renderSeed(baremetal.config, baremetal.config.baremetal.machines[0]).userData);
     expect(machines[0].user_data).toContain(RUNCMD);
   }, 300_000);
 });

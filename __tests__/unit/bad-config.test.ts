@@ -36,6 +36,33 @@ describe("a lab config is validated before any stack is built", () => {
     ]);
   });
 
+  test("the code reads the YAML's snake_case keys under camelCase names, each with its own value", () => {
+    const lab = parseConfig(
+      stringify(
+        testLab({
+          extra: {
+            libvirt: { pool_path: "/srv/pools", ovmf_code: "/fw/CODE.fd", ovmf_vars: "/fw/VARS.fd" },
+            users: [{ name: "admin", ssh_authorized_keys: ["ssh-ed25519 AAAAC3Nz admin@example"] }],
+            baremetal: {
+              output_dir: "/srv/artifacts",
+              pxe: { interface: "br50", address: "10.50.0.1", dhcp_range: "10.50.0.100,10.50.0.200", http_port: 8282, state_dir: "/srv/pxe" },
+              machines: [{ name: "m1", mac: "52:54:00:00:00:01", user_data: { runcmd: ["true"] } }],
+            },
+          },
+          vms: [{ name: "a", user_data: { timezone: "UTC" } }],
+        }),
+      ),
+      "x.yaml",
+      { host: { routes: () => [], networkBridge: () => undefined } },
+    );
+    expect(lab.libvirt).toMatchObject({ poolPath: "/srv/pools", ovmfCode: "/fw/CODE.fd", ovmfVars: "/fw/VARS.fd" });
+    expect(lab.users).toEqual([{ name: "admin", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nz admin@example"], sudo: true }]);
+    expect(lab.baremetal.outputDir).toBe("/srv/artifacts");
+    expect(lab.baremetal.pxe).toEqual({ interface: "br50", address: "10.50.0.1", dhcpRange: "10.50.0.100,10.50.0.200", httpPort: 8282, stateDir: "/srv/pxe" });
+    expect(lab.baremetal.machines[0].userData).toEqual({ runcmd: ["true"] });
+    expect(lab.vms[0].userData).toEqual({ timezone: "UTC" });
+  });
+
   test("profiles_dir names a profiles folder relative to the lab file; a missing one is refused, naming the key", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-profiles-dir-"));
     try {

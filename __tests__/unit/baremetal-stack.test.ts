@@ -3,7 +3,7 @@
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
 import { ConfigError, parseConfig } from "../../lib/config";
-import { machineSeed } from "../../lib/pxe-server";
+import { renderSeed } from "../../lib/seed";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
@@ -81,7 +81,7 @@ describe("the baremetal stack", () => {
 
   test("a machine's seed is keyed by its name and carries its user_data", () => {
     const lab = config({ pxe: PXE, machines: [{ name: "metal1", mac: "52:54:00:00:00:01", user_data: { runcmd: ["true"] } }] });
-    const seed = machineSeed(lab, lab.baremetal.machines[0]);
+    const seed = renderSeed(lab, lab.baremetal.machines[0]);
     expect(seed.metaData).toContain("local-hostname: metal1");
     expect(seed.userData).toMatch(/runcmd:\n\s+- "?true"?/);
   });

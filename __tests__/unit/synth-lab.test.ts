@@ -85,6 +85,28 @@ describe("the lab stack synthesizes", () => {
     );
   });
 
+  test("a VM's resources keep their addresses, and a new disk or seed recreates its domain and waits for it again", () => {
+    const tf = synthLab(testLab());
+    // The addresses a deployed lab's state holds: a change here replaces every VM.
+    const seed = "terraform_data.vm-vm1_seed_6EAD1291";
+    const seedVolume = "libvirt_volume.vm-vm1_seed-volume_C820F16B";
+    const disk = "libvirt_volume.vm-vm1_disk_CD81C3E7";
+    const domain = "libvirt_domain.vm-vm1_domain_2CAD5C3A";
+    const ready = "terraform_data.vm-vm1_cloud-init-ready_2A0CCD16";
+    const at = (address: string) => {
+      const [type, name] = address.split(".");
+      expect(Object.keys(tf.resource[type])).toContain(name);
+      return tf.resource[type][name];
+    };
+    expect(at(seedVolume).lifecycle.replace_triggered_by).toEqual([seed]);
+    expect(at(disk).lifecycle.replace_triggered_by).toEqual([seed]);
+    expect(at(domain).lifecycle.replace_triggered_by).toEqual([disk, seedVolume]);
+    expect(at(domain).disk).toEqual([{ volume_id: `\${${disk}.id}` }, { volume_id: `\${${seedVolume}.id}` }]);
+    expect(at(ready).triggers_replace.domain).toBe(`\${${domain}.id}`);
+    expect(at(ready).depends_on).toEqual([domain]);
+    expect(at(seed).provisioner[0]["local-exec"].command).toContain("make-seed-iso.sh --name vm1");
+  });
+
   test("the App writes one stack named lab", () => {
     const outdir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-app-"));
     const app = new App({ outdir });

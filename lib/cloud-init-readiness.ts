@@ -1,0 +1,39 @@
+// A lab VM is ready when cloud-init is done in it (scripts/wait-for-cloud-init.sh):
+// the apply fails when it fails or does not finish in readiness.timeout.
+import { Construct } from "constructs";
+import { Domain, MAIN_CHILD_ID, TerraformData } from "./cdk";
+import { LabConfig, VmConfig } from "./config";
+import { hostStep } from "./host-step";
+import { vmNames } from "./names";
+
+export interface CloudInitReadinessProps {
+  lab: LabConfig;
+  vm: VmConfig;
+  domain: Domain;
+}
+
+export class CloudInitReadiness extends Construct {
+  /** Its output `ready` is true once a wait saw cloud-init done. */
+  readonly step: TerraformData;
+
+  constructor(scope: Construct, id: string, props: CloudInitReadinessProps) {
+    super(scope, id);
+    const { lab, vm } = props;
+    const names = vmNames(lab, vm.name);
+    this.step = hostStep(this, MAIN_CHILD_ID, {
+      script: "wait-for-cloud-init.sh",
+      args: [
+        "--uri", lab.libvirt.uri,
+        "--domain", names.domain,
+        "--hostname", vm.name,
+        "--timeout", String(lab.readiness.timeout),
+        "--console-log", names.consoleLog,
+      ],
+      // A new domain (a new disk or seed recreates it) is waited for again.
+      triggers: { domain: props.domain.id },
+      // Only a run that saw cloud-init done gets here: a failed wait fails the apply.
+      input: { ready: true },
+      dependsOn: [props.domain],
+    });
+  }
+}

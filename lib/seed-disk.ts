@@ -1,0 +1,43 @@
+// A lab VM's cloud-init seed: NoCloud data rendered from the config (lib/seed.ts)
+// into an ISO in the cache (scripts/make-seed-iso.sh), checked against the image
+// it will boot. A new seed means a new VM (lib/vm-domain.ts).
+import * as path from "path";
+import { Construct } from "constructs";
+import { ITerraformDependable, MAIN_CHILD_ID, TerraformData } from "./cdk";
+import { LabConfig, VmConfig } from "./config";
+import { CustomizedImage } from "./customized-image";
+import { hostStep, shellQuote } from "./host-step";
+import { vmNames } from "./names";
+import { renderSeed } from "./seed";
+
+export interface SeedDiskProps {
+  lab: LabConfig;
+  vm: VmConfig;
+  image: CustomizedImage;
+  dependsOn: ITerraformDependable[];
+}
+
+export class SeedDisk extends Construct {
+  readonly isoPath: string;
+  readonly step: TerraformData;
+
+  constructor(scope: Construct, id: string, props: SeedDiskProps) {
+    super(scope, id);
+    const { lab, vm } = props;
+    const names = vmNames(lab, vm.name);
+    this.isoPath = names.seedIso;
+    const seed = renderSeed(lab, vm);
+    this.step = hostStep(this, MAIN_CHILD_ID, {
+      script: "make-seed-iso.sh",
+      args: ["--name", vm.name, "--output", this.isoPath, "--validate-with", props.image.imagePath],
+      environment: { USER_DATA: seed.userData, META_DATA: seed.metaData, NETWORK_CONFIG: seed.networkConfig },
+      triggers: { user_data: seed.userData, meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
+      // Destroyed after the domain (which needs the seed), so this also takes the
+      // console log and libvirt's QEMU log of the domain once nothing writes them.
+      destroyCommand:
+        `rm -f ${[this.isoPath, names.consoleLog, names.qemuLog].map(shellQuote).join(" ")}` +
+        ` && { rmdir -p ${shellQuote(path.dirname(this.isoPath))} 2>/dev/null || true; }`,
+      dependsOn: [props.image.step, ...props.dependsOn],
+    });
+  }
+}

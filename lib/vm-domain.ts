@@ -1,0 +1,104 @@
+// What libvirt holds of a lab VM: a copy-on-write overlay on the base volume of
+// its image, its seed ISO as a volume, and the domain that boots from both.
+import { Construct } from "constructs";
+import { Domain, ITerraformDependable, resourceAddress, Volume } from "./cdk";
+import { LabConfig, VmConfig } from "./config";
+import { CustomizedImage } from "./customized-image";
+import { NetworkAttachment } from "./lab-network";
+import { LabStorage } from "./lab-storage";
+import { vmNames } from "./names";
+import { SeedDisk } from "./seed-disk";
+
+export interface VmDomainProps {
+  lab: LabConfig;
+  vm: VmConfig;
+  image: CustomizedImage;
+  storage: LabStorage;
+  network: NetworkAttachment;
+  seed: SeedDisk;
+  dependsOn: ITerraformDependable[];
+}
+
+const GIB = 1024 * 1024 * 1024;
+
+/** Adds a serial port whose output virtlogd also writes to a file. */
+function consoleLogXslt(consoleLog: string): string {
+  return `<?xml version="1.0"?>
+<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:output method="xml" indent="yes"/>
+  <xsl:template match="node()|@*"><xsl:copy><xsl:apply-templates select="node()|@*"/></xsl:copy></xsl:template>
+  <xsl:template match="/domain/devices">
+    <xsl:copy>
+      <xsl:apply-templates select="node()|@*"/>
+      <serial type="pty"><log file="${consoleLog}" append="off"/><target port="0"/></serial>
+    </xsl:copy>
+  </xsl:template>
+</xsl:stylesheet>
+`;
+}
+
+export class VmDomain extends Construct {
+  readonly domain: Domain;
+
+  constructor(scope: Construct, id: string, props: VmDomainProps) {
+    super(scope, id);
+    const { lab, vm, seed } = props;
+    const names = vmNames(lab, vm.name);
+    const seedVolume = new Volume(this, "seed-volume", {
+      name: names.seedVolume,
+      pool: props.storage.pool.name,
+      source: seed.isoPath,
+      // libvirt reports an ISO file's format as "iso"; saying so keeps plans quiet.
+      format: "iso",
+      dependsOn: [seed.step],
+      lifecycle: { replaceTriggeredBy: [resourceAddress(seed.step)] },
+    });
+    const overlay = new Volume(this, "disk", {
+      name: names.overlayVolume,
+      pool: props.storage.pool.name,
+      baseVolumeId: props.storage.baseVolumeFor(props.image).id,
+      format: "qcow2",
+      size: vm.disk * GIB,
+      // A new seed means a new machine: cloud-init's first boot runs on a fresh disk.
+      lifecycle: { replaceTriggeredBy: [resourceAddress(seed.step)] },
+    });
+
+    const uefi = lab.libvirt.firmware === "uefi";
+    this.domain = new Domain(this, "domain", {
+      name: names.domain,
+      description: `btw-img lab ${lab.name}, VM ${vm.name}, profile ${vm.profile}`,
+      type: lab.libvirt.accel === "kvm" ? "kvm" : "qemu",
+      memory: vm.memory,
+      vcpu: vm.vcpus,
+      machine: uefi ? "q35" : "pc",
+      firmware: uefi ? lab.libvirt.ovmfCode : undefined,
+      nvram: uefi ? { file: names.nvram, template: lab.libvirt.ovmfVars } : undefined,
+      cpu: lab.libvirt.accel === "kvm" ? { mode: "host-passthrough" } : undefined,
+      disk: [{ volumeId: overlay.id }, { volumeId: seedVolume.id }],
+      bootDevice: [{ dev: ["hd"] }],
+      networkInterface: [
+        {
+          networkId: props.network.networkId,
+          networkName: props.network.networkName,
+          bridge: props.network.bridge,
+          mac: vm.mac,
+          hostname: vm.name,
+          waitForLease: props.network.waitForLease,
+        },
+      ],
+      // A display adapter, as every PC has: Debian's image has GRUB draw on gfxterm,
+      // which hangs a BIOS machine that has none before the kernel starts.
+      video: { type: "vga" },
+      qemuAgent: false,
+      autostart: false,
+      running: true,
+      xml: { xslt: consoleLogXslt(names.consoleLog) },
+      // Creation includes waiting for the DHCP lease, i.e. most of a boot.
+      timeouts: { create: `${lab.readiness.timeout}s` },
+      dependsOn: props.dependsOn,
+      // The provider would swap the disk of a running domain in place, which keeps
+      // booting the old one: a new disk or seed recreates the domain (and so re-runs readiness).
+      lifecycle: { replaceTriggeredBy: [resourceAddress(overlay), resourceAddress(seedVolume)] },
+    });
+  }
+}
