@@ -21,7 +21,7 @@ export class BaremetalStack extends TerraformStack {
     const cloudImage = new CloudImage(this, "cloud-image", { url: lab.image.url, checksums: lab.image.checksums, cacheDir: lab.cacheDir });
     const images = new Map<string, CustomizedImage>();
     for (const profile of profiles) {
-      const image = new CustomizedImage(this, `image-${profile}`, { cloudImage, profilesDir: lab.profilesDir, profile, cacheDir: lab.cacheDir });
+      const image = new CustomizedImage(this, `image-${profile}`, { cloudImage, profilesDir: lab.profilesDir, profile, release: lab.release, cacheDir: lab.cacheDir });
       images.set(profile, image);
       this.captures.set(profile, new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir }));
     }

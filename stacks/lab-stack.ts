@@ -27,7 +27,7 @@ export class LabStack extends TerraformStack {
     });
     const images = new Map<string, CustomizedImage>();
     for (const profile of new Set(lab.vms.map((vm) => vm.profile))) {
-      images.set(profile, new CustomizedImage(this, `image-${profile}`, { cloudImage, profilesDir: lab.profilesDir, profile, cacheDir: lab.cacheDir }));
+      images.set(profile, new CustomizedImage(this, `image-${profile}`, { cloudImage, profilesDir: lab.profilesDir, profile, release: lab.release, cacheDir: lab.cacheDir }));
     }
     // Bare-metal artifacts of exactly the images the VMs boot (read-only, in parallel with the boots).
     for (const [profile, image] of images) {
