@@ -13,7 +13,6 @@ try {
     vm_names: lab.vms.map((vm) => vm.name).join(" "),
     // The default profile and every profile a VM boots: one image each.
     image_profiles: [...new Set([lab.profile, ...lab.vms.map((vm) => vm.profile)])].join(" "),
-    profiles_dir: lab.profilesDir,
     image_url: lab.image.url,
     image_checksums: lab.image.checksums,
     // The lab's own cdktf output folder in the project, for `cdktf ... --output`.
