@@ -17,7 +17,10 @@ export function shellQuote(value: string): string {
 // How a script names another script it sources or runs: "$(dirname "$0")/lib/image-mount.sh".
 const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+\.sh)"/g;
 
-/** The script and every script it names as "$(dirname "$0")/...", and they name in turn (sourced, $0 stays the script). */
+/**
+ * The script and every script it names as "$(dirname "$0")/...", and those name in turn:
+ * all relative to the step script's folder, as $0 stays the step script in what it sources.
+ */
 export function scriptParts(script: string): string[] {
   const parts = [script];
   for (let i = 0; i < parts.length; i++) {

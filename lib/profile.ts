@@ -83,7 +83,7 @@ function parentOf(profilesDir: string, name: string): string | undefined {
 }
 
 /** The profile and its ancestors, parent first; each folder checked on the way. */
-export function resolveProfileChain(profilesDir: string, name: string): string[] {
+function resolveProfileChain(profilesDir: string, name: string): string[] {
   const chain: string[] = [];
   let current: string | undefined = name;
   while (current) {
