@@ -14,6 +14,8 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../lib/config";
+import { customizeArgs } from "../lib/customized-image";
+import { scriptCommand } from "../lib/host-step";
 import { readProfile } from "../lib/profile";
 import { customizedTestImage } from "../testkit/baremetal";
 import { LabWorkspace } from "../testkit/cdktf-cli";
@@ -86,9 +88,10 @@ async function benchImage(): Promise<void> {
     addRow("acquire: no-change second run vs first run", again, first);
 
     const output = path.join(work, "images", "minimal.qcow2");
-    const customize = `sh ${PROJECT_DIR}/scripts/customize-image.sh --base ${link} --profiles-dir ${PROJECT_DIR}/profiles --profile minimal --output ${output}`;
+    const minimal = readProfile(path.join(PROJECT_DIR, "profiles"), "minimal", "trixie");
+    const customize = scriptCommand("customize-image.sh", customizeArgs(minimal, "trixie", link, output));
     const ours = timed("customize minimal with customize-image.sh", () => sh(customize));
-    const packages = readProfile(path.join(PROJECT_DIR, "profiles"), "minimal").packages;
+    const packages = minimal.packages;
     const copy = path.join(work, "virt-customize.qcow2");
     fs.copyFileSync(fs.realpathSync(link), copy);
     const virtCustomize = spawnSync("sh", ["-c", "command -v virt-customize"]).status === 0;

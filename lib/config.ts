@@ -5,7 +5,7 @@ import * as path from "path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { collidingRoute, formatIpv4Net, HostNetworks, ipv4Number, netContains, parseIpv4Net, thisHost } from "./host-network";
-import { listProfiles } from "./profile";
+import { ProfileError, readProfile } from "./profile";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..");
 export const DEFAULT_CONFIG_PATH = path.join(PROJECT_DIR, "lab.yaml");
@@ -433,11 +433,14 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   }
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const config = toLabConfig(lab, sourceFile, profilesDir, cacheDir);
-  const known = listProfiles(profilesDir);
   const problems: string[] = [];
+  // Resolved here (chain, layout, releases) so that a bad profile names the key that uses it.
   const checkProfile = (name: string, where: string) => {
-    if (!known.includes(name)) {
-      problems.push(`${where}: unknown profile '${name}' (profiles in ${profilesDir}: ${known.join(", ") || "none"})`);
+    try {
+      readProfile(profilesDir, name, lab.release);
+    } catch (error) {
+      if (!(error instanceof ProfileError)) throw error;
+      problems.push(`${where}: ${error.message}`);
     }
   };
   checkProfile(lab.profile, "profile");

@@ -1,7 +1,8 @@
 // Customize offline: apply a profile to the cloud image in a chroot
-// (scripts/customize-image.sh). The output path carries the hash of every
-// input (the base image by content, not URL), so an unchanged profile on an
-// unchanged image is never rebuilt.
+// (scripts/customize-image.sh). The profile is resolved here (lib/profile.ts);
+// the script gets its layers and packages as arguments. The output path carries
+// the hash of every input (the base image by content, not URL), so an unchanged
+// profile on an unchanged image is never rebuilt.
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
@@ -10,11 +11,34 @@ import { CloudImage } from "./cloud-image";
 import { hostStep, scriptHash } from "./host-step";
 import { ProfileInfo, readProfile } from "./profile";
 
+const SCRIPT = "customize-image.sh";
+
 export interface CustomizedImageProps {
   cloudImage: CloudImage;
   profilesDir: string;
   profile: string;
+  /** The lab's Debian codename: the profile must support it, the image must be it. */
+  release: string;
   cacheDir: string;
+}
+
+/** The arguments of scripts/customize-image.sh that build `profile` (resolved for `release`) from `base` into `output`. */
+export function customizeArgs(profile: ProfileInfo, release: string, base: string, output: string): string[] {
+  return [
+    "--base",
+    base,
+    "--release",
+    release,
+    ...profile.layers.flatMap((layer) => ["--layer", layer]),
+    ...profile.packageLines.flatMap((pkg) => ["--package", `${pkg.name} ${pkg.origin}`]),
+    "--output",
+    output,
+  ];
+}
+
+/** What names a customized image: its base image's content, the profile's files and the scripts that apply it. */
+export function customizedImageKey(baseContentKey: string, profile: ProfileInfo): string {
+  return crypto.createHash("sha256").update([baseContentKey, profile.contentHash, scriptHash(SCRIPT)].join("\n")).digest("hex").slice(0, 16);
 }
 
 export class CustomizedImage extends Construct {
@@ -24,16 +48,11 @@ export class CustomizedImage extends Construct {
 
   constructor(scope: Construct, id: string, props: CustomizedImageProps) {
     super(scope, id);
-    this.profile = readProfile(props.profilesDir, props.profile);
-    const inputsHash = crypto
-      .createHash("sha256")
-      .update([props.cloudImage.contentKey, this.profile.contentHash, scriptHash("customize-image.sh")].join("\n"))
-      .digest("hex")
-      .slice(0, 16);
-    this.imagePath = path.join(props.cacheDir, "images", `${props.profile}-${inputsHash}.qcow2`);
+    this.profile = readProfile(props.profilesDir, props.profile, props.release);
+    this.imagePath = path.join(props.cacheDir, "images", `${props.profile}-${customizedImageKey(props.cloudImage.contentKey, this.profile)}.qcow2`);
     this.step = hostStep(this, "customize", {
-      script: "customize-image.sh",
-      args: ["--base", props.cloudImage.basePath, "--profiles-dir", props.profilesDir, "--profile", props.profile, "--output", this.imagePath],
+      script: SCRIPT,
+      args: customizeArgs(this.profile, props.release, props.cloudImage.basePath, this.imagePath),
       // The image is a pure function of its inputs: reuse it when it is already built.
       skipIfExists: this.imagePath,
       before: props.cloudImage.ensureCommand,

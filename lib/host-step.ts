@@ -14,9 +14,35 @@ export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-/** sha256 of a script, so a new script version re-runs its step. */
+// How a script names another script it sources or runs: "$(dirname "$0")/lib/image-mount.sh".
+const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+\.sh)"/g;
+
+/**
+ * The script and every script it names as "$(dirname "$0")/...", and those name in turn:
+ * all relative to the step script's folder, as $0 stays the step script in what it sources.
+ */
+export function scriptParts(script: string): string[] {
+  const parts = [script];
+  for (let i = 0; i < parts.length; i++) {
+    const text = fs.readFileSync(path.join(SCRIPTS_DIR, parts[i]), "utf8");
+    for (const [, relative] of text.matchAll(SCRIPT_REFERENCE)) {
+      const part = path.posix.normalize(path.posix.join(path.posix.dirname(script), relative));
+      if (!parts.includes(part)) parts.push(part);
+    }
+  }
+  return parts;
+}
+
+/** sha256 of a script and the scripts it sources or runs, so a new version of any of them re-runs its step. */
 export function scriptHash(script: string): string {
-  return crypto.createHash("sha256").update(fs.readFileSync(path.join(SCRIPTS_DIR, script))).digest("hex");
+  const sha256 = (part: string) => crypto.createHash("sha256").update(fs.readFileSync(path.join(SCRIPTS_DIR, part))).digest("hex");
+  const parts = scriptParts(script);
+  // A script on its own keeps the hash of its content alone.
+  if (parts.length === 1) return sha256(script);
+  return crypto
+    .createHash("sha256")
+    .update(parts.map((part) => `${sha256(part)}  ${part}\n`).join(""))
+    .digest("hex");
 }
 
 export function scriptCommand(script: string, args: string[]): string {

@@ -39,7 +39,7 @@ export class ImagePipeline extends Construct {
       dependsOn: props.dependsOn,
     });
     for (const profile of new Set(props.profiles)) {
-      const image = new CustomizedImage(this, `image-${profile}`, { cloudImage: this.cloudImage, profilesDir: lab.profilesDir, profile, cacheDir: lab.cacheDir });
+      const image = new CustomizedImage(this, `image-${profile}`, { cloudImage: this.cloudImage, profilesDir: lab.profilesDir, profile, release: lab.release, cacheDir: lab.cacheDir });
       this.images.set(profile, image);
       if (props.capture) this.captures.set(profile, new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir }));
     }

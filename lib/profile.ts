@@ -1,16 +1,24 @@
-// Profiles are folders of plain files (see profiles/README.md). This module
-// reads them only to validate and fingerprint them; scripts/customize-image.sh
-// is what applies them.
+// Profiles are folders of plain files (see profiles/README.md). This module is
+// the one place that resolves them: it checks each folder's layout, follows
+// `extends` (parent first), refuses cycles and releases a chain does not
+// support, reads the package lists and fingerprints the files.
+// scripts/customize-image.sh applies the result: the chain's folders as layers
+// and the package list, as arguments.
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
 const ALLOWED_TOP = new Set(["install.d", "commands.d", "files", "apt-sources.d", "extends", "releases", "README.md"]);
+const PLAIN_FILES = new Set(["extends", "releases", "README.md"]);
 const ALLOWED_IN: Record<string, RegExp> = {
   "install.d": /^[A-Za-z0-9_.-]+\.list$/,
   "commands.d": /^[0-9]{2}-[A-Za-z0-9_.-]+\.sh$/,
   "apt-sources.d": /^[A-Za-z0-9_.-]+\.sources$/,
 };
+const EXPECTED = "expected install.d/*.list, commands.d/NN-*.sh, files/, apt-sources.d/*.sources, extends, releases, README.md";
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+// A Debian package name, optionally with =version, /suite or :arch.
+const PACKAGE_NAME = /^[a-z0-9][a-zA-Z0-9+.:=~/-]*$/;
 
 export class ProfileError extends Error {
   constructor(message: string) {
@@ -28,42 +36,54 @@ export function listProfiles(profilesDir: string): string[] {
     .sort();
 }
 
-function readLines(file: string): string[] {
+/** "unknown profile 'x' (profiles in DIR: a, b)": the one wording, wherever a profile name is looked up. */
+function unknownProfile(profilesDir: string, name: string): string {
+  return `unknown profile '${name}' (profiles in ${profilesDir}: ${listProfiles(profilesDir).join(", ") || "none"})`;
+}
+
+function isProfile(profilesDir: string, name: string): boolean {
+  return PROFILE_NAME.test(name) && listProfiles(profilesDir).includes(name);
+}
+
+/** Lines without `#` comments and surrounding blanks, with their line numbers; blank lines left out. */
+function readLines(file: string): { line: number; text: string }[] {
   return fs
     .readFileSync(file, "utf8")
     .split("\n")
-    .map((line) => line.replace(/#.*/, "").trim())
-    .filter((line) => line.length > 0);
+    .map((line, index) => ({ line: index + 1, text: line.replace(/#.*/, "").trim() }))
+    .filter((line) => line.text.length > 0);
 }
 
-/** Checks that a profile folder holds only files we understand. */
+/** Checks that a profile folder holds only files we understand (plain files and folders, no links). */
 export function validateProfileFolder(profilesDir: string, name: string): void {
+  if (!isProfile(profilesDir, name)) throw new ProfileError(unknownProfile(profilesDir, name));
   const dir = path.join(profilesDir, name);
-  if (!fs.existsSync(dir)) {
-    throw new ProfileError(`unknown profile '${name}' (profiles in ${profilesDir}: ${listProfiles(profilesDir).join(", ") || "none"})`);
-  }
+  const unexpected = (rel: string, expected = EXPECTED) => new ProfileError(`profile ${name}: unexpected file ${rel} (${expected})`);
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const unexpected = () =>
-      new ProfileError(
-        `profile ${name}: unexpected file ${entry.name} (expected install.d/*.list, commands.d/NN-*.sh, files/, apt-sources.d/*.sources, extends, releases, README.md)`,
-      );
-    if (!ALLOWED_TOP.has(entry.name)) throw unexpected();
+    if (!ALLOWED_TOP.has(entry.name)) throw unexpected(entry.name);
+    if (PLAIN_FILES.has(entry.name) ? !entry.isFile() : !entry.isDirectory()) throw unexpected(entry.name);
     const pattern = ALLOWED_IN[entry.name];
-    if (pattern) {
-      if (!entry.isDirectory()) throw unexpected();
-      for (const inner of fs.readdirSync(path.join(dir, entry.name))) {
-        if (!pattern.test(inner)) {
-          throw new ProfileError(
-            `profile ${name}: unexpected file ${entry.name}/${inner} (expected ${entry.name === "commands.d" ? "NN-name.sh" : pattern.source})`,
-          );
-        }
+    if (!pattern) continue;
+    for (const inner of fs.readdirSync(path.join(dir, entry.name), { withFileTypes: true })) {
+      if (!inner.isFile() || !pattern.test(inner.name)) {
+        throw unexpected(`${entry.name}/${inner.name}`, `expected ${entry.name === "commands.d" ? "NN-name.sh" : pattern.source}`);
       }
     }
   }
 }
 
-/** The profile and its ancestors, parent first. */
-export function resolveProfileChain(profilesDir: string, name: string): string[] {
+/** The parent a profile names in its `extends` file, if it has one. */
+function parentOf(profilesDir: string, name: string): string | undefined {
+  const file = path.join(profilesDir, name, "extends");
+  if (!fs.existsSync(file)) return undefined;
+  const words = readLines(file).flatMap((line) => line.text.split(/\s+/));
+  if (words.length !== 1) throw new ProfileError(`profile ${name}: extends must hold exactly one profile name`);
+  if (!isProfile(profilesDir, words[0])) throw new ProfileError(`profile ${name}: extends ${unknownProfile(profilesDir, words[0])}`);
+  return words[0];
+}
+
+/** The profile and its ancestors, parent first; each folder checked on the way. */
+function resolveProfileChain(profilesDir: string, name: string): string[] {
   const chain: string[] = [];
   let current: string | undefined = name;
   while (current) {
@@ -72,8 +92,7 @@ export function resolveProfileChain(profilesDir: string, name: string): string[]
     }
     validateProfileFolder(profilesDir, current);
     chain.push(current);
-    const extendsFile = path.join(profilesDir, current, "extends");
-    current = fs.existsSync(extendsFile) ? readLines(extendsFile)[0] : undefined;
+    current = parentOf(profilesDir, current);
   }
   return chain.reverse();
 }
@@ -88,10 +107,21 @@ function listFilesRecursive(dir: string, prefix = ""): string[] {
   return out;
 }
 
+export interface ProfilePackage {
+  /** As written in the list: a name, possibly with =version or /suite. */
+  name: string;
+  /** Where it comes from, for error messages: "profile minimal: install.d/base.list:3". */
+  origin: string;
+}
+
 export interface ProfileInfo {
   name: string;
   chain: string[];
+  /** The chain's folders, parent first: the layers customize-image.sh applies in this order. */
+  layers: string[];
   packages: string[];
+  packageLines: ProfilePackage[];
+  /** The releases every `releases` file of the chain allows; undefined when none restricts them. */
   releases?: string[];
   /** sha256 over every file of the profile and its ancestors, with their paths. */
   contentHash: string;
@@ -99,10 +129,14 @@ export interface ProfileInfo {
   fileHashes: Record<string, string>;
 }
 
-export function readProfile(profilesDir: string, name: string): ProfileInfo {
+/**
+ * Resolves a profile: its chain, packages and fingerprint. With `release` (the lab's
+ * Debian codename), a chain member whose `releases` does not list it is refused.
+ */
+export function readProfile(profilesDir: string, name: string, release?: string): ProfileInfo {
   const chain = resolveProfileChain(profilesDir, name);
   const fileHashes: Record<string, string> = {};
-  const packages: string[] = [];
+  const packageLines: ProfilePackage[] = [];
   let releases: string[] | undefined;
   for (const member of chain) {
     const dir = path.join(profilesDir, member);
@@ -111,8 +145,24 @@ export function readProfile(profilesDir: string, name: string): ProfileInfo {
       if (rel === "README.md") continue;
       const full = path.join(dir, rel);
       fileHashes[`${member}/${rel}`] = crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex");
-      if (rel.startsWith("install.d/")) packages.push(...readLines(full));
-      if (rel === "releases") releases = readLines(full);
+      if (rel.startsWith("install.d/")) {
+        for (const { line, text } of readLines(full)) {
+          const where = `profile ${member}: ${rel}:${line}`;
+          if (/\s/.test(text)) throw new ProfileError(`${where}: one package per line: '${text}'`);
+          if (!PACKAGE_NAME.test(text)) throw new ProfileError(`${where}: not a package name: '${text}'`);
+          packageLines.push({ name: text, origin: where });
+        }
+      }
+      if (rel === "releases") {
+        const supported = readLines(full).flatMap((line) => line.text.split(/\s+/));
+        if (release !== undefined && !supported.includes(release)) {
+          throw new ProfileError(
+            `profile ${member} supports releases: ${supported.join(" ")} but the lab's release is ${release}` +
+              (member === name ? "" : ` (profile ${name} extends it)`),
+          );
+        }
+        releases = releases ? releases.filter((r) => supported.includes(r)) : supported;
+      }
     }
   }
   const contentHash = crypto
@@ -123,5 +173,14 @@ export function readProfile(profilesDir: string, name: string): ProfileInfo {
         .join(""),
     )
     .digest("hex");
-  return { name, chain, packages, releases, contentHash, fileHashes };
+  return {
+    name,
+    chain,
+    layers: chain.map((member) => path.join(profilesDir, member)),
+    packages: packageLines.map((p) => p.name),
+    packageLines,
+    releases,
+    contentHash,
+    fileHashes,
+  };
 }

@@ -5,7 +5,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { PROJECT_DIR } from "../lib/config";
-import { scriptHash } from "../lib/host-step";
+import { customizeArgs, customizedImageKey } from "../lib/customized-image";
 import { readProfile } from "../lib/profile";
 import { fixtureImage } from "./fixture-image";
 import { serveDirectory } from "./http-server";
@@ -17,13 +17,8 @@ const PROFILES = path.join(PROJECT_DIR, "profiles");
 export async function customizedTestImage(profile = "minimal"): Promise<string> {
   const cacheDir = process.env.BTW_CACHE_DIR as string;
   const fixture = fixtureImage("trixie");
-  const key = crypto
-    .createHash("sha256")
-    .update(
-      [fs.readFileSync(path.join(fixture.dir, "SHA512SUMS"), "utf8"), readProfile(PROFILES, profile).contentHash, scriptHash("customize-image.sh")].join("\n")
-    )
-    .digest("hex")
-    .slice(0, 16);
+  const resolved = readProfile(PROFILES, profile, "trixie");
+  const key = customizedImageKey(fs.readFileSync(path.join(fixture.dir, "SHA512SUMS"), "utf8"), resolved);
   const image = path.join(cacheDir, "images", `test-${profile}-${key}.qcow2`);
   if (fs.existsSync(image)) return image;
   const server = await serveDirectory(fixture.dir);
@@ -42,7 +37,7 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
       base,
     ]);
     if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr}`);
-    const customize = runScript("customize-image.sh", ["--base", base, "--profiles-dir", PROFILES, "--profile", profile, "--output", image]);
+    const customize = runScript("customize-image.sh", customizeArgs(resolved, "trixie", base, image));
     if (customize.status !== 0) throw new Error(`customize-image.sh failed:\n${customize.stderr}`);
     return image;
   } finally {

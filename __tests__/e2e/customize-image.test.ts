@@ -5,6 +5,8 @@ import * as os from "os";
 import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
 import { PROJECT_DIR } from "../../lib/config";
+import { customizeArgs } from "../../lib/customized-image";
+import { readProfile } from "../../lib/profile";
 import { fixtureImage } from "../../testkit/fixture-image";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
@@ -18,6 +20,9 @@ describe("customize the cloud image offline with a profile", () => {
   let base: string;
   let baseSha256: string;
   const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
+  // What the stack passes the script: the profile resolved by lib/profile.ts for the image's release.
+  const customize = (profilesDir: string, profile: string, output: string) =>
+    customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output);
 
   beforeAll(async () => {
     const fixture = fixtureImage("trixie");
@@ -47,7 +52,7 @@ describe("customize the cloud image offline with a profile", () => {
 
   test("minimal installs its packages and leaves the image clean", () => {
     const output = path.join(work, "minimal.qcow2");
-    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", PROFILES, "--profile", "minimal", "--output", output]);
+    const run = runScript("customize-image.sh", customize(PROFILES, "minimal", output));
     expect(run.status).toBe(0);
     expect(fs.existsSync(output)).toBe(true);
     expect(sha256(base)).toBe(baseSha256);
@@ -101,7 +106,7 @@ describe("customize the cloud image offline with a profile", () => {
     const outputs = ["metal", "regrub"].map((profile) => path.join(work, `concurrent-${profile}.qcow2`));
     const runs = await Promise.all(
       ["metal", "regrub"].map((profile, i) =>
-        runScriptAsync("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", profile, "--output", outputs[i]]),
+        runScriptAsync("customize-image.sh", customize(profiles, profile, outputs[i])),
       ),
     );
     for (const run of runs) expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
@@ -124,7 +129,7 @@ describe("customize the cloud image offline with a profile", () => {
     fs.mkdirSync(path.join(profiles, "broken/install.d"), { recursive: true });
     fs.writeFileSync(path.join(profiles, "broken/install.d/tools.list"), "curl\nno-such-package-btw\n");
     const output = path.join(work, "broken.qcow2");
-    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "broken", "--output", output]);
+    const run = runScript("customize-image.sh", customize(profiles, "broken", output));
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/broken.*install\.d\/tools\.list:2: package 'no-such-package-btw' is not available/);
     expect(fs.existsSync(output)).toBe(false);
@@ -136,30 +141,33 @@ describe("customize the cloud image offline with a profile", () => {
     fs.mkdirSync(path.join(profiles, "failing/commands.d"), { recursive: true });
     fs.writeFileSync(path.join(profiles, "failing/commands.d/20-fail.sh"), "echo about to fail\nexit 7\n");
     const output = path.join(work, "failing.qcow2");
-    const run = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "failing", "--output", output]);
+    const run = runScript("customize-image.sh", customize(profiles, "failing", output));
     expect(run.status).toBe(1);
     expect(run.stderr).toContain("commands.d/20-fail.sh failed with exit code 7");
     expect(fs.existsSync(output)).toBe(false);
   }, 600_000);
 
-  test("an unknown profile and a file the profile format does not know fail before anything is touched", () => {
-    const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
-    fs.mkdirSync(path.join(profiles, "odd/install.d"), { recursive: true });
-    fs.writeFileSync(path.join(profiles, "odd/install.d/tools.list"), "curl\n");
-    fs.writeFileSync(path.join(profiles, "odd/packages.txt"), "curl\n");
-    const unknown = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "nosuch", "--output", path.join(work, "x.qcow2")]);
-    expect(unknown.status).toBe(1);
-    expect(unknown.stderr).toMatch(/nosuch/);
-    expect(unknown.stderr).toMatch(/odd/);
-    const odd = runScript("customize-image.sh", ["--base", base, "--profiles-dir", profiles, "--profile", "odd", "--output", path.join(work, "x.qcow2")]);
-    expect(odd.status).toBe(1);
-    expect(odd.stderr).toMatch(/profile odd: unexpected file packages\.txt/);
+  // Profiles themselves are checked at synth (__tests__/unit/profiles.test.ts); the script checks what it is given.
+  test("a missing layer folder, a package argument apt would take as an option and an image of another release fail before the image is changed", () => {
+    const output = path.join(work, "x.qcow2");
+    const minimal = path.join(PROFILES, "minimal");
+    const missing = runScript("customize-image.sh", ["--base", base, "--release", "trixie", "--layer", path.join(work, "nosuch"), "--output", output]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/layer folder not found: .*\/nosuch/);
+    const option = runScript("customize-image.sh", ["--base", base, "--release", "trixie", "--layer", minimal, "--package", "-oDebug::pkgProblemResolver=1", "--output", output]);
+    expect(option.status).toBe(2);
+    expect(option.stderr).toContain("--package: not a package name: '-oDebug::pkgProblemResolver=1'");
+    const otherRelease = runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "minimal", "bookworm"), "bookworm", base, output));
+    expect(otherRelease.status).toBe(1);
+    expect(otherRelease.stderr).toContain("the image is trixie but --release is bookworm");
+    expect(otherRelease.stderr).not.toMatch(/apt-get update|using the host's apt/);
+    expect(sha256(base)).toBe(baseSha256);
     expect(fs.readdirSync(work).filter((f) => f.startsWith("x.qcow2"))).toEqual([]);
   });
 
   test("SIGTERM mid-build rolls back; a run killed with SIGKILL is recovered by the next run", async () => {
     const output = path.join(work, "interrupted.qcow2");
-    const args = ["--base", base, "--profiles-dir", PROFILES, "--profile", "minimal", "--output", output];
+    const args = customize(PROFILES, "minimal", output);
     const terminated = await runScriptUntil("customize-image.sh", args, /apt-get update|installing/i, "SIGTERM");
     expect(terminated.status).not.toBe(0);
     expect(hostLeftovers(work)).toEqual([]);

@@ -5,7 +5,9 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { parseConfig, PROJECT_DIR } from "../../lib/config";
+import { ConfigError, parseConfig, PROJECT_DIR } from "../../lib/config";
+import { customizeArgs } from "../../lib/customized-image";
+import { scriptHash, scriptParts, SCRIPTS_DIR } from "../../lib/host-step";
 import { listProfiles, readProfile, validateProfileFolder } from "../../lib/profile";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
@@ -18,14 +20,38 @@ function copyProfiles(): string {
   return dir;
 }
 
-function stepTriggers(profilesDir: string): { acquire: unknown; customize: any } {
-  const config = parseConfig(stringify(testLab()), "test.yaml", { profilesDir, cacheDir: "/var/cache/btw-test" });
+function customizeStep(profilesDir: string, lab = testLab()): { acquire: unknown; customize: any; command: string } {
+  const config = parseConfig(stringify(lab), "test.yaml", { profilesDir, cacheDir: "/var/cache/btw-test" });
   const tf = synthStack((app) => new LabStack(app, "lab", config));
   const steps = Object.entries(tf.resource.terraform_data) as [string, any][];
+  const customize = steps.find(([name]) => name.startsWith("image-"))?.[1];
   return {
     acquire: steps.find(([name]) => name.startsWith("cloud-image_acquire"))?.[1].triggers_replace,
-    customize: steps.find(([name]) => name.startsWith("image-minimal_customize"))?.[1].triggers_replace,
+    customize: customize?.triggers_replace,
+    command: customize?.provisioner[0]["local-exec"].command,
   };
+}
+
+const stepTriggers = (profilesDir: string) => customizeStep(profilesDir);
+
+/** A copy of the shipped profiles with extra profile folders: { "name/path": "content" }. */
+function profilesWith(files: Record<string, string>): string {
+  const dir = copyProfiles();
+  for (const [file, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
+    fs.writeFileSync(path.join(dir, file), content);
+  }
+  return dir;
+}
+
+function configProblems(lab: Record<string, unknown>, profilesDir: string): string {
+  try {
+    parseConfig(stringify(lab), "lab.yaml", { profilesDir });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).message;
+  }
+  throw new Error("the config was accepted");
 }
 
 describe("the shipped profiles", () => {
@@ -116,5 +142,70 @@ describe("profile changes and the image steps", () => {
     expect(config.vms[0].profile).toBe("webserver");
     expect(readProfile(profilesDir, "webserver").packages).toEqual(["qemu-guest-agent", "ca-certificates", "curl", "less", "vim-tiny", "nginx-light"]);
     fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+});
+
+describe("a profile is resolved once, at synth, and the script gets the result", () => {
+  test("the customize step passes the chain's folders parent first, each package with its origin, and the lab's release", () => {
+    const { command } = customizeStep(PROFILES, testLab({ vms: [{ name: "bare", profile: "metal" }] }));
+    expect(command).toContain(`--release trixie --layer ${PROFILES}/minimal --layer ${PROFILES}/metal --package `);
+    expect(command).toContain("--package 'qemu-guest-agent profile minimal: install.d/base.list:");
+    expect(command).toContain("--package 'linux-image-amd64 profile metal: install.d/kernel.list:");
+    expect(command).not.toMatch(/--profiles?(-dir)? /);
+    const metal = readProfile(PROFILES, "metal", "trixie");
+    expect(metal.layers).toEqual([path.join(PROFILES, "minimal"), path.join(PROFILES, "metal")]);
+    expect(customizeArgs(metal, "trixie", "/b.qcow2", "/o.qcow2").filter((arg, i, args) => args[i - 1] === "--package")).toEqual(
+      metal.packageLines.map((pkg) => `${pkg.name} ${pkg.origin}`),
+    );
+  });
+
+  test("a profile for another release is refused at synth, naming the key, the profile and the release", () => {
+    expect(() => readProfile(PROFILES, "proxmox", "trixie")).toThrow("profile proxmox supports releases: bookworm but the lab's release is trixie");
+    expect(readProfile(PROFILES, "proxmox", "bookworm").releases).toEqual(["bookworm"]);
+    expect(configProblems(testLab({ vms: [{ name: "pve", profile: "proxmox" }] }), PROFILES)).toContain(
+      "vms[0].profile: profile proxmox supports releases: bookworm but the lab's release is trixie",
+    );
+    // A parent's releases hold for every profile that extends it; one line may name several.
+    const profilesDir = profilesWith({ "pve-extra/extends": "proxmox\n", "both/releases": "# any stable\nbookworm trixie\n" });
+    expect(() => readProfile(profilesDir, "pve-extra", "trixie")).toThrow("profile proxmox supports releases: bookworm but the lab's release is trixie (profile pve-extra extends it)");
+    expect(readProfile(profilesDir, "both", "trixie").releases).toEqual(["bookworm", "trixie"]);
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("an unknown profile, a bad extends and a bad package line are refused, naming the file and line", () => {
+    const profilesDir = profilesWith({
+      "orphan/extends": "nosuch\n",
+      "twins/extends": "minimal metal\n",
+      "spaced/install.d/tools.list": "curl\n\nvim tiny\n",
+      "odd/install.d/tools.list": "# tools\n-curl\n",
+      "linked/README.md": "",
+    });
+    fs.symlinkSync(path.join(PROFILES, "minimal/install.d"), path.join(profilesDir, "linked/install.d"));
+    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, spaced, twins\)$/);
+    expect(() => readProfile(profilesDir, "orphan")).toThrow(/^profile orphan: extends unknown profile 'nosuch' \(profiles in /);
+    expect(() => readProfile(profilesDir, "twins")).toThrow("profile twins: extends must hold exactly one profile name");
+    expect(() => readProfile(profilesDir, "spaced")).toThrow("profile spaced: install.d/tools.list:3: one package per line: 'vim tiny'");
+    expect(() => readProfile(profilesDir, "odd")).toThrow("profile odd: install.d/tools.list:2: not a package name: '-curl'");
+    expect(() => readProfile(profilesDir, "linked")).toThrow("profile linked: unexpected file install.d");
+    expect(configProblems(testLab({ vms: [{ name: "vm1", profile: "orphan" }] }), profilesDir)).toContain("vms[0].profile: profile orphan: extends unknown profile 'nosuch'");
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("the step's script hash covers every part customize-image.sh sources, so an edit to any re-runs it", () => {
+    const parts = scriptParts("customize-image.sh");
+    const inFolder = fs.readdirSync(path.join(SCRIPTS_DIR, "customize")).map((file) => `customize/${file}`);
+    expect(parts).toEqual(expect.arrayContaining(["customize-image.sh", "lib/image-mount.sh", "lib/private-dev.sh", ...inFolder]));
+    expect(inFolder.length).toBeGreaterThan(3);
+    // A script that sources nothing keeps the hash of its own content.
+    expect(scriptParts("wait-for-cloud-init.sh")).toEqual(["wait-for-cloud-init.sh"]);
+    expect(scriptHash("customize-image.sh")).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test("no profile resolution is left in the scripts", () => {
+    const scripts = fs.readdirSync(SCRIPTS_DIR, { recursive: true, encoding: "utf8" }).filter((file) => file.endsWith(".sh"));
+    for (const script of scripts) {
+      const text = fs.readFileSync(path.join(SCRIPTS_DIR, script), "utf8");
+      expect({ script, found: text.match(/\bextends\b|releases|profiles[_-]dir|unknown profile|install\.d\/\*/g) ?? [] }).toEqual({ script, found: [] });
+    }
   });
 });

@@ -1,0 +1,31 @@
+// Customizes one profile of the lab config (lab.yaml or BTW_CONFIG) from a base
+// image, as the stacks' customize step does: lib/profile.ts resolves the profile
+// for the lab's release and scripts/customize-image.sh applies it. For the CI
+// image jobs and for building an image by hand (as root):
+//   ts-node --transpile-only bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { ConfigError, loadConfig } from "../lib/config";
+import { customizeArgs } from "../lib/customized-image";
+import { SCRIPTS_DIR } from "../lib/host-step";
+import { ProfileError, readProfile } from "../lib/profile";
+
+function main(args: string[]): number {
+  if (args.length !== 3) {
+    console.error("usage: bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2");
+    return 2;
+  }
+  const [profile, base, output] = args;
+  const lab = loadConfig();
+  const script = path.join(SCRIPTS_DIR, "customize-image.sh");
+  const result = spawnSync("sh", [script, ...customizeArgs(readProfile(lab.profilesDir, profile, lab.release), lab.release, base, output)], { stdio: "inherit" });
+  return result.status ?? 1;
+}
+
+try {
+  process.exitCode = main(process.argv.slice(2));
+} catch (error) {
+  if (!(error instanceof ConfigError || error instanceof ProfileError)) throw error;
+  console.error(`btw-img: ${error.message}`);
+  process.exitCode = 1;
+}
