@@ -26,7 +26,9 @@ describe("the images stack", () => {
     expect(Object.keys(images).sort()).toEqual(["metal", "minimal"]);
     expect(images.minimal).toMatch(/^\/var\/cache\/btw-test\/images\/minimal-[0-9a-f]{16}\.qcow2$/);
     for (const [profile, image] of Object.entries(images)) {
-      expect(customizeCommands(tf).find((command) => command.includes(`--profile ${profile} `))).toContain(`--output ${image}`);
+      // The profile's own folder is the last layer the script is given.
+      const command = customizeCommands(tf).find((c) => c.includes(`--output ${image}`));
+      expect(command?.match(/--layer (\S+)/g)?.pop()).toMatch(new RegExp(`/profiles/${profile}'?$`));
     }
     expect(tf.output["base-image"].value).toMatchObject({ url: "http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz" });
   });
