@@ -4,7 +4,7 @@
 // only answers PXE requests. A blank UEFI machine must get its address from
 // the LAN server and iPXE, the deploy environment and its image from us, and
 // restore its disk. (UEFI only: here the BIOS iPXE ROM ignores the ProxyDHCP
-// answer to its port-4011 request; see README, Bare metal, Limits.)
+// answer to its port-4011 request; see docs/bare-metal.md, Limits.)
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
