@@ -2,17 +2,17 @@
 import * as fs from "fs";
 import * as path from "path";
 import { App, LocalBackend } from "./lib/cdk";
-import { ConfigError, loadConfig, PROJECT_DIR } from "./lib/config";
-import { ImageChecksumError } from "./lib/image-release";
-import { ProfileError } from "./lib/profile";
-import { DEFAULT_OUTDIR, forgetMovedBackend, labOutdir, publishLabManifest, stackWorkingDirs } from "./lib/synth-output";
+import { ConfigError, loadConfig, PROJECT_DIR } from "./lib/config/config";
+import { ImageChecksumError } from "./lib/config/image-release";
+import { ProfileError } from "./lib/config/profile";
+import { DEFAULT_OUTDIR, forgetMovedBackend, labOutdir, publishLabManifest, stackWorkingDirs } from "./lib/plan/synth-output";
 import { BaremetalStack } from "./stacks/baremetal-stack";
 import { ImagesStack } from "./stacks/images-stack";
 import { LabStack } from "./stacks/lab-stack";
 
 try {
   const lab = loadConfig();
-  // Each lab in its own folder (lib/synth-output.ts); cdktf's App creates only its last folder.
+  // Each lab in its own folder (lib/plan/synth-output.ts); cdktf's App creates only its last folder.
   const outdir = process.env.CDKTF_OUTDIR || DEFAULT_OUTDIR;
   const labDir = labOutdir(outdir, lab.name);
   fs.mkdirSync(labDir, { recursive: true });

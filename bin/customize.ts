@@ -1,14 +1,14 @@
 // Customizes one profile of the lab config (lab.yaml or BTW_CONFIG) from a base
-// image, as the stacks' customize step does: lib/profile.ts resolves the profile
+// image, as the stacks' customize step does: lib/config/profile.ts resolves the profile
 // for the lab's release and scripts/customize-image.sh applies it. For the CI
 // image jobs and for building an image by hand (as root):
 //   ts-node --transpile-only bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { ConfigError, loadConfig } from "../lib/config";
-import { customizeArgs } from "../lib/customized-image";
-import { SCRIPTS_DIR } from "../lib/host-step";
-import { ProfileError, readProfile } from "../lib/profile";
+import { ConfigError, loadConfig } from "../lib/config/config";
+import { customizeArgs } from "../lib/constructs/customized-image";
+import { SCRIPTS_DIR } from "../lib/constructs/host-step";
+import { ProfileError, readProfile } from "../lib/config/profile";
 
 function main(args: string[]): number {
   if (args.length !== 3) {

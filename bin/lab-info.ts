@@ -1,10 +1,10 @@
 // Prints what shell scripts (bin/btw, the CI image job) need from the lab
 // config as `name='value'` lines to eval, so no shell script parses YAML.
 import * as path from "path";
-import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config";
-import { shellQuote } from "../lib/host-step";
-import { domainName } from "../lib/names";
-import { DEFAULT_OUTDIR, labOutdir } from "../lib/synth-output";
+import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config/config";
+import { shellQuote } from "../lib/constructs/host-step";
+import { domainName } from "../lib/config/names";
+import { DEFAULT_OUTDIR, labOutdir } from "../lib/plan/synth-output";
 
 try {
   const lab = loadConfig();
@@ -12,7 +12,7 @@ try {
     lab_name: lab.name,
     libvirt_uri: lab.libvirt.uri,
     vm_names: lab.vms.map((vm) => vm.name).join(" "),
-    // One "VM domain" line per VM: btw takes the libvirt names from lib/names.ts, as the stacks do.
+    // One "VM domain" line per VM: btw takes the libvirt names from lib/config/names.ts, as the stacks do.
     vm_domains: lab.vms.map((vm) => `${vm.name} ${domainName(lab.name, vm.name)}`).join("\n"),
     // The lab's own cdktf output folder in the project, for `cdktf ... --output`.
     synth_dir: labOutdir(path.join(PROJECT_DIR, DEFAULT_OUTDIR), lab.name),

@@ -2,9 +2,9 @@
 // restored again at its next network boot (scripts/pxe-server.sh reinstall).
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { ConfigError, loadConfig } from "../lib/config";
-import { SCRIPTS_DIR } from "../lib/host-step";
-import { pxeServerDir } from "../lib/names";
+import { ConfigError, loadConfig } from "../lib/config/config";
+import { SCRIPTS_DIR } from "../lib/constructs/host-step";
+import { pxeServerDir } from "../lib/config/names";
 
 function main(args: string[]): number {
   if (args.length !== 2 || args[0] !== "reinstall") {

@@ -1,13 +1,13 @@
 // `npm run plan`: synthesize, let the engine plan each stack, and write the
-// Markdown summary reviewers read (lib/plan-summary.ts).
+// Markdown summary reviewers read (lib/plan/plan-summary.ts).
 // Exit status: 0 no changes, 2 changes pending, 1 error.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config";
-import { EngineError, engineBinary, planStack } from "../lib/engine";
-import { hasChanges, renderPlanSummary, StackPlan } from "../lib/plan-summary";
-import { DEFAULT_OUTDIR, labOutdir, stackWorkingDirs } from "../lib/synth-output";
+import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config/config";
+import { EngineError, engineBinary, planStack } from "../lib/plan/engine";
+import { hasChanges, renderPlanSummary, StackPlan } from "../lib/plan/plan-summary";
+import { DEFAULT_OUTDIR, labOutdir, stackWorkingDirs } from "../lib/plan/synth-output";
 
 const USAGE = `usage: npm run plan -- [STACK...] [--output FILE] [--synth-dir DIR]
 

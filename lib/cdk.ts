@@ -3,11 +3,11 @@
 export { App, LocalBackend, TerraformStack, TerraformOutput, Testing } from "cdktf";
 export type { ITerraformDependable } from "cdktf";
 export { DataResource as TerraformData } from "cdktf";
-export { LibvirtProvider } from "../.gen/providers/libvirt/provider";
-export { Domain } from "../.gen/providers/libvirt/domain";
-export { Network } from "../.gen/providers/libvirt/network";
-export { Pool } from "../.gen/providers/libvirt/pool";
-export { Volume } from "../.gen/providers/libvirt/volume";
+export { LibvirtProvider } from "../.gen/providers/libvirt/provider/index";
+export { Domain } from "../.gen/providers/libvirt/domain/index";
+export { Network } from "../.gen/providers/libvirt/network/index";
+export { Pool } from "../.gen/providers/libvirt/pool/index";
+export { Volume } from "../.gen/providers/libvirt/volume/index";
 
 /**
  * The id of a construct's main child: cdktf leaves it out of resource addresses, so a

@@ -3,7 +3,7 @@
 // config (a runcmd holding `echo ${HOME}`) reaches a resource byte for byte only
 // when both are doubled. hostStep passes everything through terraformLiterals:
 // it is where free text (cloud-init data) enters; every other string from the
-// config or the environment is refused by lib/config.ts if it holds either.
+// config or the environment is refused by lib/config/config.ts if it holds either.
 
 // cdktf's token markers (references such as a resource's id) are `${TfToken[...]}`;
 // cdktf turns them into interpolations itself, so they stay as they are.

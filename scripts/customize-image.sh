@@ -2,7 +2,7 @@
 # Apply a profile's layers (packages, files, commands; see profiles/README.md)
 # to a copy of a Debian cloud image in a chroot, using the host's apt
 # configuration for the duration of the build only, and write the result as a
-# new qcow2. lib/profile.ts resolves and checks the profile; this script gets
+# new qcow2. lib/config/profile.ts resolves and checks the profile; this script gets
 # its folders (parent first), packages and release as arguments. Its parts, by job:
 #   customize/common.sh    helpers the parts share (chroot, interruptible steps)
 #   customize/work.sh      mount the copy; release it on any exit; recover a killed run
@@ -50,8 +50,8 @@ atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
 
 Of each layer, apt-sources.d/*.sources, files/ and commands.d/NN-name.sh are
 applied (see profiles/README.md); its install.d lists come as --package.
-lib/profile.ts resolves a profile into these arguments (customizeArgs in
-lib/customized-image.ts). A run killed with SIGKILL is cleaned up by the next
+lib/config/profile.ts resolves a profile into these arguments (customizeArgs in
+lib/constructs/customized-image.ts). A run killed with SIGKILL is cleaned up by the next
 run for the same OUT.
 HELP
 }

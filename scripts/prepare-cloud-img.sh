@@ -3,7 +3,7 @@
 # it, verify its SHA-512 against the one given, unpack disk.raw if it is a Debian
 # .tar.xz, convert to qcow2 into a content-addressed cache and point a symlink at
 # the result. The caller reads the checksum from the release's SHA512SUMS
-# (btw-img does, at synth: lib/image-release.ts); this script never parses it.
+# (btw-img does, at synth: lib/config/image-release.ts); this script never parses it.
 set -eu
 
 prog=prepare-cloud-img

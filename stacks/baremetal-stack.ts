@@ -2,10 +2,10 @@
 // deploy environment and the PXE server that restores them onto the machines.
 import { Construct } from "constructs";
 import { TerraformOutput, TerraformStack } from "../lib/cdk";
-import { LabConfig } from "../lib/config";
-import { DeployEnvironment } from "../lib/deploy-environment";
-import { ImagePipeline } from "../lib/image-pipeline";
-import { PxeServer } from "../lib/pxe-server";
+import { LabConfig } from "../lib/config/config";
+import { DeployEnvironment } from "../lib/constructs/deploy-environment";
+import { ImagePipeline } from "../lib/constructs/image-pipeline";
+import { PxeServer } from "../lib/constructs/pxe-server";
 
 export class BaremetalStack extends TerraformStack {
   readonly server?: PxeServer;

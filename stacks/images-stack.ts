@@ -4,8 +4,8 @@
 // capture folders are not content-addressed, and the host's PXE server serves them.
 import { Construct } from "constructs";
 import { TerraformOutput, TerraformStack } from "../lib/cdk";
-import { LabConfig } from "../lib/config";
-import { ImagePipeline } from "../lib/image-pipeline";
+import { LabConfig } from "../lib/config/config";
+import { ImagePipeline } from "../lib/constructs/image-pipeline";
 import { terraformLiterals } from "../lib/terraform-string";
 
 export interface ImagesStackOptions {

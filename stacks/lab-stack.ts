@@ -2,12 +2,12 @@
 // verified machine per VM on the lab's network and storage.
 import { Construct } from "constructs";
 import { LibvirtProvider, TerraformStack } from "../lib/cdk";
-import { LabConfig } from "../lib/config";
-import { ImagePipeline } from "../lib/image-pipeline";
-import { LabMachine } from "../lib/lab-machine";
-import { LabNetwork } from "../lib/lab-network";
-import { LabStorage } from "../lib/lab-storage";
-import { Preflight } from "../lib/preflight";
+import { LabConfig } from "../lib/config/config";
+import { ImagePipeline } from "../lib/constructs/image-pipeline";
+import { LabMachine } from "../lib/constructs/lab-machine";
+import { LabNetwork } from "../lib/constructs/lab-network";
+import { LabStorage } from "../lib/constructs/lab-storage";
+import { Preflight } from "../lib/constructs/preflight";
 
 export class LabStack extends TerraformStack {
   readonly machines: LabMachine[];

@@ -5,8 +5,8 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { App } from "../lib/cdk";
-import { LabConfig, parseConfig } from "../lib/config";
-import { planStack } from "../lib/engine";
+import { LabConfig, parseConfig } from "../lib/config/config";
+import { planStack } from "../lib/plan/engine";
 import { LabStack } from "../stacks/lab-stack";
 
 export interface SynthesizedLab {

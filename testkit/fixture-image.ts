@@ -4,8 +4,8 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { PROJECT_DIR } from "../lib/config";
-import { checksumFor } from "../lib/image-release";
+import { PROJECT_DIR } from "../lib/config/config";
+import { checksumFor } from "../lib/config/image-release";
 import { runScript } from "./image";
 
 export interface FixtureImage {

@@ -4,7 +4,7 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { PROJECT_DIR } from "../lib/config";
+import { PROJECT_DIR } from "../lib/config/config";
 
 /** Sets in this process (and so in the processes it starts) what .btw/env.sh exports. */
 export function useHostEnv(): void {

@@ -4,7 +4,7 @@ import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../lib/config";
+import { PROJECT_DIR } from "../lib/config/config";
 
 export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-inspect-"));

@@ -1,13 +1,13 @@
 // Acquire: download, verify against the sha512 it is handed (read from
-// SHA512SUMS at synth, lib/image-release.ts), extract and convert a cloud
+// SHA512SUMS at synth, lib/config/image-release.ts), extract and convert a cloud
 // image, cached by checksum. Small archives made here stand in for Debian's,
 // served on loopback.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
-import { checksumFor } from "../../lib/image-release";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { checksumFor } from "../../lib/config/image-release";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { runScript } from "../../testkit/image";
 

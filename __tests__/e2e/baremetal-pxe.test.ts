@@ -14,7 +14,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 import { LabWorkspace } from "../../testkit/cdktf-cli";
 import { hold } from "../../testkit/held";
 import { guestExec, hostLeftovers, leftovers } from "../../testkit/libvirt";

@@ -4,9 +4,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
-import { PROJECT_DIR } from "../../lib/config";
-import { customizeArgs } from "../../lib/customized-image";
-import { readProfile } from "../../lib/profile";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { customizeArgs } from "../../lib/constructs/customized-image";
+import { readProfile } from "../../lib/config/profile";
 import { fixtureImage } from "../../testkit/fixture-image";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
@@ -20,7 +20,7 @@ describe("customize the cloud image offline with a profile", () => {
   let base: string;
   let baseSha256: string;
   const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
-  // What the stack passes the script: the profile resolved by lib/profile.ts for the image's release.
+  // What the stack passes the script: the profile resolved by lib/config/profile.ts for the image's release.
   const customize = (profilesDir: string, profile: string, output: string) =>
     customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output);
 

@@ -4,9 +4,9 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
-import { planStack } from "../../lib/engine";
-import { renderPlanSummary } from "../../lib/plan-summary";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { planStack } from "../../lib/plan/engine";
+import { renderPlanSummary } from "../../lib/plan/plan-summary";
 import { stringify } from "yaml";
 import { LabWorkspace } from "../../testkit/cdktf-cli";
 import { planChanges } from "../../testkit/engine";

@@ -5,9 +5,9 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
-import { customizeArgs } from "../../lib/customized-image";
-import { readProfile } from "../../lib/profile";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { customizeArgs } from "../../lib/constructs/customized-image";
+import { readProfile } from "../../lib/config/profile";
 import { acquireFixtureBase } from "../../testkit/fixture-image";
 import { installedPackages, runScript, runScriptAsync, withImageRoot } from "../../testkit/image";
 import { hostLeftovers } from "../../testkit/libvirt";

@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 import { fixtureImage } from "../../testkit/fixture-image";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { testLab } from "../../testkit/lab-yaml";

@@ -6,7 +6,7 @@ import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 
 const SCRIPTS = path.join(PROJECT_DIR, "scripts");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-metal-scripts-"));

@@ -9,7 +9,7 @@ import * as http from "http";
 import { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
 
 const GITLAB_CI_LOCAL = path.join(PROJECT_DIR, "node_modules", ".bin", "gitlab-ci-local");

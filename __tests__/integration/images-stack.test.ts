@@ -3,7 +3,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
 
 const VMS = [{ name: "a" }, { name: "b", profile: "metal" }];

@@ -4,7 +4,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 import { LabWorkspace } from "../../testkit/cdktf-cli";
 import { planChanges, synthLabToDir } from "../../testkit/engine";
 import { testLab, writeLab } from "../../testkit/lab-yaml";

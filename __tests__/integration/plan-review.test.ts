@@ -1,4 +1,4 @@
-// Plan review: `npm run plan` (bin/plan.ts, lib/plan-summary.ts) and the `btw`
+// Plan review: `npm run plan` (bin/plan.ts, lib/plan/plan-summary.ts) and the `btw`
 // CLI, on labs in temporary folders with the real engine. Nothing is deployed:
 // the "already built" state is recorded by applying the image steps with their
 // host scripts removed, and libvirt is only read.
@@ -8,9 +8,9 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { App, LocalBackend } from "../../lib/cdk";
-import { parseConfig, PROJECT_DIR } from "../../lib/config";
-import { runEngine } from "../../lib/engine";
-import { hasChanges, PlanJson, renderPlanSummary } from "../../lib/plan-summary";
+import { parseConfig, PROJECT_DIR } from "../../lib/config/config";
+import { runEngine } from "../../lib/plan/engine";
+import { hasChanges, PlanJson, renderPlanSummary } from "../../lib/plan/plan-summary";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
 
@@ -40,7 +40,7 @@ function planCli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
   return run(TS_NODE, ["--transpile-only", "bin/plan.ts", ...args], env);
 }
 
-/** lib/engine.ts's planStack, with extra plan arguments (-target). */
+/** lib/plan/engine.ts's planStack, with extra plan arguments (-target). */
 function enginePlan(stackDir: string, args: string[] = []): PlanJson {
   runEngine(stackDir, ["init", "-input=false", "-no-color"]);
   runEngine(stackDir, ["plan", "-input=false", "-no-color", ...args, "-out=plan.tfplan"]);

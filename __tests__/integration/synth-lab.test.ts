@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
+import { PROJECT_DIR } from "../../lib/config/config";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
 
 type TfJson = { terraform: { required_providers: Record<string, { source: string; version: string }> }; resource: Record<string, Record<string, any>> };

@@ -4,8 +4,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config";
-import { stackWorkingDirs } from "../../lib/synth-output";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { stackWorkingDirs } from "../../lib/plan/synth-output";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
 
 const tmpDirs: string[] = [];

@@ -2,8 +2,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { ConfigError, DEFAULT_CONFIG_PATH, LoadOptions, loadConfig, parseConfig } from "../../lib/config";
-import { HostNetworks, parseRoutes } from "../../lib/host-network";
+import { ConfigError, DEFAULT_CONFIG_PATH, LoadOptions, loadConfig, parseConfig } from "../../lib/config/config";
+import { HostNetworks, parseRoutes } from "../../lib/config/host-network";
 import { testLab } from "../../testkit/lab-yaml";
 
 function problemsOf(text: string, options: LoadOptions = {}): string {

@@ -2,8 +2,8 @@
 // and what the config refuses.
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { ConfigError, parseConfig } from "../../lib/config";
-import { renderSeed } from "../../lib/seed";
+import { ConfigError, parseConfig } from "../../lib/config/config";
+import { renderSeed } from "../../lib/config/seed";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";

@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { parseConfig, PROJECT_DIR } from "../../lib/config";
+import { parseConfig, PROJECT_DIR } from "../../lib/config/config";
 import { ImagesStack } from "../../stacks/images-stack";
 import { testLab } from "../../testkit/lab-yaml";
 import { synthStack } from "../helpers/synth-stack";

@@ -6,8 +6,8 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { parseConfig } from "../../lib/config";
-import { checksumFor, ImageChecksumError, resolveImageChecksum } from "../../lib/image-release";
+import { parseConfig } from "../../lib/config/config";
+import { checksumFor, ImageChecksumError, resolveImageChecksum } from "../../lib/config/image-release";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
 

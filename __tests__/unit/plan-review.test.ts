@@ -1,7 +1,7 @@
-// Plan review: the Markdown summary (lib/plan-summary.ts) of a plan, rendered
+// Plan review: the Markdown summary (lib/plan/plan-summary.ts) of a plan, rendered
 // from plan JSON written here; the real engine's plans are in
 // __tests__/integration/plan-review.test.ts.
-import { imageStepRun, renderPlanSummary, ResourceChange } from "../../lib/plan-summary";
+import { imageStepRun, renderPlanSummary, ResourceChange } from "../../lib/plan/plan-summary";
 
 // Stands for a password or token in user-data: no summary may hold it.
 const SECRET = "s3cr3t-7f3a9c";

@@ -5,10 +5,10 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { ConfigError, parseConfig, PROJECT_DIR } from "../../lib/config";
-import { customizeArgs } from "../../lib/customized-image";
-import { scriptHash, scriptParts, SCRIPTS_DIR } from "../../lib/host-step";
-import { listProfiles, readProfile, validateProfileFolder } from "../../lib/profile";
+import { ConfigError, parseConfig, PROJECT_DIR } from "../../lib/config/config";
+import { customizeArgs } from "../../lib/constructs/customized-image";
+import { scriptHash, scriptParts, SCRIPTS_DIR } from "../../lib/constructs/host-step";
+import { listProfiles, readProfile, validateProfileFolder } from "../../lib/config/profile";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
 

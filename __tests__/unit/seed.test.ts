@@ -1,7 +1,7 @@
 // Rendering a machine's cloud-init NoCloud data from the lab config.
 import { parse, stringify } from "yaml";
-import { parseConfig } from "../../lib/config";
-import { renderSeed } from "../../lib/seed";
+import { parseConfig } from "../../lib/config/config";
+import { renderSeed } from "../../lib/config/seed";
 import { testLab } from "../../testkit/lab-yaml";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtwImgTestKeyOnlyForTests admin@example";

@@ -1,9 +1,9 @@
-// Each lab synthesizes into its own folder <outdir>/labs/<name> (lib/synth-output.ts),
+// Each lab synthesizes into its own folder <outdir>/labs/<name> (lib/plan/synth-output.ts),
 // and <outdir>/manifest.json points cdktf commands given outdir at the last lab.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { labOutdir, publishLabManifest, relocateManifest, stackWorkingDirs, SynthManifest } from "../../lib/synth-output";
+import { labOutdir, publishLabManifest, relocateManifest, stackWorkingDirs, SynthManifest } from "../../lib/plan/synth-output";
 
 const tmpDirs: string[] = [];
 function tmpDir(): string {

@@ -4,7 +4,7 @@
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
-import { TerraformData } from "./cdk";
+import { TerraformData } from "../cdk";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, scriptHash } from "./host-step";
 

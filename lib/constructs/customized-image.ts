@@ -1,15 +1,15 @@
 // Customize offline: apply a profile to the cloud image in a chroot
-// (scripts/customize-image.sh). The profile is resolved here (lib/profile.ts);
+// (scripts/customize-image.sh). The profile is resolved here (lib/config/profile.ts);
 // the script gets its layers and packages as arguments. The output path carries
 // the hash of every input (the base image by content, not URL), so an unchanged
 // profile on an unchanged image is never rebuilt.
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
-import { TerraformData } from "./cdk";
+import { TerraformData } from "../cdk";
 import { CloudImage } from "./cloud-image";
 import { hostStep, scriptHash } from "./host-step";
-import { ProfileInfo, readProfile } from "./profile";
+import { ProfileInfo, readProfile } from "../config/profile";
 
 const SCRIPT = "customize-image.sh";
 

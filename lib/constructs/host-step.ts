@@ -4,9 +4,9 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { Construct } from "constructs";
-import { ITerraformDependable, TerraformData } from "./cdk";
-import { PROJECT_DIR } from "./config";
-import { terraformLiterals } from "./terraform-string";
+import { ITerraformDependable, TerraformData } from "../cdk";
+import { PROJECT_DIR } from "../config/config";
+import { terraformLiterals } from "../terraform-string";
 
 export const SCRIPTS_DIR = path.join(PROJECT_DIR, "scripts");
 

@@ -2,8 +2,8 @@
 // existing libvirt network or host bridge we only attach to (Preflight
 // checks that it exists).
 import { Construct } from "constructs";
-import { ITerraformDependable, Network } from "./cdk";
-import { NetworkConfig } from "./config";
+import { ITerraformDependable, Network } from "../cdk";
+import { NetworkConfig } from "../config/config";
 
 export interface LabNetworkProps {
   network: NetworkConfig;

@@ -1,12 +1,12 @@
 // What libvirt holds of a lab VM: a copy-on-write overlay on the base volume of
 // its image, its seed ISO as a volume, and the domain that boots from both.
 import { Construct } from "constructs";
-import { Domain, ITerraformDependable, resourceAddress, Volume } from "./cdk";
-import { LabConfig, VmConfig } from "./config";
+import { Domain, ITerraformDependable, resourceAddress, Volume } from "../cdk";
+import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { NetworkAttachment } from "./lab-network";
 import { LabStorage } from "./lab-storage";
-import { vmNames } from "./names";
+import { vmNames } from "../config/names";
 import { SeedDisk } from "./seed-disk";
 
 export interface VmDomainProps {

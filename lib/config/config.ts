@@ -7,7 +7,7 @@ import { z } from "zod";
 import { collidingRoute, formatIpv4Net, HostNetworks, ipv4Number, netContains, parseIpv4Net, thisHost } from "./host-network";
 import { ProfileError, readProfile } from "./profile";
 
-export const PROJECT_DIR = path.resolve(__dirname, "..");
+export const PROJECT_DIR = path.resolve(__dirname, "..", "..");
 export const DEFAULT_CONFIG_PATH = path.join(PROJECT_DIR, "lab.yaml");
 
 export class ConfigError extends Error {
@@ -297,7 +297,7 @@ export interface PxeConfig {
   /** Without it, the server is a proxy DHCP beside the LAN's own DHCP server. */
   dhcpRange?: string;
   httpPort: number;
-  /** Holds each lab's server folder (lib/names.ts). */
+  /** Holds each lab's server folder (lib/config/names.ts). */
   stateDir: string;
 }
 

@@ -1,13 +1,13 @@
 // Acquire: download the Debian cloud image, verify its SHA512, convert it to
 // qcow2 and cache it by checksum (scripts/prepare-cloud-img.sh). The checksum
-// is read at synth time (lib/image-release.ts) and handed to the script, so
+// is read at synth time (lib/config/image-release.ts) and handed to the script, so
 // the plan names the image and the deploy fetches exactly that one.
 import * as crypto from "crypto";
 import * as path from "path";
 import { Construct, IConstruct } from "constructs";
-import { ITerraformDependable, TerraformData } from "./cdk";
+import { ITerraformDependable, TerraformData } from "../cdk";
 import { hostStep, scriptCommand, shellQuote } from "./host-step";
-import { ImageChecksum, resolveImageChecksum } from "./image-release";
+import { ImageChecksum, resolveImageChecksum } from "../config/image-release";
 
 export interface CloudImageProps {
   url: string;

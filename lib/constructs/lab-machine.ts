@@ -2,13 +2,13 @@
 // overlay disk, seed volume, domain) and the wait until cloud-init is done in it
 // (CloudInitReadiness).
 import { Construct } from "constructs";
-import { Domain, ITerraformDependable, MAIN_CHILD_ID, TerraformData, TerraformOutput } from "./cdk";
+import { Domain, ITerraformDependable, MAIN_CHILD_ID, TerraformData, TerraformOutput } from "../cdk";
 import { CloudInitReadiness } from "./cloud-init-readiness";
-import { LabConfig, VmConfig } from "./config";
+import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { LabStorage } from "./lab-storage";
 import { NetworkAttachment } from "./lab-network";
-import { vmNames } from "./names";
+import { vmNames } from "../config/names";
 import { SeedDisk } from "./seed-disk";
 import { VmDomain } from "./vm-domain";
 

@@ -148,8 +148,8 @@ interface ImageStepType {
   firstRun: string;
 }
 
-// terraform_data names are `<construct path>_<step>_<hash>`, see lib/cloud-image.ts,
-// lib/customized-image.ts and lib/lab-machine.ts (lib/image-pipeline.ts's construct
+// terraform_data names are `<construct path>_<step>_<hash>`, see lib/constructs/cloud-image.ts,
+// lib/constructs/customized-image.ts and lib/constructs/lab-machine.ts (lib/constructs/image-pipeline.ts's construct
 // is named "Default", which the names leave out).
 const IMAGE_STEP_TYPES: ImageStepType[] = [
   {

@@ -1,14 +1,14 @@
-// A lab VM's cloud-init seed: NoCloud data rendered from the config (lib/seed.ts)
+// A lab VM's cloud-init seed: NoCloud data rendered from the config (lib/config/seed.ts)
 // into an ISO in the cache (scripts/make-seed-iso.sh), checked against the image
-// it will boot. A new seed means a new VM (lib/vm-domain.ts).
+// it will boot. A new seed means a new VM (lib/constructs/vm-domain.ts).
 import * as path from "path";
 import { Construct } from "constructs";
-import { ITerraformDependable, MAIN_CHILD_ID, TerraformData } from "./cdk";
-import { LabConfig, VmConfig } from "./config";
+import { ITerraformDependable, MAIN_CHILD_ID, TerraformData } from "../cdk";
+import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, shellQuote } from "./host-step";
-import { vmNames } from "./names";
-import { renderSeed } from "./seed";
+import { vmNames } from "../config/names";
+import { renderSeed } from "../config/seed";
 
 export interface SeedDiskProps {
   lab: LabConfig;

@@ -3,7 +3,7 @@
 // (scripts/capture-partitions.sh). Captured again only when the image changed.
 import * as path from "path";
 import { Construct } from "constructs";
-import { TerraformData } from "./cdk";
+import { TerraformData } from "../cdk";
 import { CustomizedImage } from "./customized-image";
 import { hostStep } from "./host-step";
 

@@ -1,8 +1,8 @@
 // Checks what the lab needs from the host before anything is created:
 // libvirtd answers, attached networks/bridges exist, firmware files exist.
 import { Construct } from "constructs";
-import { TerraformData } from "./cdk";
-import { LabConfig } from "./config";
+import { TerraformData } from "../cdk";
+import { LabConfig } from "../config/config";
 import { hostStep } from "./host-step";
 
 export interface PreflightProps {

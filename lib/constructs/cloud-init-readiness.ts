@@ -1,10 +1,10 @@
 // A lab VM is ready when cloud-init is done in it (scripts/wait-for-cloud-init.sh):
 // the apply fails when it fails or does not finish in readiness.timeout.
 import { Construct } from "constructs";
-import { Domain, MAIN_CHILD_ID, TerraformData } from "./cdk";
-import { LabConfig, VmConfig } from "./config";
+import { Domain, MAIN_CHILD_ID, TerraformData } from "../cdk";
+import { LabConfig, VmConfig } from "../config/config";
 import { hostStep } from "./host-step";
-import { vmNames } from "./names";
+import { vmNames } from "../config/names";
 
 export interface CloudInitReadinessProps {
   lab: LabConfig;

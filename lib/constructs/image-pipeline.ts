@@ -3,9 +3,9 @@
 // Every stack that needs images has its own instance (a stack must deploy
 // alone); they share work through the content-addressed cache.
 import { Construct } from "constructs";
-import { ITerraformDependable } from "./cdk";
+import { ITerraformDependable } from "../cdk";
 import { CloudImage } from "./cloud-image";
-import { LabConfig } from "./config";
+import { LabConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { PartitionCapture } from "./partition-capture";
 

@@ -6,13 +6,13 @@
 // <stateDir>.records, so a changed seed or image never restores a machine again.
 import * as crypto from "crypto";
 import { Construct } from "constructs";
-import { TerraformData } from "./cdk";
-import { LabConfig } from "./config";
+import { TerraformData } from "../cdk";
+import { LabConfig } from "../config/config";
 import { DeployEnvironment } from "./deploy-environment";
 import { hostStep, scriptCommand } from "./host-step";
-import { pxeRecordsDir, pxeServerDir } from "./names";
+import { pxeRecordsDir, pxeServerDir } from "../config/names";
 import { PartitionCapture } from "./partition-capture";
-import { renderSeed } from "./seed";
+import { renderSeed } from "../config/seed";
 
 export interface PxeServerProps {
   lab: LabConfig;

@@ -2,9 +2,9 @@
 // get copy-on-write overlays on top of these.
 import * as path from "path";
 import { Construct } from "constructs";
-import { ITerraformDependable, Pool, resourceAddress, Volume } from "./cdk";
+import { ITerraformDependable, Pool, resourceAddress, Volume } from "../cdk";
 import { CustomizedImage } from "./customized-image";
-import { baseVolumeName, poolName } from "./names";
+import { baseVolumeName, poolName } from "../config/names";
 
 export interface LabStorageProps {
   labName: string;
