@@ -15,7 +15,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../lib/config/config";
 import { customizeArgs } from "../lib/constructs/customized-image";
-import { scriptCommand } from "../lib/constructs/host-step";
+import { scriptCommand, SCRIPTS_DIR } from "../lib/constructs/host-step";
 import { readProfile } from "../lib/config/profile";
 import { customizedTestImage } from "../testkit/baremetal";
 import { LabWorkspace } from "../testkit/cdktf-cli";
@@ -81,7 +81,7 @@ async function benchImage(): Promise<void> {
     );
     const cache = path.join(work, "cache");
     const link = path.join(work, "base.qcow2");
-    const acquire = `sh ${PROJECT_DIR}/scripts/prepare-cloud-img.sh --url ${url} --sha512 ${fixture.sha512} --checksums ${sums} --cache-dir ${cache} --link ${link}`;
+    const acquire = `sh ${SCRIPTS_DIR}/prepare-cloud-img.sh --url ${url} --sha512 ${fixture.sha512} --checksums ${sums} --cache-dir ${cache} --link ${link}`;
     const first = timed("acquire with prepare-cloud-img.sh", () => sh(acquire));
     addRow("acquire: prepare-cloud-img.sh vs by hand", first, baseline);
     const again = timed("acquire again, no change", () => sh(acquire));
@@ -127,7 +127,7 @@ async function benchBaremetal(): Promise<void> {
   try {
     const artifacts = path.join(work, "artifacts");
     const capture = timed("capture-partitions.sh", () =>
-      sh(`sh ${PROJECT_DIR}/scripts/capture-partitions.sh --image ${image} --output-dir ${artifacts} --profile minimal`),
+      sh(`sh ${SCRIPTS_DIR}/capture-partitions.sh --image ${image} --output-dir ${artifacts} --profile minimal`),
     );
     const raw = path.join(work, "disk.raw");
     execFileSync("qemu-img", ["convert", "-O", "raw", image, raw]);
@@ -136,7 +136,7 @@ async function benchBaremetal(): Promise<void> {
     const manifest = JSON.parse(fs.readFileSync(path.join(artifacts, "manifest.json"), "utf8"));
     const artifactBytes = manifest.partitions.reduce((sum: number, p: any) => sum + p.artifact_size, 0);
     const partitionBytes = manifest.partitions.reduce((sum: number, p: any) => sum + p.size_bytes, 0);
-    const rootUsed = Number(execFileSync("sh", ["-c", `. ${PROJECT_DIR}/scripts/lib/image-mount.sh; l=$(attach_loop ${raw} ro); r=$(root_partition $l); dumpe2fs -h $r 2>/dev/null | awk -F: '/^Block count/{c=$2} /^Free blocks/{f=$2} /^Block size/{b=$2} END{print (c-f)*b}'; losetup -d $l`], { encoding: "utf8" }).trim());
+    const rootUsed = Number(execFileSync("sh", ["-c", `. ${SCRIPTS_DIR}/lib/image-mount.sh; l=$(attach_loop ${raw} ro); r=$(root_partition $l); dumpe2fs -h $r 2>/dev/null | awk -F: '/^Block count/{c=$2} /^Free blocks/{f=$2} /^Block size/{b=$2} END{print (c-f)*b}'; losetup -d $l`], { encoding: "utf8" }).trim());
     addRow("artifact bytes vs used bytes (root file system)", artifactBytes, rootUsed, mib);
     addRow("artifact bytes vs raw partition sizes", artifactBytes, partitionBytes, mib);
   } finally {

@@ -1,6 +1,6 @@
 // Customizes one profile of the lab config (lab.yaml or BTW_CONFIG) from a base
 // image, as the stacks' customize step does: lib/config/profile.ts resolves the profile
-// for the lab's release and scripts/customize-image.sh applies it. For the CI
+// for the lab's release and scripts/steps/customize-image.sh applies it. For the CI
 // image jobs and for building an image by hand (as root):
 //   ts-node --transpile-only bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2
 import { spawnSync } from "child_process";

@@ -1,5 +1,5 @@
 // `btw metal reinstall NAME`: the bare-metal machine NAME of the lab config is
-// restored again at its next network boot (scripts/pxe-server.sh reinstall).
+// restored again at its next network boot (scripts/steps/pxe-server.sh reinstall).
 import { spawnSync } from "child_process";
 import * as path from "path";
 import { ConfigError, loadConfig } from "../lib/config/config";

@@ -1,4 +1,4 @@
-// Runs the real engine (terraform or tofu, chosen by scripts/setup-host.sh)
+// Runs the real engine (terraform or tofu, chosen by scripts/host/setup-host.sh)
 // on a stack synthesized into a temporary folder.
 import * as fs from "fs";
 import * as os from "os";

@@ -7,7 +7,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../lib/config/config";
+import { SCRIPTS_DIR } from "../lib/constructs/host-step";
 import { forceCleanup } from "./libvirt";
 
 export interface Held {
@@ -30,7 +30,7 @@ const recordsDir = () => process.env.BTW_HELD_DIR;
 export function releaseHeld(held: Held): void {
   for (const prefix of held.libvirtPrefixes ?? []) forceCleanup(prefix);
   for (const stateDir of held.pxeStateDirs ?? []) {
-    spawnSync("sh", [path.join(PROJECT_DIR, "scripts", "pxe-server.sh"), "stop", "--state-dir", stateDir], { stdio: "ignore" });
+    spawnSync("sh", [path.join(SCRIPTS_DIR, "pxe-server.sh"), "stop", "--state-dir", stateDir], { stdio: "ignore" });
   }
   for (const pidFile of held.pidFiles ?? []) {
     if (!fs.existsSync(pidFile)) continue;

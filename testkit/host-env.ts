@@ -1,4 +1,4 @@
-// The environment scripts/setup-host.sh writes to .btw/env.sh (engine, CLI
+// The environment scripts/host/setup-host.sh writes to .btw/env.sh (engine, CLI
 // config with the provider mirror, cache folder), for runs that were not
 // started with it sourced (`npm run test:integration`, a bare `npx jest`).
 import { execFileSync } from "child_process";

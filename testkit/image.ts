@@ -4,7 +4,7 @@ import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../lib/config/config";
+import { SCRIPTS_DIR } from "../lib/constructs/host-step";
 
 export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-inspect-"));
@@ -15,7 +15,7 @@ export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T
   let mounted = false;
   try {
     execFileSync("qemu-img", ["convert", "-O", "raw", qcow2, raw]);
-    const lib = path.join(PROJECT_DIR, "scripts", "lib", "image-mount.sh");
+    const lib = path.join(SCRIPTS_DIR, "lib", "image-mount.sh");
     loop = execFileSync("sh", ["-c", `. ${lib}; attach_loop "$1" ro`, "sh", raw], { encoding: "utf8" }).trim();
     const part = execFileSync("sh", ["-c", `. ${lib}; root_partition "$1"`, "sh", loop], { encoding: "utf8" }).trim();
     execFileSync("mount", ["-o", "ro,noload", part, root]);
@@ -46,7 +46,7 @@ export interface ScriptRun {
 }
 
 export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}): ScriptRun {
-  const result = spawnSync("sh", [path.join(PROJECT_DIR, "scripts", script), ...args], {
+  const result = spawnSync("sh", [path.join(SCRIPTS_DIR, script), ...args], {
     encoding: "utf8",
     env: { ...process.env, ...env },
     timeout: 1_200_000,
@@ -58,7 +58,7 @@ export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv
 /** Runs a script without blocking the test, so several can run at once. */
 export function runScriptAsync(script: string, args: string[]): Promise<ScriptRun> {
   return new Promise((resolve) => {
-    const child = spawn("sh", [path.join(PROJECT_DIR, "scripts", script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("sh", [path.join(SCRIPTS_DIR, script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -69,7 +69,7 @@ export function runScriptAsync(script: string, args: string[]): Promise<ScriptRu
 /** Starts a script and sends it a signal once its output contains a marker. */
 export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals): Promise<ScriptRun> {
   return new Promise((resolve) => {
-    const child = spawn("sh", [path.join(PROJECT_DIR, "scripts", script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("sh", [path.join(SCRIPTS_DIR, script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     let sent = false;
     const onData = (chunk: Buffer) => {

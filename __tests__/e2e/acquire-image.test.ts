@@ -6,8 +6,8 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { PROJECT_DIR } from "../../lib/config/config";
 import { checksumFor } from "../../lib/config/image-release";
+import { SCRIPTS_DIR } from "../../lib/constructs/host-step";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { runScript } from "../../testkit/image";
 
@@ -82,7 +82,7 @@ describe("acquire the cloud image", () => {
     expect(files(cache).filter((f) => /\.part$|\.tmp|\.partial/.test(f))).toEqual([]);
     // What synth asks when SHA512SUMS cannot be read: the image a link points at.
     const printAcquired = (link: string) =>
-      execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
+      execFileSync("sh", [path.join(SCRIPTS_DIR, "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
     expect(printAcquired(path.join(cache, "current.qcow2")).trim()).toBe(sha512(path.join(root, "good", ARCHIVE)));
     expect(printAcquired(path.join(cache, "none.qcow2"))).toBe("");
   });

@@ -8,12 +8,15 @@ import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config/config";
 
-const SCRIPTS = path.join(PROJECT_DIR, "scripts");
+// The scripts under test: PXE server (a host step), cache purge (host upkeep), and
+// what the deploy environment runs on the machine.
+const SCRIPT_DIRS = ["scripts/steps", "scripts/host", "deploy-env"].map((dir) => path.join(PROJECT_DIR, dir));
+const scriptPath = (script: string) => SCRIPT_DIRS.map((dir) => path.join(dir, script)).find((file) => fs.existsSync(file)) ?? script;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-metal-scripts-"));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function run(script: string, args: string[], env: Record<string, string> = {}) {
-  const result = spawnSync("sh", [path.join(SCRIPTS, script), ...args], { encoding: "utf8", env: { ...process.env, ...env } });
+  const result = spawnSync("sh", [scriptPath(script), ...args], { encoding: "utf8", env: { ...process.env, ...env } });
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
@@ -361,7 +364,7 @@ describe("disk-links.sh: udev's by-id and by-path names from sysfs", () => {
     fs.mkdirSync(applets);
     const busybox = execFileSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).trim();
     for (const applet of execFileSync(busybox, ["--list"], { encoding: "utf8" }).split("\n").filter(Boolean)) fs.symlinkSync(busybox, path.join(applets, applet));
-    const result = spawnSync(busybox, ["sh", path.join(SCRIPTS, "disk-links.sh"), "--sys", sys, "--dev", dev], { encoding: "utf8", env: { PATH: applets } });
+    const result = spawnSync(busybox, ["sh", scriptPath("disk-links.sh"), "--sys", sys, "--dev", dev], { encoding: "utf8", env: { PATH: applets } });
     expect(result.stderr).not.toMatch(/not found|invalid/);
     expect(result.status).toBe(0);
     const links = (kind: string) =>

@@ -59,8 +59,8 @@ async function jobNames(variables: Record<string, string>, unset: string[] = [])
 }
 
 describe("GitHub workflows", () => {
-  test("pr.yml and main.yml pass actionlint (built by scripts/install-ci-tools.sh)", () => {
-    const toolsDir = execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "install-ci-tools.sh")], { encoding: "utf8", timeout: 600_000 }).trim();
+  test("pr.yml and main.yml pass actionlint (built by scripts/host/install-ci-tools.sh)", () => {
+    const toolsDir = execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "host", "install-ci-tools.sh")], { encoding: "utf8", timeout: 600_000 }).trim();
     const workflows = ["pr.yml", "main.yml"].map((file) => path.join(".github", "workflows", file));
     let output = "";
     try {

@@ -2,7 +2,7 @@
 // the one place that resolves them: it checks each folder's layout, follows
 // `extends` (parent first), refuses cycles and releases a chain does not
 // support, reads the package lists and fingerprints the files.
-// scripts/customize-image.sh applies the result: the chain's folders as layers
+// scripts/steps/customize-image.sh applies the result: the chain's folders as layers
 // and the package list, as arguments.
 import * as crypto from "crypto";
 import * as fs from "fs";

@@ -1,5 +1,5 @@
 // Acquire: download the Debian cloud image, verify its SHA512, convert it to
-// qcow2 and cache it by checksum (scripts/prepare-cloud-img.sh). The checksum
+// qcow2 and cache it by checksum (scripts/steps/prepare-cloud-img.sh). The checksum
 // is read at synth time (lib/config/image-release.ts) and handed to the script, so
 // the plan names the image and the deploy fetches exactly that one.
 import * as crypto from "crypto";

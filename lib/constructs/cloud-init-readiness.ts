@@ -1,4 +1,4 @@
-// A lab VM is ready when cloud-init is done in it (scripts/wait-for-cloud-init.sh):
+// A lab VM is ready when cloud-init is done in it (scripts/steps/wait-for-cloud-init.sh):
 // the apply fails when it fails or does not finish in readiness.timeout.
 import { Construct } from "constructs";
 import { Domain, MAIN_CHILD_ID, TerraformData } from "../cdk";

@@ -1,5 +1,5 @@
 // Customize offline: apply a profile to the cloud image in a chroot
-// (scripts/customize-image.sh). The profile is resolved here (lib/config/profile.ts);
+// (scripts/steps/customize-image.sh). The profile is resolved here (lib/config/profile.ts);
 // the script gets its layers and packages as arguments. The output path carries
 // the hash of every input (the base image by content, not URL), so an unchanged
 // profile on an unchanged image is never rebuilt.
@@ -22,7 +22,7 @@ export interface CustomizedImageProps {
   cacheDir: string;
 }
 
-/** The arguments of scripts/customize-image.sh that build `profile` (resolved for `release`) from `base` into `output`. */
+/** The arguments of scripts/steps/customize-image.sh that build `profile` (resolved for `release`) from `base` into `output`. */
 export function customizeArgs(profile: ProfileInfo, release: string, base: string, output: string): string[] {
   return [
     "--base",

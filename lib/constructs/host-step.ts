@@ -8,7 +8,8 @@ import { ITerraformDependable, TerraformData } from "../cdk";
 import { PROJECT_DIR } from "../config/config";
 import { terraformLiterals } from "../terraform-string";
 
-export const SCRIPTS_DIR = path.join(PROJECT_DIR, "scripts");
+/** The host steps the stacks run (scripts/steps); scripts/host sets the host up, deploy-env/ runs on machines being deployed. */
+export const SCRIPTS_DIR = path.join(PROJECT_DIR, "scripts", "steps");
 
 export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;

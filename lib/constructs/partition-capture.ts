@@ -1,6 +1,6 @@
 // Bare-metal artifacts of a customized image: partclone images of its
 // partitions, its partition table and boot code, and a manifest
-// (scripts/capture-partitions.sh). Captured again only when the image changed.
+// (scripts/steps/capture-partitions.sh). Captured again only when the image changed.
 import * as path from "path";
 import { Construct } from "constructs";
 import { TerraformData } from "../cdk";

@@ -1,4 +1,4 @@
-// The PXE deploy server of the bare-metal machines (scripts/pxe-server.sh):
+// The PXE deploy server of the bare-metal machines (scripts/steps/pxe-server.sh):
 // dnsmasq bound to one bridge plus an HTTP server for iPXE scripts, the deploy
 // environment, the captured artifacts and each machine's cloud-init seed.
 // Destroying it (also each time its triggers replace it) stops both daemons and

@@ -1,5 +1,5 @@
 // A lab VM's cloud-init seed: NoCloud data rendered from the config (lib/config/seed.ts)
-// into an ISO in the cache (scripts/make-seed-iso.sh), checked against the image
+// into an ISO in the cache (scripts/steps/make-seed-iso.sh), checked against the image
 // it will boot. A new seed means a new VM (lib/constructs/vm-domain.ts).
 import * as path from "path";
 import { Construct } from "constructs";

@@ -1,4 +1,4 @@
-// Runs the engine that scripts/setup-host.sh chose (TERRAFORM_BINARY_NAME, with
+// Runs the engine that scripts/host/setup-host.sh chose (TERRAFORM_BINARY_NAME, with
 // the CLI config of the local provider mirror) on a synthesized stack folder.
 import { spawnSync } from "child_process";
 import * as path from "path";

@@ -250,7 +250,7 @@ function cloudConfigChange(before: unknown, after: unknown): string {
 
 function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown, sensitive: boolean): string[] {
   const now = after === UNKNOWN ? "(known after apply)" : code(String(after));
-  if (key === "script_sha256") return [`${code(`scripts/${type.script}`)} changed`];
+  if (key === "script_sha256") return [`${code(`scripts/steps/${type.script}`)} changed`];
   switch (`${type.kind}.${key}`) {
     case "acquire.url":
       return [`image URL changed: ${code(String(before))} → ${now}`];

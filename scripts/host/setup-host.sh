@@ -15,7 +15,7 @@ while [ $# -gt 0 ]; do
 done
 
 log() { [ -n "$quiet" ] || echo "setup-host: $*" >&2; }
-project_dir=$(cd "$(dirname "$0")/.." && pwd)
+project_dir=$(cd "$(dirname "$0")/../.." && pwd)
 cache_dir=${BTW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/btw-img}
 state_dir="$project_dir/.btw"
 mkdir -p "$cache_dir" "$state_dir"
@@ -38,7 +38,7 @@ fi
 mkdir -p "$state_dir/state" "$project_dir/cdktf.out"
 chmod 700 "$state_dir/state" "$project_dir/cdktf.out"
 
-# scripts/host-requirements.txt is the one list of what the host must have.
+# scripts/host/host-requirements.txt is the one list of what the host must have.
 requirements="$project_dir/scripts/host-requirements.txt"
 requirement_lines() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$requirements"; }
 packages=$(requirement_lines | awk '{ print $2 }' | sort -u)
@@ -98,12 +98,12 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund >&2
 fi
 
-engine_env=$(sh scripts/install-engine.sh --cache-dir "$cache_dir")
-sh scripts/install-libvirt-provider.sh --cache-dir "$cache_dir" --cli-config "$state_dir/terraformrc"
+engine_env=$(sh scripts/host/install-engine.sh --cache-dir "$cache_dir")
+sh scripts/host/install-libvirt-provider.sh --cache-dir "$cache_dir" --cli-config "$state_dir/terraformrc"
 
 eval "$engine_env"
 cat > "$state_dir/env.sh.$$.tmp" <<ENV
-# Written by scripts/setup-host.sh; sourced by the npm scripts.
+# Written by scripts/host/setup-host.sh; sourced by the npm scripts.
 export BTW_CACHE_DIR="$cache_dir"
 export TF_CLI_CONFIG_FILE="$state_dir/terraformrc"
 export TERRAFORM_BINARY_NAME="$BTW_ENGINE_BIN"

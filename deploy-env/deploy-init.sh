@@ -1,5 +1,5 @@
 #!/bin/sh
-# /init of the deploy environment (scripts/build-deploy-initramfs.sh): bring
+# /init of the deploy environment (scripts/steps/build-deploy-initramfs.sh): bring
 # up the NIC that PXE-booted, restore the image onto the disk with
 # restore-disk.sh, report to the PXE server, then reboot into the disk.
 # A restore happens once: when "done" does not reach the server, the machine

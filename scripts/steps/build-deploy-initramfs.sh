@@ -18,8 +18,12 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
 # Host programs copied with their shared libraries.
 PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs"
 
-scripts_dir=$(cd "$(dirname "$0")" && pwd)
-. "$scripts_dir/lib/image-mount.sh"
+. "$(dirname "$0")/lib/image-mount.sh"
+# What runs on the machine being deployed (deploy-env/): named here as written, so
+# the step's script hash (lib/constructs/host-step.ts) covers them.
+restore_disk=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-disk.sh")
+disk_links=$(readlink -f "$(dirname "$0")/../../deploy-env/disk-links.sh")
+deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
 own_mount_namespace "$@"
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -157,8 +161,8 @@ for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_
 done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
-cp "$scripts_dir/restore-disk.sh" "$scripts_dir/disk-links.sh" "$root/usr/bin/"
-cp "$scripts_dir/deploy-init.sh" "$root/init"
+cp "$restore_disk" "$disk_links" "$root/usr/bin/"
+cp "$deploy_init" "$root/init"
 chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh" "$root/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
 # The machine's clock may be anything before NTP: e2fsck must not stop on it.

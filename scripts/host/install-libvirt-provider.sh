@@ -48,7 +48,7 @@ fi
 
 mkdir -p "$(dirname "$cli_config")"
 cat > "$cli_config.tmp" <<CONFIG
-# Written by scripts/install-libvirt-provider.sh: libvirt comes from the local mirror.
+# Written by scripts/host/install-libvirt-provider.sh: libvirt comes from the local mirror.
 plugin_cache_dir = "$cache_dir/plugin-cache"
 disable_checkpoint = true
 provider_installation {
