@@ -39,7 +39,7 @@ mkdir -p "$state_dir/state" "$project_dir/cdktf.out"
 chmod 700 "$state_dir/state" "$project_dir/cdktf.out"
 
 # scripts/host/host-requirements.txt is the one list of what the host must have.
-requirements="$project_dir/scripts/host-requirements.txt"
+requirements="$project_dir/scripts/host/host-requirements.txt"
 requirement_lines() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$requirements"; }
 packages=$(requirement_lines | awk '{ print $2 }' | sort -u)
 
