@@ -9,6 +9,13 @@
 #   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=reboot|poweroff]
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
+# Only as the deploy environment's /init (process 1): run anywhere else it would
+# mount over that system's /proc, /dev, /tmp and /run and reboot it.
+if [ "$$" -ne 1 ]; then
+  echo "deploy-init.sh: the deploy environment's /init; it runs only as process 1 of that initramfs, never on a running system" >&2
+  exit 2
+fi
+
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev

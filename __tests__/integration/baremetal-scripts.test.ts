@@ -399,3 +399,12 @@ describe("purge-cache.sh", () => {
     expect(fs.readdirSync(cache).sort()).toEqual([".btw-img-owned", "engine"]);
   });
 });
+
+describe("deploy-init.sh", () => {
+  test("run anywhere but as the deploy environment's process 1, it refuses before mounting anything", () => {
+    const mounts = fs.readFileSync("/proc/self/mountinfo", "utf8");
+    const result = run("deploy-init.sh", ["--help"]);
+    expect(result).toEqual({ status: 2, output: expect.stringContaining("runs only as process 1") });
+    expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).toBe(mounts);
+  });
+});
