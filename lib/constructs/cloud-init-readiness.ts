@@ -4,11 +4,12 @@ import { Construct } from "constructs";
 import { Domain, MAIN_CHILD_ID, TerraformData } from "../cdk";
 import { LabConfig, VmConfig } from "../config/config";
 import { hostStep } from "./host-step";
-import { vmNames } from "../config/names";
+import { VmNames } from "../config/names";
 
 export interface CloudInitReadinessProps {
   lab: LabConfig;
   vm: VmConfig;
+  names: VmNames;
   domain: Domain;
 }
 
@@ -18,8 +19,7 @@ export class CloudInitReadiness extends Construct {
 
   constructor(scope: Construct, id: string, props: CloudInitReadinessProps) {
     super(scope, id);
-    const { lab, vm } = props;
-    const names = vmNames(lab, vm.name);
+    const { lab, vm, names } = props;
     this.step = hostStep(this, MAIN_CHILD_ID, {
       script: "wait-for-cloud-init.sh",
       args: [

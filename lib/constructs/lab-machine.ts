@@ -35,9 +35,9 @@ export class LabMachine extends Construct {
     this.consoleLog = names.consoleLog;
     // The ids keep each resource at the address it had before these parts were split
     // out: vm-<name>_seed_…, vm-<name>_disk_…, vm-<name>_domain_…, vm-<name>_cloud-init-ready_…
-    const seed = new SeedDisk(this, "seed", { lab, vm, image: props.image, dependsOn: props.dependsOn });
-    this.domain = new VmDomain(this, MAIN_CHILD_ID, { ...props, seed }).domain;
-    this.readiness = new CloudInitReadiness(this, "cloud-init-ready", { lab, vm, domain: this.domain }).step;
+    const seed = new SeedDisk(this, "seed", { lab, vm, names, image: props.image, dependsOn: props.dependsOn });
+    this.domain = new VmDomain(this, MAIN_CHILD_ID, { ...props, names, seed }).domain;
+    this.readiness = new CloudInitReadiness(this, "cloud-init-ready", { lab, vm, names, domain: this.domain }).step;
 
     new TerraformOutput(this, "vm", {
       staticId: true,

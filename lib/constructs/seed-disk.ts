@@ -7,12 +7,13 @@ import { ITerraformDependable, MAIN_CHILD_ID, TerraformData } from "../cdk";
 import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, shellQuote } from "./host-step";
-import { vmNames } from "../config/names";
+import { VmNames } from "../config/names";
 import { renderSeed } from "../config/seed";
 
 export interface SeedDiskProps {
   lab: LabConfig;
   vm: VmConfig;
+  names: VmNames;
   image: CustomizedImage;
   dependsOn: ITerraformDependable[];
 }
@@ -23,8 +24,7 @@ export class SeedDisk extends Construct {
 
   constructor(scope: Construct, id: string, props: SeedDiskProps) {
     super(scope, id);
-    const { lab, vm } = props;
-    const names = vmNames(lab, vm.name);
+    const { lab, vm, names } = props;
     this.isoPath = names.seedIso;
     const seed = renderSeed(lab, vm);
     this.step = hostStep(this, MAIN_CHILD_ID, {

@@ -6,12 +6,13 @@ import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { NetworkAttachment } from "./lab-network";
 import { LabStorage } from "./lab-storage";
-import { vmNames } from "../config/names";
+import { VmNames } from "../config/names";
 import { SeedDisk } from "./seed-disk";
 
 export interface VmDomainProps {
   lab: LabConfig;
   vm: VmConfig;
+  names: VmNames;
   image: CustomizedImage;
   storage: LabStorage;
   network: NetworkAttachment;
@@ -42,8 +43,7 @@ export class VmDomain extends Construct {
 
   constructor(scope: Construct, id: string, props: VmDomainProps) {
     super(scope, id);
-    const { lab, vm, seed } = props;
-    const names = vmNames(lab, vm.name);
+    const { lab, vm, names, seed } = props;
     const seedVolume = new Volume(this, "seed-volume", {
       name: names.seedVolume,
       pool: props.storage.pool.name,
