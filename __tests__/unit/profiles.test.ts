@@ -196,8 +196,8 @@ describe("a profile is resolved once, at synth, and the script gets the result",
     const inFolder = fs.readdirSync(path.join(SCRIPTS_DIR, "customize")).map((file) => `customize/${file}`);
     expect(parts).toEqual(expect.arrayContaining(["customize-image.sh", "lib/image-mount.sh", "lib/private-dev.sh", ...inFolder]));
     expect(inFolder.length).toBeGreaterThan(3);
-    // A script that sources nothing keeps the hash of its own content.
-    expect(scriptParts("wait-for-cloud-init.sh")).toEqual(["wait-for-cloud-init.sh"]);
+    // Even the shared messages a step sources are part of its hash.
+    expect(scriptParts("wait-for-cloud-init.sh")).toEqual(["wait-for-cloud-init.sh", "lib/messages.sh"]);
     expect(scriptHash("customize-image.sh")).toMatch(/^[0-9a-f]{64}$/);
   });
 

@@ -3,6 +3,7 @@
 # customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
 # e2fsprogs, jq, the image's storage and network drivers and their firmware,
 # restore-disk.sh, disk-links.sh and deploy-init.sh as /init).
+# shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
@@ -18,6 +19,7 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
 # Host programs copied with their shared libraries.
 PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs"
 
+. "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
 # What runs on the machine being deployed (deploy-env/): named here as written, so
 # the step's script hash (lib/constructs/host-step.ts) covers them.
@@ -25,9 +27,6 @@ restore_disk=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-disk.sh")
 disk_links=$(readlink -f "$(dirname "$0")/../../deploy-env/disk-links.sh")
 deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
 own_mount_namespace "$@"
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
 
 image="" output_dir=""
 while [ $# -gt 0 ]; do
@@ -56,17 +55,7 @@ mkdir -p "$(dirname "$output_dir")"
 output_dir=$(cd "$(dirname "$output_dir")" && pwd)/$(basename "$output_dir")
 
 work="" loop="" mnt=""
-cleanup() {
-  status=$?
-  set +e
-  [ -n "$mnt" ] && umount "$mnt"
-  [ -n "$loop" ] && losetup -d "$loop"
-  [ -n "$work" ] && rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit release_taken
 
 work=$(mktemp -d "$output_dir.build-XXXXXX")
 staging=$work/out

@@ -2,6 +2,7 @@
 # Capture a customized disk image as bare-metal artifacts: one partclone image
 # per partition (only used blocks, zstd-compressed), the partition table, the
 # MBR boot code and a manifest.json that restore-disk.sh reads.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
@@ -13,10 +14,8 @@ ROOT_TYPE=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709
 BIOS_BOOT_TYPE=21686148-6449-6E6F-744E-656564454649
 ESP_TYPE=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 
+. "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
 
 print_help() {
   cat <<EOF
@@ -76,16 +75,7 @@ if [ -f "$output_dir/manifest.json" ] &&
 fi
 
 work="" loop=""
-cleanup() {
-  status=$?
-  set +e
-  [ -n "$loop" ] && losetup -d "$loop"
-  [ -n "$work" ] && rm -rf "$work"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit release_taken
 
 # Built beside the output so the final rename stays on one file system.
 work=$(mktemp -d "$output_dir.capture-XXXXXX")

@@ -1,9 +1,12 @@
 #!/bin/sh
 # Preflight for a lab: fail, naming the input at fault, before anything is
 # created when libvirtd, an existing network/bridge or a firmware file is missing.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 
-usage() { echo "usage: check-host.sh --uri URI [--network NAME] [--bridge NAME] [--file CONFIG_KEY=PATH]..."; }
+PROG=check-host
+USAGE="usage: check-host.sh --uri URI [--network NAME] [--bridge NAME] [--file CONFIG_KEY=PATH]..."
+. "$(dirname "$0")/lib/messages.sh"
 
 uri=""
 networks=""
@@ -15,26 +18,24 @@ while [ $# -gt 0 ]; do
     --network) networks="$networks $2"; shift 2 ;;
     --bridge) bridges="$bridges $2"; shift 2 ;;
     --file) files="$files $2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "check-host: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
-[ -n "$uri" ] || { usage >&2; exit 2; }
+[ -n "$uri" ] || usage_error "missing --uri"
 
-fail() { echo "check-host: $*" >&2; exit 1; }
-
-virsh -c "$uri" version >/dev/null 2>&1 || fail "libvirtd does not answer on $uri (libvirt.uri): start libvirtd or fix the URI"
+virsh -c "$uri" version >/dev/null 2>&1 || die "libvirtd does not answer on $uri (libvirt.uri): start libvirtd or fix the URI"
 
 for name in $networks; do
   virsh -c "$uri" net-info "$name" >/dev/null 2>&1 ||
-    fail "libvirt network '$name' (network.name) does not exist on $uri; existing: $(virsh -c "$uri" net-list --all --name | tr '\n' ' ')- create it, or set network.create: true"
+    die "libvirt network '$name' (network.name) does not exist on $uri; existing: $(virsh -c "$uri" net-list --all --name | tr '\n' ' ')- create it, or set network.create: true"
 done
 for name in $bridges; do
-  [ -d "/sys/class/net/$name/bridge" ] || fail "host bridge '$name' (network.bridge) does not exist on this host"
+  [ -d "/sys/class/net/$name/bridge" ] || die "host bridge '$name' (network.bridge) does not exist on this host"
 done
 for entry in $files; do
   key=${entry%%=*}
   file=${entry#*=}
-  [ -r "$file" ] || fail "file '$file' ($key) does not exist or is not readable: install the 'ovmf' package or fix $key"
+  [ -r "$file" ] || die "file '$file' ($key) does not exist or is not readable: install the 'ovmf' package or fix $key"
 done
-echo "check-host: $uri ready" >&2
+say "$uri ready"

@@ -20,6 +20,7 @@ CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
 
+. "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
 own_mount_namespace "$@"
 . "$(dirname "$0")/lib/private-dev.sh"
@@ -29,9 +30,6 @@ own_mount_namespace "$@"
 . "$(dirname "$0")/customize/host-apt.sh"
 . "$(dirname "$0")/customize/install.sh"
 . "$(dirname "$0")/customize/clean.sh"
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
 
 print_help() {
   cat <<HELP
@@ -140,9 +138,7 @@ cleanup() {
   fi
   exit "$_rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 mkdir -p "$work"
 exec 9>>"$work/lock"

@@ -2,12 +2,14 @@
 # Build a cloud-init NoCloud seed ISO (label cidata) from USER_DATA, META_DATA
 # and NETWORK_CONFIG in the environment, after validating the user-data with
 # the cloud-init of the image that will boot it.
+# shellcheck source-path=SCRIPTDIR
 set -eu
+PROG=make-seed-iso
+USAGE="usage: USER_DATA=... META_DATA=... NETWORK_CONFIG=... make-seed-iso.sh --name VM --output SEED.iso [--validate-with IMAGE.qcow2]"
+. "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
 . "$(dirname "$0")/lib/private-dev.sh"
 own_mount_namespace "$@"
-
-usage() { echo "usage: USER_DATA=... META_DATA=... NETWORK_CONFIG=... make-seed-iso.sh --name VM --output SEED.iso [--validate-with IMAGE.qcow2]"; }
 
 name=""
 output=""
@@ -17,15 +19,16 @@ while [ $# -gt 0 ]; do
     --name) name="$2"; shift 2 ;;
     --output) output="$2"; shift 2 ;;
     --validate-with) image="$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "make-seed-iso: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
-[ -n "$name" ] && [ -n "$output" ] || { usage >&2; exit 2; }
+[ -n "$name" ] || usage_error "missing --name"
+[ -n "$output" ] || usage_error "missing --output"
 : "${USER_DATA:?make-seed-iso: USER_DATA is not set}" "${META_DATA:?make-seed-iso: META_DATA is not set}"
-[ -z "$image" ] || [ -f "$image" ] || { echo "make-seed-iso: image to validate with not found: $image" >&2; exit 1; }
+[ -z "$image" ] || [ -f "$image" ] || die "image to validate with not found: $image"
 
-log() { echo "make-seed-iso: $name: $*" >&2; }
+log() { say "$name: $*"; }
 
 mkdir -p "$(dirname "$output")"
 work=$(mktemp -d "$(dirname "$output")/.seed-$name.XXXXXX")
@@ -36,8 +39,7 @@ cleanup() {
   [ -z "$loop" ] || losetup -d "$loop" 2>/dev/null || true
   rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
 printf '%s\n' "$USER_DATA" > "$work/user-data"
 printf '%s\n' "$META_DATA" > "$work/meta-data"

@@ -4,30 +4,30 @@
 # .tar.xz, convert to qcow2 into a content-addressed cache and point a symlink at
 # the result. The caller reads the checksum from the release's SHA512SUMS
 # (btw-img does, at synth: lib/config/image-release.ts); this script never parses it.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 
-prog=prepare-cloud-img
-usage="usage: prepare-cloud-img.sh --url URL --sha512 HEX [--checksums URL] --cache-dir DIR --link PATH
+PROG=prepare-cloud-img
+USAGE="usage: prepare-cloud-img.sh --url URL --sha512 HEX [--checksums URL] --cache-dir DIR --link PATH
        prepare-cloud-img.sh --print-acquired --link PATH
   --sha512          the image's sha512: its line in the release's SHA512SUMS
                     (curl -fsSL .../SHA512SUMS | grep FILE)
   --checksums       the SHA512SUMS the sha512 was read from (recorded, named in errors)
   --print-acquired  print the sha512 of the image PATH points at (nothing when none) and exit"
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+. "$(dirname "$0")/lib/messages.sh"
 
 url="" sums_url="" cache="" link="" expected="" print_acquired=""
 while [ $# -gt 0 ]; do
   case $1 in
-    --url) [ $# -ge 2 ] || die "--url needs a value"; url=$2; shift 2 ;;
-    --checksums) [ $# -ge 2 ] || die "--checksums needs a value"; sums_url=$2; shift 2 ;;
+    --url) [ $# -ge 2 ] || usage_error "--url needs a value"; url=$2; shift 2 ;;
+    --checksums) [ $# -ge 2 ] || usage_error "--checksums needs a value"; sums_url=$2; shift 2 ;;
     --sha512) [ $# -ge 2 ] || die "--sha512 needs a value"; expected=$2; shift 2 ;;
-    --cache-dir) [ $# -ge 2 ] || die "--cache-dir needs a value"; cache=$2; shift 2 ;;
-    --link) [ $# -ge 2 ] || die "--link needs a value"; link=$2; shift 2 ;;
+    --cache-dir) [ $# -ge 2 ] || usage_error "--cache-dir needs a value"; cache=$2; shift 2 ;;
+    --link) [ $# -ge 2 ] || usage_error "--link needs a value"; link=$2; shift 2 ;;
     --print-acquired) print_acquired=1; shift ;;
-    -h|--help) echo "$usage"; exit 0 ;;
-    *) echo "$usage" >&2; die "unknown argument: $1" ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
 
@@ -35,7 +35,7 @@ is_sha512() { printf '%s\n' "$1" | grep -Eqx '[0-9a-f]{128}'; }
 
 # The cache layout below is this script's own: callers ask it, they do not read it.
 if [ -n "$print_acquired" ]; then
-  [ -n "$link" ] || { echo "$usage" >&2; exit 2; }
+  [ -n "$link" ] || usage_error "missing --link"
   target=$(readlink "$link" 2>/dev/null) || exit 0
   acquired=${target%/disk.qcow2}
   acquired=${acquired##*/}
@@ -43,7 +43,9 @@ if [ -n "$print_acquired" ]; then
   exit 0
 fi
 
-[ -n "$url" ] && [ -n "$cache" ] && [ -n "$link" ] || { echo "$usage" >&2; exit 2; }
+[ -n "$url" ] || usage_error "missing --url"
+[ -n "$cache" ] || usage_error "missing --cache-dir"
+[ -n "$link" ] || usage_error "missing --link"
 file=${url%%[?#]*}
 file=${file##*/}
 case $file in
@@ -69,26 +71,24 @@ cleanup() {
   status=$?
   [ -n "$tmp" ] && rm -rf "$tmp"
   [ -n "$stage" ] && rm -f "$stage"
-  [ $status -eq 0 ] || log "failed (exit $status)"
+  [ $status -eq 0 ] || say "failed (exit $status)"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 tmp=$(mktemp -d "$cache/.prepare.XXXXXX")
 
 # One download per cache at a time: two runs must not append to the same .part.
 exec 9<"$cache/downloads"
-flock -n 9 || { log "waiting for another $prog using $cache"; flock 9; }
+flock -n 9 || { say "waiting for another $PROG using $cache"; flock 9; }
 
 point_link() {
   ln -sfn "$1" "$tmp/link"
   mv -T "$tmp/link" "$link"
-  log "$link -> $1"
+  say "$link -> $1"
 }
 
 dest=$cache/base/$expected
 if [ -f "$dest/disk.qcow2" ]; then
-  log "cached: $file ($expected)"
+  say "cached: $file ($expected)"
   point_link "$dest/disk.qcow2"
   exit 0
 fi
@@ -99,18 +99,18 @@ fetch() {
 }
 rc=0
 if [ -s "$part" ] && [ "$(sha512sum "$part" | cut -d' ' -f1)" = "$expected" ]; then
-  log "already downloaded: $part" # a previous run stopped before converting
+  say "already downloaded: $part" # a previous run stopped before converting
 else
   if [ -s "$part" ]; then
-    log "resuming $url ($(du -h "$part" | cut -f1) already in $part)"
+    say "resuming $url ($(du -h "$part" | cut -f1) already in $part)"
   else
-    log "downloading $url"
+    say "downloading $url"
   fi
   fetch -C - || rc=$?
 fi
 # 33: server refuses ranges, 36/416: the .part does not fit the file; start over.
 if [ $rc = 33 ] || [ $rc = 36 ] || [ "$(cat "$tmp/http-code" 2>/dev/null)" = 416 ]; then
-  log "cannot resume $url; downloading from the start"
+  say "cannot resume $url; downloading from the start"
   rm -f "$part"
   rc=0
   fetch || rc=$?
@@ -123,7 +123,7 @@ if [ $rc != 0 ]; then
   die "cannot download $url (curl exit $rc)"
 fi
 
-log "verifying sha512 of $file"
+say "verifying sha512 of $file"
 actual=$(sha512sum "$part" | cut -d' ' -f1)
 if [ "$actual" != "$expected" ]; then
   rm -f "$part"
@@ -132,7 +132,7 @@ fi
 
 src=$part
 if [ "$format" = tar.xz ]; then
-  log "extracting disk.raw from $file"
+  say "extracting disk.raw from $file"
   if ! tar -C "$tmp" --sparse -xJf "$part" disk.raw 2>"$tmp/tar.err"; then
     rm -f "$part" # verified yet unusable: downloading it again cannot help
     grep -q 'Not found in archive' "$tmp/tar.err" && die "archive at $url has no disk.raw"
@@ -153,7 +153,7 @@ if [ "$format" = qcow2 ]; then
     die "$url is a qcow2 with a backing file; refusing it"
   fi
 fi
-log "converting to qcow2 in $dest"
+say "converting to qcow2 in $dest"
 mkdir -p "$dest"
 stage=$dest/disk.qcow2.tmp.$$
 qemu-img convert -f "$format" -O qcow2 "$src" "$stage" 2>"$tmp/qemu.err" ||
@@ -171,5 +171,5 @@ EOF
 mv "$stage" "$dest/disk.qcow2"
 stage=
 rm -f "$part"
-log "cached $file as $dest/disk.qcow2"
+say "cached $file as $dest/disk.qcow2"
 point_link "$dest/disk.qcow2"

@@ -9,6 +9,7 @@
 # machine has a random token: its boot script, which carries it, goes only to
 # the address the host sees with the machine's MAC; its seed is served under
 # the token and removed at "done"; its reports need the token.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 umask 077
 
@@ -22,9 +23,7 @@ IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
 # In every folder this script creates and may remove: a folder without it is not ours.
 MARKER=.btw-img-owned
 
-say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-usage_error() { say "$*"; echo "$USAGE" >&2; exit 2; }
+. "$(dirname "$0")/lib/messages.sh"
 
 print_help() {
   cat <<EOF
@@ -210,9 +209,12 @@ stop_daemon httpd
 listener=$(ss -Hltnp "( sport = :$http_port )" | grep -E "(^|[[:space:]])($address|0\.0\.0\.0|\*|\[::\]):${http_port}[[:space:]]" || true)
 [ -z "$listener" ] || die "something else listens on port $http_port (baremetal.pxe.http_port): $listener"
 # A start that fails half-way leaves no daemon behind.
-trap 'status=$?; if [ "$status" -ne 0 ]; then stop_daemon dnsmasq; stop_daemon httpd; fi; exit "$status"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_daemons_if_failed() {
+  status=$?
+  if [ "$status" -ne 0 ]; then stop_daemon dnsmasq; stop_daemon httpd; fi
+  exit "$status"
+}
+on_exit stop_daemons_if_failed
 # dnsmasq serves TFTP as an unprivileged user: only tftp/ is readable by others.
 chmod 755 "$state_dir"
 chmod 700 "$records_dir"

@@ -1,9 +1,12 @@
 #!/bin/sh
 # Readiness: wait until cloud-init inside a domain reports done, asking it
 # through the QEMU guest agent; fail naming the VM and cloud-init's own error.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 
-usage() { echo "usage: wait-for-cloud-init.sh --uri URI --domain NAME --hostname NAME [--timeout SECONDS] [--console-log FILE]"; }
+PROG=wait-for-cloud-init
+USAGE="usage: wait-for-cloud-init.sh --uri URI --domain NAME --hostname NAME [--timeout SECONDS] [--console-log FILE]"
+. "$(dirname "$0")/lib/messages.sh"
 
 uri=""
 domain=""
@@ -17,14 +20,16 @@ while [ $# -gt 0 ]; do
     --hostname) hostname="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --console-log) console_log="$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "wait-for-cloud-init: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
-[ -n "$uri" ] && [ -n "$domain" ] && [ -n "$hostname" ] || { usage >&2; exit 2; }
-case "$timeout" in *[!0-9]*|'') echo "wait-for-cloud-init: --timeout must be a number of seconds" >&2; exit 2 ;; esac
+[ -n "$uri" ] || usage_error "missing --uri"
+[ -n "$domain" ] || usage_error "missing --domain"
+[ -n "$hostname" ] || usage_error "missing --hostname"
+case "$timeout" in *[!0-9]*|'') usage_error "--timeout must be a number of seconds" ;; esac
 
-log() { echo "wait-for-cloud-init: $hostname: $*" >&2; }
+log() { say "$hostname: $*"; }
 
 agent() { virsh -c "$uri" qemu-agent-command "$domain" "$1" 2>/dev/null; }
 

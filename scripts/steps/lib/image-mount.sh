@@ -35,3 +35,16 @@ root_partition() {
     echo "$(blockdev --getsize64 "$_part") $_part"
   done | sort -n | tail -n 1 | cut -d' ' -f2
 }
+
+# release_taken: the EXIT trap (on_exit release_taken, lib/messages.sh) of a script
+# that records in mnt, loop and work what it takes (a mount point, a loop device,
+# a work folder): unmounts, detaches and removes each one set, and exits with the
+# script's status.
+release_taken() {
+  _status=$?
+  set +e
+  [ -z "${mnt:-}" ] || umount "$mnt"
+  [ -z "${loop:-}" ] || losetup -d "$loop"
+  [ -z "${work:-}" ] || rm -rf "$work"
+  exit "$_status"
+}
