@@ -1,9 +1,12 @@
 #!/bin/sh
 # Build terraform-provider-libvirt from the Go module proxy into a filesystem
 # mirror and write a CLI config that installs it offline.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 
-usage() { echo "usage: install-libvirt-provider.sh --cache-dir DIR --cli-config FILE [--version X.Y.Z]"; }
+PROG=install-libvirt-provider
+USAGE="usage: install-libvirt-provider.sh --cache-dir DIR --cli-config FILE [--version X.Y.Z]"
+. "$(dirname "$0")/../steps/lib/messages.sh"
 
 cache_dir=""
 cli_config=""
@@ -13,13 +16,13 @@ while [ $# -gt 0 ]; do
     --cache-dir) cache_dir="$2"; shift 2 ;;
     --cli-config) cli_config="$2"; shift 2 ;;
     --version) version="$2"; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "install-libvirt-provider: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
-[ -n "$cache_dir" ] && [ -n "$cli_config" ] || { usage >&2; exit 2; }
+[ -n "$cache_dir" ] || usage_error "missing --cache-dir"
+[ -n "$cli_config" ] || usage_error "missing --cli-config"
 
-log() { echo "install-libvirt-provider: $*" >&2; }
 
 mirror="$cache_dir/provider-mirror"
 binary_name="terraform-provider-libvirt_v$version"
@@ -27,23 +30,23 @@ tf_path="$mirror/registry.terraform.io/dmacvicar/libvirt/$version/linux_amd64/$b
 tofu_path="$mirror/registry.opentofu.org/dmacvicar/libvirt/$version/linux_amd64/$binary_name"
 
 if [ -x "$tf_path" ] && [ -x "$tofu_path" ]; then
-  log "provider dmacvicar/libvirt $version already in $mirror"
+  say "provider dmacvicar/libvirt $version already in $mirror"
 else
   PATH="$PATH:/usr/local/go/bin"
-  command -v go >/dev/null 2>&1 || { log "Go is needed to build terraform-provider-libvirt; install Go (https://go.dev/dl/)"; exit 1; }
+  command -v go >/dev/null 2>&1 || { say "Go is needed to build terraform-provider-libvirt; install Go (https://go.dev/dl/)"; exit 1; }
   mkdir -p "$mirror"
   work=$(mktemp -d "$mirror/.build.XXXXXX")
   trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT INT TERM
-  log "building dmacvicar/libvirt $version from the Go module proxy (about a minute)"
+  say "building dmacvicar/libvirt $version from the Go module proxy (about a minute)"
   src=$(cd "$work" && go mod download -json "github.com/dmacvicar/terraform-provider-libvirt@v$version" | sed -n 's/.*"Dir": *"\(.*\)".*/\1/p')
-  [ -d "$src" ] || { log "could not download github.com/dmacvicar/terraform-provider-libvirt@v$version"; exit 1; }
+  [ -d "$src" ] || { say "could not download github.com/dmacvicar/terraform-provider-libvirt@v$version"; exit 1; }
   cp -r "$src" "$work/src"; chmod -R u+w "$work/src"
   (cd "$work/src" && CGO_ENABLED=0 go build -ldflags "-X main.version=$version" -o "$work/provider" .)
   for dest in "$tf_path" "$tofu_path"; do
     mkdir -p "$(dirname "$dest")"
     cp "$work/provider" "$dest.tmp" && mv "$dest.tmp" "$dest"
   done
-  log "installed $tf_path"
+  say "installed $tf_path"
 fi
 
 mkdir -p "$(dirname "$cli_config")"

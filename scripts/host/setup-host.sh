@@ -2,19 +2,22 @@
 # Idempotent host setup shared by README's two commands: Debian packages,
 # libvirt daemons, npm dependencies, engine, libvirt provider, bindings.
 # Writes .btw/env.sh, which the npm scripts source.
+# shellcheck source-path=SCRIPTDIR
 set -eu
 
-usage() { echo "usage: setup-host.sh [--quiet]"; }
+PROG=setup-host
+USAGE="usage: setup-host.sh [--quiet]"
+. "$(dirname "$0")/../steps/lib/messages.sh"
 quiet=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quiet) quiet=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "setup-host: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    -h|--help) echo "$USAGE"; exit 0 ;;
+    *) usage_error "unknown argument: $1" ;;
   esac
 done
 
-log() { [ -n "$quiet" ] || echo "setup-host: $*" >&2; }
+log() { [ -n "$quiet" ] || say "$*"; }
 project_dir=$(cd "$(dirname "$0")/../.." && pwd)
 cache_dir=${BTW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/btw-img}
 state_dir="$project_dir/.btw"
@@ -29,7 +32,7 @@ if [ ! -f "$cache_dir/.btw-img-owned" ]; then
       *) foreign="$foreign ${entry##*/}" ;;
     esac
   done
-  [ -z "$foreign" ] || { echo "setup-host: $cache_dir (BTW_CACHE_DIR) holds files btw-img did not make:$foreign; give it a folder of its own" >&2; exit 1; }
+  [ -z "$foreign" ] || { say "$cache_dir (BTW_CACHE_DIR) holds files btw-img did not make:$foreign; give it a folder of its own"; exit 1; }
   : >"$cache_dir/.btw-img-owned"
 fi
 # The engine's state files and the synth output hold the labs' cloud-init data:
@@ -48,7 +51,7 @@ for package in $packages; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed' || missing="$missing $package"
 done
 if [ -n "$missing" ]; then
-  [ "$(id -u)" -eq 0 ] || { echo "setup-host: missing Debian packages:$missing (run as root or apt-get install them)" >&2; exit 1; }
+  [ "$(id -u)" -eq 0 ] || { say "missing Debian packages:$missing (run as root or apt-get install them)"; exit 1; }
   log "installing Debian packages:$missing"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
@@ -64,7 +67,7 @@ while read -r need package; do
 done <<EOF
 $(requirement_lines)
 EOF
-[ -z "$absent" ] || { echo "setup-host: still missing after setup:$absent; install those packages (see $requirements)" >&2; exit 1; }
+[ -z "$absent" ] || { say "still missing after setup:$absent; install those packages (see $requirements)"; exit 1; }
 
 # Without udev /dev/kvm stays root-only; libvirt then finds KVM "unusable" for
 # its QEMU user, distrusts its capability cache and re-probes QEMU on every call
@@ -87,7 +90,7 @@ if ! virsh -c qemu:///system version >/dev/null 2>&1; then
   tries=0
   until virsh -c qemu:///system version >/dev/null 2>&1; do
     tries=$((tries + 1))
-    [ "$tries" -lt 50 ] || { echo "setup-host: libvirtd did not answer on qemu:///system" >&2; exit 1; }
+    [ "$tries" -lt 50 ] || { say "libvirtd did not answer on qemu:///system"; exit 1; }
     sleep 0.2
   done
 fi
