@@ -36,6 +36,14 @@ root_partition() {
   done | sort -n | tail -n 1 | cut -d' ' -f2
 }
 
+# detach_loops_of FILE... : detaches every loop device backed by one of the files.
+detach_loops_of() {
+  for _file in "$@"; do
+    [ -f "$_file" ] || continue
+    for _l in $(losetup -j "$_file" -O NAME -n 2>/dev/null); do losetup -d "$_l"; done
+  done
+}
+
 # release_taken: the EXIT trap (on_exit release_taken, lib/messages.sh) of a script
 # that records in mnt, loop and work what it takes (a mount point, a loop device,
 # a work folder): unmounts, detaches and removes each one set, and exits with the
@@ -45,6 +53,8 @@ release_taken() {
   set +e
   [ -z "${mnt:-}" ] || umount "$mnt"
   [ -z "${loop:-}" ] || losetup -d "$loop"
+  # A signal during loop=$(attach_loop ...) leaves a loop device that loop does not name yet.
+  [ -z "${work:-}" ] || detach_loops_of "$work"/*
   [ -z "${work:-}" ] || rm -rf "$work"
   exit "$_status"
 }
