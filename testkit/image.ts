@@ -4,7 +4,14 @@ import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { PROJECT_DIR } from "../lib/config/config";
 import { SCRIPTS_DIR } from "../lib/constructs/host-step";
+
+/** A host step (scripts/steps) or, run here on a loop disk, a script of the deploy environment (deploy-env/). */
+export function scriptPath(script: string): string {
+  const deployEnv = path.join(PROJECT_DIR, "deploy-env", script);
+  return fs.existsSync(deployEnv) ? deployEnv : scriptPath(script);
+}
 
 export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-inspect-"));
@@ -46,7 +53,7 @@ export interface ScriptRun {
 }
 
 export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}): ScriptRun {
-  const result = spawnSync("sh", [path.join(SCRIPTS_DIR, script), ...args], {
+  const result = spawnSync("sh", [scriptPath(script), ...args], {
     encoding: "utf8",
     env: { ...process.env, ...env },
     timeout: 1_200_000,
@@ -58,7 +65,7 @@ export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv
 /** Runs a script without blocking the test, so several can run at once. */
 export function runScriptAsync(script: string, args: string[]): Promise<ScriptRun> {
   return new Promise((resolve) => {
-    const child = spawn("sh", [path.join(SCRIPTS_DIR, script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("sh", [scriptPath(script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -69,7 +76,7 @@ export function runScriptAsync(script: string, args: string[]): Promise<ScriptRu
 /** Starts a script and sends it a signal once its output contains a marker. */
 export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals): Promise<ScriptRun> {
   return new Promise((resolve) => {
-    const child = spawn("sh", [path.join(SCRIPTS_DIR, script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("sh", [scriptPath(script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     let sent = false;
     const onData = (chunk: Buffer) => {
