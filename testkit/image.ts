@@ -10,7 +10,7 @@ import { SCRIPTS_DIR } from "../lib/constructs/host-step";
 /** A host step (scripts/steps) or, run here on a loop disk, a script of the deploy environment (deploy-env/). */
 export function scriptPath(script: string): string {
   const deployEnv = path.join(PROJECT_DIR, "deploy-env", script);
-  return fs.existsSync(deployEnv) ? deployEnv : scriptPath(script);
+  return fs.existsSync(deployEnv) ? deployEnv : path.join(SCRIPTS_DIR, script);
 }
 
 export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T {
