@@ -65,7 +65,7 @@ else
   cp -r "$src" "$work/src"; chmod -R u+w "$work/src"
   (cd "$work/src" && CGO_ENABLED=0 go build -o "$work/tofu" ./cmd/tofu)
   mkdir -p "$tofu_dir"
-  mv "$work/tofu" "$tofu_dir/tofu.tmp" && mv "$tofu_dir/tofu.tmp" "$tofu_dir/tofu"
+  mv "$work/tofu" "$tofu_dir/tofu.$$.tmp" && mv "$tofu_dir/tofu.$$.tmp" "$tofu_dir/tofu"
   say "built $tofu_dir/tofu"
 fi
 echo "BTW_ENGINE_BIN=$tofu_dir/tofu"

@@ -44,13 +44,13 @@ else
   (cd "$work/src" && CGO_ENABLED=0 go build -ldflags "-X main.version=$version" -o "$work/provider" .)
   for dest in "$tf_path" "$tofu_path"; do
     mkdir -p "$(dirname "$dest")"
-    cp "$work/provider" "$dest.tmp" && mv "$dest.tmp" "$dest"
+    cp "$work/provider" "$dest.$$.tmp" && mv "$dest.$$.tmp" "$dest"
   done
   say "installed $tf_path"
 fi
 
 mkdir -p "$(dirname "$cli_config")"
-cat > "$cli_config.tmp" <<CONFIG
+cat > "$cli_config.$$.tmp" <<CONFIG
 # Written by scripts/host/install-libvirt-provider.sh: libvirt comes from the local mirror.
 plugin_cache_dir = "$cache_dir/plugin-cache"
 disable_checkpoint = true
@@ -65,4 +65,4 @@ provider_installation {
 }
 CONFIG
 mkdir -p "$cache_dir/plugin-cache"
-mv "$cli_config.tmp" "$cli_config"
+mv "$cli_config.$$.tmp" "$cli_config"
