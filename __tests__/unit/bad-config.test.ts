@@ -2,7 +2,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
-import { ConfigError, DEFAULT_CONFIG_PATH, LoadOptions, loadConfig, parseConfig } from "../../lib/config/config";
+import { ConfigError, DEFAULT_CONFIG_PATH, LoadOptions, loadConfig } from "../../lib/config/config";
+import { NO_HOST, parseConfig } from "../helpers/test-config";
 import { HostNetworks, parseRoutes } from "../../lib/config/host-network";
 import { testLab } from "../../testkit/lab-yaml";
 
@@ -18,7 +19,7 @@ function problemsOf(text: string, options: LoadOptions = {}): string {
 
 describe("a lab config is validated before any stack is built", () => {
   test("the embedded default lab.yaml is valid: trixie, minimal, one VM, KVM, UEFI, NAT", () => {
-    const lab = loadConfig(DEFAULT_CONFIG_PATH);
+    const lab = loadConfig(DEFAULT_CONFIG_PATH, { host: NO_HOST });
     expect(lab.release).toBe("trixie");
     expect(lab.image.url).toBe("https://cloud.debian.org/images/cloud/trixie/latest/debian-13-generic-amd64.tar.xz");
     expect(lab.profile).toBe("minimal");

@@ -2,7 +2,8 @@
 // and what the config refuses.
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { ConfigError, parseConfig } from "../../lib/config/config";
+import { ConfigError } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { renderSeed } from "../../lib/config/seed";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
 import { LabStack } from "../../stacks/lab-stack";

@@ -4,7 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { parseConfig, PROJECT_DIR } from "../../lib/config/config";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { ImagesStack } from "../../stacks/images-stack";
 import { testLab } from "../../testkit/lab-yaml";
 import { synthStack } from "../helpers/synth-stack";

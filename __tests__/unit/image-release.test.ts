@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { parseConfig } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { checksumFor, ImageChecksumError, resolveImageChecksum } from "../../lib/config/image-release";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";

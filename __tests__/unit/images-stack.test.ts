@@ -2,7 +2,7 @@
 // publishes, built by the same pipeline as the lab's images.
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { parseConfig } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { ImagesStack } from "../../stacks/images-stack";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";

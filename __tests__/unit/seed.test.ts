@@ -1,6 +1,6 @@
 // Rendering a machine's cloud-init NoCloud data from the lab config.
 import { parse, stringify } from "yaml";
-import { parseConfig } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { renderSeed } from "../../lib/config/seed";
 import { testLab } from "../../testkit/lab-yaml";
 

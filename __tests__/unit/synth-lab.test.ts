@@ -5,7 +5,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { App } from "../../lib/cdk";
 import { synthStack } from "../helpers/synth-stack";
-import { parseConfig } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
 

@@ -3,7 +3,7 @@
 // real engine reading it is in __tests__/integration/terraform-literals.test.ts.
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { parseConfig } from "../../lib/config/config";
+import { parseConfig } from "../helpers/test-config";
 import { terraformLiterals } from "../../lib/terraform-string";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
