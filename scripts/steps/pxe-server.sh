@@ -307,10 +307,12 @@ printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   [ -s "$dir/network-config" ] || rm "$dir/network-config"
   options="btw.disk=$disk"
   [ "$(field '.wipe // false')" = true ] && options="$options btw.wipe=1"
+  # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
+  # NIC driver while downloading) reboots into the network and restores again, not done yet.
   cat >"$dir/deploy.ipxe.in" <<EOF
 #!ipxe
 echo btw-img: deploying $name ($profile)
-kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 btw.server=$base_url btw.mac=$mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $options
+kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $options
 initrd $base_url/deploy/$profile/initramfs.img
 boot
 EOF
