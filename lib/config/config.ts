@@ -159,10 +159,11 @@ const labSchema = z
           .refine(noTemplate, NO_TEMPLATE)
           .default("qemu:///system"),
         accel: z.enum(["kvm", "tcg"]).default("kvm"),
-        firmware: z.enum(["uefi", "bios"]).default("uefi"),
+        firmware: z.enum(["uefi", "uefi-secure", "bios"]).default("uefi"),
         pool_path: ownFolder.default("/var/lib/libvirt/btw-img"),
-        ovmf_code: absolutePath.default("/usr/share/OVMF/OVMF_CODE_4M.fd"),
-        ovmf_vars: absolutePath.default("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        // Defaults depend on firmware (OVMF_FILES).
+        ovmf_code: absolutePath.optional(),
+        ovmf_vars: absolutePath.optional(),
       })
       .strict()
       .default({}),
@@ -267,10 +268,21 @@ type LabInput = z.output<typeof labSchema>;
 // What the rest of the code receives (toLabConfig): camelCase names, every default
 // applied. Messages name keys as the YAML spells them (libvirt.pool_path).
 
+export type Firmware = "uefi" | "uefi-secure" | "bios";
+
+/**
+ * Debian's OVMF builds (package ovmf): plain, and with Secure Boot enforced and
+ * Microsoft's keys enrolled (what PCs ship with; it needs q35 with SMM).
+ */
+export const OVMF_FILES: Record<Exclude<Firmware, "bios">, { code: string; vars: string }> = {
+  uefi: { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+  "uefi-secure": { code: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" },
+};
+
 export interface LibvirtConfig {
   uri: string;
   accel: "kvm" | "tcg";
-  firmware: "uefi" | "bios";
+  firmware: Firmware;
   /** The lab's pool is the folder <poolPath>/<lab name>. */
   poolPath: string;
   ovmfCode: string;
@@ -471,8 +483,8 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
       accel: libvirt.accel,
       firmware: libvirt.firmware,
       poolPath: libvirt.pool_path,
-      ovmfCode: libvirt.ovmf_code,
-      ovmfVars: libvirt.ovmf_vars,
+      ovmfCode: libvirt.ovmf_code ?? OVMF_FILES[libvirt.firmware === "bios" ? "uefi" : libvirt.firmware].code,
+      ovmfVars: libvirt.ovmf_vars ?? OVMF_FILES[libvirt.firmware === "bios" ? "uefi" : libvirt.firmware].vars,
     },
     network: lab.network,
     users: lab.users.map((user) => ({ name: user.name, sshAuthorizedKeys: user.ssh_authorized_keys, sudo: user.sudo })),

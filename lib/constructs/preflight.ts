@@ -18,7 +18,7 @@ export class Preflight extends Construct {
     const args = ["--uri", libvirt.uri];
     if (network.mode === "bridge") args.push("--bridge", network.bridge as string);
     else if (!network.create) args.push("--network", network.name);
-    if (libvirt.firmware === "uefi") {
+    if (libvirt.firmware !== "bios") {
       args.push("--file", `libvirt.ovmf_code=${libvirt.ovmfCode}`, "--file", `libvirt.ovmf_vars=${libvirt.ovmfVars}`);
     }
     this.step = hostStep(this, "host-check", { script: "check-host.sh", args, triggers: { args: args.join(" ") } });

@@ -22,8 +22,20 @@ export interface VmDomainProps {
 
 const GIB = 1024 * 1024 * 1024;
 
-/** Adds a serial port whose output virtlogd also writes to a file. */
-function consoleLogXslt(consoleLog: string): string {
+/**
+ * Adds a serial port whose output virtlogd also writes to a file and, for Secure
+ * Boot, what the provider cannot say: SMM, and a loader that only SMM code may write.
+ */
+function domainXslt(consoleLog: string, secureBoot: boolean): string {
+  const secure = secureBoot
+    ? `
+  <xsl:template match="/domain/os/loader">
+    <xsl:copy><xsl:apply-templates select="@*"/><xsl:attribute name="secure">yes</xsl:attribute><xsl:apply-templates select="node()"/></xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/features">
+    <xsl:copy><xsl:apply-templates select="node()|@*"/><smm state="on"/></xsl:copy>
+  </xsl:template>`
+    : "";
   return `<?xml version="1.0"?>
 <xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
   <xsl:output method="xml" indent="yes"/>
@@ -33,7 +45,7 @@ function consoleLogXslt(consoleLog: string): string {
       <xsl:apply-templates select="node()|@*"/>
       <serial type="pty"><log file="${consoleLog}" append="off"/><target port="0"/></serial>
     </xsl:copy>
-  </xsl:template>
+  </xsl:template>${secure}
 </xsl:stylesheet>
 `;
 }
@@ -63,7 +75,7 @@ export class VmDomain extends Construct {
       lifecycle: { replaceTriggeredBy: [resourceAddress(seed.step)] },
     });
 
-    const uefi = lab.libvirt.firmware === "uefi";
+    const uefi = lab.libvirt.firmware !== "bios";
     this.domain = new Domain(this, "domain", {
       name: names.domain,
       description: `btw-img lab ${lab.name}, VM ${vm.name}, profile ${vm.profile}`,
@@ -92,7 +104,7 @@ export class VmDomain extends Construct {
       qemuAgent: false,
       autostart: false,
       running: true,
-      xml: { xslt: consoleLogXslt(names.consoleLog) },
+      xml: { xslt: domainXslt(names.consoleLog, lab.libvirt.firmware === "uefi-secure") },
       // Creation includes waiting for the DHCP lease, i.e. most of a boot.
       timeouts: { create: `${lab.readiness.timeout}s` },
       dependsOn: props.dependsOn,
