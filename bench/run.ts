@@ -162,9 +162,10 @@ async function benchBaremetal(): Promise<void> {
 }
 
 /**
- * The run of __tests__/e2e/baremetal-pxe.test.ts, timed: `cdktf deploy baremetal`, then
- * the same two blank machines (UEFI minimal, BIOS metal; network first, then disk) boot
- * at once, restore over PXE and reboot to cloud-init done. Its own names and addresses,
+ * As __tests__/e2e/baremetal-pxe.test.ts, timed: `cdktf deploy baremetal`, then blank
+ * machines (UEFI minimal with and without Secure Boot, BIOS metal; network first, then
+ * disk) restore over PXE and reboot to cloud-init done, one after the other, so each
+ * has the host to itself like the lab section's single VM. Its own names and addresses,
  * so it never touches what a test run holds.
  */
 async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
@@ -174,6 +175,7 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
     stateDir: "/var/lib/btw-img/pxe-bench",
     machines: [
       { name: "bench-uefi", mac: "52:54:00:bd:55:01", firmware: "uefi", profile: "minimal", diskSerial: "btw-uefi-disk" },
+      { name: "bench-uefi-sb", mac: "52:54:00:bd:55:03", firmware: "uefi-secure", profile: "minimal" },
       { name: "bench-bios", mac: "52:54:00:bd:55:02", firmware: "bios", profile: "metal", wipe: true },
     ],
   });
@@ -185,17 +187,20 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
     process.stderr.write("bench: cdktf deploy baremetal (capture, deploy environments, PXE server) ...\n");
     const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
     if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
-    process.stderr.write("bench: blank machines: power-on to cloud-init done ...\n");
-    const started = lab.startMachines(workspace.dir);
-    const reports = await lab.waitForReports(900_000);
-    const notDone = lab.notDone(reports);
-    if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
-    const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => lab.cloudInitStatus(machine));
-    const failed = lab.machines.filter((machine) => !statuses.get(machine)!.value.includes("status: done"));
-    if (failed.length > 0) throw new Error(failed.map((machine) => `cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`).join("\n"));
-    const timings = lab.bootTimings(started, reports, statuses);
-    for (const [kind, t] of Object.entries(timings)) {
-      process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
+    const timings: Record<string, BootTiming> = {};
+    for (const machine of lab.machines) {
+      process.stderr.write(`bench: blank machine ${machine.name}: power-on to cloud-init done ...\n`);
+      const started = lab.startMachines(workspace.dir, [machine]);
+      const reports = await lab.waitForReports(900_000, [machine]);
+      const notDone = lab.notDone(reports, [machine]);
+      if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
+      const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (m) => lab.cloudInitStatus(m), [machine]);
+      if (!statuses.get(machine)!.value.includes("status: done")) throw new Error(`cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`);
+      lab.stopMachines([machine]);
+      for (const [kind, t] of Object.entries(lab.bootTimings(started, reports, statuses, [machine]))) {
+        process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
+        timings[kind] = t;
+      }
     }
     return timings;
   } finally {

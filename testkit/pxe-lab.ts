@@ -5,12 +5,13 @@
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { Firmware, OVMF_FILES } from "../lib/config/config";
 import { fixtureImage } from "./fixture-image";
 import { testLab } from "./lab-yaml";
 import { Held, releaseHeld } from "./held";
 import { guestExec, virsh } from "./libvirt";
 
-export type Firmware = "uefi" | "bios";
+export type { Firmware };
 
 export interface PxeMachine {
   name: string;
@@ -131,8 +132,8 @@ export class PxeLab {
   }
 
   /** The machines whose deploy environment did not report done, each with its report and console: none when all did. */
-  notDone(reports: Map<PxeMachine, { value: string }>): { machine: string; report: string; console: string }[] {
-    return this.machines
+  notDone(reports: Map<PxeMachine, { value: string }>, machines: PxeMachine[] = this.machines): { machine: string; report: string; console: string }[] {
+    return machines
       .filter((machine) => reports.get(machine)?.value !== "done")
       .map((machine) => ({ machine: machine.name, report: reports.get(machine)?.value ?? "(none)", console: this.consoleTail(machine) }));
   }
@@ -149,9 +150,9 @@ export class PxeLab {
   }
 
   /** Blank 5 GiB disks; boot order per device, network first, then the disk: firmware follows only these. */
-  startMachines(workDir: string): number {
+  startMachines(workDir: string, machines: PxeMachine[] = this.machines): number {
     const started = Date.now();
-    for (const machine of this.machines) {
+    for (const machine of machines) {
       execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", this.disk(machine), "5G"]);
       const xml = path.join(workDir, `${machine.name}.xml`);
       fs.writeFileSync(xml, this.domainXml(machine));
@@ -162,11 +163,13 @@ export class PxeLab {
   }
 
   private domainXml(machine: PxeMachine): string {
+    // uefi-secure: Secure Boot enforced with Microsoft's keys, as PCs ship; its OVMF needs SMM.
+    const secure = machine.firmware === "uefi-secure";
     const firmware =
-      machine.firmware === "uefi"
-        ? `<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>
-    <nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'/>`
-        : "";
+      machine.firmware === "bios"
+        ? ""
+        : `<loader readonly='yes' type='pflash'${secure ? " secure='yes'" : ""}>${OVMF_FILES[machine.firmware].code}</loader>
+    <nvram template='${OVMF_FILES[machine.firmware].vars}'/>`;
     return `<domain type='qemu'>
   <name>${this.domain(machine)}</name>
   <memory unit='MiB'>1536</memory>
@@ -175,7 +178,7 @@ export class PxeLab {
     <type arch='x86_64' machine='q35'>hvm</type>
     ${firmware}
   </os>
-  <features><acpi/><apic/></features>
+  <features><acpi/><apic/>${secure ? "<smm state='on'/>" : ""}</features>
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${this.disk(machine)}'/><target dev='vda' bus='virtio'/>${machine.diskSerial ? `<serial>${machine.diskSerial}</serial>` : ""}<boot order='2'/></disk>
     <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/><boot order='1'/></interface>
@@ -223,9 +226,14 @@ export class PxeLab {
    * Per kind of machine ("uefi minimal"): from power-on (startMachines) to its restore's
    * report, and from that report to cloud-init done in the restored system.
    */
-  bootTimings(started: number, reports: Map<PxeMachine, { at: number }>, cloudInitDone: Map<PxeMachine, { at: number }>): Record<string, BootTiming> {
+  bootTimings(
+    started: number,
+    reports: Map<PxeMachine, { at: number }>,
+    cloudInitDone: Map<PxeMachine, { at: number }>,
+    machines: PxeMachine[] = this.machines,
+  ): Record<string, BootTiming> {
     return Object.fromEntries(
-      this.machines.map((machine) => {
+      machines.map((machine) => {
         const restoredAt = reports.get(machine)!.at;
         return [`${machine.firmware} ${machine.profile}`, { restoreMs: restoredAt - started, firstBootMs: cloudInitDone.get(machine)!.at - restoredAt }];
       }),
@@ -233,11 +241,16 @@ export class PxeLab {
   }
 
   /** What the deploy environment reported for each machine: done or failed. */
-  waitForReports(timeoutMs: number): Promise<Map<PxeMachine, { value: string; at: number }>> {
-    return this.waitForAll("the restore to report", timeoutMs, (machine) => {
-      const state = this.record(machine);
-      return state === "done" || state === "failed" ? state : undefined;
-    });
+  waitForReports(timeoutMs: number, machines: PxeMachine[] = this.machines): Promise<Map<PxeMachine, { value: string; at: number }>> {
+    return this.waitForAll(
+      "the restore to report",
+      timeoutMs,
+      (machine) => {
+        const state = this.record(machine);
+        return state === "done" || state === "failed" ? state : undefined;
+      },
+      machines,
+    );
   }
 
   /** cloud-init's long status once it finished in the machine (done or error), asked through the guest agent; undefined before. */
@@ -259,8 +272,8 @@ export class PxeLab {
     virsh(["start", this.domain(machine)]);
   }
 
-  stopMachines(): void {
-    for (const machine of this.machines) quiet("virsh", ["-c", "qemu:///system", "destroy", this.domain(machine)]);
+  stopMachines(machines: PxeMachine[] = this.machines): void {
+    for (const machine of machines) quiet("virsh", ["-c", "qemu:///system", "destroy", this.domain(machine)]);
   }
 
   /** What the lab holds, for held.ts: its libvirt objects, its PXE server, the machines' disks and logs. */

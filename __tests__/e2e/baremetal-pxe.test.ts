@@ -1,10 +1,12 @@
 // Bare metal end to end: `cdktf deploy baremetal` starts our PXE server on an
-// isolated libvirt network; two blank machines, one UEFI (profile minimal, its
-// disk named by id) and one BIOS (profile metal: generic kernel), both with boot
-// order network then disk, PXE-boot at the same time, restore their profile's
-// captured image and report done; the next network boot is answered with
-// "exit 1", so each firmware goes on to its disk, where cloud-init finishes with
-// the hostname configured for the machine's MAC. A seed is served only under its
+// isolated libvirt network; two blank machines, one UEFI with Secure Boot
+// enforced and Microsoft's keys, as PCs ship (profile minimal, its disk named by
+// id; it boots Debian's signed shim, GRUB and kernel) and one BIOS (profile metal:
+// generic kernel, iPXE), both with boot order network then disk, PXE-boot at the
+// same time, restore their profile's captured image and report done; at the next
+// network boot GRUB chainloads the UEFI machine's disk at once, and iPXE answers
+// the BIOS one "exit 1", so its firmware goes on to the disk; there cloud-init
+// finishes with the hostname configured for the machine's MAC. A seed is served only under its
 // machine's token and only until done. Then the BIOS machine, with a file written
 // on it, gets a new user_data and the server is redeployed: rebooted, it boots
 // its disk with the file; `btw metal reinstall` restores it exactly once.
@@ -26,7 +28,7 @@ const lab = new PxeLab({
   stateDir: "/var/lib/btw-img/pxe-test",
   machines: [
     // Its disk has a serial: the config names it /dev/disk/by-id/virtio-btw-uefi-disk.
-    { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi", profile: "minimal", diskSerial: "btw-uefi-disk" },
+    { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi-secure", profile: "minimal", diskSerial: "btw-uefi-disk" },
     // metal: Debian's generic kernel, in the deploy environment and the restored system.
     // wipe: the reinstall overwrites the system it installed.
     { name: "metal-bios", mac: "52:54:00:bd:50:02", firmware: "bios", profile: "metal", wipe: true },
@@ -54,7 +56,7 @@ function get(url: string): { code: number; body: string } {
 }
 
 /** How often the server answered the machine's boot script request with deploy or disk (since it last started). */
-function bootAnswers(machine: PxeMachine, answer: "deploy" | "disk"): number {
+function bootAnswers(machine: PxeMachine, answer: "deploy" | "disk" | "deploy by grub" | "disk by grub"): number {
   const log = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
   return (log.match(new RegExp(`btw-img: boot ${machine.mac}: ${answer} `, "g")) ?? []).length;
 }
@@ -157,8 +159,6 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     const reports = await lab.waitForReports(900_000);
     expect(lab.notDone(reports)).toEqual([]);
     // After the restore each machine reboots with its boot order unchanged: network first.
-    // UEFI firmware then also tries its other network boot options (PXE over IPv6, HTTP
-    // boot) before the disk, which takes a few minutes under emulation.
     const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, cloudInitStatus);
     for (const [kind, t] of Object.entries(lab.bootTimings(started, reports, statuses))) {
       console.log(`${kind}: PXE restore ${Math.round(t.restoreMs / 1000)} s; reboot to cloud-init done ${Math.round(t.firstBootMs / 1000)} s`);
@@ -172,8 +172,9 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       expect(status).toMatch(/seed=\/var\/lib\/cloud\/seed\/nocloud/);
       expect(guestExec(domain, "/bin/hostname", []).stdout.trim()).toBe(machine.name);
       expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe(`btw-runcmd-${machine.name}-1`);
-      // The firmware the system came up with is the machine's own.
-      expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe(machine.firmware);
+      // The firmware the system came up with is the machine's own, Secure Boot included.
+      expect(guestExec(domain, "/bin/sh", ["-c", "test -d /sys/firmware/efi && echo uefi || echo bios"]).stdout.trim()).toBe(machine.firmware === "bios" ? "bios" : "uefi");
+      if (machine.firmware === "uefi-secure") expect(guestExec(domain, "/usr/bin/mokutil", ["--sb-state"]).stdout).toContain("SecureBoot enabled");
       // Each machine runs the kernel of its profile's image, the one its deploy environment was built from.
       const kernel = guestExec(domain, "/bin/uname", ["-r"]).stdout.trim();
       const deployKernel = JSON.parse(fs.readFileSync(path.join(lab.serverDir, "http", "deploy", machine.profile, "build.json"), "utf8")).kernel_version;
@@ -189,7 +190,14 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     }
     // The deploy environment made the by-id link the UEFI machine's config names its disk by.
     const [uefi] = lab.machines;
-    expect(fs.readFileSync(lab.consoleLog(uefi), "utf8")).toMatch(/restore-disk: disk \/dev\/disk\/by-id\/virtio-btw-uefi-disk: \/dev\/vda, model -, serial btw-uefi-disk, wwid -, 5368709120 bytes/);
+    const uefiConsole = fs.readFileSync(lab.consoleLog(uefi), "utf8");
+    expect(uefiConsole).toMatch(/restore-disk: disk \/dev\/disk\/by-id\/virtio-btw-uefi-disk: \/dev\/vda, model -, serial btw-uefi-disk, wwid -, 5368709120 bytes/);
+    // Both of its network boots went through Debian's signed GRUB, and the second one straight to
+    // its disk: the firmware never fell through to its PXE-over-IPv6 or HTTP boot options.
+    expect(bootAnswers(uefi, "deploy by grub")).toBe(1);
+    expect(bootAnswers(uefi, "disk by grub")).toBeGreaterThanOrEqual(1);
+    expect(uefiConsole).toContain(`btw-img: ${uefi.name} boots from its disk`);
+    expect(uefiConsole.match(/PXE over IPv6|HTTP Boot over/g) ?? []).toEqual([]);
     // Each machine loaded the deploy environment once: the network boot after "done" went to the disk.
     expect(httpLog.match(/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
   }, 3_000_000);

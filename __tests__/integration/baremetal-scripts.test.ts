@@ -209,6 +209,57 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fs.readFileSync(path.join(`${legacy}.records`, m1.mac), "utf8")).toBe("done\n");
   });
 
+  test("UEFI machines get the image's signed shim and GRUB over TFTP; GRUB gets its script in its own language", () => {
+    const signed = path.join(work, "deploy-signed");
+    fs.mkdirSync(signed);
+    for (const file of ["vmlinuz", "initramfs.img"]) fs.writeFileSync(path.join(signed, file), "");
+    fs.writeFileSync(path.join(signed, "shimx64.efi"), "stand-in for shim");
+    fs.writeFileSync(path.join(signed, "grubx64.efi"), "stand-in for grub");
+    /** GRUB's own parser (grub-common) on a script. */
+    const grubSyntax = (script: string) => {
+      const file = path.join(work, "check.cfg");
+      fs.writeFileSync(file, script);
+      return spawnSync("grub-script-check", [file], { encoding: "utf8" }).status;
+    };
+    const started = run(
+      "pxe-server.sh",
+      ["start", "--state-dir", stateDir, "--interface", hostIf, "--address", address, "--dhcp-range", "10.213.97.100,10.213.97.150", "--http-port", port, "--deploy", `minimal=${signed}`, "--artifacts", `minimal=${artifactsDir}`],
+      { PXE_MACHINES: machines([m1, m2]) },
+    );
+    expect(started.output).not.toMatch(/warning|error/);
+    expect(started.status).toBe(0);
+    const tftp = path.join(stateDir, "tftp");
+    expect(fs.readFileSync(path.join(tftp, "shimx64.efi"), "utf8")).toBe("stand-in for shim");
+    expect(fs.readFileSync(path.join(tftp, "grubx64.efi"), "utf8")).toBe("stand-in for grub");
+    expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("dhcp-boot=tag:!ipxe,tag:efi64,shimx64.efi\n");
+    const grubCfg = fs.readFileSync(path.join(tftp, "grub", "grub.cfg"), "utf8");
+    expect(grubCfg).toContain(`source "(http,${address},${port})/cgi-bin/boot?loader=grub&mac=$net_default_mac"`);
+    expect(grubSyntax(grubCfg)).toBe(0);
+    // m1 (not installed) asks from its own address: the deploy kernel through GRUB, with its token.
+    const deploy = fetch(`${base}/cgi-bin/boot?loader=grub&mac=${m1.mac}`).body;
+    expect(deploy).toContain(`linux (http,${address},${port})/deploy/minimal/vmlinuz console=`);
+    expect(deploy).toContain(`btw.token=${token(m1.mac)} `);
+    expect(deploy).toContain(`initrd (http,${address},${port})/deploy/minimal/initramfs.img`);
+    expect(deploy).not.toContain("ipxe");
+    expect(grubSyntax(deploy)).toBe(0);
+    // m2 (asked from an address that is not m2's): its disk's own shim, chainloaded at once.
+    const disk = fetch(`${base}/cgi-bin/boot?loader=grub&mac=${m2.mac}`).body;
+    expect(disk).toContain("btw-img: m2 boots from its disk");
+    expect(disk).toMatch(/for loader in \/EFI\/debian\/shimx64\.efi \/EFI\/BOOT\/BOOTX64\.EFI; do/);
+    expect(disk).toContain("chainloader ($esp)$loader; boot;");
+    expect(grubSyntax(disk)).toBe(0);
+    // A MAC the server does not know goes back to its firmware from either loader, booted by nothing of ours.
+    const unknown = fetch(`${base}/cgi-bin/boot?loader=grub&mac=52:54:00:97:00:99`).body;
+    expect(unknown).toContain("not a machine of this server");
+    expect(unknown).not.toMatch(/chainloader|linux/);
+    expect(grubSyntax(unknown)).toBe(0);
+    expect(fetch(`${base}/cgi-bin/boot?mac=52-54-00-97-00-99`).body.trim()).toBe("#!ipxe\necho btw-img: not a machine of this server\nexit 1");
+    // A deploy environment without shim and GRUB: UEFI machines get iPXE, and the server says why.
+    const fallback = start([m1, m2]);
+    expect(fallback.output).toContain("warning: no deploy environment has Debian's signed shim and GRUB");
+    expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi\n");
+  });
+
   test("a folder with a newline (or other characters dnsmasq.conf or a shell would read) is refused", () => {
     for (const bad of [`${work}/x\ndhcp-script=/tmp/evil`, `${work}/it's`, `${work}/a,b`, "/"]) {
       const result = run("pxe-server.sh", ["stop", "--state-dir", bad]);

@@ -37,9 +37,22 @@ describe("the lab stack synthesizes", () => {
     expect(uefi.machine).toBe("q35");
     expect(uefi.firmware).toBe("/usr/share/OVMF/OVMF_CODE_4M.fd");
     expect(uefi.nvram).toEqual({ file: "/var/lib/libvirt/qemu/nvram/btw-btwtest-vm1_VARS.fd", template: "/usr/share/OVMF/OVMF_VARS_4M.fd" });
+    expect(uefi.xml.xslt).not.toContain("smm");
     const bios = only(synthLab(testLab()).resource.libvirt_domain);
     expect(bios.machine).toBe("pc");
     expect(bios.nvram).toBeUndefined();
+  });
+
+  test("uefi-secure domains get OVMF with Secure Boot and Microsoft's keys, SMM and a secure loader", () => {
+    const secure = only(synthLab(testLab({ extra: { libvirt: { accel: "tcg", firmware: "uefi-secure" } } })).resource.libvirt_domain);
+    expect(secure.machine).toBe("q35");
+    expect(secure.firmware).toBe("/usr/share/OVMF/OVMF_CODE_4M.ms.fd");
+    expect(secure.nvram.template).toBe("/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
+    expect(secure.xml.xslt).toContain('<smm state="on"/>');
+    expect(secure.xml.xslt).toMatch(/match="\/domain\/os\/loader"[\s\S]*<xsl:attribute name="secure">yes<\/xsl:attribute>/);
+    // Files named in the config win over the firmware's defaults.
+    const own = only(synthLab(testLab({ extra: { libvirt: { accel: "tcg", firmware: "uefi-secure", ovmf_code: "/fw/SB.fd", ovmf_vars: "/fw/SBVARS.fd" } } })).resource.libvirt_domain);
+    expect([own.firmware, own.nvram.template]).toEqual(["/fw/SB.fd", "/fw/SBVARS.fd"]);
   });
 
   test("each VM gets an overlay on one shared base volume per profile", () => {

@@ -2,7 +2,8 @@
 # Build the deploy environment that PXE-booted machines run: the kernel of a
 # customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
 # e2fsprogs, jq, the image's storage and network drivers and their firmware,
-# restore-disk.sh, disk-links.sh and deploy-init.sh as /init).
+# restore-disk.sh, disk-links.sh and deploy-init.sh as /init), and the image's
+# signed shim and GRUB network image that UEFI machines boot first.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
@@ -33,7 +34,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
       echo "$USAGE"
-      echo "Writes DIR/vmlinuz and DIR/initramfs.img (zstd cpio) atomically. Needs root, busybox (static), cpio, xz."
+      echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio) and, when the image has them, DIR/shimx64.efi"
+      echo "and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
+      echo "Needs root, busybox (static), cpio, xz."
       exit 0 ;;
     --image|--output-dir)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
@@ -113,6 +116,19 @@ if [ -d "$firmware_dir" ]; then
   done
   say "firmware for the drivers: $(find "$root/lib/firmware" -type f 2>/dev/null | wc -l) file(s) from the image"
 fi
+# Debian's signed boot chain, for UEFI machines (Secure Boot or not): shim
+# (signed by Microsoft) loads GRUB's network image (signed by Debian) from the
+# same TFTP folder, which loads this kernel (signed by Debian) over HTTP.
+shim=$mnt/usr/lib/shim/shimx64.efi.signed
+grub_net=$mnt/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
+if [ -f "$shim" ] && [ -f "$grub_net" ]; then
+  cp "$shim" "$staging/shimx64.efi"
+  cp "$grub_net" "$staging/grubx64.efi"
+  uefi_loader=shim
+else
+  say "warning: $image has no shim-signed and grub-efi-amd64-signed: UEFI machines get iPXE, which Secure Boot refuses"
+  uefi_loader=ipxe
+fi
 umount "$mnt"
 mnt=""
 losetup -d "$loop"
@@ -172,7 +188,7 @@ EOF
 chmod 755 "$root/etc/udhcpc.script"
 
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
-printf '{"kernel_version": "%s", "source_image": "%s"}\n' "$kver" "$(basename "$image")" >"$staging/build.json"
+printf '{"kernel_version": "%s", "source_image": "%s", "uefi_loader": "%s"}\n' "$kver" "$(basename "$image")" "$uefi_loader" >"$staging/build.json"
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"

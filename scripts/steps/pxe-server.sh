@@ -1,8 +1,11 @@
 #!/bin/sh
 # The bare-metal deploy server: dnsmasq (DHCP + TFTP, bound to one bridge
-# only) hands out iPXE, iPXE loads our deploy kernel and initramfs over HTTP
-# (busybox httpd on the bridge address), which restore the captured image and
-# the machine's seed.
+# only) hands BIOS machines iPXE and UEFI machines Debian's signed shim and
+# GRUB (from the deploy environment's image, so Secure Boot accepts them). Both
+# ask our CGI (busybox httpd on the bridge address) what the machine boots:
+# our deploy kernel and initramfs over HTTP, which restore the captured image
+# and the machine's seed, or, once installed, its disk (GRUB chainloads the
+# disk's own shim at once: no wait for the firmware's other network options).
 # A machine is installed once: its "done" record lives in DIR.records, which
 # no restart, replace or stop removes; only `reinstall` (btw metal reinstall)
 # or a start whose machines no longer include it forget it. Until then the
@@ -40,9 +43,12 @@ stop       stops both daemons and removes DIR (only when it carries $MARKER);
 status     prints each machine's reported state (started, done, failed).
 reinstall  forgets that the machine is done: its next network boot restores it
            again (a running server serves it at once).
-Files: DIR/tftp (iPXE), DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/,
-seeds/<token>/, cgi-bin/boot and report), DIR/machines/<mac> (seed and boot script,
-root only), DIR/*.pid, DIR/*.log; DIR.records/<mac> (state) and <mac>.token.
+Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI), DIR/http
+(boot.ipxe, deploy/<profile>/, artifacts/<profile>/, seeds/<token>/, cgi-bin/boot and
+report), DIR/machines/<mac> (seed and boot scripts, root only), DIR/*.pid, DIR/*.log;
+DIR.records/<mac> (state) and <mac>.token.
+A --deploy DIR with shimx64.efi and grubx64.efi (build-deploy-initramfs.sh copies
+them from the image) gives UEFI machines that chain; without, they get iPXE.
 EOF
 }
 
@@ -133,7 +139,9 @@ publish() {
   for _file in user-data meta-data network-config; do
     [ ! -f "$_machine/$_file" ] || cp "$_machine/$_file" "$state_dir/http/seeds/$_token/$_file"
   done
-  sed "s/@TOKEN@/$_token/g" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
+  for _loader in ipxe grub; do
+    sed "s/@TOKEN@/$_token/g" "$_machine/deploy.$_loader.in" | put "$_machine/boot.$_loader"
+  done
 }
 
 if [ "$command" = stop ]; then
@@ -221,9 +229,17 @@ chmod 700 "$records_dir"
 rm -rf "$state_dir/tftp" "$state_dir/http" "$state_dir/machines" "$state_dir/dnsmasq.conf"
 mkdir -p "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/seeds" "$state_dir/http/cgi-bin" "$state_dir/machines"
 (umask 022 && mkdir "$state_dir/tftp" && cp "$IPXE_DIR/undionly.kpxe" "$IPXE_DIR/snponly.efi" "$state_dir/tftp/")
+uefi_boot_file=snponly.efi
 for entry in $deploys; do
-  ln -s "$(cd "${entry#*=}" && pwd)" "$state_dir/http/deploy/${entry%%=*}"
+  dir=${entry#*=}
+  ln -s "$(cd "$dir" && pwd)" "$state_dir/http/deploy/${entry%%=*}"
+  # One lab, one release: any profile's signed shim and GRUB boot every UEFI machine.
+  if [ "$uefi_boot_file" = snponly.efi ] && [ -f "$dir/shimx64.efi" ] && [ -f "$dir/grubx64.efi" ]; then
+    (umask 022 && cp "$dir/shimx64.efi" "$dir/grubx64.efi" "$state_dir/tftp/")
+    uefi_boot_file=shimx64.efi
+  fi
 done
+[ "$uefi_boot_file" = shimx64.efi ] || say "warning: no deploy environment has Debian's signed shim and GRUB: UEFI machines get iPXE (not with Secure Boot)"
 for entry in $artifacts; do
   profile=${entry%%=*} dir=${entry#*=}
   [ -f "$dir/manifest.json" ] || die "no capture for profile $profile: $dir/manifest.json"
@@ -241,7 +257,17 @@ echo btw-img: back to the firmware, which boots the next device
 exit 1
 EOF
 
-# One CGI script, as cgi-bin/boot (a MAC's iPXE script) and cgi-bin/report (the
+# GRUB (prefix /grub on the TFTP server) reads this, then what the CGI answers.
+(umask 022 && mkdir "$state_dir/tftp/grub" && cat >"$state_dir/tftp/grub/grub.cfg") <<EOF
+# Written by pxe-server.sh: GRUB asks the server what this machine boots.
+set timeout=0
+echo "btw-img: asking $base_url what \$net_default_mac boots"
+source "(http,$address,$http_port)/cgi-bin/boot?loader=grub&mac=\$net_default_mac"
+echo "btw-img: no answer from $base_url: back to the firmware, which boots the next device"
+exit 1
+EOF
+
+# One CGI script, as cgi-bin/boot (a MAC's iPXE or GRUB script) and cgi-bin/report (the
 # deploy environment's reports). Both trust a request only from the address the
 # host's neighbour table gives the MAC on our bridge; a report also needs the token.
 {
@@ -255,19 +281,35 @@ printf '%s\n' "$mac" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]' || 
 seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3 != "0x0" { print $4 }' /proc/net/arp)
 record=$(cat "$records_dir/$mac" 2>/dev/null) || record=""
 machine=$state_dir/machines/$mac
+loader=$(query loader)
+[ "$loader" = grub ] || loader=ipxe
 case "${SCRIPT_NAME##*/}" in
   boot)
     # The log (httpd.log) says what each machine was sent: deploy or disk.
-    if [ -n "$mac" ] && [ "$record" != done ] && [ -f "$machine/boot.ipxe" ]; then
+    if [ -n "$mac" ] && [ "$record" != done ] && [ -f "$machine/boot.$loader" ]; then
       if [ "$seen" = "$mac" ]; then
-        echo "btw-img: boot $mac: deploy (to $REMOTE_ADDR)" >&2
-        answer "200 OK" "$(cat "$machine/boot.ipxe")"
+        echo "btw-img: boot $mac: deploy by $loader (to $REMOTE_ADDR)" >&2
+        answer "200 OK" "$(cat "$machine/boot.$loader")"
       fi
       echo "btw-img: boot $mac: refused the deploy script to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
     fi
-    echo "btw-img: boot ${mac:-?}: disk (to $REMOTE_ADDR)" >&2
-    name=$(cat "$machine/name" 2>/dev/null) || name=${mac:-unknown machine}
-    answer "200 OK" "#!ipxe" "echo btw-img: $name boots from its disk" "exit 1" ;;
+    if [ -z "$mac" ] || [ ! -f "$machine/name" ]; then
+      echo "btw-img: boot ${mac:-?}: not ours, back to its firmware (to $REMOTE_ADDR)" >&2
+      [ "$loader" = grub ] || answer "200 OK" "#!ipxe" "echo btw-img: not a machine of this server" "exit 1"
+      answer "200 OK" "echo 'btw-img: not a machine of this server: back to the firmware'" "exit 1"
+    fi
+    echo "btw-img: boot $mac: disk by $loader (to $REMOTE_ADDR)" >&2
+    name=$(cat "$machine/name")
+    # iPXE gives the machine back to the firmware, which goes on to the next device;
+    # GRUB starts the disk's own loader at once (UEFI firmware would first try its
+    # other network options, minutes each). Debian's ESP has shim in EFI/debian and
+    # the fallback path.
+    [ "$loader" = grub ] || answer "200 OK" "#!ipxe" "echo btw-img: $name boots from its disk" "exit 1"
+    answer "200 OK" "echo 'btw-img: $name boots from its disk'" \
+      "for loader in /EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI; do" \
+      "  if search --no-floppy --set=esp --file \$loader; then chainloader (\$esp)\$loader; boot; fi" \
+      "done" \
+      "echo 'btw-img: no boot loader on the disks of $name: back to the firmware'" "exit 1" ;;
   report)
     token=$(query token) status=$(query status)
     expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
@@ -278,7 +320,7 @@ case "${SCRIPT_NAME##*/}" in
     case "$status" in started|done|failed) ;; *) answer "400 Bad Request" "bad status" ;; esac
     echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
     # Done: the seed leaves the server and the token is void; the MAC boots its disk from now on.
-    [ "$status" != done ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe"
+    [ "$status" != done ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$machine/boot.grub"
     answer "200 OK" ok ;;
 esac
 answer "404 Not Found" "no such script"
@@ -309,11 +351,20 @@ printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   [ "$(field '.wipe // false')" = true ] && options="$options btw.wipe=1"
   # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
   # NIC driver while downloading) reboots into the network and restores again, not done yet.
+  cmdline="console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $options"
   cat >"$dir/deploy.ipxe.in" <<EOF
 #!ipxe
 echo btw-img: deploying $name ($profile)
-kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $options
+kernel $base_url/deploy/$profile/vmlinuz initrd=initramfs.img $cmdline
 initrd $base_url/deploy/$profile/initramfs.img
+boot
+EOF
+  # GRUB loads the kernel through shim, which checks its signature under Secure Boot.
+  http="(http,$address,$http_port)"
+  cat >"$dir/deploy.grub.in" <<EOF
+echo 'btw-img: deploying $name ($profile)'
+linux $http/deploy/$profile/vmlinuz $cmdline
+initrd $http/deploy/$profile/initramfs.img
 boot
 EOF
   if [ "$(cat "$records_dir/$mac" 2>/dev/null)" = "done" ]; then
@@ -337,14 +388,14 @@ dhcp-match=set:ipxe,175
 dhcp-vendorclass=set:efi64,PXEClient:Arch:00007
 dhcp-vendorclass=set:efi64,PXEClient:Arch:00009
 dhcp-boot=tag:ipxe,$base_url/boot.ipxe
-dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi
+dhcp-boot=tag:!ipxe,tag:efi64,$uefi_boot_file
 dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe"
 else
   # Proxy DHCP: the LAN's server gives addresses, we only answer PXE requests.
   dhcp="dhcp-range=$address,proxy
 dhcp-match=set:ipxe,175
 pxe-service=tag:!ipxe,x86PC,btw-img,undionly.kpxe
-pxe-service=tag:!ipxe,X86-64_EFI,btw-img,snponly.efi
+pxe-service=tag:!ipxe,X86-64_EFI,btw-img,$uefi_boot_file
 dhcp-boot=tag:ipxe,$base_url/boot.ipxe"
 fi
 cat >"$state_dir/dnsmasq.conf" <<EOF
