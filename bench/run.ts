@@ -89,7 +89,7 @@ async function benchImage(): Promise<void> {
 
     const output = path.join(work, "images", "minimal.qcow2");
     const minimal = readProfile(path.join(PROJECT_DIR, "profiles"), "minimal", "trixie");
-    const customize = scriptCommand("customize-image.sh", customizeArgs(minimal, "trixie", link, output));
+    const customize = scriptCommand("customize-image.sh", customizeArgs(minimal, "trixie", link, output, { secureBoot: false }));
     const ours = timed("customize minimal with customize-image.sh", () => sh(customize));
     const packages = minimal.packages;
     const copy = path.join(work, "virt-customize.qcow2");

@@ -5,7 +5,7 @@
 //   ts-node --transpile-only bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { ConfigError, loadConfig } from "../lib/config/config";
+import { ConfigError, enforcesSecureBoot, loadConfig } from "../lib/config/config";
 import { customizeArgs } from "../lib/constructs/customized-image";
 import { SCRIPTS_DIR } from "../lib/constructs/host-step";
 import { ProfileError, readProfile } from "../lib/config/profile";
@@ -18,7 +18,8 @@ function main(args: string[]): number {
   const [profile, base, output] = args;
   const lab = loadConfig();
   const script = path.join(SCRIPTS_DIR, "customize-image.sh");
-  const result = spawnSync("sh", [script, ...customizeArgs(readProfile(lab.profilesDir, profile, lab.release), lab.release, base, output)], { stdio: "inherit" });
+  const customize = customizeArgs(readProfile(lab.profilesDir, profile, lab.release), lab.release, base, output, { secureBoot: enforcesSecureBoot(lab.libvirt.firmware) });
+  const result = spawnSync("sh", [script, ...customize], { stdio: "inherit" });
   return result.status ?? 1;
 }
 

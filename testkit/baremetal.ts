@@ -18,7 +18,9 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
   const cacheDir = process.env.BTW_CACHE_DIR as string;
   const fixture = fixtureImage("trixie");
   const resolved = readProfile(PROFILES, profile, "trixie");
-  const key = customizedImageKey(fs.readFileSync(path.join(fixture.dir, "SHA512SUMS"), "utf8"), resolved);
+  // The bare-metal tests' machines boot without Secure Boot.
+  const requirements = { secureBoot: false };
+  const key = customizedImageKey(fs.readFileSync(path.join(fixture.dir, "SHA512SUMS"), "utf8"), resolved, requirements);
   const image = path.join(cacheDir, "images", `test-${profile}-${key}.qcow2`);
   if (fs.existsSync(image)) return image;
   const server = await serveDirectory(fixture.dir);
@@ -37,7 +39,7 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
       base,
     ]);
     if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr}`);
-    const customize = runScript("customize-image.sh", customizeArgs(resolved, "trixie", base, image));
+    const customize = runScript("customize-image.sh", customizeArgs(resolved, "trixie", base, image, requirements));
     if (customize.status !== 0) throw new Error(`customize-image.sh failed:\n${customize.stderr}`);
     return image;
   } finally {

@@ -22,7 +22,7 @@ describe("customize the cloud image offline with a profile", () => {
   const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
   // What the stack passes the script: the profile resolved by lib/config/profile.ts for the image's release.
   const customize = (profilesDir: string, profile: string, output: string) =>
-    customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output);
+    customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output, { secureBoot: false });
 
   beforeAll(async () => {
     const fixture = fixtureImage("trixie");
@@ -157,7 +157,7 @@ describe("customize the cloud image offline with a profile", () => {
     const option = runScript("customize-image.sh", ["--base", base, "--release", "trixie", "--layer", minimal, "--package", "-oDebug::pkgProblemResolver=1", "--output", output]);
     expect(option.status).toBe(2);
     expect(option.stderr).toContain("--package: not a package name: '-oDebug::pkgProblemResolver=1'");
-    const otherRelease = runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "minimal", "bookworm"), "bookworm", base, output));
+    const otherRelease = runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "minimal", "bookworm"), "bookworm", base, output, { secureBoot: false }));
     expect(otherRelease.status).toBe(1);
     expect(otherRelease.stderr).toContain("the image is trixie but --release is bookworm");
     expect(otherRelease.stderr).not.toMatch(/apt-get update|using the host's apt/);

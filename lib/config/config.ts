@@ -279,6 +279,11 @@ export const OVMF_FILES: Record<Exclude<Firmware, "bios">, { code: string; vars:
   "uefi-secure": { code: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" },
 };
 
+/** Firmware that starts only signed code: what it boots must have no unsigned kernel or kernel module. */
+export function enforcesSecureBoot(firmware: Firmware): boolean {
+  return firmware === "uefi-secure";
+}
+
 export interface LibvirtConfig {
   uri: string;
   accel: "kvm" | "tcg";

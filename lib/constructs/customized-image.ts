@@ -13,7 +13,13 @@ import { ProfileInfo, readProfile } from "../config/profile";
 
 const SCRIPT = "customize-image.sh";
 
-export interface CustomizedImageProps {
+/** What the image must satisfy beyond its profile; it names the image too (see customizedImageKey). */
+export interface ImageRequirements {
+  /** The image must boot with Secure Boot enforced: anything unsigned in it fails the build. */
+  secureBoot: boolean;
+}
+
+export interface CustomizedImageProps extends ImageRequirements {
   cloudImage: CloudImage;
   profilesDir: string;
   profile: string;
@@ -23,7 +29,7 @@ export interface CustomizedImageProps {
 }
 
 /** The arguments of scripts/steps/customize-image.sh that build `profile` (resolved for `release`) from `base` into `output`. */
-export function customizeArgs(profile: ProfileInfo, release: string, base: string, output: string): string[] {
+export function customizeArgs(profile: ProfileInfo, release: string, base: string, output: string, requirements: ImageRequirements): string[] {
   return [
     "--base",
     base,
@@ -31,14 +37,22 @@ export function customizeArgs(profile: ProfileInfo, release: string, base: strin
     release,
     ...profile.layers.flatMap((layer) => ["--layer", layer]),
     ...profile.packageLines.flatMap((pkg) => ["--package", `${pkg.name} ${pkg.origin}`]),
+    ...(requirements.secureBoot ? ["--secure-boot"] : []),
     "--output",
     output,
   ];
 }
 
-/** What names a customized image: its base image's content, the profile's files and the scripts that apply it. */
-export function customizedImageKey(baseContentKey: string, profile: ProfileInfo): string {
-  return crypto.createHash("sha256").update([baseContentKey, profile.contentHash, scriptHash(SCRIPT)].join("\n")).digest("hex").slice(0, 16);
+/**
+ * What names a customized image: its base image's content, the profile's files, the scripts that apply it
+ * and what it was checked for (an image built without the Secure Boot check must not serve a lab that needs it).
+ */
+export function customizedImageKey(baseContentKey: string, profile: ProfileInfo, requirements: ImageRequirements): string {
+  return crypto
+    .createHash("sha256")
+    .update([baseContentKey, profile.contentHash, scriptHash(SCRIPT), `secure-boot=${requirements.secureBoot}`].join("\n"))
+    .digest("hex")
+    .slice(0, 16);
 }
 
 export class CustomizedImage extends Construct {
@@ -49,10 +63,11 @@ export class CustomizedImage extends Construct {
   constructor(scope: Construct, id: string, props: CustomizedImageProps) {
     super(scope, id);
     this.profile = readProfile(props.profilesDir, props.profile, props.release);
-    this.imagePath = path.join(props.cacheDir, "images", `${props.profile}-${customizedImageKey(props.cloudImage.contentKey, this.profile)}.qcow2`);
+    const requirements = { secureBoot: props.secureBoot };
+    this.imagePath = path.join(props.cacheDir, "images", `${props.profile}-${customizedImageKey(props.cloudImage.contentKey, this.profile, requirements)}.qcow2`);
     this.step = hostStep(this, "customize", {
       script: SCRIPT,
-      args: customizeArgs(this.profile, props.release, props.cloudImage.basePath, this.imagePath),
+      args: customizeArgs(this.profile, props.release, props.cloudImage.basePath, this.imagePath, requirements),
       // The image is a pure function of its inputs: reuse it when it is already built.
       skipIfExists: this.imagePath,
       before: props.cloudImage.ensureCommand,
@@ -60,6 +75,8 @@ export class CustomizedImage extends Construct {
         base_image: props.cloudImage.step.id,
         profile: props.profile,
         profile_files: this.profile.fileHashes,
+        // The image's path (its key) changes with it; the step must run again to build it there.
+        secure_boot: props.secureBoot,
       },
       dependsOn: [props.cloudImage.step],
     });

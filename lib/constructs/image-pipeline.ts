@@ -5,7 +5,7 @@
 import { Construct } from "constructs";
 import { ITerraformDependable } from "../cdk";
 import { CloudImage } from "./cloud-image";
-import { LabConfig } from "../config/config";
+import { enforcesSecureBoot, LabConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { PartitionCapture } from "./partition-capture";
 
@@ -39,7 +39,15 @@ export class ImagePipeline extends Construct {
       dependsOn: props.dependsOn,
     });
     for (const profile of new Set(props.profiles)) {
-      const image = new CustomizedImage(this, `image-${profile}`, { cloudImage: this.cloudImage, profilesDir: lab.profilesDir, profile, release: lab.release, cacheDir: lab.cacheDir });
+      const image = new CustomizedImage(this, `image-${profile}`, {
+        cloudImage: this.cloudImage,
+        profilesDir: lab.profilesDir,
+        profile,
+        release: lab.release,
+        // From the lab's config in every stack, so that all of them build (and share) the same image.
+        secureBoot: enforcesSecureBoot(lab.libvirt.firmware),
+        cacheDir: lab.cacheDir,
+      });
       this.images.set(profile, image);
       if (props.capture) this.captures.set(profile, new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir }));
     }

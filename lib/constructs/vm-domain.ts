@@ -2,7 +2,7 @@
 // its image, its seed ISO as a volume, and the domain that boots from both.
 import { Construct } from "constructs";
 import { Domain, ITerraformDependable, resourceAddress, Volume } from "../cdk";
-import { LabConfig, VmConfig } from "../config/config";
+import { enforcesSecureBoot, LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { NetworkAttachment } from "./lab-network";
 import { LabStorage } from "./lab-storage";
@@ -104,7 +104,7 @@ export class VmDomain extends Construct {
       qemuAgent: false,
       autostart: false,
       running: true,
-      xml: { xslt: domainXslt(names.consoleLog, lab.libvirt.firmware === "uefi-secure") },
+      xml: { xslt: domainXslt(names.consoleLog, enforcesSecureBoot(lab.libvirt.firmware)) },
       // Creation includes waiting for the DHCP lease, i.e. most of a boot.
       timeouts: { create: `${lab.readiness.timeout}s` },
       dependsOn: props.dependsOn,

@@ -10,12 +10,13 @@
 #   customize/host-apt.sh  the host's apt configuration in the image for the build only
 #   customize/install.sh   packages, files/ and commands.d/ of the layers
 #   customize/clean.sh     leave the image clean
+#   lib/secure-boot.sh     what in the image Secure Boot would refuse
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
 PROG=customize-image
-USAGE="usage: customize-image.sh --base BASE.qcow2 --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... --output OUT.qcow2"
+USAGE="usage: customize-image.sh --base BASE.qcow2 --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] --output OUT.qcow2"
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
@@ -30,6 +31,7 @@ own_mount_namespace "$@"
 . "$(dirname "$0")/customize/host-apt.sh"
 . "$(dirname "$0")/customize/install.sh"
 . "$(dirname "$0")/customize/clean.sh"
+. "$(dirname "$0")/lib/secure-boot.sh"
 
 print_help() {
   cat <<HELP
@@ -44,6 +46,9 @@ atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
   --package 'NAME [ORIGIN]'
                        a package to install, repeated; ORIGIN (say "profile minimal:
                        install.d/base.list:3") names where it comes from in errors
+  --secure-boot        the image must boot with Secure Boot enforced: an unsigned
+                       kernel (/boot/vmlinuz-*) or kernel module no package ships
+                       (dkms output, say) fails the build; without it, a warning
   --output FILE        qcow2 to write; OUT.work/ beside it holds the build
 
 Of each layer, apt-sources.d/*.sources, files/ and commands.d/NN-name.sh are
@@ -56,10 +61,11 @@ HELP
 
 # ---------------------------------------------------------------- arguments
 
-base="" release="" layers="" packages="" output=""
+base="" release="" layers="" packages="" output="" secure_boot=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
+    --secure-boot) secure_boot=1; shift; continue ;;
     --base=*|--release=*|--layer=*|--package=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
     --base|--release|--layer|--package|--output)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
@@ -163,6 +169,14 @@ copy_layer_files "$@"
 run_layer_commands "$@"
 
 check_boot_config
+# Said now, not found when a machine with Secure Boot enforced fails to boot.
+unsigned=$(unsigned_boot_files "$root")
+if [ -n "$unsigned" ]; then
+  level=warning
+  [ -z "$secure_boot" ] || level=error
+  printf '%s\n' "$unsigned" | while IFS= read -r file; do say "$level: Secure Boot would refuse $file: it is not signed"; done
+  [ -z "$secure_boot" ] || die "--secure-boot (firmware uefi-secure): sign what is named above with a key the firmware trusts (a MOK enrolled with mokutil, say) or use firmware uefi"
+fi
 say "removing the host's apt configuration and restoring the image's own"
 kill_chroot_processes
 restore_image_apt
