@@ -96,9 +96,14 @@ if ! virsh -c qemu:///system version >/dev/null 2>&1; then
 fi
 
 cd "$project_dir"
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# By content, not date: a fresh checkout's lock file is always newer than the install.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat node_modules/.btw-lock-sha256 2>/dev/null)" != "$lock_sum" ]; then
+  # A node_modules linked from another checkout is that checkout's: npm ci would empty it under it.
+  [ ! -L node_modules ] || die "node_modules links to $(readlink node_modules), installed from another package-lock.json: run npm ci there, or remove the link"
   log "installing npm dependencies"
   npm ci --no-audit --no-fund >&2
+  echo "$lock_sum" >node_modules/.btw-lock-sha256
 fi
 
 engine_env=$(sh scripts/host/install-engine.sh --cache-dir "$cache_dir")
