@@ -262,7 +262,7 @@ EOF
 # Written by pxe-server.sh: GRUB asks the server what this machine boots.
 set timeout=0
 echo "btw-img: asking $base_url what \$net_default_mac boots"
-source "(http,$address,$http_port)/cgi-bin/boot?loader=grub&mac=\$net_default_mac"
+source "(http,$address:$http_port)/cgi-bin/boot?loader=grub&mac=\$net_default_mac"
 echo "btw-img: no answer from $base_url: back to the firmware, which boots the next device"
 exit 1
 EOF
@@ -275,7 +275,14 @@ EOF
   cat <<'EOF'
 umask 077
 query() { printf '%s\n' "$QUERY_STRING" | tr '&' '\n' | sed -n "s/^$1=//p" | head -n 1; }
-answer() { printf 'Status: %s\r\nContent-Type: text/plain\r\n\r\n' "$1"; shift; printf '%s\n' "$@"; exit 0; }
+# With its length: GRUB's HTTP reads no answer without one.
+answer() {
+  _status=$1
+  shift
+  _body=$(printf '%s\n' "$@")
+  printf 'Status: %s\r\nContent-Type: text/plain\r\nContent-Length: %s\r\n\r\n%s\n' "$_status" "$(printf '%s\n' "$_body" | wc -c)" "$_body"
+  exit 0
+}
 mac=$(query mac | tr 'A-F-' 'a-f:')
 printf '%s\n' "$mac" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]' || mac=""
 seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3 != "0x0" { print $4 }' /proc/net/arp)
@@ -303,11 +310,12 @@ case "${SCRIPT_NAME##*/}" in
     # iPXE gives the machine back to the firmware, which goes on to the next device;
     # GRUB starts the disk's own loader at once (UEFI firmware would first try its
     # other network options, minutes each). Debian's ESP has shim in EFI/debian and
-    # the fallback path.
+    # the fallback path. The loader must come from root: GRUB gives the started image
+    # root's device, where shim looks for GRUB (as MAAS's local boot config does).
     [ "$loader" = grub ] || answer "200 OK" "#!ipxe" "echo btw-img: $name boots from its disk" "exit 1"
     answer "200 OK" "echo 'btw-img: $name boots from its disk'" \
       "for loader in /EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI; do" \
-      "  if search --no-floppy --set=esp --file \$loader; then chainloader (\$esp)\$loader; boot; fi" \
+      "  if search --no-floppy --set=root --file \$loader; then chainloader \$loader; boot; fi" \
       "done" \
       "echo 'btw-img: no boot loader on the disks of $name: back to the firmware'" "exit 1" ;;
   report)
@@ -360,7 +368,7 @@ initrd $base_url/deploy/$profile/initramfs.img
 boot
 EOF
   # GRUB loads the kernel through shim, which checks its signature under Secure Boot.
-  http="(http,$address,$http_port)"
+  http="(http,$address:$http_port)"
   cat >"$dir/deploy.grub.in" <<EOF
 echo 'btw-img: deploying $name ($profile)'
 linux $http/deploy/$profile/vmlinuz $cmdline
