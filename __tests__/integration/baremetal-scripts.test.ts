@@ -232,6 +232,8 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fs.readFileSync(path.join(tftp, "shimx64.efi"), "utf8")).toBe("stand-in for shim");
     expect(fs.readFileSync(path.join(tftp, "grubx64.efi"), "utf8")).toBe("stand-in for grub");
     expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("dhcp-boot=tag:!ipxe,tag:efi64,shimx64.efi\n");
+    // iPXE on UEFI (a NIC's option ROM, as QEMU's) hands the machine back to its firmware, whose own PXE boots shim.
+    expect(fetch(`${base}/boot.ipxe`).body).toContain("iseq ${platform} efi && goto firmware ||");
     const grubCfg = fs.readFileSync(path.join(tftp, "grub", "grub.cfg"), "utf8");
     expect(grubCfg).toContain(`source "(http,${address}:${port})/cgi-bin/boot?loader=grub&mac=$net_default_mac"`);
     expect(grubSyntax(grubCfg)).toBe(0);
@@ -262,6 +264,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     const fallback = start([m1, m2]);
     expect(fallback.output).toContain("warning: no deploy environment has Debian's signed shim and GRUB");
     expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi\n");
+    expect(fetch(`${base}/boot.ipxe`).body).not.toContain("platform");
   });
 
   test("a folder with a newline (or other characters dnsmasq.conf or a shell would read) is refused", () => {

@@ -250,9 +250,16 @@ base_url=http://$address:$http_port
 # Back to the firmware with a failure status: UEFI boot managers then try the
 # next boot option (the disk); a success status stops them at their menu.
 # An unknown MAC gets the same: the server never touches a machine not in the config.
+# UEFI machines take Debian's signed chain from the firmware's own PXE, even where
+# the NIC's option ROM is iPXE (QEMU's are): iPXE on UEFI goes straight back.
+uefi_ipxe=""
+# shellcheck disable=SC2016 # ${platform} is iPXE's.
+[ "$uefi_boot_file" = snponly.efi ] || uefi_ipxe='iseq ${platform} efi && goto firmware ||'
 cat >"$state_dir/http/boot.ipxe" <<EOF
 #!ipxe
+$uefi_ipxe
 chain $base_url/cgi-bin/boot?mac=\${mac:hexhyp} ||
+:firmware
 echo btw-img: back to the firmware, which boots the next device
 exit 1
 EOF
