@@ -111,6 +111,30 @@ case "$status" in
   *) fail "restore-disk.sh failed" ;;
 esac
 
+# UEFI: the first boot of the restored disk starts its shim at once (BootNext, used
+# once by the firmware), not through the network; BootOrder stays as it is, network
+# first, and every later boot reaches the disk through the server's GRUB.
+boot_next_disk() {
+  [ -d /sys/firmware/efi ] || return 2
+  esp_number=$(jq -r '.partitions[] | select(.role == "esp") | .number' /tmp/restore/manifest.json)
+  [ -n "$esp_number" ] && [ "$esp_number" != null ] || return 2
+  modprobe -q efivarfs 2>/dev/null
+  grep -q ' /sys/firmware/efi/efivars ' /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars || return 1
+  # An entry of an earlier install of this machine goes first.
+  for old in $(efibootmgr | sed -n 's/^Boot\([0-9A-F]\{4\}\)\*\{0,1\} btw-img .*/\1/p'); do
+    efibootmgr -q -b "$old" -B || return 1
+  done
+  entry=$(efibootmgr --create-only --disk "$(readlink -f "$disk")" --part "$esp_number" --label "btw-img restored disk" \
+    --loader '\EFI\debian\shimx64.efi' | sed -n 's/^Boot\([0-9A-F]\{4\}\)\*\{0,1\} btw-img .*/\1/p' | tail -n 1)
+  [ -n "$entry" ] && efibootmgr -q --bootnext "$entry"
+}
+boot_next=0
+boot_next_disk || boot_next=$?
+case "$boot_next" in
+  0) say "UEFI: the next boot starts the restored disk (BootNext)" ;;
+  1) say "UEFI: could not set BootNext; the next boot reaches the disk through the server" ;;
+esac
+
 if report "done" 20; then
   say "restore done; $after"
   sync

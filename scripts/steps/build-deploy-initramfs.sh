@@ -12,13 +12,14 @@ PROG=build-deploy-initramfs
 USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR"
 # Driver folders and files of the image's kernel that go into the initramfs.
 # ext4 is a module in the generic kernel (built in in the cloud one): the
-# restore mounts the new root file system to write the seed.
+# restore mounts the new root file system to write the seed; efivarfs lets it set
+# a UEFI machine's BootNext.
 MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme
   kernel/drivers/virtio kernel/drivers/md kernel/net/core kernel/lib kernel/crypto
-  kernel/fs/ext4 kernel/fs/jbd2 kernel/fs/mbcache.ko"
+  kernel/fs/ext4 kernel/fs/jbd2 kernel/fs/mbcache.ko kernel/fs/efivarfs"
 # (An entry ending in .ko is one module, compressed or not.)
 # Host programs copied with their shared libraries.
-PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs"
+PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs efibootmgr"
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
