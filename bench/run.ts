@@ -23,7 +23,7 @@ import { fixtureImage } from "../testkit/fixture-image";
 import { finishHeldRecords, hold, startHeldRecords } from "../testkit/held";
 import { serveDirectory } from "../testkit/http-server";
 import { testLab } from "../testkit/lab-yaml";
-import { BootTiming, PxeLab } from "../testkit/pxe-lab";
+import { BootTiming, Firmware, PxeLab } from "../testkit/pxe-lab";
 
 interface Row {
   measure: string;
@@ -33,8 +33,8 @@ interface Row {
 }
 
 const rows: Row[] = [];
-// Set by the lab section: the baseline for a bare-metal machine's first boot.
-let oneVmDeployMs: number | undefined;
+// Set by the lab section, per firmware: the baseline for a bare-metal machine's first boot.
+const oneVmDeployMs = new Map<Firmware, number>();
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
@@ -142,7 +142,7 @@ async function benchBaremetal(): Promise<void> {
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
-  let timings: Record<string, BootTiming>;
+  let timings: Record<string, BootTiming & { firmware: Firmware }>;
   try {
     timings = await blankMachineTimings();
   } catch (error) {
@@ -150,12 +150,13 @@ async function benchBaremetal(): Promise<void> {
     rows.push({ measure: "blank machine: power-on to cloud-init done", ours: "failed", baseline: "", ratio: "n/a" });
     return;
   }
-  for (const [kind, { restoreMs, firstBootMs }] of Object.entries(timings)) {
+  for (const [kind, { restoreMs, firstBootMs, firmware }] of Object.entries(timings)) {
     const total = restoreMs + firstBootMs;
-    if (oneVmDeployMs === undefined) {
+    const labVm = oneVmDeployMs.get(firmware);
+    if (labVm === undefined) {
       rows.push({ measure: `blank ${kind} machine: power-on to cloud-init done (PXE restore + reboot)`, ours: seconds(total), baseline: "run with the lab section", ratio: "n/a" });
     } else {
-      addRow(`blank ${kind} machine power-on to cloud-init done vs lab VM deploy to ready`, total, oneVmDeployMs);
+      addRow(`blank ${kind} machine power-on to cloud-init done vs ${firmware} lab VM deploy to ready`, total, labVm);
     }
     addRow(`blank ${kind} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
   }
@@ -168,7 +169,7 @@ async function benchBaremetal(): Promise<void> {
  * has the host to itself like the lab section's single VM. Its own names and addresses,
  * so it never touches what a test run holds.
  */
-async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
+async function blankMachineTimings(): Promise<Record<string, BootTiming & { firmware: Firmware }>> {
   const lab = new PxeLab({
     lab: "bmbench",
     subnet: "10.213.55",
@@ -187,7 +188,7 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
     process.stderr.write("bench: cdktf deploy baremetal (capture, deploy environments, PXE server) ...\n");
     const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
     if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
-    const timings: Record<string, BootTiming> = {};
+    const timings: Record<string, BootTiming & { firmware: Firmware }> = {};
     for (const machine of lab.machines) {
       process.stderr.write(`bench: blank machine ${machine.name}: power-on to cloud-init done ...\n`);
       const started = lab.startMachines(workspace.dir, [machine]);
@@ -199,7 +200,7 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
       lab.stopMachines([machine]);
       for (const [kind, t] of Object.entries(lab.bootTimings(started, reports, statuses, [machine]))) {
         process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
-        timings[kind] = t;
+        timings[kind] = { ...t, firmware: machine.firmware };
       }
     }
     return timings;
@@ -215,20 +216,24 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming>> {
 async function benchLab(): Promise<void> {
   const fixture = fixtureImage("trixie");
   const server = await serveDirectory(fixture.dir);
-  const lab = (name: string, vms: number) =>
+  const lab = (name: string, vms: number, firmware: Firmware) =>
     testLab({
       name,
       imageBaseUrl: server.baseUrl,
       vms: Array.from({ length: vms }, (_, i) => ({ name: `vm${i + 1}` })),
-      extra: { network: { name: `${name}-net`, mode: "isolated", cidr: "10.213.41.0/24" }, readiness: { timeout: 1800 } },
+      extra: {
+        libvirt: { accel: "tcg", firmware },
+        network: { name: `${name}-net`, mode: "isolated", cidr: "10.213.41.0/24" },
+        readiness: { timeout: 1800 },
+      },
     });
-  const deployTimed = async (name: string, vms: number) => {
+  const deployTimed = async (name: string, vms: number, firmware: Firmware = "bios") => {
     const workspace = new LabWorkspace();
-    fs.writeFileSync(workspace.configFile, stringify(lab(name, vms)));
+    fs.writeFileSync(workspace.configFile, stringify(lab(name, vms, firmware)));
     // Build the image first so the timing is the lab itself, not the first customization.
     await workspace.deploy();
     await workspace.destroy();
-    const elapsed = await timedAsync(`deploy ${vms} VM(s) until all are ready`, async () => {
+    const elapsed = await timedAsync(`deploy ${vms} ${firmware} VM(s) until all are ready`, async () => {
       const run = await workspace.deploy();
       if (run.status !== 0) throw new Error(`deploy of ${vms} VMs failed; see ${workspace.dir}/cdktf.log`);
     });
@@ -238,8 +243,14 @@ async function benchLab(): Promise<void> {
   const release = hold("bench-lab", { libvirtPrefixes: ["btw-btwbench", "btwbench"] });
   try {
     const one = await deployTimed("btwbench1", 1);
-    oneVmDeployMs = one.elapsed;
+    oneVmDeployMs.set("bios", one.elapsed);
     await one.workspace.destroy();
+    // The baselines of the blank UEFI machines: a lab VM with the same firmware.
+    for (const firmware of ["uefi", "uefi-secure"] as const) {
+      const vm = await deployTimed(firmware === "uefi" ? "btwbenchu" : "btwbenchs", 1, firmware);
+      oneVmDeployMs.set(firmware, vm.elapsed);
+      await vm.workspace.destroy();
+    }
     const three = await deployTimed("btwbench3", 3);
     addRow("deploy to all ready: 3 VMs vs 1 VM", three.elapsed, one.elapsed);
     const pool = "/var/lib/libvirt/btw-img/btwbench3";
