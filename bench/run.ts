@@ -145,6 +145,8 @@ async function benchBaremetal(): Promise<void> {
   let timings: Record<string, BootTiming & { firmware: Firmware }>;
   try {
     timings = await blankMachineTimings();
+    // In the same run: a lab VM of each firmware, unless the lab section measured it.
+    await labVmBaselines([...new Set(Object.values(timings).map((t) => t.firmware))]);
   } catch (error) {
     process.stderr.write(`bench: blank machines: ${(error as Error).message}\n`);
     rows.push({ measure: "blank machine: power-on to cloud-init done", ours: "failed", baseline: "", ratio: "n/a" });
@@ -152,12 +154,7 @@ async function benchBaremetal(): Promise<void> {
   }
   for (const [kind, { restoreMs, firstBootMs, firmware }] of Object.entries(timings)) {
     const total = restoreMs + firstBootMs;
-    const labVm = oneVmDeployMs.get(firmware);
-    if (labVm === undefined) {
-      rows.push({ measure: `blank ${kind} machine: power-on to cloud-init done (PXE restore + reboot)`, ours: seconds(total), baseline: "run with the lab section", ratio: "n/a" });
-    } else {
-      addRow(`blank ${kind} machine power-on to cloud-init done vs ${firmware} lab VM deploy to ready`, total, labVm);
-    }
+    addRow(`blank ${kind} machine power-on to cloud-init done vs ${firmware} lab VM deploy to ready`, total, oneVmDeployMs.get(firmware)!);
     addRow(`blank ${kind} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
   }
 }
@@ -213,46 +210,68 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming & { firm
   }
 }
 
-async function benchLab(): Promise<void> {
-  const fixture = fixtureImage("trixie");
-  const server = await serveDirectory(fixture.dir);
-  const lab = (name: string, vms: number, firmware: Firmware) =>
-    testLab({
-      name,
-      imageBaseUrl: server.baseUrl,
-      vms: Array.from({ length: vms }, (_, i) => ({ name: `vm${i + 1}` })),
-      extra: {
-        libvirt: { accel: "tcg", firmware },
-        network: { name: `${name}-net`, mode: "isolated", cidr: "10.213.41.0/24" },
-        readiness: { timeout: 1800 },
-      },
-    });
-  const deployTimed = async (name: string, vms: number, firmware: Firmware = "bios") => {
-    const workspace = new LabWorkspace();
-    fs.writeFileSync(workspace.configFile, stringify(lab(name, vms, firmware)));
-    // Build the image first so the timing is the lab itself, not the first customization.
-    await workspace.deploy();
-    await workspace.destroy();
-    const elapsed = await timedAsync(`deploy ${vms} ${firmware} VM(s) until all are ready`, async () => {
-      const run = await workspace.deploy();
-      if (run.status !== 0) throw new Error(`deploy of ${vms} VMs failed; see ${workspace.dir}/cdktf.log`);
-    });
-    return { workspace, elapsed };
-  };
-  // The labs' domains, volumes, pools and networks (btw-btwbench1-..., btwbench1-net, ...).
-  const release = hold("bench-lab", { libvirtPrefixes: ["btw-btwbench", "btwbench"] });
+/** A lab of `vms` VMs (names vm1...) with the given firmware, on the fixture image served at baseUrl. */
+function benchLabConfig(name: string, vms: number, firmware: Firmware, baseUrl: string): Record<string, unknown> {
+  return testLab({
+    name,
+    imageBaseUrl: baseUrl,
+    vms: Array.from({ length: vms }, (_, i) => ({ name: `vm${i + 1}` })),
+    extra: {
+      libvirt: { accel: "tcg", firmware },
+      network: { name: `${name}-net`, mode: "isolated", cidr: "10.213.41.0/24" },
+      readiness: { timeout: 1800 },
+    },
+  });
+}
+
+/** Deploys the lab until all VMs are ready, timed; its image is built (and the lab destroyed) first, so the timing is the lab itself. */
+async function deployTimed(config: Record<string, unknown>): Promise<{ workspace: LabWorkspace; elapsed: number }> {
+  const workspace = new LabWorkspace();
+  fs.writeFileSync(workspace.configFile, stringify(config));
+  await workspace.deploy();
+  await workspace.destroy();
+  const libvirt = config.libvirt as { firmware: Firmware };
+  const vms = (config.vms as unknown[]).length;
+  const elapsed = await timedAsync(`deploy ${vms} ${libvirt.firmware} VM(s) until all are ready`, async () => {
+    const run = await workspace.deploy();
+    if (run.status !== 0) throw new Error(`deploy of ${vms} VMs failed; see ${workspace.dir}/cdktf.log`);
+  });
+  return { workspace, elapsed };
+}
+
+/** A one-VM lab's deploy to ready with this firmware, measured once per run (the baseline of blank machines too). */
+async function oneLabVmDeployMs(firmware: Firmware, baseUrl: string): Promise<number> {
+  const known = oneVmDeployMs.get(firmware);
+  if (known !== undefined) return known;
+  const one = await deployTimed(benchLabConfig(`btwbench1${firmware === "bios" ? "" : firmware === "uefi" ? "u" : "s"}`, 1, firmware, baseUrl));
+  await one.workspace.destroy();
+  one.workspace.remove();
+  oneVmDeployMs.set(firmware, one.elapsed);
+  return one.elapsed;
+}
+
+// The labs' domains, volumes, pools and networks (btw-btwbench1-..., btwbench1-net, ...).
+const BENCH_LABS = { libvirtPrefixes: ["btw-btwbench", "btwbench"] };
+
+/** The baselines of the blank machines: for each firmware, a one-VM lab of that firmware. */
+async function labVmBaselines(firmwares: Firmware[]): Promise<void> {
+  const server = await serveDirectory(fixtureImage("trixie").dir);
+  const release = hold("bench-lab", BENCH_LABS);
   try {
-    const one = await deployTimed("btwbench1", 1);
-    oneVmDeployMs.set("bios", one.elapsed);
-    await one.workspace.destroy();
-    // The baselines of the blank UEFI machines: a lab VM with the same firmware.
-    for (const firmware of ["uefi", "uefi-secure"] as const) {
-      const vm = await deployTimed(firmware === "uefi" ? "btwbenchu" : "btwbenchs", 1, firmware);
-      oneVmDeployMs.set(firmware, vm.elapsed);
-      await vm.workspace.destroy();
-    }
-    const three = await deployTimed("btwbench3", 3);
-    addRow("deploy to all ready: 3 VMs vs 1 VM", three.elapsed, one.elapsed);
+    for (const firmware of firmwares) await oneLabVmDeployMs(firmware, server.baseUrl);
+  } finally {
+    release();
+    await server.close();
+  }
+}
+
+async function benchLab(): Promise<void> {
+  const server = await serveDirectory(fixtureImage("trixie").dir);
+  const release = hold("bench-lab", BENCH_LABS);
+  try {
+    const one = await oneLabVmDeployMs("bios", server.baseUrl);
+    const three = await deployTimed(benchLabConfig("btwbench3", 3, "bios", server.baseUrl));
+    addRow("deploy to all ready: 3 VMs vs 1 VM", three.elapsed, one);
     const pool = "/var/lib/libvirt/btw-img/btwbench3";
     const allocated = (file: string) => fs.statSync(path.join(pool, file)).blocks * 512;
     const base = fs.readdirSync(pool).find((f) => f.includes("-base-")) as string;
@@ -263,6 +282,7 @@ async function benchLab(): Promise<void> {
     const diff = await timedAsync("cdktf diff lab", () => three.workspace.cdktf(["diff", "lab", "--skip-provider-lock"]));
     addRow("no-change redeploy vs cdktf diff lab", redeploy, diff);
     await three.workspace.destroy();
+    three.workspace.remove();
   } finally {
     release();
     await server.close();
