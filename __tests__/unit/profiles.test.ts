@@ -146,6 +146,45 @@ describe("profile changes and the image steps", () => {
   });
 });
 
+describe("a profile's Ansible playbook (ansible/)", () => {
+  const FIXTURES = path.join(PROJECT_DIR, "__tests__", "fixtures", "profiles");
+  /** The shipped profiles plus the e2e test's ansible-role profile, extending minimal. */
+  function profilesWithAnsibleRole(): string {
+    const dir = profilesWith({ "webserver/extends": "minimal\n" });
+    fs.cpSync(path.join(FIXTURES, "ansible-role/ansible"), path.join(dir, "webserver/ansible"), { recursive: true });
+    return dir;
+  }
+
+  test("an ansible/ folder with playbook.yml, roles and group_vars is accepted and part of the profile", () => {
+    const profilesDir = profilesWithAnsibleRole();
+    expect(() => validateProfileFolder(profilesDir, "webserver")).not.toThrow();
+    expect(Object.keys(readProfile(profilesDir, "webserver").fileHashes)).toEqual(
+      expect.arrayContaining(["webserver/ansible/playbook.yml", "webserver/ansible/group_vars/all.yml", "webserver/ansible/roles/hello/tasks/main.yml"]),
+    );
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("an ansible/ folder without playbook.yml is refused, saying what it needs", () => {
+    const profilesDir = profilesWith({ "webserver/extends": "minimal\n", "webserver/ansible/roles/web/tasks/main.yml": "- ansible.builtin.debug: {}\n", "empty/ansible/site.yml": "" });
+    expect(() => readProfile(profilesDir, "webserver")).toThrow("profile webserver: ansible/ has no playbook.yml (the build runs ansible/playbook.yml; its roles and vars go beside it)");
+    expect(configProblems(testLab({ vms: [{ name: "web", profile: "empty" }] }), profilesDir)).toContain("vms[0].profile: profile empty: ansible/ has no playbook.yml");
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("editing a role file or its vars changes the profile's content hash and re-runs customization", () => {
+    const profilesDir = profilesWithAnsibleRole();
+    const lab = testLab({ vms: [{ name: "web", profile: "webserver" }] });
+    const before = { hash: readProfile(profilesDir, "webserver").contentHash, step: customizeStep(profilesDir, lab).customize };
+    fs.appendFileSync(path.join(profilesDir, "webserver/ansible/roles/hello/templates/hello.conf.j2"), "owner = {{ btw_release }}\n");
+    const afterTemplate = { hash: readProfile(profilesDir, "webserver").contentHash, step: customizeStep(profilesDir, lab).customize };
+    expect(afterTemplate.hash).not.toBe(before.hash);
+    expect(afterTemplate.step).not.toEqual(before.step);
+    fs.writeFileSync(path.join(profilesDir, "webserver/ansible/roles/hello/defaults/main.yml"), "hello_port: 4343\n");
+    expect(readProfile(profilesDir, "webserver").contentHash).not.toBe(afterTemplate.hash);
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+});
+
 describe("a profile is resolved once, at synth, and the script gets the result", () => {
   test("the customize step passes the chain's folders parent first, each package with its origin, and the lab's release", () => {
     const { command } = customizeStep(PROFILES, testLab({ vms: [{ name: "bare", profile: "metal" }] }));

@@ -8,14 +8,16 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
-const ALLOWED_TOP = new Set(["install.d", "commands.d", "files", "apt-sources.d", "extends", "releases", "README.md"]);
+const ALLOWED_TOP = new Set(["install.d", "commands.d", "files", "ansible", "apt-sources.d", "extends", "releases", "README.md"]);
 const PLAIN_FILES = new Set(["extends", "releases", "README.md"]);
 const ALLOWED_IN: Record<string, RegExp> = {
   "install.d": /^[A-Za-z0-9_.-]+\.list$/,
   "commands.d": /^[0-9]{2}-[A-Za-z0-9_.-]+\.sh$/,
   "apt-sources.d": /^[A-Za-z0-9_.-]+\.sources$/,
 };
-const EXPECTED = "expected install.d/*.list, commands.d/NN-*.sh, files/, apt-sources.d/*.sources, extends, releases, README.md";
+const EXPECTED = "expected install.d/*.list, commands.d/NN-*.sh, files/, ansible/, apt-sources.d/*.sources, extends, releases, README.md";
+// customize-image.sh runs this playbook; roles, vars and templates go beside it.
+const PLAYBOOK = "ansible/playbook.yml";
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 // A Debian package name, optionally with =version, /suite or :arch.
 const PACKAGE_NAME = /^[a-z0-9][a-zA-Z0-9+.:=~/-]*$/;
@@ -62,6 +64,9 @@ export function validateProfileFolder(profilesDir: string, name: string): void {
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
     if (!ALLOWED_TOP.has(entry.name)) throw unexpected(entry.name);
     if (PLAIN_FILES.has(entry.name) ? !entry.isFile() : !entry.isDirectory()) throw unexpected(entry.name);
+    if (entry.name === "ansible" && !fs.statSync(path.join(dir, PLAYBOOK), { throwIfNoEntry: false })?.isFile()) {
+      throw new ProfileError(`profile ${name}: ansible/ has no playbook.yml (the build runs ${PLAYBOOK}; its roles and vars go beside it)`);
+    }
     const pattern = ALLOWED_IN[entry.name];
     if (!pattern) continue;
     for (const inner of fs.readdirSync(path.join(dir, entry.name), { withFileTypes: true })) {

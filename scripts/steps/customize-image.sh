@@ -1,5 +1,5 @@
 #!/bin/sh
-# Apply a profile's layers (packages, files, commands; see profiles/README.md)
+# Apply a profile's layers (packages, files, playbooks, commands; see profiles/README.md)
 # to a copy of a Debian cloud image in a chroot, using the host's apt
 # configuration for the duration of the build only, and write the result as a
 # new qcow2. lib/config/profile.ts resolves and checks the profile; this script gets
@@ -9,6 +9,7 @@
 #   customize/sources.sh   the layers' apt repositories: read, checked, added
 #   customize/host-apt.sh  the host's apt configuration in the image for the build only
 #   customize/install.sh   packages, files/ and commands.d/ of the layers
+#   customize/ansible.sh   ansible/playbook.yml of the layers (chroot connection)
 #   customize/clean.sh     leave the image clean
 #   lib/secure-boot.sh     what in the image Secure Boot would refuse
 # shellcheck source-path=SCRIPTDIR
@@ -30,6 +31,7 @@ own_mount_namespace "$@"
 . "$(dirname "$0")/customize/sources.sh"
 . "$(dirname "$0")/customize/host-apt.sh"
 . "$(dirname "$0")/customize/install.sh"
+. "$(dirname "$0")/customize/ansible.sh"
 . "$(dirname "$0")/customize/clean.sh"
 . "$(dirname "$0")/lib/secure-boot.sh"
 
@@ -51,8 +53,9 @@ atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
                        (dkms output, say) fails the build; without it, a warning
   --output FILE        qcow2 to write; OUT.work/ beside it holds the build
 
-Of each layer, apt-sources.d/*.sources, files/ and commands.d/NN-name.sh are
-applied (see profiles/README.md); its install.d lists come as --package.
+Of each layer, apt-sources.d/*.sources, files/, ansible/playbook.yml and
+commands.d/NN-name.sh are applied (see profiles/README.md); its install.d lists
+come as --package.
 lib/config/profile.ts resolves a profile into these arguments (customizeArgs in
 lib/constructs/customized-image.ts). A run killed with SIGKILL is cleaned up by the next
 run for the same OUT.
@@ -114,6 +117,7 @@ base_format=$(qemu-img info "$base" 2>/dev/null | sed -n 's/^file format: //p')
 [ -n "$base_format" ] || die "qemu-img cannot read base image: $base"
 
 read_layer_sources "$@"
+check_ansible "$@"
 names=""
 for layer in "$@"; do names="${names:+$names -> }${layer##*/}"; done
 say "layers: $names"
@@ -159,6 +163,7 @@ open_image
 # Checks before anything in the image is changed.
 check_layer_repos
 check_layer_keys "$@"
+check_layer_playbooks "$@"
 
 mount_chroot_filesystems
 guard_build
@@ -166,6 +171,7 @@ import_host_apt
 add_layer_sources "$@"
 install_packages
 copy_layer_files "$@"
+run_layer_playbooks "$@"
 run_layer_commands "$@"
 
 check_boot_config

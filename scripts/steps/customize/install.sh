@@ -1,7 +1,8 @@
 #!/bin/sh
 # Sourced by customize-image.sh: what the layers add to the image, in the
 # chroot, in this order: the packages of all layers (one apt-get install),
-# then files/ of each layer, then commands.d/ of each layer, parent first.
+# then files/ of each layer, then (customize/ansible.sh) the playbooks of the
+# layers, then commands.d/ of each layer, parent first.
 # Nothing starts or installs a boot loader meanwhile (guard_build).
 # Functions taking LAYER... get the layer folders, parent first.
 # Reads: root backup packages image_release CHROOT_PATH; sets: grub_diverted.
