@@ -1,7 +1,9 @@
 // Every shipped profile that builds offline here, on Debian's real generic
-// images of both releases: the desktops build and hold their packages, metal
-// builds on Debian 12 too, and proxmox stops at its offline check (Proxmox's
-// repository is not reachable from this machine) naming what is at fault.
+// Debian 12 image: the desktops and metal build and hold their packages, and
+// proxmox stops at its offline check (Proxmox's repository is not reachable from
+// this machine) naming what is at fault; on Debian 13, proxmox is refused at synth.
+// (On Debian 13 every shipped profile is built, booted with Secure Boot and checked
+// for its packages by secure-boot-lab.test.ts.)
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -14,7 +16,7 @@ import { hostLeftovers } from "../../testkit/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 const RELEASES = [
-  { release: "trixie" as const, profiles: ["graphical", "btwd"] },
+  { release: "trixie" as const, profiles: [] as string[] },
   { release: "bookworm" as const, profiles: ["metal", "graphical", "btwd"] },
 ];
 
@@ -24,7 +26,8 @@ describe.each(RELEASES)("shipped profiles on Debian's real $release image", ({ r
 
   beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), `btw-profiles-${release}-`));
-    base = acquireFixtureBase(release, work);
+    // Refusals at synth need no image.
+    if (profiles.length > 0) base = acquireFixtureBase(release, work);
   }, 1_800_000);
 
   afterAll(() => {
@@ -36,7 +39,9 @@ describe.each(RELEASES)("shipped profiles on Debian's real $release image", ({ r
   });
 
   // Built at the same time (as two labs' images may be): each build has its own work folder and /dev.
-  test(`${profiles.join(", ")} build at once, each holding every package of its chain`, async () => {
+  // Debian 13's are built by secure-boot-lab.test.ts.
+  if (profiles.length > 0)
+    test(`${profiles.join(", ")} build at once, each holding every package of its chain`, async () => {
     const outputs = profiles.map((profile) => path.join(work, `${profile}.qcow2`));
     const runs = await Promise.all(
       profiles.map((profile, i) => runScriptAsync("customize-image.sh", customizeArgs(readProfile(PROFILES, profile, release), release, base, outputs[i], { secureBoot: false }))),

@@ -1,10 +1,14 @@
 // Secure Boot in the lab: `libvirt.firmware: uefi-secure` boots OVMF with Secure
 // Boot enforced and Microsoft's keys enrolled (q35 with SMM), as PCs ship. Every
-// shipped profile that builds here (proxmox needs its own repository) boots on
-// Debian's real trixie image to cloud-init done, and inside Secure Boot is on:
-// shim, GRUB, the kernel and every module the boot loads passed its checks.
+// shipped profile that builds here (proxmox needs its own repository) is built
+// at once from Debian's real trixie image, holds every package of its chain, and
+// boots to cloud-init done with Secure Boot on inside: shim, GRUB, the kernel and
+// every module the boot loads passed its checks.
 import * as fs from "fs";
+import * as path from "path";
 import { stringify } from "yaml";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { readProfile } from "../../lib/config/profile";
 import { LabWorkspace } from "../../testkit/cdktf-cli";
 import { fixtureImage } from "../../testkit/fixture-image";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
@@ -57,6 +61,13 @@ describe("a uefi-secure lab boots every shipped profile with Secure Boot enforce
       expect({ profile, sb: guestExec(domain, "/usr/bin/mokutil", ["--sb-state"]).stdout.trim() }).toEqual({ profile, sb: "SecureBoot enabled" });
       // The kernel knows it too: lockdown follows Secure Boot in Debian's kernel.
       expect(guestExec(domain, "/bin/cat", ["/sys/kernel/security/lockdown"]).stdout).toMatch(/\[integrity\]/);
+      // Every package of the profile's chain is installed; desktops start graphical.
+      const wanted = readProfile(path.join(PROJECT_DIR, "profiles"), profile, "trixie").packages.map((p) => p.split(/[=/]/)[0]);
+      const installed = new Set(guestExec(domain, "/usr/bin/dpkg-query", ["-W", "-f", "${Package}\\n"]).stdout.split("\n"));
+      expect({ profile, missing: wanted.filter((name) => !installed.has(name)) }).toEqual({ profile, missing: [] });
+      if (profile === "btwd" || profile === "graphical") {
+        expect(guestExec(domain, "/usr/bin/systemctl", ["get-default"]).stdout.trim()).toBe("graphical.target");
+      }
     }
   }, 5_400_000);
 
