@@ -3,7 +3,8 @@
 // to the test bridge by a veth pair, so nothing leaves this machine) and ours
 // only answers PXE requests. A blank UEFI machine must get its address from
 // the LAN server and iPXE, the deploy environment and its image from us, and
-// restore its disk. (UEFI only: here the BIOS iPXE ROM ignores the ProxyDHCP
+// restore its disk (with iPXE: beside the LAN's DHCP server Debian's GRUB would ask that
+// server for its files, see docs/bare-metal.md). (UEFI only: here the BIOS iPXE ROM ignores the ProxyDHCP
 // answer to its port-4011 request; see docs/bare-metal.md, Limits.)
 import { execFileSync } from "child_process";
 import * as fs from "fs";

@@ -265,6 +265,16 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fallback.output).toContain("warning: no deploy environment has Debian's signed shim and GRUB");
     expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi\n");
     expect(fetch(`${base}/boot.ipxe`).body).not.toContain("platform");
+    // Beside the LAN's DHCP server (proxy DHCP) GRUB would ask that server for its files: UEFI machines get iPXE.
+    const proxy = run(
+      "pxe-server.sh",
+      ["start", "--state-dir", stateDir, "--interface", hostIf, "--address", address, "--http-port", port, "--deploy", `minimal=${signed}`, "--artifacts", `minimal=${artifactsDir}`],
+      { PXE_MACHINES: machines([m1, m2]) },
+    );
+    expect(proxy.status).toBe(0);
+    expect(proxy.output).toContain("proxy DHCP: UEFI machines get iPXE, not Debian's signed shim and GRUB");
+    expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("pxe-service=tag:!ipxe,X86-64_EFI,btw-img,snponly.efi\n");
+    expect(fetch(`${base}/boot.ipxe`).body).not.toContain("platform");
   });
 
   test("a folder with a newline (or other characters dnsmasq.conf or a shell would read) is refused", () => {

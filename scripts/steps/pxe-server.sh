@@ -234,12 +234,20 @@ for entry in $deploys; do
   dir=${entry#*=}
   ln -s "$(cd "$dir" && pwd)" "$state_dir/http/deploy/${entry%%=*}"
   # One lab, one release: any profile's signed shim and GRUB boot every UEFI machine.
-  if [ "$uefi_boot_file" = snponly.efi ] && [ -f "$dir/shimx64.efi" ] && [ -f "$dir/grubx64.efi" ]; then
+  # Not beside the LAN's DHCP server (proxy DHCP): Debian's GRUB takes its TFTP
+  # server from that server's answer, not ours, and finds no configuration.
+  if [ -n "$dhcp_range" ] && [ "$uefi_boot_file" = snponly.efi ] && [ -f "$dir/shimx64.efi" ] && [ -f "$dir/grubx64.efi" ]; then
     (umask 022 && cp "$dir/shimx64.efi" "$dir/grubx64.efi" "$state_dir/tftp/")
     uefi_boot_file=shimx64.efi
   fi
 done
-[ "$uefi_boot_file" = shimx64.efi ] || say "warning: no deploy environment has Debian's signed shim and GRUB: UEFI machines get iPXE (not with Secure Boot)"
+if [ "$uefi_boot_file" != shimx64.efi ]; then
+  if [ -z "$dhcp_range" ]; then
+    say "proxy DHCP: UEFI machines get iPXE, not Debian's signed shim and GRUB (no Secure Boot; set baremetal.pxe.dhcp_range for them)"
+  else
+    say "warning: no deploy environment has Debian's signed shim and GRUB: UEFI machines get iPXE (not with Secure Boot)"
+  fi
+fi
 for entry in $artifacts; do
   profile=${entry%%=*} dir=${entry#*=}
   [ -f "$dir/manifest.json" ] || die "no capture for profile $profile: $dir/manifest.json"
