@@ -1,9 +1,9 @@
 // Secure Boot in the lab: `libvirt.firmware: uefi-secure` boots OVMF with Secure
-// Boot enforced and Microsoft's keys enrolled (q35 with SMM), as PCs ship. Every
-// shipped profile that builds here (proxmox needs its own repository) is built
-// at once from Debian's real trixie image, holds every package of its chain, and
-// boots to cloud-init done with Secure Boot on inside: shim, GRUB, the kernel and
-// every module the boot loads passed its checks.
+// Boot enforced and Microsoft's keys enrolled (q35 with SMM), as PCs ship. The
+// profiles with each of Debian's kernels are built from Debian's real trixie
+// image, hold every package of their chain, and boot to cloud-init done with
+// Secure Boot on inside: shim, GRUB, the kernel and every module the boot loads
+// passed its checks.
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
@@ -18,7 +18,10 @@ import { guestExec, hostLeftovers, leftovers, virsh } from "../../testkit/libvir
 
 const LAB = "btwsb";
 const PREFIX = `btw-${LAB}`;
-const PROFILES = ["minimal", "metal", "btwd", "graphical"];
+// The cloud kernel (minimal) and the generic one (metal). The desktops carry the same kernel and
+// modules; profiles-real-image.test.ts builds them with the Secure Boot check (nothing unsigned).
+// Booting all four at once under emulation took about 30 minutes, too much for CI's 90.
+const PROFILES = ["minimal", "metal"];
 
 describe("a uefi-secure lab boots every shipped profile with Secure Boot enforced", () => {
   let server: FileServer;
@@ -31,7 +34,7 @@ describe("a uefi-secure lab boots every shipped profile with Secure Boot enforce
     const lab = testLab({
       name: LAB,
       imageBaseUrl: server.baseUrl,
-      vms: PROFILES.map((profile) => ({ name: profile, profile, memory: profile === "graphical" ? 1536 : 1024 })),
+      vms: PROFILES.map((profile) => ({ name: profile, profile, memory: 1024 })),
       extra: {
         libvirt: { accel: "tcg", firmware: "uefi-secure" },
         network: { name: `${LAB}-net`, mode: "isolated", cidr: "10.213.23.0/24" },
