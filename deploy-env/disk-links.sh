@@ -34,7 +34,12 @@ attr() {
 # udev's escaping of an id: blank runs become one '_', other unsafe characters '_'.
 clean() { printf '%s' "$1" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' -e 's/[[:space:]][[:space:]]*/_/g' -e 's/[^A-Za-z0-9#+.:=@_-]/_/g'; }
 # identify FILE OFFSET LENGTH: an ATA IDENTIFY string (byte-swapped words) from VPD page 89h.
-identify() { dd if="$1" bs=1 skip=$((60 + $2)) count="$3" 2>/dev/null | dd conv=swab 2>/dev/null | tr -d '\000' | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//'; }
+# The second dd waits for the whole string (fullblock): swapping each short read from the pipe
+# on its own shifted the pairs, and a busy machine got a wrong serial.
+identify() {
+  dd if="$1" bs=1 skip=$((60 + $2)) count="$3" 2>/dev/null | dd bs="$3" iflag=fullblock conv=swab 2>/dev/null | tr -d '\000' |
+    sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//'
+}
 
 link() {
   [ -n "$2" ] || return 0
