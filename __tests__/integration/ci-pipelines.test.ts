@@ -11,6 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config/config";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
+import { runScript } from "../../testkit/image";
 
 const GITLAB_CI_LOCAL = path.join(PROJECT_DIR, "node_modules", ".bin", "gitlab-ci-local");
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-ci-"));
@@ -134,4 +135,31 @@ describe("the GitLab pipeline (gitlab-ci-local)", () => {
       await new Promise((resolve) => api.close(resolve));
     }
   }, 600_000);
+});
+
+describe("publish-image.sh (what the image jobs upload)", () => {
+  test("writes a standalone qcow2 with compressed clusters and the same contents; zstd on request; bad input named", () => {
+    const dir = fs.mkdtempSync(path.join(workDir, "publish-"));
+    const image = path.join(dir, "image.qcow2");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", image, "64M"]);
+    // Compressible data in the first 16 MiB, so compression shows in the size.
+    execFileSync("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 16M", image], { stdio: "ignore" });
+    for (const compression of ["zlib", "zstd"]) {
+      const output = path.join(dir, "dist", `${compression}.qcow2`);
+      const run = runScript("publish-image.sh", ["--image", image, "--output", output, ...(compression === "zstd" ? ["--compression", "zstd"] : [])]);
+      expect(run.status).toBe(0);
+      const info = JSON.parse(execFileSync("qemu-img", ["info", "--output=json", output], { encoding: "utf8" }));
+      expect(info["backing-filename"]).toBeUndefined();
+      expect(info["format-specific"].data["compression-type"]).toBe(compression);
+      expect(info["actual-size"]).toBeLessThan(1024 * 1024);
+      execFileSync("qemu-img", ["compare", "-q", image, output]);
+    }
+    expect(fs.readdirSync(path.join(dir, "dist")).sort()).toEqual(["zlib.qcow2", "zstd.qcow2"]);
+    const bad = runScript("publish-image.sh", ["--image", image, "--output", path.join(dir, "x.qcow2"), "--compression", "xz"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("--compression is zlib or zstd, not 'xz'");
+    const missing = runScript("publish-image.sh", ["--image", path.join(dir, "none.qcow2"), "--output", path.join(dir, "y.qcow2")]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`no such image: ${path.join(dir, "none.qcow2")}`);
+  });
 });

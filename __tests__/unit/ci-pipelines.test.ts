@@ -52,6 +52,12 @@ describe("the image jobs (GitHub main.yml, GitLab build-images)", () => {
     expect(script).toContain(`jq -r '.images.images | keys[]' "$synth_dir/images-outputs.json"`);
   });
 
+  test.each(Object.keys(scripts))("%s publishes each image with publish-image.sh, the one place that says how", (ci) => {
+    const script = scripts[ci as keyof typeof scripts];
+    expect(script).toContain('sh scripts/steps/publish-image.sh --image "$image" --output "dist/btw-img-$profile.qcow2"');
+    expect(script).not.toMatch(/qemu-img convert/);
+  });
+
   test("the output the jobs read names each profile's qcow2", () => {
     const config = parseConfig(stringify(testLab()), "test.yaml", { cacheDir: "/var/cache/btw-test" });
     const outputs = synthStack((app) => new ImagesStack(app, "images", config)).output;
