@@ -3,7 +3,8 @@
 // 13 with the Secure Boot check, which fails on anything unsigned), metal builds
 // on Debian 12 too (on 13: secure-boot-lab.test.ts), and proxmox stops at its
 // offline check (Proxmox's repository is not reachable from this machine) naming
-// what is at fault; on Debian 13, proxmox is refused at synth.
+// what is at fault; on Debian 13, proxmox is refused at synth. slim drops
+// documentation, manual pages and translations and keeps the copyright files.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -72,4 +73,36 @@ describe.each(RELEASES)("shipped profiles on Debian's real $release image", ({ r
     expect(run.stderr).toMatch(/profile proxmox: apt-sources\.d\/pve\.sources: repository http:\/\/download\.proxmox\.com\/debian\/pve suite bookworm is unreachable/);
     expect(fs.existsSync(output)).toBe(false);
   }, 600_000);
+});
+
+describe("slim on Debian's real trixie image", () => {
+  let work: string;
+  afterAll(() => {
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test("leaves out documentation, manual pages and translations, keeps every copyright file and the filter for later installs", () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-profiles-slim-"));
+    const base = acquireFixtureBase("trixie", work);
+    const output = path.join(work, "slim.qcow2");
+    const run = runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "slim", "trixie"), "trixie", base, output, { secureBoot: false }));
+    expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
+    const removed = Number(/slim: removed (\d+) MiB/.exec(run.stderr)?.[1]);
+    expect(removed).toBeGreaterThan(50);
+    withImageRoot(output, (root) => {
+      const share = path.join(root, "usr/share");
+      const files = (dir: string): string[] =>
+        fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)])) : [];
+      const docs = files(path.join(share, "doc"));
+      expect(docs.length).toBeGreaterThan(100);
+      expect(docs.filter((file) => path.basename(file) !== "copyright")).toEqual([]);
+      expect(files(path.join(share, "man"))).toEqual([]);
+      expect(files(path.join(share, "locale")).map((file) => path.relative(share, file))).toEqual(["locale/locale.alias"]);
+      // Every installed package still has its copyright file.
+      const installed = [...installedPackages(root)].filter((name) => fs.existsSync(path.join(share, "doc", name)));
+      expect(installed.filter((name) => !fs.existsSync(path.join(share, "doc", name, "copyright")))).toEqual([]);
+      expect(fs.readFileSync(path.join(root, "etc/dpkg/dpkg.cfg.d/btw-slim"), "utf8")).toMatch(/^path-exclude=\/usr\/share\/doc\/\*$/m);
+    });
+    expect(hostLeftovers(work)).toEqual([]);
+  }, 1_200_000);
 });

@@ -221,7 +221,7 @@ describe("a profile is resolved once, at synth, and the script gets the result",
       "linked/README.md": "",
     });
     fs.symlinkSync(path.join(PROFILES, "minimal/install.d"), path.join(profilesDir, "linked/install.d"));
-    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, spaced, twins\)$/);
+    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, slim, spaced, twins\)$/);
     expect(() => readProfile(profilesDir, "orphan")).toThrow(/^profile orphan: extends unknown profile 'nosuch' \(profiles in /);
     expect(() => readProfile(profilesDir, "twins")).toThrow("profile twins: extends must hold exactly one profile name");
     expect(() => readProfile(profilesDir, "spaced")).toThrow("profile spaced: install.d/tools.list:3: one package per line: 'vim tiny'");
