@@ -23,7 +23,7 @@ import { fixtureImage } from "../testkit/fixture-image";
 import { finishHeldRecords, hold, startHeldRecords } from "../testkit/held";
 import { serveDirectory } from "../testkit/http-server";
 import { testLab } from "../testkit/lab-yaml";
-import { BootTiming, Firmware, PxeLab } from "../testkit/pxe-lab";
+import { BootTiming, Firmware, PxeLab, PxeMachine } from "../testkit/pxe-lab";
 
 interface Row {
   measure: string;
@@ -115,13 +115,41 @@ async function benchImage(): Promise<void> {
     // What a no-change deploy does for this step: the image exists, so it is reused.
     const reuse = timed("customize again, no change (the stack's reuse check)", () => sh(`test -e ${output} || ${customize}`));
     addRow("customize: no-change second run vs first run", reuse, ours);
+    publishedSizes(output, link, path.join(fixture.dir, fixture.archiveName), work);
   } finally {
     await server.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-async function benchBaremetal(): Promise<void> {
+/**
+ * The size of what CI publishes (publish-image.sh) next to Debian's own archive of the
+ * base: minimal as CI publishes it, with zstd instead of zlib, and the slim profile
+ * (no documentation, manual pages or translations), also as Debian packs its image
+ * (tar.xz of the raw disk), against a free GitHub repository's 100 MiB per file.
+ */
+function publishedSizes(minimal: string, base: string, debianArchive: string, work: string): void {
+  const debianBytes = fs.statSync(debianArchive).size;
+  const publish = (image: string, compression: string) => {
+    const output = path.join(work, "dist", `${path.basename(image, ".qcow2")}-${compression}.qcow2`);
+    sh(`sh ${SCRIPTS_DIR}/publish-image.sh --image ${image} --output ${output} --compression ${compression}`);
+    return fs.statSync(output).size;
+  };
+  addRow("published minimal (qcow2, zlib: as CI) vs Debian's archive of the base", publish(minimal, "zlib"), debianBytes, mib);
+  addRow("published minimal (qcow2, zstd) vs Debian's archive of the base", publish(minimal, "zstd"), debianBytes, mib);
+  const slim = path.join(work, "images", "slim.qcow2");
+  timed("customize slim", () => sh(scriptCommand("customize-image.sh", customizeArgs(readProfile(path.join(PROJECT_DIR, "profiles"), "slim", "trixie"), "trixie", base, slim, { secureBoot: false }))));
+  addRow("published slim (qcow2, zlib) vs Debian's archive of the base", publish(slim, "zlib"), debianBytes, mib);
+  addRow("published slim (qcow2, zstd) vs Debian's archive of the base", publish(slim, "zstd"), debianBytes, mib);
+  const raw = path.join(work, "disk.raw");
+  execFileSync("qemu-img", ["convert", "-O", "raw", slim, raw]);
+  const tarXz = path.join(work, "dist", "slim.tar.xz");
+  timed("tar.xz of slim's raw disk (xz -9, as Debian packs its images)", () => sh(`tar -C ${work} --sparse -cf - disk.raw | xz -9 -T0 >${tarXz}`));
+  addRow("published slim (tar.xz of the raw disk, xz -9) vs Debian's archive of the base", fs.statSync(tarXz).size, debianBytes, mib);
+  fs.rmSync(raw);
+}
+
+async function benchBaremetal(firmwares: Firmware[]): Promise<void> {
   const image = await customizedTestImage("minimal");
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-bm-"));
   try {
@@ -144,9 +172,7 @@ async function benchBaremetal(): Promise<void> {
   }
   let timings: Record<string, BootTiming & { firmware: Firmware }>;
   try {
-    timings = await blankMachineTimings();
-    // In the same run: a lab VM of each firmware, unless the lab section measured it.
-    await labVmBaselines([...new Set(Object.values(timings).map((t) => t.firmware))]);
+    timings = await blankMachineTimings(firmwares);
   } catch (error) {
     process.stderr.write(`bench: blank machines: ${(error as Error).message}\n`);
     rows.push({ measure: "blank machine: power-on to cloud-init done", ours: "failed", baseline: "", ratio: "n/a" });
@@ -166,16 +192,19 @@ async function benchBaremetal(): Promise<void> {
  * has the host to itself like the lab section's single VM. Its own names and addresses,
  * so it never touches what a test run holds.
  */
-async function blankMachineTimings(): Promise<Record<string, BootTiming & { firmware: Firmware }>> {
+async function blankMachineTimings(firmwares: Firmware[]): Promise<Record<string, BootTiming & { firmware: Firmware }>> {
+  const machines: PxeMachine[] = [
+    // As PCs: the firmware's own PXE, without QEMU's iPXE option ROM, which would run first and hand back.
+    { name: "bench-uefi", mac: "52:54:00:bd:55:01", firmware: "uefi", profile: "minimal", diskSerial: "btw-uefi-disk", optionRom: false },
+    // Debian's Secure Boot OVMF offered no network boot without the ROM (its iPXE driver is the NIC's driver there).
+    { name: "bench-uefi-sb", mac: "52:54:00:bd:55:03", firmware: "uefi-secure", profile: "minimal" },
+    { name: "bench-bios", mac: "52:54:00:bd:55:02", firmware: "bios", profile: "metal", wipe: true },
+  ];
   const lab = new PxeLab({
     lab: "bmbench",
     subnet: "10.213.55",
     stateDir: "/var/lib/btw-img/pxe-bench",
-    machines: [
-      { name: "bench-uefi", mac: "52:54:00:bd:55:01", firmware: "uefi", profile: "minimal", diskSerial: "btw-uefi-disk" },
-      { name: "bench-uefi-sb", mac: "52:54:00:bd:55:03", firmware: "uefi-secure", profile: "minimal" },
-      { name: "bench-bios", mac: "52:54:00:bd:55:02", firmware: "bios", profile: "metal", wipe: true },
-    ],
+    machines: machines.filter((machine) => firmwares.includes(machine.firmware)),
   });
   const workspace = new LabWorkspace();
   const release = hold("bench-pxe", lab.held());
@@ -195,10 +224,14 @@ async function blankMachineTimings(): Promise<Record<string, BootTiming & { firm
       const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (m) => lab.cloudInitStatus(m), [machine]);
       if (!statuses.get(machine)!.value.includes("status: done")) throw new Error(`cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`);
       lab.stopMachines([machine]);
+      // Where the restore's time went: the firmware and boot loader before the first line, then each step.
+      for (const line of lab.deployProgress(machine)) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
       for (const [kind, t] of Object.entries(lab.bootTimings(started, reports, statuses, [machine]))) {
         process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
         timings[kind] = { ...t, firmware: machine.firmware };
       }
+      // Its baseline right after it, so both see the same host (unless the lab section measured it).
+      await labVmBaselines([machine.firmware]);
     }
     return timings;
   } finally {
@@ -300,17 +333,29 @@ function printTable(): void {
   console.log("\nratio = btw-img / baseline, measured in this run on the same input (lower is better).");
 }
 
+/** The firmwares of "baremetal:uefi,uefi-secure" (all three for "baremetal"). */
+function baremetalFirmwares(section: string | undefined): Firmware[] {
+  const all: Firmware[] = ["uefi", "uefi-secure", "bios"];
+  const asked = section?.split(":")[1]?.split(",").filter(Boolean);
+  if (!asked) return all;
+  const unknown = asked.filter((firmware) => !all.includes(firmware as Firmware));
+  if (unknown.length > 0) throw new Error(`unknown firmware ${unknown.join(", ")} in '${section}' (firmwares: ${all.join(", ")})`);
+  return asked as Firmware[];
+}
+
 async function main(): Promise<void> {
   const sections = process.argv.slice(2);
   if (sections.includes("--help") || sections.includes("-h")) {
-    console.log("usage: npm run bench [-- image|baremetal|lab ...]   (default: all sections)");
+    console.log("usage: npm run bench [-- image|lab|baremetal[:FIRMWARE,...] ...]   (default: all sections)");
+    console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
     return;
   }
   startHeldRecords("bench");
   try {
     if (sections.length === 0 || sections.includes("image")) await benchImage();
     if (sections.length === 0 || sections.includes("lab")) await benchLab();
-    if (sections.length === 0 || sections.includes("baremetal")) await benchBaremetal();
+    const baremetal = sections.find((section) => section === "baremetal" || section.startsWith("baremetal:"));
+    if (sections.length === 0 || baremetal) await benchBaremetal(baremetalFirmwares(baremetal));
   } finally {
     finishHeldRecords("bench");
   }

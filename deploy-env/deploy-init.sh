@@ -26,7 +26,8 @@ mount -t tmpfs tmpfs /run
 # this helper; its default, /sbin/modprobe, is not where busybox put it.
 echo /bin/modprobe >/proc/sys/kernel/modprobe
 
-say() { echo "btw-deploy: $*"; }
+# Seconds since the deploy kernel started: where a slow deploy spends its time.
+say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 server="" mac="" token="" manifest="" seed="" disk="" wipe="" after=reboot
 for arg in $(cat /proc/cmdline); do

@@ -21,6 +21,12 @@ export interface PxeMachine {
   /** The disk's virtio serial: the config then names the disk /dev/disk/by-id/virtio-<serial>. */
   diskSerial?: string;
   wipe?: boolean;
+  /**
+   * UEFI only: false leaves out the NIC's option ROM (QEMU's is iPXE), so the firmware's own
+   * PXE boots first, as on PCs. By default the ROM is there and iPXE hands UEFI machines back.
+   * (Debian's Secure Boot OVMF offered no network boot without it: keep it for uefi-secure.)
+   */
+  optionRom?: boolean;
 }
 
 export interface PxeLabOptions {
@@ -181,7 +187,7 @@ export class PxeLab {
   <features><acpi/><apic/>${secure ? "<smm state='on'/>" : ""}</features>
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${this.disk(machine)}'/><target dev='vda' bus='virtio'/>${machine.diskSerial ? `<serial>${machine.diskSerial}</serial>` : ""}<boot order='2'/></disk>
-    <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/><boot order='1'/></interface>
+    <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/>${machine.optionRom === false && machine.firmware !== "bios" ? "<rom enabled='no'/>" : ""}<boot order='1'/></interface>
     <serial type='pty'><log file='${this.consoleLog(machine)}' append='on'/><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
@@ -190,6 +196,16 @@ export class PxeLab {
     <video><model type='vga'/></video>
   </devices>
 </domain>`;
+  }
+
+  /** The deploy environment's progress lines on the console (stamped with seconds since its kernel started). */
+  deployProgress(machine: PxeMachine): string[] {
+    const log = this.consoleLog(machine);
+    if (!fs.existsSync(log)) return [];
+    return fs
+      .readFileSync(log, "utf8")
+      .split(/\r?\n/)
+      .filter((line) => /^btw-deploy \[|^restore-disk: restored /.test(line));
   }
 
   consoleTail(machine: PxeMachine): string {

@@ -90,8 +90,10 @@ for dir in $MODULE_DIRS; do
   name='*.ko*'
   case "$dir" in *.ko) name="${dir##*/}*" dir=${dir%/*} ;; esac
   [ -d "$modules/$dir" ] || continue
-  # Wireless and CAN drivers do not PXE-boot a machine; leaving them out halves the initramfs.
-  (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' \) -prune -o -name "$name" -print) | while read -r module; do
+  # Wireless, CAN, WWAN and 802.15.4 drivers do not PXE-boot a machine, nor do the
+  # kernel's self-tests (lib/test_*): leaving them out halves the initramfs.
+  (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' -o -path '*/net/wwan' -o -path '*/net/ieee802154' \
+    -o -name 'test_*' \) -prune -o -name "$name" -print) | while read -r module; do
     target=$root/lib/modules/$kver/${module%.xz}
     target=${target%.zst}
     mkdir -p "$(dirname "$target")"
