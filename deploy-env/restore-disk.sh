@@ -15,7 +15,8 @@ USAGE="usage: restore-disk.sh --manifest URL_OR_DIR --disk /dev/X [--wipe] [--se
 FORMAT_VERSION=1
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-started=$(date +%s) phase_at=$(date +%s) phases=""
+started=$(date +%s)
+phase_at=$started phases=""
 # phase NAME: the time since the previous phase was NAME's (the summary at the end says where the time went).
 phase() { _now=$(date +%s); phases="$phases, $1 $((_now - phase_at))s"; phase_at=$_now; }
 die() { say "error: $*"; exit 1; }
