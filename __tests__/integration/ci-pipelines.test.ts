@@ -152,6 +152,7 @@ describe("publish-image.sh (what the image jobs upload)", () => {
       expect(info["backing-filename"]).toBeUndefined();
       expect(info["format-specific"].data["compression-type"]).toBe(compression);
       expect(info["actual-size"]).toBeLessThan(1024 * 1024);
+      expect(fs.statSync(output).mode & 0o777).toBe(0o644);
       execFileSync("qemu-img", ["compare", "-q", image, output]);
     }
     expect(fs.readdirSync(path.join(dir, "dist")).sort()).toEqual(["zlib.qcow2", "zstd.qcow2"]);

@@ -36,6 +36,7 @@ mkdir -p "$(dirname "$output")"
 partial=$(mktemp "$output.partial.XXXXXX")
 say "compressing $image ($compression) into $output"
 qemu-img convert -f "$format" -O qcow2 -c -o "compression_type=$compression" "$image" "$partial"
+chmod 644 "$partial" # a file to download: mktemp made it 0600
 mv "$partial" "$output"
 partial=""
 say "wrote $output ($(du -k "$output" | awk '{ printf "%.1f MiB", $1 / 1024 }'))"
