@@ -15,7 +15,9 @@ import { testLab } from "../../testkit/lab-yaml";
 
 // An interpolation, a directive and an escaped interpolation, as a shell user writes them.
 const RUNCMD = "echo ${HOME} %{x} $${y}";
-const USER_DATA = { runcmd: [RUNCMD], write_files: [{ path: "/etc/motd", content: "%{ if true }${path.cwd}%{ endif }\n" }] };
+// What an expression's quoted string must escape: quotes, backslashes, a tab.
+const QUOTED = 'printf "%s\\t%s\\n" "a\\"b" \'c\'\t';
+const USER_DATA = { runcmd: [RUNCMD, QUOTED], write_files: [{ path: "/etc/motd", content: "%{ if true }${path.cwd}%{ endif }\n" }] };
 const tmpDirs: string[] = [];
 
 afterAll(() => tmpDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
@@ -84,6 +86,12 @@ describe("the engine reads config text as it was written", () => {
     const change = plan.resource_changes!.find((c) => /^terraform_data\.vm-web_seed_/.test(c.address))!;
     const triggers = (change.change.after as any).triggers_replace;
     expect(triggers).toMatchObject({ user_data: seed.userData, meta_data: seed.metaData, network_config: seed.networkConfig });
+    expect(seed.userData).toMatch(/\\"/);
+    // The engine shows it in its plans only as "(sensitive value)": user-data may hold secrets.
+    expect((change.change.after_sensitive as any).triggers_replace).toEqual({ user_data: true });
+    const shown = runEngine(lab.stackDir, ["show", "-no-color", "plan.tfplan"]);
+    expect(shown).toMatch(/user_data\s+= \(sensitive value\)/);
+    expect(shown).not.toContain("HOME");
   }, 300_000);
 
   test("a VM's user-data: what the seed step's script receives", () => {

@@ -14,13 +14,18 @@ describe("the summary never shows cloud-init data or sensitive values and keeps 
     change: { actions: ["delete", "create"], before: { id: "x", triggers_replace: before }, after: { triggers_replace: after }, ...marks },
   });
 
-  test("a sensitive user-data change is named, but neither its values nor a diff are shown", () => {
-    const secret = change({ user_data: "#cloud-config\npassword: old" }, { user_data: "#cloud-config\npassword: new" }, { after_sensitive: { triggers_replace: { user_data: true } } });
+  test("user-data, sensitive in the engine's plans, is named with its line counts and top-level keys, never its values", () => {
+    const secret = change(
+      { user_data: "#cloud-config\nchpasswd:\n  users: [{name: debian, password: old}]\n" },
+      { user_data: `#cloud-config\nchpasswd:\n  users: [{name: debian, password: ${SECRET}}]\n` },
+      { before_sensitive: { triggers_replace: { user_data: true } }, after_sensitive: { triggers_replace: { user_data: true } } },
+    );
     const summary = renderPlanSummary([{ stack: "lab", plan: { resource_changes: [secret] } }]);
     expect(summary).toContain("`triggers_replace.user_data` changed (sensitive)");
-    expect(summary).toContain("  - cloud-init user-data of vm web changed\n");
-    expect(summary).not.toContain("password");
-    expect(imageStepRun(secret)?.reasons).toEqual(["cloud-init user-data of vm web changed"]);
+    expect(summary).toContain("  - cloud-init user-data of vm web changed: 1 line added, 1 removed (chpasswd)\n");
+    expect(summary).not.toContain(SECRET);
+    expect(summary).not.toContain("debian");
+    expect(imageStepRun(secret)?.reasons).toEqual(["cloud-init user-data of vm web changed: 1 line added, 1 removed (chpasswd)"]);
   });
 
   test("a user-data change names its keys and counts its lines; no cloud-init value is shown", () => {

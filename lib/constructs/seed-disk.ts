@@ -9,6 +9,7 @@ import { CustomizedImage } from "./customized-image";
 import { hostStep, shellQuote } from "./host-step";
 import { VmNames } from "../config/names";
 import { renderSeed } from "../config/seed";
+import { sensitiveText } from "../terraform-string";
 
 export interface SeedDiskProps {
   lab: LabConfig;
@@ -31,7 +32,8 @@ export class SeedDisk extends Construct {
       script: "make-seed-iso.sh",
       args: ["--name", vm.name, "--output", this.isoPath, "--validate-with", props.image.imagePath],
       environment: { USER_DATA: seed.userData, META_DATA: seed.metaData, NETWORK_CONFIG: seed.networkConfig },
-      triggers: { user_data: seed.userData, meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
+      // The engine prints triggers in every plan: user-data, which may hold secrets, only as sensitive.
+      triggers: { user_data: sensitiveText(seed.userData), meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
       // Destroyed after the domain (which needs the seed), so this also takes the
       // console log and libvirt's QEMU log of the domain once nothing writes them.
       destroyCommand:

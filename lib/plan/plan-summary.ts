@@ -260,8 +260,9 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
       return profileFileChanges(before, after);
     case "customize.base_image":
       return [after === UNKNOWN ? "the cloud image is acquired again" : "the cloud image step was replaced"];
+    // Sensitive in the engine's plans (sensitiveText), but only its line counts and top-level keys are named here.
     case "seed.user_data":
-      return [`cloud-init user-data of vm ${subject} changed${sensitive || after === UNKNOWN ? "" : `: ${cloudConfigChange(before, after)}`}`];
+      return [`cloud-init user-data of vm ${subject} changed${after === UNKNOWN ? "" : `: ${cloudConfigChange(before, after)}`}`];
     case "seed.network_config":
       return [`cloud-init network-config of vm ${subject} changed`];
     case "seed.meta_data":
