@@ -48,6 +48,11 @@ const absolutePath = z
   .startsWith("/", "must be an absolute path")
   .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
   .refine(noTemplate, NO_TEMPLATE);
+/** Why a resolved path may not reach scripts and the engine, if it may not. */
+function badPath(value: string): string | undefined {
+  const result = absolutePath.safeParse(value);
+  return result.success ? undefined : result.error.issues[0].message;
+}
 // Folders the lab creates and removes things in (one subfolder per lab or profile, named by the
 // config): never a system folder, where such a name may already be taken.
 const SYSTEM_FOLDERS = new Set([
@@ -79,6 +84,13 @@ const wholeDisk = z
     }
   });
 
+// A path relative to the lab file (or absolute), as written: scripts and the engine get it resolved.
+const labRelativePath = z
+  .string()
+  .min(1)
+  .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
+  .refine(noTemplate, NO_TEMPLATE);
+
 const vmSchema = z
   .object({
     name: hostname,
@@ -88,6 +100,8 @@ const vmSchema = z
     disk: sizeGiB.optional(),
     mac: mac.optional(),
     user_data: cloudConfig.optional(),
+    /** Ansible playbooks run against the running VM after readiness (relative to the lab file). */
+    playbooks: z.array(labRelativePath).default([]),
   })
   .strict();
 
@@ -145,12 +159,7 @@ const labSchema = z
       .strict(),
     profile: profileName.default("minimal"),
     /** A profiles folder of the lab's own (relative to the lab file); default: the project's profiles/. */
-    profiles_dir: z
-      .string()
-      .min(1)
-      .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
-      .refine(noTemplate, NO_TEMPLATE)
-      .optional(),
+    profiles_dir: labRelativePath.optional(),
     libvirt: z
       .object({
         uri: z
@@ -342,6 +351,8 @@ export interface VmConfig {
   disk: number;
   mac?: string;
   userData: Record<string, unknown>;
+  /** Absolute paths of the playbooks run against the VM after readiness, in order. */
+  playbooks: string[];
 }
 
 export interface LabConfig {
@@ -451,6 +462,19 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const config = toLabConfig(lab, sourceFile, profilesDir, cacheDir);
   const problems: string[] = [];
+  config.vms.forEach((vm, index) =>
+    vm.playbooks.forEach((playbook, position) => {
+      const where = `vms[${index}].playbooks[${position}]`;
+      const stat = fs.statSync(playbook, { throwIfNoEntry: false });
+      if (!stat) problems.push(`${where}: ${playbook} does not exist`);
+      else if (!stat.isFile()) problems.push(`${where}: ${playbook} is not a file (give the playbook's .yml; its roles and vars go beside it)`);
+      else if (badPath(playbook)) problems.push(`${where}: ${playbook} (resolved from the lab file's folder): ${badPath(playbook)}`);
+      // Its folder is what the deploy fingerprints (roles, vars): it must not hold the lab's own files (cdktf.out, state).
+      else if (!path.relative(path.dirname(playbook), path.dirname(sourceFile)).startsWith("..")) {
+        problems.push(`${where}: ${playbook} is in the lab file's folder (or above it): put each playbook in a folder of its own, with its roles and vars, e.g. playbooks/site.yml`);
+      }
+    }),
+  );
   // Resolved here (chain, layout, releases) so that a bad profile names the key that uses it.
   const checkProfile = (name: string, where: string) => {
     try {
@@ -502,6 +526,7 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
       disk: vm.disk ?? lab.defaults.disk,
       mac: vm.mac,
       userData: vm.user_data ?? {},
+      playbooks: vm.playbooks.map((playbook) => path.resolve(path.dirname(sourceFile), playbook)),
     })),
     baremetal: {
       outputDir: baremetal.output_dir ?? path.join(cacheDir, "artifacts", lab.name),

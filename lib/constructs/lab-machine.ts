@@ -1,6 +1,6 @@
 // One lab VM: its cloud-init seed (SeedDisk), what libvirt holds of it (VmDomain:
 // overlay disk, seed volume, domain) and the wait until cloud-init is done in it
-// (CloudInitReadiness).
+// (CloudInitReadiness), then its Ansible playbooks, if it has any (VmPlaybooks).
 import { Construct } from "constructs";
 import { Domain, ITerraformDependable, MAIN_CHILD_ID, TerraformData, TerraformOutput } from "../cdk";
 import { CloudInitReadiness } from "./cloud-init-readiness";
@@ -11,6 +11,7 @@ import { NetworkAttachment } from "./lab-network";
 import { vmNames } from "../config/names";
 import { SeedDisk } from "./seed-disk";
 import { VmDomain } from "./vm-domain";
+import { VmPlaybooks } from "./vm-playbooks";
 
 export interface LabMachineProps {
   lab: LabConfig;
@@ -38,6 +39,9 @@ export class LabMachine extends Construct {
     const seed = new SeedDisk(this, "seed", { lab, vm, names, image: props.image, dependsOn: props.dependsOn });
     this.domain = new VmDomain(this, MAIN_CHILD_ID, { ...props, names, seed }).domain;
     this.readiness = new CloudInitReadiness(this, "cloud-init-ready", { lab, vm, names, domain: this.domain }).step;
+    if (vm.playbooks.length > 0) {
+      new VmPlaybooks(this, "playbooks", { lab, vm, names, domain: this.domain, readiness: this.readiness });
+    }
 
     new TerraformOutput(this, "vm", {
       staticId: true,

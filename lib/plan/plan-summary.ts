@@ -138,7 +138,7 @@ function describeAttributeChange(change: AttributeChange): string {
 
 // ---------------------------------------------------------------- image steps
 
-type StepKind = "acquire" | "customize" | "seed" | "ready";
+type StepKind = "acquire" | "customize" | "seed" | "ready" | "playbooks";
 
 interface ImageStepType {
   kind: StepKind;
@@ -178,6 +178,13 @@ const IMAGE_STEP_TYPES: ImageStepType[] = [
     pattern: /^vm-(.+)_cloud-init-ready(?:_[0-9A-F]{8})?$/,
     script: "wait-for-cloud-init.sh",
     title: (vm) => `wait for cloud-init on vm ${vm}`,
+    firstRun: "will run: first boot",
+  },
+  {
+    kind: "playbooks",
+    pattern: /^vm-(.+)_playbooks(?:_[0-9A-F]{8})?$/,
+    script: "run-playbooks.sh",
+    title: (vm) => `run the playbooks of vm ${vm}`,
     firstRun: "will run: first boot",
   },
 ];
@@ -269,6 +276,14 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
       return [`cloud-init meta-data of vm ${subject} changed`];
     case "seed.image":
       return [`the image vm ${subject} boots is rebuilt`];
+    case "playbooks.domain":
+      return [`the domain of vm ${subject} is created again: its playbooks run on the new machine`];
+    case "playbooks.playbooks":
+      return [`the playbooks of vm ${subject} changed: ${((after ?? []) as string[]).map((playbook) => code(playbook)).join(", ") || "none"}`];
+    case "playbooks.playbook_folders":
+      return Object.keys({ ...(before as object), ...(after as object) })
+        .filter((playbook) => (before as Record<string, string> | undefined)?.[playbook] !== (after as Record<string, string> | undefined)?.[playbook])
+        .map((playbook) => `the folder of playbook ${code(playbook)} changed (the playbook, its roles or vars)`);
     case "ready.domain":
       return [`the domain of vm ${subject} is created again (its image or seed changed): cloud-init is waited for on its new first boot`];
     default:
@@ -279,6 +294,7 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
 // Triggers computed from others: their change is already explained by the one they follow.
 const DERIVED_TRIGGERS: Record<string, string[]> = {
   "seed.meta_data": ["user_data", "network_config"],
+  "playbooks.playbook_folders": ["playbooks"],
 };
 
 function triggerReasons(type: ImageStepType, subject: string, change: ResourceChange): string[] {

@@ -45,21 +45,6 @@ lend_python_apt() {
   note_temp "$PYTHON_APT_PTH"
 }
 
-# "in play 'P', task 'T': MSG" from Ansible's log (ANSIBLE_LOG_PATH), else ": ERROR! ...".
-playbook_failure() {
-  # The log's lines are "DATE p=PID u=USER n=ansible | MESSAGE".
-  sed 's/^[0-9-]* [0-9:,]* p=[0-9]* u=[^ ]* n=[^ ]* | //' "$1" | awk '
-    function banner(line) { sub(/^[A-Z ]+\[/, "", line); sub(/\] \**$/, "", line); return line }
-    /^PLAY \[/ { play = banner($0) }
-    /^(TASK|RUNNING HANDLER) \[/ { task = banner($0) }
-    /^(fatal|failed): \[.* => \{/ { where = " in play '\''" play "'\'', task '\''" task "'\''"; result = substr($0, index($0, " => ") + 4) }
-    /^ERROR! / { error = $0 }
-    END { if (where == "") where = ": " (error != "" ? error : "see its output above"); print where; print result }' |
-    { IFS= read -r _where; IFS= read -r _result
-      _message=$(printf '%s' "$_result" | jq -r '[.msg, .stderr] | map(select(. != null and . != "")) | join(": ")' 2>/dev/null)
-      printf '%s%s\n' "$_where" "${_message:+: $_message}"; }
-}
-
 # ansible-playbook ARGS... on LAYER's playbook, from its folder (so an ansible.cfg
 # there applies), with only the environment the build sets: Ansible's own files go
 # to $work/ansible on the host and under /tmp in the image, and the chroot
