@@ -116,7 +116,7 @@ export function proxmoxStandIns(release: "trixie" | "bookworm"): StandInPackage[
   const kernelSeries = pve9 ? "6.14" : "6.8";
   const kernelVersion = pve9 ? "6.14.8-2-pve" : "6.8.12-11-pve";
   // pve-manager brings the enterprise repository, which the profile's commands.d removes (deb822 since PVE 9).
-  const enterprise = pve9
+  const enterprise: Record<string, string> = pve9
     ? { "/etc/apt/sources.list.d/pve-enterprise.sources": "Types: deb\nURIs: https://enterprise.proxmox.com/debian/pve\nSuites: trixie\nComponents: pve-enterprise\nSigned-By: /usr/share/keyrings/proxmox-archive-keyring.gpg\n" }
     : { "/etc/apt/sources.list.d/pve-enterprise.list": "deb https://enterprise.proxmox.com/debian/pve bookworm pve-enterprise\n" };
   return [
