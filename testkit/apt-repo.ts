@@ -83,18 +83,20 @@ export interface RepositoryLayout {
 }
 
 /**
- * Writes a repository into SERVED/root: pool/COMPONENT/*.deb, dists/SUITE/COMPONENT/binary-amd64/Packages(.gz),
+ * Writes a repository into SERVED/root: pool/SUITE/COMPONENT/*.deb (a pool per suite, so each suite's index holds
+ * only its own packages), dists/SUITE/COMPONENT/binary-amd64/Packages(.gz),
  * dists/SUITE/Release, InRelease and Release.gpg signed with KEY (none: unsigned).
  */
 export function buildRepository(served: string, layout: RepositoryLayout, packages: StandInPackage[], key?: ThrowawayKey): void {
   const repo = path.join(served, layout.root);
-  const pool = path.join(repo, "pool", layout.component);
+  const poolDir = path.join("pool", layout.suite, layout.component);
+  const pool = path.join(repo, poolDir);
   fs.mkdirSync(pool, { recursive: true });
   for (const pkg of packages) buildPackage(pkg, pool);
   const suiteDir = path.join(repo, "dists", layout.suite);
   const binary = path.join(suiteDir, layout.component, "binary-amd64");
   fs.mkdirSync(binary, { recursive: true });
-  const index = execFileSync("apt-ftparchive", ["packages", path.join("pool", layout.component)], { cwd: repo, encoding: "utf8" });
+  const index = execFileSync("apt-ftparchive", ["packages", poolDir], { cwd: repo, encoding: "utf8" });
   fs.writeFileSync(path.join(binary, "Packages"), index);
   execFileSync("gzip", ["-9kn", path.join(binary, "Packages")]);
   const option = (field: string, value: string) => ["-o", `APT::FTPArchive::Release::${field}=${value}`];

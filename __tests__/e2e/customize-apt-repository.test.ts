@@ -100,7 +100,7 @@ describe("third-party apt repositories on Debian's real images", () => {
     expect(run.stderr).toContain(`repository ${server.baseUrl}/local stable: Release signed by a key of /etc/apt/keyrings/btw-local.gpg`);
     // apt in the chroot fetched the signed index and the package from the server.
     const fetched = server.requests().filter((r) => r.status === 200).map((r) => r.path);
-    expect(fetched).toEqual(expect.arrayContaining(["/local/dists/stable/InRelease", "/local/pool/main/btw-hello_1.0-1_all.deb"]));
+    expect(fetched).toEqual(expect.arrayContaining(["/local/dists/stable/InRelease", "/local/pool/stable/main/btw-hello_1.0-1_all.deb"]));
     withImageRoot(output, (root) => {
       expect(installedPackages(root).has("btw-hello")).toBe(true);
       expect(fs.readFileSync(path.join(root, "usr/share/btw-hello/greeting"), "utf8")).toBe("hello from a signed repository\n");
