@@ -90,16 +90,118 @@ describe("the shipped profiles", () => {
     expect(graphical.packages).toEqual(expect.arrayContaining(["xfce4", "lightdm"]));
   });
 
-  test("proxmox is defined for Debian 12 with Proxmox's no-subscription repository", () => {
+  test("proxmox is Proxmox VE 9 on trixie and 8 on bookworm, each from its release's no-subscription repository, as Proxmox documents", () => {
     const proxmox = readProfile(PROFILES, "proxmox");
     expect(proxmox.chain).toEqual(["minimal", "proxmox"]);
-    expect(proxmox.releases).toEqual(["bookworm"]);
-    expect(proxmox.packages).toEqual(expect.arrayContaining(["proxmox-ve", "postfix", "open-iscsi"]));
-    const sources = fs.readFileSync(path.join(PROFILES, "proxmox/apt-sources.d/pve.sources"), "utf8");
-    expect(sources).toMatch(/^URIs: http:\/\/download\.proxmox\.com\/debian\/pve$/m);
-    expect(sources).toMatch(/^Suites: bookworm$/m);
-    expect(sources).toMatch(/^Components: pve-no-subscription$/m);
-    expect(sources).toMatch(/^Signed-By: \/etc\/apt\/keyrings\/proxmox-release-bookworm\.gpg$/m);
+    expect(proxmox.releases).toEqual(["bookworm", "trixie"]);
+    expect(proxmox.packages).toEqual(expect.arrayContaining(["proxmox-default-kernel", "proxmox-ve", "postfix", "open-iscsi", "chrony"]));
+    expect(proxmox.packages.indexOf("proxmox-default-kernel")).toBeLessThan(proxmox.packages.indexOf("proxmox-ve"));
+    const sources = (release: string) => fs.readFileSync(path.join(PROFILES, `proxmox/apt-sources.d/${release}/pve-install-repo.sources`), "utf8");
+    for (const release of ["trixie", "bookworm"]) {
+      expect(sources(release)).toMatch(/^URIs: http:\/\/download\.proxmox\.com\/debian\/pve$/m);
+      expect(sources(release)).toMatch(new RegExp(`^Suites: ${release}$`, "m"));
+      expect(sources(release)).toMatch(/^Components: pve-no-subscription$/m);
+    }
+    expect(sources("trixie")).toMatch(/^Signed-By: \/usr\/share\/keyrings\/proxmox-archive-keyring\.gpg$/m);
+    expect(sources("bookworm")).toMatch(/^Signed-By: \/etc\/apt\/keyrings\/proxmox-release-bookworm\.gpg$/m);
+    const kernel = fs.readFileSync(path.join(PROFILES, "proxmox/commands.d/20-no-debian-kernel.sh"), "utf8");
+    expect(kernel).toMatch(/installed linux-image-amd64 linux-image-cloud-amd64 'linux-image-6\.\*'/);
+    expect(kernel).toMatch(/os-prober/);
+  });
+
+  test("each release's build hashes only that release's repositories", () => {
+    const profilesDir = copyProfiles();
+    const trixie = readProfile(profilesDir, "proxmox", "trixie");
+    const bookworm = readProfile(profilesDir, "proxmox", "bookworm");
+    expect(Object.keys(trixie.fileHashes)).toContain("proxmox/apt-sources.d/trixie/pve-install-repo.sources");
+    expect(Object.keys(trixie.fileHashes).filter((file) => file.includes("bookworm"))).toEqual([]);
+    fs.appendFileSync(path.join(profilesDir, "proxmox/apt-sources.d/bookworm/pve-install-repo.sources"), "# edited\n");
+    expect(readProfile(profilesDir, "proxmox", "trixie").contentHash).toBe(trixie.contentHash);
+    expect(readProfile(profilesDir, "proxmox", "bookworm").contentHash).not.toBe(bookworm.contentHash);
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("proxmox-btwd is proxmox and btwd: both parents' chains, minimal once, and both parents' packages", () => {
+    const both = readProfile(PROFILES, "proxmox-btwd", "trixie");
+    expect(both.chain).toEqual(["minimal", "proxmox", "btwd", "proxmox-btwd"]);
+    expect(both.layers).toEqual(both.chain.map((name) => path.join(PROFILES, name)));
+    expect(both.packages).toEqual([...readProfile(PROFILES, "proxmox").packages, ...readProfile(PROFILES, "btwd").packages.filter((p) => !readProfile(PROFILES, "minimal").packages.includes(p))]);
+    expect(both.releases).toEqual(["bookworm", "trixie"]);
+  });
+
+  test("proxmox, and every profile extending it, is refused with firmware uefi-secure, naming why", () => {
+    const lab = (firmware: string) => ({ ...testLab({ vms: [{ name: "pve", profile: "proxmox-btwd" }] }), libvirt: { uri: "qemu:///system", accel: "tcg", firmware } });
+    const problems = configProblems(lab("uefi-secure"), PROFILES);
+    expect(problems).toContain("vms[0].profile: profile proxmox (which proxmox-btwd extends) cannot boot with Secure Boot enforced: Proxmox's kernel is signed with Proxmox's key");
+    expect(problems).toContain("and libvirt.firmware is uefi-secure (use uefi or bios)");
+    expect(() => parseConfig(stringify(lab("uefi")), "lab.yaml", { profilesDir: PROFILES })).not.toThrow();
+  });
+});
+
+describe("a profile with more than one parent", () => {
+  // a -> (b, c), b -> minimal, c -> (minimal, d): each parent's chain first, in the order extends names them.
+  const family = {
+    "a/extends": "b c\n",
+    "b/extends": "minimal\n",
+    "b/install.d/b.list": "bpkg\n",
+    "c/extends": "# one a line works too\nminimal\nd\n",
+    "c/install.d/c.list": "cpkg\n",
+    "d/install.d/d.list": "dpkg-d\n",
+    "a/install.d/a.list": "apkg\n",
+  };
+
+  test("parents are applied in order, each parent's own chain first and before its child, a profile reached twice once at its first place", () => {
+    const profilesDir = profilesWith(family);
+    const a = readProfile(profilesDir, "a");
+    expect(a.chain).toEqual(["minimal", "b", "d", "c", "a"]);
+    const minimalPackages = readProfile(profilesDir, "minimal").packages;
+    expect(a.packages).toEqual([...minimalPackages, "bpkg", "dpkg-d", "cpkg", "apkg"]);
+    expect(readProfile(profilesDir, "c").chain).toEqual(["minimal", "d", "c"]);
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("the order of the parents names the build: swapping them changes the image's hash and the order the script gets", () => {
+    const profilesDir = profilesWith(family);
+    const before = readProfile(profilesDir, "a");
+    fs.writeFileSync(path.join(profilesDir, "a/extends"), "c b\n");
+    const after = readProfile(profilesDir, "a");
+    expect(after.chain).toEqual(["minimal", "d", "c", "b", "a"]);
+    expect(after.contentHash).not.toBe(before.contentHash);
+    const layers = (info: typeof after) => customizeArgs(info, "trixie", "/b.qcow2", "/o.qcow2", { secureBoot: false }).filter((_, i, args) => args[i - 1] === "--layer");
+    expect(layers(after).map((dir) => path.basename(dir))).toEqual(after.chain);
+    // The same files in another order hash differently, even with the extends file's own hash left out.
+    const withoutExtends = (info: typeof after) => Object.fromEntries(Object.entries(info.fileHashes).filter(([file]) => !file.endsWith("/extends")));
+    expect(withoutExtends(after)).toEqual(withoutExtends(before));
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("cycles through any parent are refused naming the chain, and a parent named twice or an empty extends is refused", () => {
+    const profilesDir = profilesWith({
+      ...family,
+      "d/extends": "a\n",
+      "twice/extends": "minimal metal minimal\n",
+      "blank/extends": "# nothing\n",
+      "self/extends": "minimal self\n",
+    });
+    expect(() => readProfile(profilesDir, "a")).toThrow("profile a: 'extends' forms a cycle (a -> c -> d -> a)");
+    expect(() => readProfile(profilesDir, "c")).toThrow("profile c: 'extends' forms a cycle (c -> d -> a -> c)");
+    expect(() => readProfile(profilesDir, "self")).toThrow("profile self: 'extends' forms a cycle (self -> self)");
+    expect(() => readProfile(profilesDir, "twice")).toThrow("profile twice: extends names minimal twice");
+    expect(() => readProfile(profilesDir, "blank")).toThrow("profile blank: extends names no profile");
+    expect(configProblems(testLab({ vms: [{ name: "vm1", profile: "a" }] }), profilesDir)).toContain("vms[0].profile: profile a: 'extends' forms a cycle (a -> c -> d -> a)");
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  });
+
+  test("the release must be in every releases file of every parent's chain", () => {
+    const profilesDir = profilesWith({ ...family, "b/releases": "bookworm trixie\n", "d/releases": "bookworm\n" });
+    expect(readProfile(profilesDir, "a", "bookworm").releases).toEqual(["bookworm"]);
+    expect(() => readProfile(profilesDir, "a", "trixie")).toThrow("profile d supports releases: bookworm but the lab's release is trixie (profile a extends it)");
+    expect(readProfile(profilesDir, "b", "trixie").releases).toEqual(["bookworm", "trixie"]);
+    fs.writeFileSync(path.join(profilesDir, "c/releases"), "trixie\n");
+    // bookworm (b, d) and trixie (c): no release satisfies the whole chain.
+    expect(readProfile(profilesDir, "a").releases).toEqual([]);
+    expect(() => readProfile(profilesDir, "a", "bookworm")).toThrow("profile c supports releases: trixie but the lab's release is bookworm (profile a extends it)");
+    fs.rmSync(profilesDir, { recursive: true, force: true });
   });
 });
 
@@ -200,14 +302,14 @@ describe("a profile is resolved once, at synth, and the script gets the result",
   });
 
   test("a profile for another release is refused at synth, naming the key, the profile and the release", () => {
-    expect(() => readProfile(PROFILES, "proxmox", "trixie")).toThrow("profile proxmox supports releases: bookworm but the lab's release is trixie");
-    expect(readProfile(PROFILES, "proxmox", "bookworm").releases).toEqual(["bookworm"]);
-    expect(configProblems(testLab({ vms: [{ name: "pve", profile: "proxmox" }] }), PROFILES)).toContain(
-      "vms[0].profile: profile proxmox supports releases: bookworm but the lab's release is trixie",
+    const profilesDir = profilesWith({ "old/releases": "bookworm\n", "old-extra/extends": "old\n", "both/releases": "# any stable\nbookworm trixie\n" });
+    expect(() => readProfile(profilesDir, "old", "trixie")).toThrow("profile old supports releases: bookworm but the lab's release is trixie");
+    expect(readProfile(profilesDir, "old", "bookworm").releases).toEqual(["bookworm"]);
+    expect(configProblems(testLab({ vms: [{ name: "vm1", profile: "old" }] }), profilesDir)).toContain(
+      "vms[0].profile: profile old supports releases: bookworm but the lab's release is trixie",
     );
     // A parent's releases hold for every profile that extends it; one line may name several.
-    const profilesDir = profilesWith({ "pve-extra/extends": "proxmox\n", "both/releases": "# any stable\nbookworm trixie\n" });
-    expect(() => readProfile(profilesDir, "pve-extra", "trixie")).toThrow("profile proxmox supports releases: bookworm but the lab's release is trixie (profile pve-extra extends it)");
+    expect(() => readProfile(profilesDir, "old-extra", "trixie")).toThrow("profile old supports releases: bookworm but the lab's release is trixie (profile old-extra extends it)");
     expect(readProfile(profilesDir, "both", "trixie").releases).toEqual(["bookworm", "trixie"]);
     fs.rmSync(profilesDir, { recursive: true, force: true });
   });
@@ -215,15 +317,13 @@ describe("a profile is resolved once, at synth, and the script gets the result",
   test("an unknown profile, a bad extends and a bad package line are refused, naming the file and line", () => {
     const profilesDir = profilesWith({
       "orphan/extends": "nosuch\n",
-      "twins/extends": "minimal metal\n",
       "spaced/install.d/tools.list": "curl\n\nvim tiny\n",
       "odd/install.d/tools.list": "# tools\n-curl\n",
       "linked/README.md": "",
     });
     fs.symlinkSync(path.join(PROFILES, "minimal/install.d"), path.join(profilesDir, "linked/install.d"));
-    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, slim, spaced, twins\)$/);
+    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, proxmox-btwd, slim, spaced\)$/);
     expect(() => readProfile(profilesDir, "orphan")).toThrow(/^profile orphan: extends unknown profile 'nosuch' \(profiles in /);
-    expect(() => readProfile(profilesDir, "twins")).toThrow("profile twins: extends must hold exactly one profile name");
     expect(() => readProfile(profilesDir, "spaced")).toThrow("profile spaced: install.d/tools.list:3: one package per line: 'vim tiny'");
     expect(() => readProfile(profilesDir, "odd")).toThrow("profile odd: install.d/tools.list:2: not a package name: '-curl'");
     expect(() => readProfile(profilesDir, "linked")).toThrow("profile linked: unexpected file install.d");

@@ -478,7 +478,10 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   // Resolved here (chain, layout, releases) so that a bad profile names the key that uses it.
   const checkProfile = (name: string, where: string) => {
     try {
-      readProfile(profilesDir, name, lab.release);
+      const profile = readProfile(profilesDir, name, lab.release);
+      if (profile.noSecureBoot && enforcesSecureBoot(lab.libvirt.firmware)) {
+        problems.push(`${where}: ${profile.noSecureBoot}, and libvirt.firmware is uefi-secure (use uefi or bios)`);
+      }
     } catch (error) {
       if (!(error instanceof ProfileError)) throw error;
       problems.push(`${where}: ${error.message}`);

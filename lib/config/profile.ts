@@ -8,14 +8,16 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
-const ALLOWED_TOP = new Set(["install.d", "commands.d", "files", "ansible", "apt-sources.d", "extends", "releases", "README.md"]);
-const PLAIN_FILES = new Set(["extends", "releases", "README.md"]);
+const ALLOWED_TOP = new Set(["install.d", "commands.d", "files", "ansible", "apt-sources.d", "extends", "releases", "no-secure-boot", "README.md"]);
+const PLAIN_FILES = new Set(["extends", "releases", "no-secure-boot", "README.md"]);
 const ALLOWED_IN: Record<string, RegExp> = {
   "install.d": /^[A-Za-z0-9_.-]+\.list$/,
   "commands.d": /^[0-9]{2}-[A-Za-z0-9_.-]+\.sh$/,
   "apt-sources.d": /^[A-Za-z0-9_.-]+\.sources$/,
 };
-const EXPECTED = "expected install.d/*.list, commands.d/NN-*.sh, files/, ansible/, apt-sources.d/*.sources, extends, releases, README.md";
+const EXPECTED = "expected install.d/*.list, commands.d/NN-*.sh, files/, ansible/, apt-sources.d/*.sources, apt-sources.d/RELEASE/*.sources, extends, releases, no-secure-boot, README.md";
+// apt-sources.d/<codename>/ holds the repositories of one Debian release only.
+const RELEASE_FOLDER = /^[a-z]+$/;
 // customize-image.sh runs this playbook; roles, vars and templates go beside it.
 const PLAYBOOK = "ansible/playbook.yml";
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -70,6 +72,12 @@ export function validateProfileFolder(profilesDir: string, name: string): void {
     const pattern = ALLOWED_IN[entry.name];
     if (!pattern) continue;
     for (const inner of fs.readdirSync(path.join(dir, entry.name), { withFileTypes: true })) {
+      if (entry.name === "apt-sources.d" && inner.isDirectory() && RELEASE_FOLDER.test(inner.name)) {
+        for (const source of fs.readdirSync(path.join(dir, entry.name, inner.name), { withFileTypes: true })) {
+          if (!source.isFile() || !pattern.test(source.name)) throw unexpected(`apt-sources.d/${inner.name}/${source.name}`, `expected ${pattern.source}`);
+        }
+        continue;
+      }
       if (!inner.isFile() || !pattern.test(inner.name)) {
         throw unexpected(`${entry.name}/${inner.name}`, `expected ${entry.name === "commands.d" ? "NN-name.sh" : pattern.source}`);
       }
@@ -77,29 +85,38 @@ export function validateProfileFolder(profilesDir: string, name: string): void {
   }
 }
 
-/** The parent a profile names in its `extends` file, if it has one. */
-function parentOf(profilesDir: string, name: string): string | undefined {
+/** The parents a profile names in its `extends` file (one a line or several on a line), in order. */
+function parentsOf(profilesDir: string, name: string): string[] {
   const file = path.join(profilesDir, name, "extends");
-  if (!fs.existsSync(file)) return undefined;
+  if (!fs.existsSync(file)) return [];
   const words = readLines(file).flatMap((line) => line.text.split(/\s+/));
-  if (words.length !== 1) throw new ProfileError(`profile ${name}: extends must hold exactly one profile name`);
-  if (!isProfile(profilesDir, words[0])) throw new ProfileError(`profile ${name}: extends ${unknownProfile(profilesDir, words[0])}`);
-  return words[0];
+  if (words.length === 0) throw new ProfileError(`profile ${name}: extends names no profile (remove the file, or name one or more parents)`);
+  for (const [index, word] of words.entries()) {
+    if (!isProfile(profilesDir, word)) throw new ProfileError(`profile ${name}: extends ${unknownProfile(profilesDir, word)}`);
+    if (words.indexOf(word) !== index) throw new ProfileError(`profile ${name}: extends names ${word} twice`);
+  }
+  return words;
 }
 
-/** The profile and its ancestors, parent first; each folder checked on the way. */
+/**
+ * The profile and its ancestors in the order they are applied: each parent's own chain
+ * first, in the order `extends` names them, each profile before those extending it; a
+ * profile reached twice (minimal, through two parents) is applied once, at its first place.
+ * Each folder is checked on the way.
+ */
 function resolveProfileChain(profilesDir: string, name: string): string[] {
   const chain: string[] = [];
-  let current: string | undefined = name;
-  while (current) {
-    if (chain.includes(current)) {
-      throw new ProfileError(`profile ${name}: 'extends' forms a cycle (${[...chain, current].join(" -> ")})`);
+  const visit = (current: string, trail: string[]) => {
+    if (trail.includes(current)) {
+      throw new ProfileError(`profile ${name}: 'extends' forms a cycle (${[...trail.slice(trail.indexOf(current)), current].join(" -> ")})`);
     }
+    if (chain.includes(current)) return;
     validateProfileFolder(profilesDir, current);
+    for (const parent of parentsOf(profilesDir, current)) visit(parent, [...trail, current]);
     chain.push(current);
-    current = parentOf(profilesDir, current);
-  }
-  return chain.reverse();
+  };
+  visit(name, []);
+  return chain;
 }
 
 function listFilesRecursive(dir: string, prefix = ""): string[] {
@@ -128,7 +145,9 @@ export interface ProfileInfo {
   packageLines: ProfilePackage[];
   /** The releases every `releases` file of the chain allows; undefined when none restricts them. */
   releases?: string[];
-  /** sha256 over every file of the profile and its ancestors, with their paths. */
+  /** Why the image cannot boot with Secure Boot enforced ("profile proxmox: ..."), from a `no-secure-boot` file of the chain. */
+  noSecureBoot?: string;
+  /** sha256 over the chain's order and every file of the profile and its ancestors, with their paths. */
   contentHash: string;
   /** path -> sha256, for explaining what changed. */
   fileHashes: Record<string, string>;
@@ -143,11 +162,15 @@ export function readProfile(profilesDir: string, name: string, release?: string)
   const fileHashes: Record<string, string> = {};
   const packageLines: ProfilePackage[] = [];
   let releases: string[] | undefined;
+  let noSecureBoot: string | undefined;
   for (const member of chain) {
     const dir = path.join(profilesDir, member);
     for (const rel of listFilesRecursive(dir)) {
       // Documentation does not change the image: editing it rebuilds nothing.
       if (rel === "README.md") continue;
+      // Another release's repositories are not applied: editing them rebuilds nothing for this one.
+      const sourcesRelease = /^apt-sources\.d\/([^/]+)\//.exec(rel)?.[1];
+      if (release !== undefined && sourcesRelease !== undefined && sourcesRelease !== release) continue;
       const full = path.join(dir, rel);
       fileHashes[`${member}/${rel}`] = crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex");
       if (rel.startsWith("install.d/")) {
@@ -168,10 +191,15 @@ export function readProfile(profilesDir: string, name: string, release?: string)
         }
         releases = releases ? releases.filter((r) => supported.includes(r)) : supported;
       }
+      if (rel === "no-secure-boot" && noSecureBoot === undefined) {
+        const reason = readLines(full).map((line) => line.text).join(" ");
+        noSecureBoot = `profile ${member}${member === name ? "" : ` (which ${name} extends)`} cannot boot with Secure Boot enforced${reason ? `: ${reason}` : ""}`;
+      }
     }
   }
   const contentHash = crypto
     .createHash("sha256")
+    .update(`chain: ${chain.join(" ")}\n`)
     .update(
       Object.entries(fileHashes)
         .map(([rel, hash]) => `${hash}  ${rel}\n`)
@@ -185,6 +213,7 @@ export function readProfile(profilesDir: string, name: string, release?: string)
     packages: packageLines.map((p) => p.name),
     packageLines,
     releases,
+    noSecureBoot,
     contentHash,
     fileHashes,
   };

@@ -17,7 +17,7 @@ set -eu
 umask 022
 
 PROG=customize-image
-USAGE="usage: customize-image.sh --base BASE.qcow2 --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] --output OUT.qcow2"
+USAGE="usage: customize-image.sh --base BASE.qcow2 --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] [--apt-mirror URI=MIRROR]... --output OUT.qcow2"
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
@@ -52,6 +52,10 @@ atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
   --secure-boot        the image must boot with Secure Boot enforced: an unsigned
                        kernel (/boot/vmlinuz-*) or kernel module no package ships
                        (dkms output, say) fails the build; without it, a warning
+  --apt-mirror URI=MIRROR
+                       fetch the repositories of apt-sources.d whose URI is URI from
+                       MIRROR during the build (an internal mirror, a stand-in); the
+                       image keeps URI. Repeated for several URIs
   --output FILE        qcow2 to write; OUT.work/ beside it holds the build
 
 Of each layer, apt-sources.d/*.sources, files/, ansible/playbook.yml and
@@ -65,13 +69,13 @@ HELP
 
 # ---------------------------------------------------------------- arguments
 
-base="" release="" layers="" packages="" output="" secure_boot=""
+base="" release="" layers="" packages="" output="" secure_boot="" apt_mirrors=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
     --secure-boot) secure_boot=1; shift; continue ;;
-    --base=*|--release=*|--layer=*|--package=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
-    --base|--release|--layer|--package|--output)
+    --base=*|--release=*|--layer=*|--package=*|--apt-mirror=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
+    --base|--release|--layer|--package|--apt-mirror|--output)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       opt=$1; val=$2; shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -86,6 +90,14 @@ while [ $# -gt 0 ]; do
       case "${val%% *}" in ''|[!a-z0-9]*|*[!a-zA-Z0-9+.:=~/-]*) usage_error "--package: not a package name: '${val%% *}'" ;; esac
       packages="$packages$val
 " ;;
+    --apt-mirror)
+      case "$val" in
+        [a-z]*://*=[a-z]*://*) ;;
+        *) usage_error "--apt-mirror: expected URI=MIRROR (two URLs): '$val'" ;;
+      esac
+      case "$val" in *[[:space:]]*) usage_error "--apt-mirror: no whitespace: '$val'" ;; esac
+      apt_mirrors="$apt_mirrors${val%%=*} ${val#*=}
+" ;;
     --output) output=$val ;;
   esac
 done
@@ -98,6 +110,10 @@ set --
 while IFS= read -r layer; do
   [ -n "$layer" ] || continue
   [ -d "$layer" ] || die "layer folder not found: $layer"
+  # A profile that says it cannot boot with Secure Boot enforced (lib/config/profile.ts refuses it at synth too).
+  if [ -n "$secure_boot" ] && [ -f "$layer/no-secure-boot" ]; then
+    die "profile ${layer##*/} cannot boot with Secure Boot enforced ($(sed 's/#.*//' "$layer/no-secure-boot" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')); build without --secure-boot (firmware uefi or bios)"
+  fi
   set -- "$@" "$layer"
 done <<LIST
 $layers
@@ -187,6 +203,7 @@ fi
 say "removing the host's apt configuration and restoring the image's own"
 kill_chroot_processes
 restore_image_apt
+restore_layer_sources
 unguard_build
 clean_image
 check_leftovers

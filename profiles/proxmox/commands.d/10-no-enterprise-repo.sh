@@ -1,7 +1,7 @@
 #!/bin/sh
 # pve-manager adds the enterprise repositories, which answer 401 without a
 # subscription and would break every apt-get update; this image uses
-# pve-no-subscription (apt-sources.d/pve.sources) instead. Deleting a conffile
+# pve-no-subscription (apt-sources.d/RELEASE/pve-install-repo.sources) instead. Deleting a conffile
 # is remembered by dpkg, so upgrades do not bring them back.
 set -eu
 for f in /etc/apt/sources.list.d/pve-enterprise.list /etc/apt/sources.list.d/pve-enterprise.sources; do

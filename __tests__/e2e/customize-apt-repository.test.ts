@@ -1,0 +1,183 @@
+// Third-party apt repositories for real: signed repositories built with Debian's
+// tools and a throwaway key (testkit/apt-repo.ts), served on 127.0.0.1, and
+// profiles built against them on Debian's real images, so apt-sources.d,
+// Signed-By and the signature check run end to end. The shipped proxmox profile
+// (its own files, unchanged) builds against a stand-in with Proxmox's layout
+// (dists/trixie|bookworm/pve-no-subscription) through --apt-mirror, with the
+// stand-in's key placed where its README says Proxmox's goes; proxmox-btwd
+// holds both parents' packages.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "../../lib/config/config";
+import { readProfile } from "../../lib/config/profile";
+import { customizeArgs } from "../../lib/constructs/customized-image";
+import { buildRepository, proxmoxStandIns, throwawayKey, ThrowawayKey } from "../../testkit/apt-repo";
+import { acquireFixtureBase } from "../../testkit/fixture-image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { installedPackages, runScript, withImageRoot } from "../../testkit/image";
+import { hostLeftovers } from "../../testkit/libvirt";
+
+const PROFILES = path.join(PROJECT_DIR, "profiles");
+const PROXMOX_URI = "http://download.proxmox.com/debian/pve";
+const PROXMOX_KEYRING = { trixie: "/usr/share/keyrings/proxmox-archive-keyring.gpg", bookworm: "/etc/apt/keyrings/proxmox-release-bookworm.gpg" };
+
+function writeFiles(dir: string, files: Record<string, string | Buffer>): void {
+  for (const [file, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
+    fs.writeFileSync(path.join(dir, file), content);
+  }
+}
+
+/** A layer holding only a keyring in files/, appended to a shipped profile's layers: the key a user would place there. */
+function keyLayer(work: string, keyPath: string, key: ThrowawayKey): string {
+  const layer = path.join(work, "stand-in-key");
+  fs.rmSync(layer, { recursive: true, force: true });
+  writeFiles(layer, { [`files${keyPath}`]: fs.readFileSync(key.keyring) });
+  return layer;
+}
+
+/** Build args for a shipped profile with the stand-in's key layer and its URIs fetched from the stand-in. */
+function proxmoxArgs(profile: string, release: "trixie" | "bookworm", base: string, output: string, layer: string, mirror: string): string[] {
+  const args = customizeArgs(readProfile(PROFILES, profile, release), release, base, output, { secureBoot: false });
+  return [...args.slice(0, -2), "--layer", layer, "--apt-mirror", `${PROXMOX_URI}=${mirror}`, ...args.slice(-2)];
+}
+
+describe("third-party apt repositories on Debian's real images", () => {
+  let work: string;
+  let served: string;
+  let server: FileServer;
+  const keys: ThrowawayKey[] = [];
+  const bases: Partial<Record<"trixie" | "bookworm", string>> = {};
+  const base = (release: "trixie" | "bookworm") => (bases[release] ??= acquireFixtureBase(release, fs.mkdtempSync(path.join(work, `${release}-`))));
+  let good: ThrowawayKey;
+  let other: ThrowawayKey;
+
+  beforeAll(async () => {
+    // Short: gpg-agent's socket lives under each key's folder.
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "prof-repo-"));
+    served = path.join(work, "served");
+    good = throwawayKey(fs.mkdtempSync(path.join(work, "k")), "btw-good");
+    other = throwawayKey(fs.mkdtempSync(path.join(work, "k")), "btw-other");
+    keys.push(good, other);
+    const hello = [{ name: "btw-hello", version: "1.0-1", files: { "/usr/share/btw-hello/greeting": "hello from a signed repository\n" } }];
+    buildRepository(served, { root: "local", suite: "stable", component: "main" }, hello, good);
+    buildRepository(served, { root: "foreign", suite: "stable", component: "main" }, hello, other);
+    buildRepository(served, { root: "unsigned", suite: "stable", component: "main" }, hello);
+    for (const release of ["trixie", "bookworm"] as const) {
+      buildRepository(served, { root: "pve", suite: release, component: "pve-no-subscription" }, proxmoxStandIns(release), good);
+    }
+    server = await serveDirectory(served);
+  }, 600_000);
+
+  afterAll(async () => {
+    await server?.close();
+    for (const key of keys) key.release();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  afterEach(() => {
+    expect(hostLeftovers(work)).toEqual([]);
+  });
+
+  /** A profile of its own (no parent) installing btw-hello from repository ROOT, trusting KEY. */
+  function localProfile(root: string, key: ThrowawayKey): { profilesDir: string; sources: string } {
+    const profilesDir = fs.mkdtempSync(path.join(work, "profiles-"));
+    const sources = `Types: deb\nURIs: ${server.baseUrl}/${root}\nSuites: stable\nComponents: main\nSigned-By: /etc/apt/keyrings/btw-local.gpg\n`;
+    writeFiles(path.join(profilesDir, "local"), {
+      "apt-sources.d/local.sources": sources,
+      "files/etc/apt/keyrings/btw-local.gpg": fs.readFileSync(key.keyring),
+      "install.d/local.list": "btw-hello\n",
+    });
+    return { profilesDir, sources };
+  }
+
+  test("a profile installs a package from a local signed repository: its source and keyring stay in the image", () => {
+    const { profilesDir, sources } = localProfile("local", good);
+    const output = path.join(work, "local.qcow2");
+    const run = runScript("customize-image.sh", customizeArgs(readProfile(profilesDir, "local", "trixie"), "trixie", base("trixie"), output, { secureBoot: false }));
+    expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
+    expect(run.stderr).toContain(`repository ${server.baseUrl}/local stable: Release signed by a key of /etc/apt/keyrings/btw-local.gpg`);
+    // apt in the chroot fetched the signed index and the package from the server.
+    const fetched = server.requests().filter((r) => r.status === 200).map((r) => r.path);
+    expect(fetched).toEqual(expect.arrayContaining(["/local/dists/stable/InRelease", "/local/pool/stable/main/btw-hello_1.0-1_all.deb"]));
+    withImageRoot(output, (root) => {
+      expect(installedPackages(root).has("btw-hello")).toBe(true);
+      expect(fs.readFileSync(path.join(root, "usr/share/btw-hello/greeting"), "utf8")).toBe("hello from a signed repository\n");
+      expect(fs.readFileSync(path.join(root, "etc/apt/sources.list.d/local.sources"), "utf8")).toBe(sources);
+      expect(fs.readFileSync(path.join(root, "etc/apt/keyrings/btw-local.gpg"))).toEqual(fs.readFileSync(good.keyring));
+    });
+    fs.rmSync(output);
+  }, 1_200_000);
+
+  test("a repository signed by another key, or not signed, is refused before the image changes, naming the source file", () => {
+    for (const [root, why] of [
+      ["foreign", "is not signed by a key of its Signed-By keyring /etc/apt/keyrings/btw-local.gpg (gpgv: "],
+      ["unsigned", "has no signed Release (neither "],
+    ]) {
+      const { profilesDir } = localProfile(root, good);
+      const output = path.join(work, `${root}.qcow2`);
+      const run = runScript("customize-image.sh", customizeArgs(readProfile(profilesDir, "local", "trixie"), "trixie", base("trixie"), output, { secureBoot: false }));
+      expect(run.status).toBe(1);
+      expect(run.stderr).toContain(`error: profile local: apt-sources.d/local.sources: repository ${server.baseUrl}/${root} suite stable ${why}`);
+      expect(run.stderr).not.toMatch(/apt-get update|installing:/);
+      expect(fs.existsSync(output)).toBe(false);
+      expect(fs.existsSync(`${output}.work`)).toBe(false);
+    }
+  }, 600_000);
+
+  test("proxmox with firmware uefi-secure is refused before anything is read, saying why", () => {
+    const output = path.join(work, "pve-secure.qcow2");
+    const run = runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "proxmox", "trixie"), "trixie", path.join(work, "no-such-base.qcow2"), output, { secureBoot: true }));
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/error: profile proxmox cannot boot with Secure Boot enforced \(Proxmox's kernel is signed with Proxmox's key, .*\); build without --secure-boot/);
+    expect(fs.existsSync(output)).toBe(false);
+  });
+
+  describe.each([
+    { release: "trixie" as const, pve: "9.0.0", kernel: "proxmox-kernel-6.14", enterprise: "pve-enterprise.sources" },
+    { release: "bookworm" as const, pve: "8.4.0", kernel: "proxmox-kernel-6.8", enterprise: "pve-enterprise.list" },
+  ])("proxmox on $release against a stand-in of Proxmox's repository", ({ release, pve, kernel, enterprise }) => {
+    test(`builds Proxmox VE ${pve.split(".")[0]} as Proxmox documents: its kernel in, Debian's kernel and os-prober out, no enterprise repository, the image keeping Proxmox's URI`, () => {
+      const output = path.join(work, `proxmox-${release}.qcow2`);
+      const layer = keyLayer(work, PROXMOX_KEYRING[release], good);
+      const run = runScript("customize-image.sh", proxmoxArgs("proxmox", release, base(release), output, layer, `${server.baseUrl}/pve`));
+      expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-4000) }).toEqual({ status: 0, tail: "" });
+      expect(run.stderr).toContain(`checking repository ${PROXMOX_URI} ${release} (proxmox: apt-sources.d/${release}/pve-install-repo.sources) through --apt-mirror ${server.baseUrl}/pve`);
+      expect(server.requests().map((r) => r.path)).toContain(`/pve/dists/${release}/pve-no-subscription/binary-amd64/Packages.gz`);
+      withImageRoot(output, (root) => {
+        const installed = installedPackages(root);
+        const wanted = [...readProfile(PROFILES, "proxmox", release).packages, kernel, "pve-manager"];
+        expect(wanted.filter((name) => !installed.has(name))).toEqual([]);
+        expect(fs.readFileSync(path.join(root, "var/lib/dpkg/status"), "utf8")).toMatch(new RegExp(`Package: proxmox-ve\\nStatus: install ok installed\\n(?:.+\\n)*?Version: ${pve.replace(/\./g, "\\.")}\\n`));
+        expect([...installed].filter((name) => /^linux-image-|^os-prober$/.test(name))).toEqual([]);
+        expect(fs.readdirSync(path.join(root, "boot")).filter((file) => file.startsWith("vmlinuz-"))).toEqual([`vmlinuz-${kernel === "proxmox-kernel-6.14" ? "6.14.8-2" : "6.8.12-11"}-pve`]);
+        const sources = path.join(root, "etc/apt/sources.list.d");
+        expect(fs.readFileSync(path.join(sources, "pve-install-repo.sources"), "utf8")).toBe(fs.readFileSync(path.join(PROFILES, `proxmox/apt-sources.d/${release}/pve-install-repo.sources`), "utf8"));
+        expect(fs.existsSync(path.join(sources, enterprise))).toBe(false);
+        expect(fs.readFileSync(path.join(root, PROXMOX_KEYRING[release]))).toEqual(fs.readFileSync(good.keyring));
+        const apt = fs.readdirSync(sources).map((file) => fs.readFileSync(path.join(sources, file), "utf8")).join("\n");
+        expect(apt).not.toContain("127.0.0.1");
+      });
+      fs.rmSync(output);
+    }, 1_800_000);
+  });
+
+  test("proxmox-btwd holds both parents' packages: Proxmox VE and the Sway desktop", () => {
+    const output = path.join(work, "proxmox-btwd.qcow2");
+    const layer = keyLayer(work, PROXMOX_KEYRING.trixie, good);
+    const run = runScript("customize-image.sh", proxmoxArgs("proxmox-btwd", "trixie", base("trixie"), output, layer, `${server.baseUrl}/pve`));
+    expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-4000) }).toEqual({ status: 0, tail: "" });
+    expect(run.stderr).toContain("layers: minimal -> proxmox -> btwd -> proxmox-btwd -> stand-in-key");
+    withImageRoot(output, (root) => {
+      const installed = installedPackages(root);
+      for (const parent of ["proxmox", "btwd"]) {
+        const wanted = readProfile(PROFILES, parent, "trixie").packages;
+        expect({ parent, missing: wanted.filter((name) => !installed.has(name)) }).toEqual({ parent, missing: [] });
+      }
+      expect([...installed].filter((name) => /^linux-image-/.test(name))).toEqual([]);
+      expect(fs.readlinkSync(path.join(root, "etc/systemd/system/default.target"))).toMatch(/graphical\.target$/);
+    });
+    fs.rmSync(output);
+  }, 2_400_000);
+});
