@@ -153,7 +153,9 @@ pass() {
     head_rc=0
     set --
   fi
-  curl -fL --retry 3 --progress-bar -D "$_p/headers" "$@" "$url" >"$_p/download" &
+  # Without --max-time or --retry-all-errors, --retry repeats only requests that got
+  # no body (a retry after body bytes would write them into the stream again).
+  curl -fL --retry 3 --progress-bar -D "$_p/headers" "$@" "$url" >"$_p/download" 8>&- &
   curl_pid=$!; started
   tee -a "$part" <"$_p/download" >&8 &
   save_pid=$!; started
