@@ -2,7 +2,7 @@
 // image, as the stacks' customize step does: lib/config/profile.ts resolves the profile
 // for the lab's release and scripts/steps/customize-image.sh applies it. For the CI
 // image jobs and for building an image by hand (as root):
-//   ts-node --transpile-only bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2
+//   ts-node --transpile-only bin/customize.ts PROFILE BASE OUTPUT.qcow2   (BASE: the acquired raw disk, or a qcow2)
 import { spawnSync } from "child_process";
 import * as path from "path";
 import { ConfigError, enforcesSecureBoot, loadConfig } from "../lib/config/config";
@@ -12,7 +12,7 @@ import { ProfileError, readProfile } from "../lib/config/profile";
 
 function main(args: string[]): number {
   if (args.length !== 3) {
-    console.error("usage: bin/customize.ts PROFILE BASE.qcow2 OUTPUT.qcow2");
+    console.error("usage: bin/customize.ts PROFILE BASE OUTPUT.qcow2");
     return 2;
   }
   const [profile, base, output] = args;

@@ -25,7 +25,7 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
   if (fs.existsSync(image)) return image;
   const server = await serveDirectory(fixture.dir);
   try {
-    const base = path.join(cacheDir, "base", `test-fixture-${key}.qcow2`);
+    const base = path.join(cacheDir, "base", `test-fixture-${key}.raw`);
     const acquire = runScript("prepare-cloud-img.sh", [
       "--url",
       `${server.baseUrl}/${fixture.archiveName}`,

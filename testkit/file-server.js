@@ -2,16 +2,19 @@
 // on a script (spawnSync) while it downloads. Range requests are served (for
 // resumed downloads); every request is appended as a JSON line to LOG.
 // usage: node file-server.js ROOT LOG ; prints the port; a message
-// {cut: "/path", after: N} makes the next response for that path stop after N bytes.
+// {cut: "/path", after: N} makes the next response for that path stop after N bytes,
+// {stall: "/path", after: N} makes it send N bytes and then nothing, until the client leaves.
 const fs = require("fs");
 const http = require("http");
 const path = require("path");
 
 const [root, log] = process.argv.slice(2);
 const cutAfter = new Map();
+const stallAfter = new Map();
 process.on("message", (m) => {
-  cutAfter.set(m.cut, m.after);
-  process.send({ ack: m.cut });
+  if (m.stall) stallAfter.set(m.stall, m.after);
+  else cutAfter.set(m.cut, m.after);
+  process.send({ ack: m.cut ?? m.stall });
 });
 
 const server = http.createServer((req, res) => {
@@ -42,6 +45,12 @@ const server = http.createServer((req, res) => {
     res.writeHead(200, { "Content-Length": size, "Accept-Ranges": "bytes" });
   }
   done();
+  const stall = stallAfter.get(urlPath);
+  if (stall !== undefined) {
+    stallAfter.delete(urlPath);
+    fs.createReadStream(file, { start, end: start + stall - 1 }).on("data", (chunk) => res.write(chunk));
+    return;
+  }
   const cut = cutAfter.get(urlPath);
   if (cut !== undefined) {
     cutAfter.delete(urlPath);

@@ -32,11 +32,11 @@ export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): Fixture
 
 /**
  * The fixture acquired (by file:// URL) as the lab would, into the shared cache (acquired
- * once per fixture, whichever test asks first), linked as work/base.qcow2; returns the link.
+ * once per fixture, whichever test asks first), linked as work/base.raw (a raw disk); returns the link.
  */
 export function acquireFixtureBase(release: "trixie" | "bookworm", work: string): string {
   const fixture = fixtureImage(release);
-  const base = path.join(work, "base.qcow2");
+  const base = path.join(work, "base.raw");
   const acquire = runScript("prepare-cloud-img.sh", [
     "--url", `file://${fixture.dir}/${fixture.archiveName}`,
     "--sha512", fixture.sha512,

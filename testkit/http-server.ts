@@ -15,6 +15,8 @@ export interface FileServer {
   requests(): ServedRequest[];
   /** Cut the next response for urlPath after `bytes` bytes (an interrupted download). */
   cutNext(urlPath: string, bytes: number): Promise<void>;
+  /** Send `bytes` bytes of the next response for urlPath, then nothing until the client leaves (a stalled download). */
+  stallNext(urlPath: string, bytes: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -38,6 +40,11 @@ export async function serveDirectory(root: string): Promise<FileServer> {
       new Promise((resolve) => {
         child.once("message", () => resolve());
         child.send({ cut: urlPath, after: bytes });
+      }),
+    stallNext: (urlPath, bytes) =>
+      new Promise((resolve) => {
+        child.once("message", () => resolve());
+        child.send({ stall: urlPath, after: bytes });
       }),
     close: () =>
       new Promise((resolve) => {

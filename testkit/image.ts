@@ -1,5 +1,5 @@
-// Opens a built qcow2 read-only for inspection and always releases the loop
-// device and mount, even when an assertion fails inside.
+// Opens an image (a built qcow2, or the acquired raw base) read-only for inspection
+// and always releases the loop device and mount, even when an assertion fails inside.
 import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -13,7 +13,7 @@ export function scriptPath(script: string): string {
   return fs.existsSync(deployEnv) ? deployEnv : path.join(SCRIPTS_DIR, script);
 }
 
-export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T {
+export function withImageRoot<T>(image: string, inspect: (root: string) => T): T {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-inspect-"));
   const raw = path.join(work, "disk.raw");
   const root = path.join(work, "root");
@@ -21,7 +21,7 @@ export function withImageRoot<T>(qcow2: string, inspect: (root: string) => T): T
   let loop = "";
   let mounted = false;
   try {
-    execFileSync("qemu-img", ["convert", "-O", "raw", qcow2, raw]);
+    execFileSync("qemu-img", ["convert", "-O", "raw", image, raw]);
     const lib = path.join(SCRIPTS_DIR, "lib", "image-mount.sh");
     loop = execFileSync("sh", ["-c", `. ${lib}; attach_loop "$1" ro`, "sh", raw], { encoding: "utf8" }).trim();
     const part = execFileSync("sh", ["-c", `. ${lib}; root_partition "$1"`, "sh", loop], { encoding: "utf8" }).trim();

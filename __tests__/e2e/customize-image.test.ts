@@ -28,7 +28,7 @@ describe("customize the cloud image offline with a profile", () => {
     const fixture = fixtureImage("trixie");
     server = await serveDirectory(fixture.dir);
     work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-customize-"));
-    base = path.join(work, "base.qcow2");
+    base = path.join(work, "base.raw");
     const run = runScript("prepare-cloud-img.sh", [
       "--url", `${server.baseUrl}/${fixture.archiveName}`,
       "--sha512", fixture.sha512,

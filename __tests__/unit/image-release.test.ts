@@ -75,14 +75,14 @@ describe("the image checksum behind a URL", () => {
 
   test("an unreachable SHA512SUMS plans with the image acquired before, or warns that the image cannot be acquired", () => {
     const unreachable = `file://${dir}/nowhere/SHA512SUMS`;
-    const link = path.join(dir, "base", "debian-13.qcow2");
+    const link = path.join(dir, "base", "debian-13.raw");
     const fresh = resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link);
     expect(fresh.sha512).toBeUndefined();
     expect(fresh.warning).toContain(`cannot read ${unreachable}`);
     expect(fresh.warning).toContain("the image cannot be acquired until it can be read");
-    // A link as prepare-cloud-img.sh leaves it (base/<sha512>/disk.qcow2); the script reads it back (--print-acquired).
+    // A link as prepare-cloud-img.sh leaves it (base/<sha512>/disk.raw); the script reads it back (--print-acquired).
     fs.mkdirSync(path.join(dir, "base", SUM_A), { recursive: true });
-    fs.symlinkSync(path.join(dir, "base", SUM_A, "disk.qcow2"), link);
+    fs.symlinkSync(path.join(dir, "base", SUM_A, "disk.raw"), link);
     const cached = resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link);
     expect(cached.sha512).toBe(SUM_A);
     expect(cached.warning).toContain("planning with the image acquired before");

@@ -31,6 +31,11 @@ describe("the images stack", () => {
       expect(command?.match(/--layer (\S+)/g)?.pop()).toMatch(new RegExp(`/profiles/${profile}'?$`));
     }
     expect(tf.output["base-image"].value).toMatchObject({ url: "http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz" });
+    // The base is the raw disk acquisition unpacks (no qcow2 copy of it), and customization starts from it.
+    const base = tf.output["base-image"].value.path;
+    expect(base).toMatch(/^\/var\/cache\/btw-test\/base\/debian-13-generic-amd64-[0-9a-f]{16}\.raw$/);
+    expect(commands(tf).find((command) => command.includes("prepare-cloud-img.sh"))).toContain(`--link ${base}`);
+    for (const command of customizeCommands(tf)) expect(command).toContain(`--base ${base} `);
   });
 
   test("its image steps are the lab's: the same addresses and commands, so a deploy of either reuses the other's images", () => {

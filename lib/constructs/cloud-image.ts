@@ -1,5 +1,5 @@
-// Acquire: download the Debian cloud image, verify its SHA512, convert it to
-// qcow2 and cache it by checksum (scripts/steps/prepare-cloud-img.sh). The checksum
+// Acquire: download the Debian cloud image, verify its SHA512 and unpack its raw
+// disk in one pass, cached by checksum (scripts/steps/prepare-cloud-img.sh). The checksum
 // is read at synth time (lib/config/image-release.ts) and handed to the script, so
 // the plan names the image and the deploy fetches exactly that one.
 import * as crypto from "crypto";
@@ -20,7 +20,7 @@ export interface CloudImageProps {
 const resolvedPerApp = new WeakMap<IConstruct, Map<string, ImageChecksum>>();
 
 export class CloudImage extends Construct {
-  /** A stable link to the cached qcow2 of the image the URL names. */
+  /** A stable link to the cached raw disk (sparse) of the image the URL names: read it as -f raw. */
   readonly basePath: string;
   /** The sha512 of the image this plan is for, when SHA512SUMS (or an earlier acquire) tells. */
   readonly sha512?: string;
@@ -36,7 +36,7 @@ export class CloudImage extends Construct {
   constructor(scope: Construct, id: string, props: CloudImageProps) {
     super(scope, id);
     const urlKey = crypto.createHash("sha256").update(`${props.url}\n${props.checksums}`).digest("hex").slice(0, 16);
-    this.basePath = path.join(props.cacheDir, "base", `${path.basename(props.url).replace(/\.(tar\.xz|qcow2|raw)$/, "")}-${urlKey}.qcow2`);
+    this.basePath = path.join(props.cacheDir, "base", `${path.basename(props.url).replace(/\.(tar\.xz|qcow2|raw)$/, "")}-${urlKey}.raw`);
     const key = `${props.url}\n${props.checksums}`;
     if (!resolvedPerApp.has(this.node.root)) resolvedPerApp.set(this.node.root, new Map());
     const resolved = resolvedPerApp.get(this.node.root)!;

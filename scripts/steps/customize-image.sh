@@ -17,7 +17,7 @@ set -eu
 umask 022
 
 PROG=customize-image
-USAGE="usage: customize-image.sh --base BASE.qcow2 --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] [--apt-mirror URI=MIRROR]... --output OUT.qcow2"
+USAGE="usage: customize-image.sh --base BASE --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] [--apt-mirror URI=MIRROR]... --output OUT.qcow2"
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
@@ -43,7 +43,8 @@ $USAGE
 Copies BASE (never modified), applies the layers in a chroot and writes OUT
 atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
 
-  --base FILE          cloud image to start from (any format qemu-img reads)
+  --base FILE          cloud image to start from: the raw disk prepare-cloud-img.sh
+                       caches, or any format qemu-img reads
   --release CODENAME   Debian release the image must be (its VERSION_CODENAME)
   --layer DIR          a profile folder; repeated for a profile's chain, parent first
   --package 'NAME [ORIGIN]'
