@@ -6,7 +6,7 @@
 #
 # Needs root, and a mount namespace of the caller's own (own_mount_namespace in
 # lib/image-mount.sh). The script records nothing itself: image_view_close, run
-# from its EXIT trap (lib/messages.sh on_exit), releases the mount, the loop
+# from its EXIT trap (lib/messages.sh on_exit), frees the mount, the loop
 # device and the daemon on every exit path. If the script is killed outright
 # (SIGKILL), nothing is left either: the daemon dies with it (parent-death
 # signal), the loop device is detached by the kernel when its mount goes (mount's
