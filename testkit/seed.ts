@@ -97,3 +97,14 @@ export function heldUnder(dir: string): string[] {
   }
   return [...new Set(held)];
 }
+
+/** A command run to its end, timed, with the bytes it (and every process it waited for) wrote to storage. */
+export function runMeasured(command: string[]): { status: number | null; elapsedMs: number; writtenBytes: number } {
+  const timeFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sv-seed-time-")), "time");
+  const started = Date.now();
+  const run = spawnSync("/usr/bin/time", ["-q", "-f", "%O", "-o", timeFile, ...command], { stdio: ["ignore", "ignore", "inherit"] });
+  const elapsedMs = Date.now() - started;
+  const blocks = Number(fs.readFileSync(timeFile, "utf8").trim().split("\n").pop());
+  fs.rmSync(path.dirname(timeFile), { recursive: true, force: true });
+  return { status: run.status, elapsedMs, writtenBytes: blocks * 512 };
+}
