@@ -32,13 +32,14 @@ image_view_open() {
   image_view_disk="$_dir/disk"
   # The export's mount point: an empty file, until the daemon serves the image there.
   : > "$image_view_disk"
-  # A comma in a -blockdev value must be doubled.
+  # A comma in an option's value must be doubled.
   _image_opt=$(printf '%s' "$_image" | sed 's/,/,,/g')
+  _disk_opt=$(printf '%s' "$image_view_disk" | sed 's/,/,,/g')
   # In the background of a script without job control SIGINT is ignored: the trap stops it, in order.
   setpriv --pdeathsig KILL qemu-storage-daemon \
     --blockdev "driver=file,node-name=file,filename=$_image_opt,read-only=on" \
     --blockdev "driver=$_format,node-name=disk,file=file,read-only=on" \
-    --export "type=fuse,id=view,node-name=disk,mountpoint=$image_view_disk,writable=off" \
+    --export "type=fuse,id=view,node-name=disk,mountpoint=$_disk_opt,writable=off" \
     </dev/null >"$_dir/daemon.log" 2>&1 &
   image_view_pid=$!
   _tries=0
