@@ -6,6 +6,7 @@
 //   npm run bench -- acquire      acquire only
 //   npm run bench -- baremetal    partition capture and blank machines over PXE only
 //   npm run bench -- lab          lab deploy only
+//   npm run bench -- seed         a VM's cloud-init seed (the first and a second VM of one image) only
 //
 // Whatever it holds outside its temporary folders (libvirt objects, the PXE
 // server) is recorded (testkit/held.ts): an interrupted run releases it.
@@ -25,6 +26,7 @@ import { finishHeldRecords, hold, startHeldRecords } from "../testkit/held";
 import { serveDirectory } from "../testkit/http-server";
 import { testLab } from "../testkit/lab-yaml";
 import { BootTiming, Firmware, PxeLab, PxeMachine } from "../testkit/pxe-lab";
+import { runMeasured, seedVm } from "../testkit/seed";
 
 interface Row {
   measure: string;
@@ -343,6 +345,38 @@ async function benchLab(): Promise<void> {
   }
 }
 
+/**
+ * A VM's seed (make-seed-iso.sh, its user-data checked by the image's own cloud-init) for a
+ * first and a second VM of the minimal image, against what every seed did before it read
+ * the image in place: convert the whole image to a raw file (the baseline is that
+ * conversion alone, without the schema check). Time, and bytes written to storage.
+ */
+async function benchSeed(): Promise<void> {
+  const image = await customizedTestImage("minimal");
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-seed-"));
+  try {
+    const seed = async (name: string) => {
+      process.stderr.write(`bench: seed of ${name} ...\n`);
+      const userData = `#cloud-config\nhostname: ${name}\nusers:\n  - name: admin\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    lock_passwd: true\nruncmd:\n  - echo ${name}\n`;
+      const run = await seedVm({ name, output: path.join(work, "seeds", `${name}.iso`), image, userData });
+      if (run.status !== 0) throw new Error(`make-seed-iso.sh failed for ${name}:\n${run.output}`);
+      process.stderr.write(`bench: seed of ${name}: ${seconds(run.elapsedMs)}, ${mib(run.writtenBytes)} written\n`);
+      return run;
+    };
+    const first = await seed("vm1");
+    const second = await seed("vm2");
+    process.stderr.write("bench: converting the image to raw (what each seed did before) ...\n");
+    const convert = runMeasured(["qemu-img", "convert", "-O", "raw", image, path.join(work, "image.raw")]);
+    if (convert.status !== 0) throw new Error("qemu-img convert failed");
+    process.stderr.write(`bench: converting the image: ${seconds(convert.elapsedMs)}, ${mib(convert.writtenBytes)} written\n`);
+    addRow("seed of a 1st VM: make-seed-iso.sh vs converting the image (the old seed's copy)", first.elapsedMs, convert.elapsedMs);
+    addRow("seed of a 2nd VM: make-seed-iso.sh vs converting the image", second.elapsedMs, convert.elapsedMs);
+    addRow("bytes written by a 2nd VM's seed vs by converting the image", second.writtenBytes, convert.writtenBytes, mib);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
 function printTable(): void {
   const header: Row = { measure: "measure", ours: "btw-img", baseline: "baseline", ratio: "ratio" };
   const all = [header, ...rows];
@@ -367,7 +401,7 @@ function baremetalFirmwares(section: string | undefined): Firmware[] {
 async function main(): Promise<void> {
   const sections = process.argv.slice(2);
   if (sections.includes("--help") || sections.includes("-h")) {
-    console.log("usage: npm run bench [-- image|acquire|lab|baremetal[:FIRMWARE,...] ...]   (default: all sections)");
+    console.log("usage: npm run bench [-- image|acquire|seed|lab|baremetal[:FIRMWARE,...] ...]   (default: all sections)");
     console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
     return;
   }
@@ -375,6 +409,7 @@ async function main(): Promise<void> {
   try {
     if (sections.length === 0 || sections.includes("image")) await benchImage();
     else if (sections.includes("acquire")) await benchImage(true);
+    if (sections.length === 0 || sections.includes("seed")) await benchSeed();
     if (sections.length === 0 || sections.includes("lab")) await benchLab();
     const baremetal = sections.find((section) => section === "baremetal" || section.startsWith("baremetal:"));
     if (sections.length === 0 || baremetal) await benchBaremetal(baremetalFirmwares(baremetal));

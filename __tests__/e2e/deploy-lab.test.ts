@@ -65,6 +65,9 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       expect(vm).toMatchObject({ name, domain: `${PREFIX}-${name}`, ready: true });
       expect(vm.address[0]).toMatch(/^10\.213\.21\.\d+$/);
       expect(fs.existsSync(vm.console_log)).toBe(true);
+      // The seed holds the user-data: root's alone.
+      const seedIso = path.join(process.env.BTW_CACHE_DIR as string, "labs", LAB, "seeds", `${name}.iso`);
+      expect(fs.statSync(seedIso).mode & 0o777).toBe(0o600);
     }
   }, 2_400_000);
 

@@ -16,7 +16,7 @@ export function shellQuote(value: string): string {
 }
 
 // How a script names another script it sources or runs: "$(dirname "$0")/lib/image-mount.sh".
-const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+\.sh)"/g;
+const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+\.(?:sh|py))"/g;
 
 /**
  * The script and every script it names as "$(dirname "$0")/...", and those name in turn:
