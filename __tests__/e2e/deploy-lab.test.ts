@@ -68,6 +68,8 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       // The seed holds the user-data: root's alone.
       const seedIso = path.join(process.env.BTW_CACHE_DIR as string, "labs", LAB, "seeds", `${name}.iso`);
       expect(fs.statSync(seedIso).mode & 0o777).toBe(0o600);
+      // ...and so is its volume in the pool, whose folder anyone may pass through.
+      expect(fs.statSync(`/var/lib/libvirt/btw-img/${LAB}/${PREFIX}-${name}-seed.iso`).mode & 0o777).toBe(0o600);
     }
   }, 2_400_000);
 

@@ -50,6 +50,23 @@ function domainXslt(consoleLog: string, secureBoot: boolean): string {
 `;
 }
 
+/**
+ * The seed volume readable by its owner alone (the provider makes every volume 0644; the
+ * pool folder lets anyone reach a file by name, and the seed holds the user-data). QEMU
+ * still reads it: libvirt gives the file to QEMU's user while the domain runs.
+ */
+const OWNER_ONLY_VOLUME_XSLT = `<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+  <xsl:output omit-xml-declaration="yes" indent="yes"/>
+  <xsl:template match="node()|@*"><xsl:copy><xsl:apply-templates select="node()|@*"/></xsl:copy></xsl:template>
+  <xsl:template match="/volume/target">
+    <xsl:copy>
+      <xsl:apply-templates select="node()[not(self::permissions)]|@*"/>
+      <permissions><mode>0600</mode></permissions>
+    </xsl:copy>
+  </xsl:template>
+</xsl:stylesheet>
+`;
+
 export class VmDomain extends Construct {
   readonly domain: Domain;
 
@@ -62,6 +79,7 @@ export class VmDomain extends Construct {
       source: seed.isoPath,
       // libvirt reports an ISO file's format as "iso"; saying so keeps plans quiet.
       format: "iso",
+      xml: { xslt: OWNER_ONLY_VOLUME_XSLT },
       dependsOn: [seed.step],
       lifecycle: { replaceTriggeredBy: [resourceAddress(seed.step)] },
     });
