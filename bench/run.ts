@@ -25,8 +25,10 @@ import { FixtureImage, fixtureImage } from "../testkit/fixture-image";
 import { finishHeldRecords, hold, startHeldRecords } from "../testkit/held";
 import { serveDirectory } from "../testkit/http-server";
 import { testLab } from "../testkit/lab-yaml";
+import { bootBreakdown } from "../testkit/libvirt";
 import { BootTiming, Firmware, PxeLab, PxeMachine } from "../testkit/pxe-lab";
 import { runMeasured, seedVm } from "../testkit/seed";
+import { domainName } from "../lib/config/names";
 
 interface Row {
   measure: string;
@@ -246,6 +248,7 @@ async function blankMachineTimings(firmwares: Firmware[]): Promise<Record<string
       if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
       const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (m) => lab.cloudInitStatus(m), [machine]);
       if (!statuses.get(machine)!.value.includes("status: done")) throw new Error(`cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`);
+      for (const line of bootBreakdown(lab.domain(machine))) process.stderr.write(`bench: ${machine.name} first boot: ${line}\n`);
       lab.stopMachines([machine]);
       // Where the restore's time went: the firmware and boot loader before the first line, then each step.
       for (const line of lab.deployProgress(machine)) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
@@ -299,7 +302,9 @@ async function deployTimed(config: Record<string, unknown>): Promise<{ workspace
 async function oneLabVmDeployMs(firmware: Firmware, baseUrl: string): Promise<number> {
   const known = oneVmDeployMs.get(firmware);
   if (known !== undefined) return known;
-  const one = await deployTimed(benchLabConfig(`btwbench1${firmware === "bios" ? "" : firmware === "uefi" ? "u" : "s"}`, 1, firmware, baseUrl));
+  const name = `btwbench1${firmware === "bios" ? "" : firmware === "uefi" ? "u" : "s"}`;
+  const one = await deployTimed(benchLabConfig(name, 1, firmware, baseUrl));
+  for (const line of bootBreakdown(domainName(name, "vm1"))) process.stderr.write(`bench: ${firmware} lab VM boot: ${line}\n`);
   await one.workspace.destroy();
   one.workspace.remove();
   oneVmDeployMs.set(firmware, one.elapsed);

@@ -1,12 +1,13 @@
 #!/bin/sh
 # /init of the deploy environment (scripts/steps/build-deploy-initramfs.sh): bring
 # up the NIC that PXE-booted, restore the image onto the disk with
-# restore-disk.sh, report to the PXE server, then reboot into the disk.
+# restore-disk.sh, report to the PXE server, then start the restored system
+# (kexec into its own kernel; a reboot when kexec cannot).
 # A restore happens once: when "done" does not reach the server, the machine
 # boots the restored disk from here instead of rebooting into the network, and
 # a later network boot finds its own install on the disk and restores nothing.
 # Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
-#   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=reboot|poweroff]
+#   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=kexec|reboot|poweroff]
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 # Only as the deploy environment's /init (process 1): run anywhere else it would
@@ -29,7 +30,7 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 # Seconds since the deploy kernel started: where a slow deploy spends its time.
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
-server="" mac="" token="" manifest="" seed="" disk="" wipe="" after=reboot
+server="" mac="" token="" manifest="" seed="" disk="" wipe="" after=kexec
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
@@ -62,11 +63,13 @@ fail() {
 }
 
 # Drivers for the hardware present, by modalias; twice, as buses load more devices.
+# A device that has its driver already is skipped: each modprobe reads the whole
+# alias index, seconds in all under emulation.
 for pass in 1 2; do
   for alias_file in /sys/bus/*/devices/*/modalias; do
-    [ -f "$alias_file" ] && modprobe -q "$(cat "$alias_file")" 2>/dev/null
+    [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ] && modprobe -q "$(cat "$alias_file")" 2>/dev/null
   done
-  sleep 1
+  [ "$pass" = 2 ] || sleep 1
 done
 
 [ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] || fail "btw.server, btw.mac, btw.token and btw.manifest are required on the kernel command line"
@@ -112,9 +115,50 @@ case "$status" in
   *) fail "restore-disk.sh failed" ;;
 esac
 
-# UEFI: the first boot of the restored disk starts its shim at once (BootNext, used
-# once by the firmware), not through the network; BootOrder stays as it is, network
-# first, and every later boot reaches the disk through the server's GRUB.
+# The restored root partition.
+restored_root() {
+  _device=$(readlink -f "$disk")
+  _number=$(jq -r '.partitions[] | select(.role == "root") | .number' /tmp/restore/manifest.json)
+  case "$_device" in *[0-9]) echo "${_device}p$_number" ;; *) echo "$_device$_number" ;; esac
+}
+
+# load_restored_kernel: load the restored system's own kernel, initramfs and command
+# line (the first entry of its GRUB config) for kexec, so that its first boot skips
+# the firmware, the network boot and the boot loader: on a PC that is most of a
+# minute, under emulation more. Fails (nothing loaded) when any of it is not plain.
+load_restored_kernel() {
+  command -v kexec >/dev/null 2>&1 || { say "no kexec in this deploy environment"; return 1; }
+  mkdir -p /sysroot
+  mount -t ext4 -o ro "$(restored_root)" /sysroot || return 1
+  _grub=/sysroot/boot/grub/grub.cfg
+  _kernel=$(awk '$1 == "linux" { print $2; exit }' "$_grub" 2>/dev/null)
+  _initrd=$(awk '$1 == "initrd" { print $2; exit }' "$_grub" 2>/dev/null)
+  _args=$(awk '$1 == "linux" { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }' "$_grub" 2>/dev/null)
+  _loaded=1
+  case "$_kernel$_initrd$_args" in
+    *'$'*|*'`'*) say "kexec: the restored GRUB config uses variables; rebooting instead" ;;
+    *)
+      if [ -f "/sysroot$_kernel" ] && [ -f "/sysroot$_initrd" ]; then
+        # -s: the kernel checks the signature itself (the only way Secure Boot's lockdown allows).
+        if kexec -s -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args" 2>/dev/null ||
+          kexec -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args"; then
+          _loaded=0
+          say "kexec: loaded ${_kernel##*/} with the restored system's command line: $_args"
+        else
+          say "kexec: the kernel refused ${_kernel##*/}; rebooting instead"
+        fi
+      else
+        say "kexec: no kernel or initramfs at '$_kernel' '$_initrd' in the restored GRUB config; rebooting instead"
+      fi ;;
+  esac
+  umount /sysroot
+  return "$_loaded"
+}
+
+# UEFI, when the restored system is not started from here: its first boot starts its
+# shim at once (BootNext, used once by the firmware), not through the network;
+# BootOrder stays as it is, network first, and every later boot reaches the disk
+# through the server's GRUB.
 boot_next_disk() {
   [ -d /sys/firmware/efi ] || return 2
   esp_number=$(jq -r '.partitions[] | select(.role == "esp") | .number' /tmp/restore/manifest.json)
@@ -129,14 +173,21 @@ boot_next_disk() {
     --loader '\EFI\debian\shimx64.efi' | sed -n 's/^Boot\([0-9A-F]\{4\}\)\*\{0,1\} btw-img .*/\1/p' | tail -n 1)
   [ -n "$entry" ] && efibootmgr -q --bootnext "$entry"
 }
-boot_next=0
-boot_next_disk || boot_next=$?
-case "$boot_next" in
-  0) say "UEFI: the next boot starts the restored disk (BootNext)" ;;
-  1) say "UEFI: could not set BootNext; the next boot reaches the disk through the server" ;;
-esac
 
 if report "done" 20; then
+  if [ "$after" = kexec ] && load_restored_kernel; then
+    say "restore done; starting the restored system (kexec)"
+    sync
+    kexec -e
+    say "kexec -e returned; rebooting instead"
+  fi
+  boot_next=0
+  boot_next_disk || boot_next=$?
+  case "$boot_next" in
+    0) say "UEFI: the next boot starts the restored disk (BootNext)" ;;
+    1) say "UEFI: could not set BootNext; the next boot reaches the disk through the server" ;;
+  esac
+  [ "$after" = poweroff ] || after=reboot
   say "restore done; $after"
   sync
   sleep 2
@@ -144,11 +195,14 @@ if report "done" 20; then
 fi
 
 # The server did not hear "done", so a reboot would reach the deploy script again:
-# boot the restored system from here (the deploy kernel is the image's own).
+# start the restored system from here, with its own kernel when kexec can, else
+# with this one (the deploy kernel is the image's own).
 say "the server did not confirm; booting the restored disk directly"
-device=$(readlink -f "$disk")
-root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' /tmp/restore/manifest.json)
-case "$device" in *[0-9]) root=${device}p$root_number ;; *) root=$device$root_number ;; esac
+if load_restored_kernel; then
+  sync
+  kexec -e
+fi
+root=$(restored_root)
 mkdir -p /sysroot
 mount -t ext4 -o ro "$root" /sysroot || fail "cannot mount the restored root $root"
 [ -e /sysroot/sbin/init ] || [ -L /sysroot/sbin/init ] || fail "no /sbin/init on $root"

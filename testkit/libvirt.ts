@@ -64,6 +64,26 @@ export function guestExec(domain: string, program: string, args: string[]): { ex
 }
 
 /**
+ * Where a booted guest's boot went, read inside it through the guest agent: systemd's
+ * kernel/initrd/userspace split, the slowest units and cloud-init's slowest stages.
+ */
+export function bootBreakdown(domain: string): string[] {
+  const run = (program: string, args: string[], lines: number) => {
+    try {
+      return guestExec(domain, program, args).stdout.split("\n").filter(Boolean).slice(0, lines);
+    } catch (error) {
+      return [`${program} ${args.join(" ")}: ${(error as Error).message.split("\n")[0]}`];
+    }
+  };
+  return [
+    ...run("/usr/bin/systemd-analyze", ["time"], 2),
+    ...run("/usr/bin/systemd-analyze", ["blame", "--no-pager"], 12),
+    ...run("/usr/bin/systemd-analyze", ["critical-chain", "--no-pager", "cloud-init.target"], 25),
+    ...run("/usr/bin/cloud-init", ["analyze", "blame"], 12),
+  ];
+}
+
+/**
  * Loop devices backed by files under ROOTS and mounts under ROOTS (the folders a
  * test made): tests must leave none, and judge nothing another program made.
  */
