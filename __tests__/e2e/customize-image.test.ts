@@ -66,6 +66,10 @@ describe("customize the cloud image offline with a profile", () => {
       const packages = installedPackages(root);
       for (const name of ["qemu-guest-agent", "curl", "less", "vim-tiny", "cloud-init"]) expect(packages.has(name)).toBe(true);
       expect(fs.readFileSync(path.join(root, "etc/machine-id"), "utf8")).toBe("");
+      // The ESP is mounted on first use, not waited for at boot; root's line is Debian's.
+      const fstab = fs.readFileSync(path.join(root, "etc/fstab"), "utf8").split("\n").filter((l) => /^\S/.test(l) && !l.startsWith("#"));
+      expect(fstab.find((l) => l.split(/\s+/)[1] === "/boot/efi")?.split(/\s+/)[3]).toMatch(/^defaults,umask=077,x-systemd\.automount,nofail$/);
+      expect(fstab.find((l) => l.split(/\s+/)[1] === "/")?.split(/\s+/)[3]).not.toContain("automount");
       expect(fs.readdirSync(path.join(root, "etc/ssh")).filter((f) => f.startsWith("ssh_host_"))).toEqual([]);
       expect(fs.readdirSync(path.join(root, "var/lib/apt/lists")).filter((f) => !["lock", "partial", "auxfiles"].includes(f))).toEqual([]);
       expect(fs.readdirSync(path.join(root, "var/cache/apt/archives")).filter((f) => f.endsWith(".deb"))).toEqual([]);
