@@ -3,7 +3,7 @@
 import * as path from "path";
 import { ConfigError, loadConfig, PROJECT_DIR } from "../lib/config/config";
 import { shellQuote } from "../lib/constructs/host-step";
-import { domainName } from "../lib/config/names";
+import { domainName, stateSchemaName } from "../lib/config/names";
 import { DEFAULT_OUTDIR, labOutdir } from "../lib/plan/synth-output";
 
 try {
@@ -16,6 +16,11 @@ try {
     vm_domains: lab.vms.map((vm) => `${vm.name} ${domainName(lab.name, vm.name)}`).join("\n"),
     // The lab's own cdktf output folder in the project, for `cdktf ... --output`.
     synth_dir: labOutdir(path.join(PROJECT_DIR, DEFAULT_OUTDIR), lab.name),
+    // state.backend pg: the schemas of the lab and baremetal stacks, to name who holds their lock.
+    state_backend: lab.state.backend,
+    state_conn_str: lab.state.connStr ?? "",
+    state_schemas: ["lab", "baremetal"].map((stack) => stateSchemaName(lab.name, stack)).join(" "),
+    lock_timeout: String(lab.state.lockTimeout),
   };
   for (const [name, value] of Object.entries(values)) console.log(`${name}=${shellQuote(value)}`);
 } catch (error) {

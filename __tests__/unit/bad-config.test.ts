@@ -296,3 +296,27 @@ describe("a bare-metal machine's disk is a whole disk", () => {
     expect(problemsOf(disk("/dev/disk/by-uuid/0b1c2d3e-aaaa-bbbb-cccc-1234567890ab"))).toContain("baremetal.machines[0].disk: must be a whole-disk device");
   });
 });
+
+describe("state: where the engine keeps the lab's state", () => {
+  const withState = (state: unknown) => stringify(testLab({ extra: { state } }));
+
+  test("local by default; pg takes its connection string from PG_CONN_STR unless state.conn_str names one", () => {
+    expect(parseConfig(stringify(testLab()), "/labs/ok.yaml").state).toEqual({ backend: "local", connStr: undefined, lockTimeout: 0 });
+    const pg = parseConfig(withState({ backend: "pg", conn_str: "postgres://btw@db.example.org/btw", lock_timeout: 600 }), "/labs/ok.yaml");
+    expect(pg.state).toEqual({ backend: "pg", connStr: "postgres://btw@db.example.org/btw", lockTimeout: 600 });
+  });
+
+  test("a connection string holding a password is refused, naming the key but not the password", () => {
+    for (const connStr of ["postgres://btw:hunter2@db.example.org/btw", "postgresql://db.example.org/btw?user=btw&password=hunter2"]) {
+      const message = problemsOf(withState({ backend: "pg", conn_str: connStr }));
+      expect(message).toContain("state.conn_str: must not hold a password: give it in PGPASSWORD or ~/.pgpass, or the whole string in PG_CONN_STR");
+      expect(message).not.toContain("hunter2");
+    }
+  });
+
+  test("conn_str without backend pg, an unknown backend and a negative lock_timeout name their keys", () => {
+    expect(problemsOf(withState({ conn_str: "postgres://db.example.org/btw" }))).toContain("state.conn_str: is only for state.backend 'pg'");
+    expect(problemsOf(withState({ backend: "s3" }))).toContain("state.backend: 's3' is not one of 'local', 'pg'");
+    expect(problemsOf(withState({ backend: "pg", lock_timeout: -1 }))).toContain("state.lock_timeout:");
+  });
+});

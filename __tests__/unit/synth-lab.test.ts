@@ -6,10 +6,11 @@ import { stringify } from "yaml";
 import { App } from "../../lib/cdk";
 import { synthStack } from "../helpers/synth-stack";
 import { parseConfig } from "../helpers/test-config";
+import { useStateBackend } from "../../lib/plan/state-backend";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
 
-type TfJson = { terraform: { required_providers: Record<string, { source: string; version: string }> }; resource: Record<string, Record<string, any>> };
+type TfJson = { terraform: { backend?: any; required_providers: Record<string, { source: string; version: string }> }; resource: Record<string, Record<string, any>> };
 
 function synthLab(lab: Record<string, unknown>): TfJson {
   const config = parseConfig(stringify(lab), "test.yaml", { cacheDir: "/var/cache/btw-test" });
@@ -127,5 +128,27 @@ describe("the lab stack synthesizes", () => {
     app.synth();
     expect(fs.readdirSync(path.join(outdir, "stacks"))).toEqual(["lab"]);
     fs.rmSync(outdir, { recursive: true, force: true });
+  });
+});
+
+describe("the state backend of each stack", () => {
+  test("state.backend pg gives each stack its own schema and, without state.conn_str, no connection string in cdk.tf.json", () => {
+    const config = parseConfig(stringify(testLab({ name: "web-1", extra: { state: { backend: "pg" } } })), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+    const tf = synthStack((app) => {
+      const stack = new LabStack(app, "lab", config);
+      useStateBackend(stack, config, "lab");
+      return stack;
+    });
+    expect(tf.terraform.backend).toEqual({ pg: { schema_name: "btw_web_1_lab" } });
+  });
+
+  test("state.backend local keeps one state file per lab and stack in BTW_STATE_DIR", () => {
+    const config = parseConfig(stringify(testLab({ name: "web" })), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+    const tf = synthStack((app) => {
+      const stack = new LabStack(app, "baremetal", config);
+      useStateBackend(stack, config, "baremetal");
+      return stack;
+    });
+    expect(tf.terraform.backend.local.path).toMatch(/\/web-baremetal\.tfstate$/);
   });
 });

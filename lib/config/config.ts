@@ -133,6 +133,33 @@ const baremetalSchema = z
   .strict()
   .default({});
 
+// Where the engine keeps the lab's state: a local file, or PostgreSQL shared by a team.
+// The password never goes in the lab file (it would reach cdk.tf.json and the engine's
+// records): PG_CONN_STR holds the whole string, or PGPASSWORD / ~/.pgpass the password.
+const connStr = z
+  .string()
+  .regex(/^postgres(ql)?:\/\/[^\s]*$/, "must be a postgres:// URL such as postgres://btw@db.example.org/btw")
+  .refine(noTemplate, NO_TEMPLATE)
+  .refine(
+    (value) => !/^postgres(ql)?:\/\/[^/@?#]*:[^/@?#]*@/.test(value) && !/[?&]password=/.test(value),
+    "must not hold a password: give it in PGPASSWORD or ~/.pgpass, or the whole string in PG_CONN_STR",
+  );
+const stateSchema = z
+  .object({
+    backend: z.enum(["local", "pg"]).default("local"),
+    /** Default: PG_CONN_STR from the environment. */
+    conn_str: connStr.optional(),
+    /** Seconds a deploy waits for another one's lock on the lab's state before it gives up. */
+    lock_timeout: z.number().int().min(0).max(86400).default(0),
+  })
+  .strict()
+  .default({})
+  .superRefine((state, ctx) => {
+    if (state.backend !== "pg" && state.conn_str) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["conn_str"], message: "is only for state.backend 'pg'" });
+    }
+  });
+
 const labSchema = z
   .object({
     name: hostname.default("lab"),
@@ -201,6 +228,7 @@ const labSchema = z
       })
       .strict()
       .default({}),
+    state: stateSchema,
     vms: z.array(vmSchema).min(1, "must list at least one VM"),
     baremetal: baremetalSchema,
   })
@@ -344,6 +372,13 @@ export interface VmConfig {
   userData: Record<string, unknown>;
 }
 
+export interface StateConfig {
+  backend: "local" | "pg";
+  /** A connection string without a password; undefined: the engine reads PG_CONN_STR. */
+  connStr?: string;
+  lockTimeout: number;
+}
+
 export interface LabConfig {
   sourceFile: string;
   name: string;
@@ -354,6 +389,7 @@ export interface LabConfig {
   network: NetworkConfig;
   users: UserConfig[];
   readiness: { timeout: number };
+  state: StateConfig;
   vms: VmConfig[];
   baremetal: BaremetalConfig;
   profilesDir: string;
@@ -494,6 +530,7 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
     network: lab.network,
     users: lab.users.map((user) => ({ name: user.name, sshAuthorizedKeys: user.ssh_authorized_keys, sudo: user.sudo })),
     readiness: lab.readiness,
+    state: { backend: lab.state.backend, connStr: lab.state.conn_str, lockTimeout: lab.state.lock_timeout },
     vms: lab.vms.map((vm) => ({
       name: vm.name,
       profile: vm.profile ?? lab.profile,

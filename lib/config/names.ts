@@ -9,6 +9,14 @@ function labPrefix(labName: string): string {
   return `btw-${labName}`;
 }
 
+/**
+ * The PostgreSQL schema holding one stack's state (state.backend pg): one per lab and
+ * stack, so labs and stacks sharing a database never share state. Lab names have no '_'.
+ */
+export function stateSchemaName(labName: string, stack: string): string {
+  return `btw_${labName.replace(/-/g, "_")}_${stack}`;
+}
+
 /** The lab's storage pool. */
 export function poolName(labName: string): string {
   return labPrefix(labName);
