@@ -320,3 +320,23 @@ describe("state: where the engine keeps the lab's state", () => {
     expect(problemsOf(withState({ backend: "pg", lock_timeout: -1 }))).toContain("state.lock_timeout:");
   });
 });
+
+describe("hosts: the libvirt connections a lab's VMs run on", () => {
+  test("a VM naming an unknown host, a duplicate host and the reserved name 'default' name their keys", () => {
+    const lab = (hosts: unknown, vms: unknown) => stringify(testLab({ vms: vms as Record<string, unknown>[], extra: { hosts } }));
+    expect(problemsOf(lab([{ name: "h2", uri: "qemu+ssh://h2/system" }], [{ name: "a", host: "h3" }]))).toContain("vms[0].host: unknown host 'h3': hosts lists 'h2'");
+    expect(problemsOf(lab([{ name: "h2", uri: "qemu:///system" }, { name: "h2", uri: "qemu:///session" }], [{ name: "a" }]))).toContain("hosts[1].name: duplicate host name 'h2' (also hosts[0].name)");
+    expect(problemsOf(lab([{ name: "default", uri: "qemu:///system" }], [{ name: "a" }]))).toContain("hosts[0].name: 'default' is the host of libvirt.uri");
+    expect(problemsOf(lab([{ name: "h2", uri: "ssh h2" }], [{ name: "a" }]))).toContain("hosts[0].uri: must be a libvirt URI");
+    expect(problemsOf(lab([{ name: "h2", uri: "qemu+ssh://h2/system?keyfile=${HOME}/k" }], [{ name: "a" }]))).toContain("hosts[0].uri: must not contain '${' or '%{'");
+  });
+
+  test("a host's network defaults to network.name-<host> with network.cidr; VMs without host run on libvirt.uri", () => {
+    const config = parseConfig(stringify(testLab({ vms: [{ name: "a" }, { name: "b", host: "h2" }], extra: { hosts: [{ name: "h2", uri: "qemu+tls://h2.example.org/system" }] } })), "/labs/ok.yaml");
+    expect(config.hosts.map((h) => [h.name, h.uri, h.network.name, h.network.cidr])).toEqual([
+      ["default", "qemu:///system", "btwtest-net", "10.213.7.0/24"],
+      ["h2", "qemu+tls://h2.example.org/system", "btwtest-net-h2", "10.213.7.0/24"],
+    ]);
+    expect(config.vms.map((vm) => vm.host)).toEqual(["default", "h2"]);
+  });
+});

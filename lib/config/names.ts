@@ -17,9 +17,14 @@ export function stateSchemaName(labName: string, stack: string): string {
   return `btw_${labName.replace(/-/g, "_")}_${stack}`;
 }
 
-/** The lab's storage pool. */
-export function poolName(labName: string): string {
-  return labPrefix(labName);
+/** The lab's storage pool on a host (other hosts than the default: btw-<lab>.<host>; '.' is in no lab or host name). */
+export function poolName(labName: string, host = "default"): string {
+  return host === "default" ? labPrefix(labName) : `${labPrefix(labName)}.${host}`;
+}
+
+/** The folder of the lab's pool on a host, under libvirt.pool_path. */
+export function poolDir(poolRoot: string, labName: string, host = "default"): string {
+  return path.join(poolRoot, host === "default" ? labName : `${labName}.${host}`);
 }
 
 /** The base volume of a customized image (named by its file), shared by the VMs that boot it. */

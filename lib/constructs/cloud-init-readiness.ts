@@ -9,6 +9,8 @@ import { VmNames } from "../config/names";
 export interface CloudInitReadinessProps {
   lab: LabConfig;
   vm: VmConfig;
+  /** The VM's host's libvirt URI: readiness asks its guest agent through the same connection. */
+  uri: string;
   names: VmNames;
   domain: Domain;
 }
@@ -23,7 +25,7 @@ export class CloudInitReadiness extends Construct {
     this.step = hostStep(this, MAIN_CHILD_ID, {
       script: "wait-for-cloud-init.sh",
       args: [
-        "--uri", lab.libvirt.uri,
+        "--uri", props.uri,
         "--domain", names.domain,
         "--hostname", vm.name,
         "--timeout", String(lab.readiness.timeout),

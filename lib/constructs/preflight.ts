@@ -11,6 +11,8 @@ export interface PreflightProps {
 
 export class Preflight extends Construct {
   readonly step: TerraformData;
+  /** step, and a check that each other host the VMs use answers. */
+  readonly steps: TerraformData[];
 
   constructor(scope: Construct, id: string, props: PreflightProps) {
     super(scope, id);
@@ -22,5 +24,13 @@ export class Preflight extends Construct {
       args.push("--file", `libvirt.ovmf_code=${libvirt.ovmfCode}`, "--file", `libvirt.ovmf_vars=${libvirt.ovmfVars}`);
     }
     this.step = hostStep(this, "host-check", { script: "check-host.sh", args, triggers: { args: args.join(" ") } });
+    const used = new Set(props.lab.vms.map((vm) => vm.host));
+    this.steps = [
+      this.step,
+      ...props.lab.hosts
+        .slice(1)
+        .filter((host) => used.has(host.name))
+        .map((host) => hostStep(this, `host-check-${host.name}`, { script: "check-host.sh", args: ["--uri", host.uri], triggers: { uri: host.uri } })),
+    ];
   }
 }
