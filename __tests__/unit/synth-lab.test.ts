@@ -183,6 +183,16 @@ describe("a lab across several libvirt hosts", () => {
     expect(waits.find((c: string) => c.includes("btw-mh-a"))).toContain("--uri qemu:///system");
   });
 
+  test("a host known by a known-hosts file of its own: the provider reads knownhosts=, virsh (readiness, host check) gets libvirt's libssh transport reading it as known_hosts=", () => {
+    const uri = "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&knownhosts=/k/known_hosts&socket=/run/h2/libvirt-sock";
+    const tf: any = synthLab(testLab({ name: "mh", vms: [{ name: "a" }, { name: "b", host: "h2" }], extra: { hosts: [{ name: "h2", uri, network: { cidr: "10.213.72.0/24" } }] } }));
+    expect(tf.provider.libvirt[1]).toEqual({ alias: "h2", uri });
+    const virshUri = "'qemu+libssh://root@127.0.0.1:2222/system?keyfile=/k/id&knownhosts=/k/known_hosts&socket=/run/h2/libvirt-sock&known_hosts=/k/known_hosts'";
+    const commands = Object.values(tf.resource.terraform_data).map((d: any) => d.provisioner?.[0]?.["local-exec"]?.command ?? "");
+    expect(commands.find((c: string) => c.includes("wait-for-cloud-init.sh") && c.includes("btw-mh-b"))).toContain(`--uri ${virshUri}`);
+    expect(commands.find((c: string) => c.includes("check-host.sh") && c.includes("2222"))).toContain(`--uri ${virshUri}`);
+  });
+
   test("a lab without hosts keeps its single provider and the addresses it had", () => {
     const tf: any = synthLab(testLab({ name: "mh" }));
     expect(tf.provider.libvirt).toEqual([{ uri: "qemu:///system" }]);

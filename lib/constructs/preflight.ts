@@ -4,6 +4,7 @@ import { Construct } from "constructs";
 import { TerraformData } from "../cdk";
 import { LabConfig } from "../config/config";
 import { hostStep } from "./host-step";
+import { virshUri } from "../config/libvirt-uri";
 
 export interface PreflightProps {
   lab: LabConfig;
@@ -17,7 +18,7 @@ export class Preflight extends Construct {
   constructor(scope: Construct, id: string, props: PreflightProps) {
     super(scope, id);
     const { libvirt, network } = props.lab;
-    const args = ["--uri", libvirt.uri];
+    const args = ["--uri", virshUri(libvirt.uri)];
     if (network.mode === "bridge") args.push("--bridge", network.bridge as string);
     else if (!network.create) args.push("--network", network.name);
     if (libvirt.firmware !== "bios") {
@@ -30,7 +31,7 @@ export class Preflight extends Construct {
       ...props.lab.hosts
         .slice(1)
         .filter((host) => used.has(host.name))
-        .map((host) => hostStep(this, `host-check-${host.name}`, { script: "check-host.sh", args: ["--uri", host.uri], triggers: { uri: host.uri } })),
+        .map((host) => hostStep(this, `host-check-${host.name}`, { script: "check-host.sh", args: ["--uri", virshUri(host.uri)], triggers: { uri: host.uri } })),
     ];
   }
 }
