@@ -1,7 +1,7 @@
 // A second libvirt daemon on this machine, standing in for another hypervisor host: its own
 // socket and its own /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and
 // /var/log/libvirt (private bind mounts in a mount namespace of its own, so it never sees
-// or touches the main daemon's objects), QEMU writing its own logs (no virtlogd), no
+// or touches the main daemon's objects), its own network namespace, QEMU writing its own logs (no virtlogd), no
 // security driver (nothing written to the host's AppArmor profiles). stop() destroys what
 // it still runs, ends it and removes its folder.
 import { execFileSync, spawn, spawnSync } from "child_process";
@@ -59,7 +59,9 @@ export async function startSecondLibvirtd(name: string): Promise<SecondLibvirtd>
   const uri = `qemu+unix:///system?socket=${socket}`;
   const mounts = PRIVATE.map((folder) => `mount --bind '${privatePath(folder)}' '${folder}'`).join(" && ");
   const out = fs.openSync(path.join(dir, "daemon.out"), "a");
-  const child = spawn("unshare", ["--mount", "--propagation", "private", "sh", "-c", `${mounts} && exec libvirtd -f '${conf}' -p '${pidFile}'`], {
+  // A network namespace of its own too, as another machine has: its bridges, dnsmasq and firewall rules never
+  // meet the host's, and go with it when its last process ends.
+  const child = spawn("unshare", ["--mount", "--net", "--propagation", "private", "sh", "-c", `ip link set lo up && ${mounts} && exec libvirtd -f '${conf}' -p '${pidFile}'`], {
     detached: true,
     stdio: ["ignore", out, out],
   });

@@ -10,6 +10,8 @@ import * as path from "path";
 
 export interface SshServer {
   port: number;
+  /** /run/sshd when this server made it (a host whose sshd never ran), for testkit/held.ts. */
+  madePaths: string[];
   dir: string;
   /** The client's private key (keyfile= in a qemu+ssh URI). */
   clientKey: string;
@@ -81,5 +83,5 @@ export async function startSshd(name: string): Promise<SshServer> {
     stop();
     throw new Error(`sshd did not start: ${started.stderr}${log}`);
   }
-  return { port, dir, clientKey, knownHosts, pidFile, stop };
+  return { port, dir, clientKey, knownHosts, pidFile, madePaths: madePrivsep ? [PRIVSEP_DIR] : [], stop };
 }

@@ -89,6 +89,8 @@ describe("a two-host lab with its state in PostgreSQL", () => {
     releases.push(hold("multi-host", { libvirtPrefixes: [PREFIX, `${LAB}-net`] }));
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "mh-multihost-"));
     fs.rmSync(synthDir, { recursive: true, force: true });
+    // The folders a killed run would leave besides what the daemons hold.
+    releases.push(holdStarted("multi-host-folders", { paths: [dir, synthDir, other.dir, path.join(process.env.BTW_CACHE_DIR as string, "labs", LAB)] }));
     server = await serveDirectory(fixtureImage("trixie").dir);
     pg = await startPostgres("mh");
     releases.push(holdStarted("multi-host-postgres", { pidFiles: [pg.pidFile], paths: [pg.dir] }));
@@ -102,7 +104,7 @@ describe("a two-host lab with its state in PostgreSQL", () => {
       }),
     );
     sshd = await startSshd("mh");
-    releases.push(holdStarted("multi-host-sshd", { pidFiles: [sshd.pidFile], paths: [sshd.dir] }));
+    releases.push(holdStarted("multi-host-sshd", { pidFiles: [sshd.pidFile], paths: [sshd.dir, ...sshd.madePaths] }));
     sshUri = `qemu+ssh://root@127.0.0.1:${sshd.port}/system?keyfile=${sshd.clientKey}&knownhosts=${sshd.knownHosts}&socket=${second.socket}`;
     lab = testLab({
       name: LAB,
