@@ -52,7 +52,12 @@ describe("a lab's state in PostgreSQL", () => {
       env: { ...process.env, PGAPPNAME: "btw-img alice@laptop: btw up mhpg" },
       stdio: "ignore",
     });
-    return { released: new Promise((resolve) => child.on("close", () => resolve(Date.now()))), release: () => child.kill() };
+    // A killed psql does not end its server session while pg_sleep runs (nor the lock): end it too.
+    const release = () => {
+      child.kill();
+      pg.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'btw-img alice@laptop: btw up mhpg'`);
+    };
+    return { released: new Promise((resolve) => child.on("close", () => resolve(Date.now()))), release };
   }
 
   function lockHeld(): boolean {
