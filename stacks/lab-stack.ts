@@ -1,12 +1,11 @@
 // The lab: acquire and customize the image once per profile, then one
 // verified machine per VM on the lab's network and storage.
 import { Construct } from "constructs";
-import { LibvirtProvider, TerraformStack } from "../lib/cdk";
+import { TerraformStack } from "../lib/cdk";
 import { LabConfig } from "../lib/config/config";
 import { ImagePipeline } from "../lib/constructs/image-pipeline";
+import { LabHost } from "../lib/constructs/lab-host";
 import { LabMachine } from "../lib/constructs/lab-machine";
-import { LabNetwork } from "../lib/constructs/lab-network";
-import { LabStorage } from "../lib/constructs/lab-storage";
 import { Preflight } from "../lib/constructs/preflight";
 
 export class LabStack extends TerraformStack {
@@ -14,8 +13,6 @@ export class LabStack extends TerraformStack {
 
   constructor(scope: Construct, id: string, lab: LabConfig) {
     super(scope, id);
-    new LibvirtProvider(this, "libvirt", { uri: lab.libvirt.uri });
-
     const preflight = new Preflight(this, "preflight", { lab });
     // An image per profile the VMs boot, and the bare-metal artifacts of exactly those
     // images (captured read-only, in parallel with the boots).
@@ -23,22 +20,23 @@ export class LabStack extends TerraformStack {
       lab,
       profiles: lab.vms.map((vm) => vm.profile),
       capture: true,
-      dependsOn: [preflight.step],
+      dependsOn: preflight.steps,
     });
     // Nothing is created in libvirt until the host checks passed and the image was acquired.
-    const ready = [preflight.step, images.cloudImage.step];
-    const network = new LabNetwork(this, "network", { network: lab.network, dependsOn: ready });
-    const storage = new LabStorage(this, "storage", { labName: lab.name, poolRoot: lab.libvirt.poolPath, dependsOn: ready });
-    this.machines = lab.vms.map(
-      (vm) =>
-        new LabMachine(this, `vm-${vm.name}`, {
-          lab,
-          vm,
-          image: images.image(vm.profile),
-          storage,
-          network: network.attachment,
-          dependsOn: [preflight.step],
-        }),
+    const ready = [...preflight.steps, images.cloudImage.step];
+    // Each host the VMs use: its own provider, network, pool and base volumes.
+    const hosts = new Map(
+      lab.hosts.filter((host, index) => index === 0 || lab.vms.some((vm) => vm.host === host.name)).map((host) => [host.name, new LabHost(this, { lab, host, dependsOn: ready })]),
     );
+    this.machines = lab.vms.map((vm) => {
+      const host = hosts.get(vm.host) as LabHost;
+      return new LabMachine(this, `vm-${vm.name}`, {
+        lab,
+        vm,
+        image: images.image(vm.profile),
+        host,
+        dependsOn: preflight.steps,
+      });
+    });
   }
 }

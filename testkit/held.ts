@@ -34,7 +34,8 @@ export function releaseHeld(held: Held): void {
   }
   for (const pidFile of held.pidFiles ?? []) {
     if (!fs.existsSync(pidFile)) continue;
-    spawnSync("kill", [fs.readFileSync(pidFile, "utf8").trim()]);
+    // The pid is the first line (PostgreSQL's postmaster.pid holds more).
+    spawnSync("kill", [fs.readFileSync(pidFile, "utf8").split("\n")[0].trim()]);
     fs.rmSync(pidFile, { force: true });
   }
   for (const ns of held.netns ?? []) spawnSync("ip", ["netns", "del", ns], { stdio: "ignore" });
@@ -47,6 +48,21 @@ export function releaseHeld(held: Held): void {
  */
 export function hold(name: string, held: Held): () => void {
   releaseHeld(held);
+  const dir = recordsDir();
+  const record = dir ? path.join(dir, `${name}.json`) : undefined;
+  if (record) fs.writeFileSync(record, JSON.stringify(held));
+  return () => {
+    releaseHeld(held);
+    if (record) fs.rmSync(record, { force: true });
+  };
+}
+
+/**
+ * Records what a test has just started under new names (temporary folders, their pid files):
+ * an earlier run cannot have left them, so nothing is released first. The returned function
+ * releases it and drops the record.
+ */
+export function holdStarted(name: string, held: Held): () => void {
   const dir = recordsDir();
   const record = dir ? path.join(dir, `${name}.json`) : undefined;
   if (record) fs.writeFileSync(record, JSON.stringify(held));

@@ -5,8 +5,8 @@ import * as fs from "fs";
 
 const URI = "qemu:///system";
 
-export function virsh(args: string[]): string {
-  return execFileSync("virsh", ["-c", URI, ...args], { encoding: "utf8" });
+export function virsh(args: string[], uri = URI): string {
+  return execFileSync("virsh", ["-c", uri, ...args], { encoding: "utf8" });
 }
 
 export function virshNames(kind: "list" | "net-list" | "pool-list"): string[] {
@@ -48,13 +48,13 @@ export function forceCleanup(prefix: string): void {
   }
 }
 
-/** Runs a command inside a guest through the QEMU guest agent. */
-export function guestExec(domain: string, program: string, args: string[]): { exitcode: number; stdout: string } {
+/** Runs a command inside a guest through the QEMU guest agent (of the daemon at uri). */
+export function guestExec(domain: string, program: string, args: string[], uri = URI): { exitcode: number; stdout: string } {
   const start = JSON.parse(
-    virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec", arguments: { path: program, arg: args, "capture-output": true } })]),
+    virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec", arguments: { path: program, arg: args, "capture-output": true } })], uri),
   );
   for (let i = 0; i < 120; i++) {
-    const status = JSON.parse(virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec-status", arguments: { pid: start.return.pid } })]));
+    const status = JSON.parse(virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec-status", arguments: { pid: start.return.pid } })], uri));
     if (status.return.exited) {
       return { exitcode: status.return.exitcode, stdout: Buffer.from(status.return["out-data"] ?? "", "base64").toString("utf8") };
     }

@@ -233,10 +233,10 @@ describe("the btw CLI", () => {
     const status = btw(["status"], { BTW_CONFIG: config });
     expect(status.status).toBe(0);
     const rows = status.stdout.trim().split("\n").map((line) => line.split(/\s{2,}|\s(?=\S+$)/).map((cell) => cell.trim()));
-    expect(rows[0]).toEqual(["VM", "DOMAIN", "STATE", "ADDRESS"]);
+    expect(rows[0]).toEqual(["VM", "DOMAIN", "HOST", "STATE", "ADDRESS"]);
     expect(rows.slice(1)).toEqual([
-      ["vm1", "btw-btwplan5-vm1", "not created", "-"],
-      ["web", "btw-btwplan5-web", "not created", "-"],
+      ["vm1", "btw-btwplan5-vm1", "default", "not created", "-"],
+      ["web", "btw-btwplan5-web", "default", "not created", "-"],
     ]);
     const console = btw(["console", "db"], { BTW_CONFIG: config });
     expect(console.status).toBe(1);

@@ -296,3 +296,47 @@ describe("a bare-metal machine's disk is a whole disk", () => {
     expect(problemsOf(disk("/dev/disk/by-uuid/0b1c2d3e-aaaa-bbbb-cccc-1234567890ab"))).toContain("baremetal.machines[0].disk: must be a whole-disk device");
   });
 });
+
+describe("state: where the engine keeps the lab's state", () => {
+  const withState = (state: unknown) => stringify(testLab({ extra: { state } }));
+
+  test("local by default; pg takes its connection string from PG_CONN_STR unless state.conn_str names one", () => {
+    expect(parseConfig(stringify(testLab()), "/labs/ok.yaml").state).toEqual({ backend: "local", connStr: undefined, lockTimeout: 0 });
+    const pg = parseConfig(withState({ backend: "pg", conn_str: "postgres://btw@db.example.org/btw", lock_timeout: 600 }), "/labs/ok.yaml");
+    expect(pg.state).toEqual({ backend: "pg", connStr: "postgres://btw@db.example.org/btw", lockTimeout: 600 });
+  });
+
+  test("a connection string holding a password is refused, naming the key but not the password", () => {
+    for (const connStr of ["postgres://btw:hunter2@db.example.org/btw", "postgresql://db.example.org/btw?user=btw&password=hunter2"]) {
+      const message = problemsOf(withState({ backend: "pg", conn_str: connStr }));
+      expect(message).toContain("state.conn_str: must not hold a password: give it in PGPASSWORD or ~/.pgpass, or the whole string in PG_CONN_STR");
+      expect(message).not.toContain("hunter2");
+    }
+  });
+
+  test("conn_str without backend pg, an unknown backend and a negative lock_timeout name their keys", () => {
+    expect(problemsOf(withState({ conn_str: "postgres://db.example.org/btw" }))).toContain("state.conn_str: is only for state.backend 'pg'");
+    expect(problemsOf(withState({ backend: "s3" }))).toContain("state.backend: 's3' is not one of 'local', 'pg'");
+    expect(problemsOf(withState({ backend: "pg", lock_timeout: -1 }))).toContain("state.lock_timeout:");
+  });
+});
+
+describe("hosts: the libvirt connections a lab's VMs run on", () => {
+  test("a VM naming an unknown host, a duplicate host and the reserved name 'default' name their keys", () => {
+    const lab = (hosts: unknown, vms: unknown) => stringify(testLab({ vms: vms as Record<string, unknown>[], extra: { hosts } }));
+    expect(problemsOf(lab([{ name: "h2", uri: "qemu+ssh://h2/system" }], [{ name: "a", host: "h3" }]))).toContain("vms[0].host: unknown host 'h3': hosts lists 'h2'");
+    expect(problemsOf(lab([{ name: "h2", uri: "qemu:///system" }, { name: "h2", uri: "qemu:///session" }], [{ name: "a" }]))).toContain("hosts[1].name: duplicate host name 'h2' (also hosts[0].name)");
+    expect(problemsOf(lab([{ name: "default", uri: "qemu:///system" }], [{ name: "a" }]))).toContain("hosts[0].name: 'default' is the host of libvirt.uri");
+    expect(problemsOf(lab([{ name: "h2", uri: "ssh h2" }], [{ name: "a" }]))).toContain("hosts[0].uri: must be a libvirt URI");
+    expect(problemsOf(lab([{ name: "h2", uri: "qemu+ssh://h2/system?keyfile=${HOME}/k" }], [{ name: "a" }]))).toContain("hosts[0].uri: must not contain '${' or '%{'");
+  });
+
+  test("a host's network defaults to network.name-<host> with network.cidr; VMs without host run on libvirt.uri", () => {
+    const config = parseConfig(stringify(testLab({ vms: [{ name: "a" }, { name: "b", host: "h2" }], extra: { hosts: [{ name: "h2", uri: "qemu+tls://h2.example.org/system" }] } })), "/labs/ok.yaml");
+    expect(config.hosts.map((h) => [h.name, h.uri, h.network.name, h.network.cidr])).toEqual([
+      ["default", "qemu:///system", "btwtest-net", "10.213.7.0/24"],
+      ["h2", "qemu+tls://h2.example.org/system", "btwtest-net-h2", "10.213.7.0/24"],
+    ]);
+    expect(config.vms.map((vm) => vm.host)).toEqual(["default", "h2"]);
+  });
+});

@@ -6,10 +6,11 @@ import { stringify } from "yaml";
 import { App } from "../../lib/cdk";
 import { synthStack } from "../helpers/synth-stack";
 import { parseConfig } from "../helpers/test-config";
+import { useStateBackend } from "../../lib/plan/state-backend";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
 
-type TfJson = { terraform: { required_providers: Record<string, { source: string; version: string }> }; resource: Record<string, Record<string, any>> };
+type TfJson = { terraform: { backend?: any; required_providers: Record<string, { source: string; version: string }> }; resource: Record<string, Record<string, any>> };
 
 function synthLab(lab: Record<string, unknown>): TfJson {
   const config = parseConfig(stringify(lab), "test.yaml", { cacheDir: "/var/cache/btw-test" });
@@ -127,5 +128,76 @@ describe("the lab stack synthesizes", () => {
     app.synth();
     expect(fs.readdirSync(path.join(outdir, "stacks"))).toEqual(["lab"]);
     fs.rmSync(outdir, { recursive: true, force: true });
+  });
+});
+
+describe("the state backend of each stack", () => {
+  test("state.backend pg gives each stack its own schema and, without state.conn_str, no connection string in cdk.tf.json", () => {
+    const config = parseConfig(stringify(testLab({ name: "web-1", extra: { state: { backend: "pg" } } })), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+    const tf = synthStack((app) => {
+      const stack = new LabStack(app, "lab", config);
+      useStateBackend(stack, config, "lab");
+      return stack;
+    });
+    expect(tf.terraform.backend).toEqual({ pg: { schema_name: "btw_web_1_lab" } });
+  });
+
+  test("state.backend local keeps one state file per lab and stack in BTW_STATE_DIR", () => {
+    const config = parseConfig(stringify(testLab({ name: "web" })), "test.yaml", { cacheDir: "/var/cache/btw-test" });
+    const tf = synthStack((app) => {
+      const stack = new LabStack(app, "baremetal", config);
+      useStateBackend(stack, config, "baremetal");
+      return stack;
+    });
+    expect(tf.terraform.backend.local.path).toMatch(/\/web-baremetal\.tfstate$/);
+  });
+});
+
+describe("a lab across several libvirt hosts", () => {
+  const twoHosts = testLab({
+    name: "mh",
+    vms: [{ name: "a" }, { name: "b", host: "h2" }],
+    extra: { hosts: [{ name: "h2", uri: "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&socket=/run/h2/libvirt-sock", network: { cidr: "10.213.72.0/24" } }] },
+  });
+
+  test("each host gets its own aliased provider, network, pool and base volume; each VM is created through its host", () => {
+    const tf: any = synthLab(twoHosts);
+    const providers = (tf as any).provider.libvirt;
+    expect(providers).toEqual([{ uri: "qemu:///system" }, { alias: "h2", uri: "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&socket=/run/h2/libvirt-sock" }]);
+    const onHost = (resources: Record<string, any>) =>
+      Object.values(resources).map((r: any) => [r.name, r.provider ?? "libvirt"]).sort();
+    expect(onHost(tf.resource.libvirt_network)).toEqual([["mh-net", "libvirt"], ["mh-net-h2", "libvirt.h2"]]);
+    expect(Object.values(tf.resource.libvirt_network).map((n: any) => n.addresses[0]).sort()).toEqual(["10.213.7.0/24", "10.213.72.0/24"]);
+    expect(onHost(tf.resource.libvirt_pool)).toEqual([["btw-mh", "libvirt"], ["btw-mh.h2", "libvirt.h2"]]);
+    expect(Object.values(tf.resource.libvirt_pool).map((p: any) => p.target.path).sort()).toEqual(["/var/lib/libvirt/btw-img/mh", "/var/lib/libvirt/btw-img/mh.h2"]);
+    expect(onHost(tf.resource.libvirt_domain)).toEqual([["btw-mh-a", "libvirt"], ["btw-mh-b", "libvirt.h2"]]);
+    const volumes = Object.values(tf.resource.libvirt_volume) as any[];
+    // One base volume per host, both uploaded from the one image built on the build host.
+    const bases = volumes.filter((v) => v.source && v.format === "qcow2");
+    expect(bases.map((v) => v.provider ?? "libvirt").sort()).toEqual(["libvirt", "libvirt.h2"]);
+    expect(new Set(bases.map((v) => v.source)).size).toBe(1);
+    expect(volumes.filter((v) => ["btw-mh-b.qcow2", "btw-mh-b-seed.iso"].includes(v.name)).map((v) => v.provider)).toEqual(["libvirt.h2", "libvirt.h2"]);
+    // Readiness asks the guest agent through the VM's own host.
+    const waits = Object.values(tf.resource.terraform_data).map((d: any) => d.provisioner?.[0]?.["local-exec"]?.command ?? "").filter((c: string) => c.includes("wait-for-cloud-init.sh"));
+    expect(waits.find((c: string) => c.includes("btw-mh-b"))).toContain("'qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&socket=/run/h2/libvirt-sock'");
+    expect(waits.find((c: string) => c.includes("btw-mh-a"))).toContain("--uri qemu:///system");
+  });
+
+  test("a host known by a known-hosts file of its own: the provider reads knownhosts=, virsh (readiness, host check) gets libvirt's libssh transport reading it as known_hosts=", () => {
+    const uri = "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&knownhosts=/k/known_hosts&socket=/run/h2/libvirt-sock";
+    const tf: any = synthLab(testLab({ name: "mh", vms: [{ name: "a" }, { name: "b", host: "h2" }], extra: { hosts: [{ name: "h2", uri, network: { cidr: "10.213.72.0/24" } }] } }));
+    expect(tf.provider.libvirt[1]).toEqual({ alias: "h2", uri });
+    const virshUri = "'qemu+libssh://root@127.0.0.1:2222/system?keyfile=/k/id&knownhosts=/k/known_hosts&socket=/run/h2/libvirt-sock&known_hosts=/k/known_hosts'";
+    const commands = Object.values(tf.resource.terraform_data).map((d: any) => d.provisioner?.[0]?.["local-exec"]?.command ?? "");
+    expect(commands.find((c: string) => c.includes("wait-for-cloud-init.sh") && c.includes("btw-mh-b"))).toContain(`--uri ${virshUri}`);
+    expect(commands.find((c: string) => c.includes("check-host.sh") && c.includes("2222"))).toContain(`--uri ${virshUri}`);
+  });
+
+  test("a lab without hosts keeps its single provider and the addresses it had", () => {
+    const tf: any = synthLab(testLab({ name: "mh" }));
+    expect(tf.provider.libvirt).toEqual([{ uri: "qemu:///system" }]);
+    // The one provider has no alias: its resources keep their addresses and the provider they had.
+    expect(Object.values(tf.resource.libvirt_domain).map((d: any) => d.provider)).toEqual(["libvirt"]);
+    expect(Object.keys(tf.resource.libvirt_pool)).toEqual([expect.stringMatching(/^storage_pool_/)]);
   });
 });

@@ -102,6 +102,31 @@ const vmSchema = z
     user_data: cloudConfig.optional(),
     /** Ansible playbooks run against the running VM after readiness (relative to the lab file). */
     playbooks: z.array(labRelativePath).default([]),
+    /** A name in hosts; default: the lab's own libvirt.uri. */
+    host: hostname.optional(),
+  })
+  .strict();
+
+const libvirtUri = z
+  .string()
+  .regex(/^[a-z+]+:\/\/[^\s]*$/, "must be a libvirt URI such as qemu:///system")
+  .refine(noTemplate, NO_TEMPLATE);
+
+/** The host every lab has: libvirt.uri with network.*; hosts[] adds others. */
+export const DEFAULT_HOST = "default";
+
+const hostSchema = z
+  .object({
+    name: hostname.refine((value) => value !== DEFAULT_HOST, `'${DEFAULT_HOST}' is the host of libvirt.uri: give another name`),
+    uri: libvirtUri,
+    // Each host gets a network of its own, like network.* (two daemons on one machine need other names and ranges).
+    network: z
+      .object({
+        name: hostname.optional(),
+        cidr: cidr.optional(),
+      })
+      .strict()
+      .default({}),
   })
   .strict();
 
@@ -147,6 +172,33 @@ const baremetalSchema = z
   .strict()
   .default({});
 
+// Where the engine keeps the lab's state: a local file, or PostgreSQL shared by a team.
+// The password never goes in the lab file (it would reach cdk.tf.json and the engine's
+// records): PG_CONN_STR holds the whole string, or PGPASSWORD / ~/.pgpass the password.
+const connStr = z
+  .string()
+  .regex(/^postgres(ql)?:\/\/[^\s]*$/, "must be a postgres:// URL such as postgres://btw@db.example.org/btw")
+  .refine(noTemplate, NO_TEMPLATE)
+  .refine(
+    (value) => !/^postgres(ql)?:\/\/[^/@?#]*:[^/@?#]*@/.test(value) && !/[?&]password=/.test(value),
+    "must not hold a password: give it in PGPASSWORD or ~/.pgpass, or the whole string in PG_CONN_STR",
+  );
+const stateSchema = z
+  .object({
+    backend: z.enum(["local", "pg"]).default("local"),
+    /** Default: PG_CONN_STR from the environment. */
+    conn_str: connStr.optional(),
+    /** Seconds a deploy waits for another one's lock on the lab's state before it gives up. */
+    lock_timeout: z.number().int().min(0).max(86400).default(0),
+  })
+  .strict()
+  .default({})
+  .superRefine((state, ctx) => {
+    if (state.backend !== "pg" && state.conn_str) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["conn_str"], message: "is only for state.backend 'pg'" });
+    }
+  });
+
 const labSchema = z
   .object({
     name: hostname.default("lab"),
@@ -162,11 +214,7 @@ const labSchema = z
     profiles_dir: labRelativePath.optional(),
     libvirt: z
       .object({
-        uri: z
-          .string()
-          .regex(/^[a-z+]+:\/\/[^\s]*$/, "must be a libvirt URI such as qemu:///system")
-          .refine(noTemplate, NO_TEMPLATE)
-          .default("qemu:///system"),
+        uri: libvirtUri.default("qemu:///system"),
         accel: z.enum(["kvm", "tcg"]).default("kvm"),
         firmware: z.enum(["uefi", "uefi-secure", "bios"]).default("uefi"),
         pool_path: ownFolder.default("/var/lib/libvirt/btw-img"),
@@ -210,6 +258,8 @@ const labSchema = z
       })
       .strict()
       .default({}),
+    state: stateSchema,
+    hosts: z.array(hostSchema).default([]),
     vms: z.array(vmSchema).min(1, "must list at least one VM"),
     baremetal: baremetalSchema,
   })
@@ -250,6 +300,27 @@ const labSchema = z
         }
       }
     }
+    const hostNames = new Map<string, number>();
+    lab.hosts.forEach((host, index) => {
+      const first = hostNames.get(host.name);
+      if (first !== undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["hosts", index, "name"], message: `duplicate host name '${host.name}' (also hosts[${first}].name)` });
+      } else {
+        hostNames.set(host.name, index);
+      }
+      if (lab.network.mode === "bridge" || !lab.network.create) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["hosts", index], message: "needs network.create: true and a nat or isolated network.mode: each host gets a network of its own" });
+      }
+    });
+    lab.vms.forEach((vm, index) => {
+      if (vm.host && !hostNames.has(vm.host)) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ["vms", index, "host"],
+          message: `unknown host '${vm.host}': hosts lists ${lab.hosts.map((host) => `'${host.name}'`).join(", ") || "none"}`,
+        });
+      }
+    });
     const seen = new Map<string, number>();
     lab.vms.forEach((vm, index) => {
       const first = seen.get(vm.name);
@@ -345,6 +416,8 @@ export interface BaremetalConfig {
 
 export interface VmConfig {
   name: string;
+  /** The name of its host (DEFAULT_HOST: libvirt.uri). */
+  host: string;
   profile: string;
   memory: number;
   vcpus: number;
@@ -353,6 +426,20 @@ export interface VmConfig {
   userData: Record<string, unknown>;
   /** Absolute paths of the playbooks run against the VM after readiness, in order. */
   playbooks: string[];
+}
+
+export interface StateConfig {
+  backend: "local" | "pg";
+  /** A connection string without a password; undefined: the engine reads PG_CONN_STR. */
+  connStr?: string;
+  lockTimeout: number;
+}
+
+/** A libvirt connection the lab's VMs run on; each has its own pool, network and base volumes. */
+export interface HostConfig {
+  name: string;
+  uri: string;
+  network: NetworkConfig;
 }
 
 export interface LabConfig {
@@ -365,6 +452,9 @@ export interface LabConfig {
   network: NetworkConfig;
   users: UserConfig[];
   readiness: { timeout: number };
+  state: StateConfig;
+  /** DEFAULT_HOST (libvirt.uri, network) first, then hosts[]. */
+  hosts: HostConfig[];
   vms: VmConfig[];
   baremetal: BaremetalConfig;
   profilesDir: string;
@@ -521,8 +611,18 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
     network: lab.network,
     users: lab.users.map((user) => ({ name: user.name, sshAuthorizedKeys: user.ssh_authorized_keys, sudo: user.sudo })),
     readiness: lab.readiness,
+    state: { backend: lab.state.backend, connStr: lab.state.conn_str, lockTimeout: lab.state.lock_timeout },
+    hosts: [
+      { name: DEFAULT_HOST, uri: libvirt.uri, network: lab.network },
+      ...lab.hosts.map((host) => ({
+        name: host.name,
+        uri: host.uri,
+        network: { ...lab.network, name: host.network.name ?? `${lab.network.name}-${host.name}`, cidr: host.network.cidr ?? lab.network.cidr },
+      })),
+    ],
     vms: lab.vms.map((vm) => ({
       name: vm.name,
+      host: vm.host ?? DEFAULT_HOST,
       profile: vm.profile ?? lab.profile,
       memory: vm.memory ?? lab.defaults.memory,
       vcpus: vm.vcpus ?? lab.defaults.vcpus,

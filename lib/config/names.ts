@@ -9,9 +9,22 @@ function labPrefix(labName: string): string {
   return `btw-${labName}`;
 }
 
-/** The lab's storage pool. */
-export function poolName(labName: string): string {
-  return labPrefix(labName);
+/**
+ * The PostgreSQL schema holding one stack's state (state.backend pg): one per lab and
+ * stack, so labs and stacks sharing a database never share state. Lab names have no '_'.
+ */
+export function stateSchemaName(labName: string, stack: string): string {
+  return `btw_${labName.replace(/-/g, "_")}_${stack}`;
+}
+
+/** The lab's storage pool on a host (other hosts than the default: btw-<lab>.<host>; '.' is in no lab or host name). */
+export function poolName(labName: string, host = "default"): string {
+  return host === "default" ? labPrefix(labName) : `${labPrefix(labName)}.${host}`;
+}
+
+/** The folder of the lab's pool on a host, under libvirt.pool_path. */
+export function poolDir(poolRoot: string, labName: string, host = "default"): string {
+  return path.join(poolRoot, host === "default" ? labName : `${labName}.${host}`);
 }
 
 /** The base volume of a customized image (named by its file), shared by the VMs that boot it. */

@@ -5,10 +5,13 @@ import { Domain, MAIN_CHILD_ID, TerraformData } from "../cdk";
 import { LabConfig, VmConfig } from "../config/config";
 import { hostStep } from "./host-step";
 import { VmNames } from "../config/names";
+import { virshUri } from "../config/libvirt-uri";
 
 export interface CloudInitReadinessProps {
   lab: LabConfig;
   vm: VmConfig;
+  /** The VM's host's libvirt URI: readiness asks its guest agent through the same connection. */
+  uri: string;
   names: VmNames;
   domain: Domain;
 }
@@ -23,7 +26,7 @@ export class CloudInitReadiness extends Construct {
     this.step = hostStep(this, MAIN_CHILD_ID, {
       script: "wait-for-cloud-init.sh",
       args: [
-        "--uri", lab.libvirt.uri,
+        "--uri", virshUri(props.uri),
         "--domain", names.domain,
         "--hostname", vm.name,
         "--timeout", String(lab.readiness.timeout),

@@ -6,8 +6,7 @@ import { Domain, ITerraformDependable, MAIN_CHILD_ID, TerraformData, TerraformOu
 import { CloudInitReadiness } from "./cloud-init-readiness";
 import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
-import { LabStorage } from "./lab-storage";
-import { NetworkAttachment } from "./lab-network";
+import { LabHost } from "./lab-host";
 import { vmNames } from "../config/names";
 import { SeedDisk } from "./seed-disk";
 import { VmDomain } from "./vm-domain";
@@ -17,8 +16,8 @@ export interface LabMachineProps {
   lab: LabConfig;
   vm: VmConfig;
   image: CustomizedImage;
-  storage: LabStorage;
-  network: NetworkAttachment;
+  /** The libvirt host it runs on. */
+  host: LabHost;
   dependsOn: ITerraformDependable[];
 }
 
@@ -37,10 +36,11 @@ export class LabMachine extends Construct {
     // The ids keep each resource at the address it had before these parts were split
     // out: vm-<name>_seed_…, vm-<name>_disk_…, vm-<name>_domain_…, vm-<name>_cloud-init-ready_…
     const seed = new SeedDisk(this, "seed", { lab, vm, names, image: props.image, dependsOn: props.dependsOn });
-    this.domain = new VmDomain(this, MAIN_CHILD_ID, { ...props, names, seed }).domain;
-    this.readiness = new CloudInitReadiness(this, "cloud-init-ready", { lab, vm, names, domain: this.domain }).step;
+    const { host } = props;
+    this.domain = new VmDomain(this, MAIN_CHILD_ID, { ...props, storage: host.storage, network: host.network.attachment, provider: host.provider, names, seed }).domain;
+    this.readiness = new CloudInitReadiness(this, "cloud-init-ready", { lab, vm, uri: host.config.uri, names, domain: this.domain }).step;
     if (vm.playbooks.length > 0) {
-      new VmPlaybooks(this, "playbooks", { lab, vm, names, domain: this.domain, readiness: this.readiness });
+      new VmPlaybooks(this, "playbooks", { lab, vm, names, uri: host.config.uri, domain: this.domain, readiness: this.readiness });
     }
 
     new TerraformOutput(this, "vm", {

@@ -2,11 +2,12 @@
 // existing libvirt network or host bridge we only attach to (Preflight
 // checks that it exists).
 import { Construct } from "constructs";
-import { ITerraformDependable, Network } from "../cdk";
+import { ITerraformDependable, LibvirtProvider, Network } from "../cdk";
 import { NetworkConfig } from "../config/config";
 
 export interface LabNetworkProps {
   network: NetworkConfig;
+  provider: LibvirtProvider;
   dependsOn: ITerraformDependable[];
 }
 
@@ -31,6 +32,7 @@ export class LabNetwork extends Construct {
       this.attachment = { networkName: network.name, waitForLease: false };
     } else {
       const created = new Network(this, "network", {
+        provider: props.provider,
         name: network.name,
         mode: network.mode === "nat" ? "nat" : "none",
         addresses: [network.cidr as string],

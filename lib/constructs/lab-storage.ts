@@ -2,13 +2,17 @@
 // get copy-on-write overlays on top of these.
 import * as path from "path";
 import { Construct } from "constructs";
-import { ITerraformDependable, Pool, resourceAddress, Volume } from "../cdk";
+import { ITerraformDependable, LibvirtProvider, Pool, resourceAddress, Volume } from "../cdk";
 import { CustomizedImage } from "./customized-image";
-import { baseVolumeName, poolName } from "../config/names";
+import { baseVolumeName, poolDir, poolName } from "../config/names";
 
 export interface LabStorageProps {
   labName: string;
   poolRoot: string;
+  /** The host's name (lib/config/names.ts names its pool after it). */
+  host: string;
+  /** The host's libvirt connection; base volumes are uploaded through it. */
+  provider: LibvirtProvider;
   dependsOn: ITerraformDependable[];
 }
 
@@ -19,9 +23,10 @@ export class LabStorage extends Construct {
   constructor(scope: Construct, id: string, private readonly props: LabStorageProps) {
     super(scope, id);
     this.pool = new Pool(this, "pool", {
-      name: poolName(props.labName),
+      provider: props.provider,
+      name: poolName(props.labName, props.host),
       type: "dir",
-      target: { path: path.join(props.poolRoot, props.labName) },
+      target: { path: poolDir(props.poolRoot, props.labName, props.host) },
       dependsOn: props.dependsOn,
     });
   }
@@ -30,7 +35,9 @@ export class LabStorage extends Construct {
   baseVolumeFor(image: CustomizedImage): Volume {
     const existing = this.baseVolumes.get(image.profile.name);
     if (existing) return existing;
+    // source is a file on the build host: the provider uploads it through the host's connection.
     const volume = new Volume(this, `base-${image.profile.name}`, {
+      provider: this.props.provider,
       name: baseVolumeName(this.props.labName, path.basename(image.imagePath)),
       pool: this.pool.name,
       source: image.imagePath,

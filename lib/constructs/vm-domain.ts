@@ -1,7 +1,7 @@
 // What libvirt holds of a lab VM: a copy-on-write overlay on the base volume of
 // its image, its seed ISO as a volume, and the domain that boots from both.
 import { Construct } from "constructs";
-import { Domain, ITerraformDependable, resourceAddress, Volume } from "../cdk";
+import { Domain, ITerraformDependable, LibvirtProvider, resourceAddress, Volume } from "../cdk";
 import { enforcesSecureBoot, LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { NetworkAttachment } from "./lab-network";
@@ -16,6 +16,8 @@ export interface VmDomainProps {
   image: CustomizedImage;
   storage: LabStorage;
   network: NetworkAttachment;
+  /** The connection of the VM's host: the seed is uploaded, the overlay and domain created through it. */
+  provider: LibvirtProvider;
   seed: SeedDisk;
   dependsOn: ITerraformDependable[];
 }
@@ -73,7 +75,9 @@ export class VmDomain extends Construct {
   constructor(scope: Construct, id: string, props: VmDomainProps) {
     super(scope, id);
     const { lab, vm, names, seed } = props;
+    const { provider } = props;
     const seedVolume = new Volume(this, "seed-volume", {
+      provider,
       name: names.seedVolume,
       pool: props.storage.pool.name,
       source: seed.isoPath,
@@ -84,6 +88,7 @@ export class VmDomain extends Construct {
       lifecycle: { replaceTriggeredBy: [resourceAddress(seed.step)] },
     });
     const overlay = new Volume(this, "disk", {
+      provider,
       name: names.overlayVolume,
       pool: props.storage.pool.name,
       baseVolumeId: props.storage.baseVolumeFor(props.image).id,
@@ -95,6 +100,7 @@ export class VmDomain extends Construct {
 
     const uefi = lab.libvirt.firmware !== "bios";
     this.domain = new Domain(this, "domain", {
+      provider,
       name: names.domain,
       description: `btw-img lab ${lab.name}, VM ${vm.name}, profile ${vm.profile}`,
       type: lab.libvirt.accel === "kvm" ? "kvm" : "qemu",

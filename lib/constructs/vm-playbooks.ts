@@ -9,12 +9,15 @@ import { Construct } from "constructs";
 import { Domain, MAIN_CHILD_ID, TerraformData } from "../cdk";
 import { LabConfig, VmConfig } from "../config/config";
 import { VmNames } from "../config/names";
+import { virshUri } from "../config/libvirt-uri";
 import { hostStep } from "./host-step";
 
 export interface VmPlaybooksProps {
   lab: LabConfig;
   vm: VmConfig;
   names: VmNames;
+  /** The libvirt URI of the VM's host (hosts[]; the lab's libvirt.uri by default). */
+  uri: string;
   domain: Domain;
   readiness: TerraformData;
 }
@@ -52,10 +55,10 @@ export class VmPlaybooks extends Construct {
 
   constructor(scope: Construct, id: string, props: VmPlaybooksProps) {
     super(scope, id);
-    const { lab, vm, names } = props;
+    const { vm, names } = props;
     this.step = hostStep(this, MAIN_CHILD_ID, {
       script: "run-playbooks.sh",
-      args: ["--uri", lab.libvirt.uri, "--domain", names.domain, "--vm", vm.name, ...vm.playbooks.flatMap((playbook) => ["--playbook", playbook])],
+      args: ["--uri", virshUri(props.uri), "--domain", names.domain, "--vm", vm.name, ...vm.playbooks.flatMap((playbook) => ["--playbook", playbook])],
       triggers: {
         // A new domain is a new machine: its playbooks run on it again.
         domain: props.domain.id,
