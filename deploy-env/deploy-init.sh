@@ -179,6 +179,7 @@ boot_next_disk() {
 # signed kernel, but the one test run that tried it came back through the network: not kept.)
 secure_boot_on() {
   [ -d /sys/firmware/efi ] || return 1
+  modprobe -q efivarfs 2>/dev/null
   grep -q ' /sys/firmware/efi/efivars ' /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null || return 1
   [ "$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | awk '{ print $NF }')" = 1 ]
 }
