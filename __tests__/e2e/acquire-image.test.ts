@@ -147,7 +147,7 @@ describe("acquire the cloud image", () => {
     expect(last).toMatchObject({ range: `bytes=${3 * MIB}-`, status: 206 });
     expect(sha512(path.join(cache, "current.raw"))).toBe(goodMember);
     expect(leftovers(cache)).toEqual([]);
-  });
+  }, 120_000);
 
   test("a whole .part left by a run stopped before unpacking is unpacked without downloading it again", () => {
     const cache = path.join(root, "cache-whole-part");
@@ -185,7 +185,7 @@ describe("acquire the cloud image", () => {
     expect(resumed.status).toBe(0);
     expect(archiveRequests("good").pop()).toMatchObject({ range: `bytes=${2 * MIB}-`, status: 206 });
     expect(sha512(path.join(cache, "current.raw"))).toBe(goodMember);
-  });
+  }, 120_000);
 
   test.each([
     ["mismatch", /checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/mismatch\/debian-13-generic-amd64\.tar\.xz: expected abab/],
