@@ -137,6 +137,15 @@ async function benchImage(acquireOnly = false): Promise<void> {
     } else {
       rows.push({ measure: "customize minimal: ours vs virt-customize --install", ours: seconds(ours), baseline: "virt-customize not installed (apt-get install guestfs-tools)", ratio: "n/a" });
     }
+    // Issue 15: a one-line change in minimal's last commands.d script rebuilds that layer only
+    // (the packages' and the earlier layers are cached in images/layers/), into a new image as the stack names it.
+    const edited = path.join(work, "profiles");
+    fs.cpSync(path.join(PROJECT_DIR, "profiles"), edited, { recursive: true });
+    const lastScript = path.join(edited, "minimal", "commands.d", fs.readdirSync(path.join(edited, "minimal", "commands.d")).sort().pop() ?? "");
+    fs.appendFileSync(lastScript, "echo edited >/etc/btw-bench-edit\n");
+    const rebuild = scriptCommand("customize-image.sh", customizeArgs(readProfile(edited, "minimal", "trixie"), "trixie", link, path.join(work, "images", "minimal-edited.qcow2"), { secureBoot: false }));
+    const edit = timed(`customize minimal again after a one-line change to ${path.basename(lastScript)}`, () => sh(rebuild));
+    addRow("customize minimal: last commands.d script changed vs whole customization", edit, ours);
     // What a no-change deploy does for this step: the image exists, so it is reused.
     const reuse = timed("customize again, no change (the stack's reuse check)", () => sh(`test -e ${output} || ${customize}`));
     addRow("customize: no-change second run vs first run", reuse, ours);

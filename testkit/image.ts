@@ -73,8 +73,8 @@ export function runScriptAsync(script: string, args: string[]): Promise<ScriptRu
   });
 }
 
-/** Starts a script and sends it a signal once its output contains a marker. */
-export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals): Promise<ScriptRun> {
+/** Starts a script and sends it a signal once its output contains a marker (after beforeSignal, if given). */
+export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals, beforeSignal?: () => void): Promise<ScriptRun> {
   return new Promise((resolve) => {
     const child = spawn("sh", [scriptPath(script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
@@ -83,7 +83,11 @@ export function runScriptUntil(script: string, args: string[], marker: RegExp, s
       output += chunk.toString();
       if (!sent && marker.test(output)) {
         sent = true;
-        child.kill(signal);
+        try {
+          beforeSignal?.();
+        } finally {
+          child.kill(signal);
+        }
       }
     };
     child.stdout.on("data", onData);

@@ -83,6 +83,23 @@ export function bootBreakdown(domain: string): string[] {
   ];
 }
 
+/** The loop devices attached now, as NAME:DISKSEQ (each attachment of a name gets a new diskseq). */
+export function loopAttachments(): Set<string> {
+  const names = fs.readdirSync("/sys/block").filter((name) => name.startsWith("loop") && fs.existsSync(`/sys/block/${name}/loop/backing_file`));
+  return new Set(names.map((name) => `${name}:${fs.readFileSync(`/sys/block/${name}/diskseq`, "utf8").trim()}`));
+}
+
+/**
+ * Loop devices attached since BEFORE (loopAttachments) whose backing file no longer
+ * has a path ("/"): a file of a mount that went with a killed process's mount
+ * namespace, which hostLeftovers cannot tell by its folder.
+ */
+export function orphanLoopsSince(before: Set<string>): string[] {
+  return [...loopAttachments()]
+    .filter((attachment) => !before.has(attachment))
+    .filter((attachment) => fs.readFileSync(`/sys/block/${attachment.split(":")[0]}/loop/backing_file`, "utf8").trim() === "/");
+}
+
 /**
  * Loop devices backed by files under ROOTS and mounts under ROOTS (the folders a
  * test made): tests must leave none, and judge nothing another program made.

@@ -67,6 +67,8 @@ describe("third-party apt repositories on Debian's real images", () => {
     for (const release of ["trixie", "bookworm"] as const) {
       buildRepository(served, { root: "pve", suite: release, component: "pve-no-subscription" }, proxmoxStandIns(release), good);
     }
+    // Another mirror of the same repository.
+    buildRepository(served, { root: "pve-again", suite: "trixie", component: "pve-no-subscription" }, proxmoxStandIns("trixie"), good);
     server = await serveDirectory(served);
   }, 600_000);
 
@@ -162,6 +164,29 @@ describe("third-party apt repositories on Debian's real images", () => {
       fs.rmSync(output);
     }, 1_800_000);
   });
+
+  test("another --apt-mirror builds the packages layer again, and no cached layer keeps a mirror's URI", () => {
+    const output = path.join(work, "proxmox-mirrors.qcow2");
+    const layer = keyLayer(work, PROXMOX_KEYRING.trixie, good);
+    for (const mirror of [`${server.baseUrl}/pve`, `${server.baseUrl}/pve-again`]) {
+      const run = runScript("customize-image.sh", proxmoxArgs("proxmox", "trixie", base("trixie"), output, layer, mirror));
+      expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-4000) }).toEqual({ status: 0, tail: "" });
+      if (mirror.endsWith("/pve-again")) expect(run.stderr).toMatch(/layer 1\/\d+ packages: building/);
+    }
+    // The layers live beside the output (customize-image.sh's default store); a packages layer holds the repositories as the profile wrote them.
+    const store = path.join(work, "layers");
+    const packagesLayers = fs.readdirSync(store).filter((file) => file.endsWith(".step") && fs.readFileSync(path.join(store, file), "utf8").trim() === "packages");
+    const pveSources = packagesLayers.flatMap((step) =>
+      withImageRoot(path.join(store, step.replace(/\.step$/, ".qcow2")), (root) => {
+        const file = path.join(root, "etc/apt/sources.list.d/pve-install-repo.sources");
+        return fs.existsSync(file) ? [fs.readFileSync(file, "utf8")] : [];
+      }),
+    );
+    expect(pveSources.length).toBeGreaterThanOrEqual(2);
+    const own = ["trixie", "bookworm"].map((release) => fs.readFileSync(path.join(PROFILES, `proxmox/apt-sources.d/${release}/pve-install-repo.sources`), "utf8"));
+    expect(pveSources.filter((text) => !own.includes(text))).toEqual([]);
+    fs.rmSync(output);
+  }, 1_800_000);
 
   test("proxmox-btwd holds both parents' packages: Proxmox VE and the Sway desktop", () => {
     const output = path.join(work, "proxmox-btwd.qcow2");

@@ -10,7 +10,7 @@ import { readProfile } from "../../lib/config/profile";
 import { fixtureImage } from "../../testkit/fixture-image";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
-import { hostLeftovers } from "../../testkit/libvirt";
+import { hostLeftovers, loopAttachments, orphanLoopsSince } from "../../testkit/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 
@@ -171,7 +171,9 @@ describe("customize the cloud image offline with a profile", () => {
 
   test("SIGTERM mid-build rolls back; a run killed with SIGKILL is recovered by the next run", async () => {
     const output = path.join(work, "interrupted.qcow2");
-    const args = customize(PROFILES, "minimal", output);
+    const loopsBefore = loopAttachments();
+    // A layer store of its own: the earlier tests' cached layers would finish the build before any signal.
+    const args = [...customize(PROFILES, "minimal", output), "--layer-store", path.join(work, "interrupted-layers")];
     const terminated = await runScriptUntil("customize-image.sh", args, /apt-get update|installing/i, "SIGTERM");
     expect(terminated.status).not.toBe(0);
     expect(hostLeftovers(work)).toEqual([]);
@@ -183,6 +185,8 @@ describe("customize the cloud image offline with a profile", () => {
     const recovered = runScript("customize-image.sh", args);
     expect(recovered.status).toBe(0);
     expect(recovered.stderr).toMatch(/recover|stale|previous/i);
+    // The killed run's loop device, on an export that went with its mount namespace, was detached too.
+    expect(orphanLoopsSince(loopsBefore)).toEqual([]);
     expect(sha256(base)).toBe(baseSha256);
     withImageRoot(output, (root) => expect(installedPackages(root).has("qemu-guest-agent")).toBe(true));
   }, 1_200_000);

@@ -44,6 +44,23 @@ export function customizeArgs(profile: ProfileInfo, release: string, base: strin
 }
 
 /**
+ * The steps customize-image.sh builds as cached layers, in order, named as the script names them
+ * (scripts/steps/customize/layers.sh): "packages", then "PROFILE/files", "PROFILE/ansible" and
+ * "PROFILE/commands.d/NN-name.sh" of each profile of the chain, parent first.
+ */
+export function customizationLayers(profile: ProfileInfo): string[] {
+  const files = Object.keys(profile.fileHashes);
+  const has = (prefix: string) => files.some((file) => file.startsWith(prefix));
+  const packages = profile.packageLines.length > 0 || profile.chain.some((member) => has(`${member}/apt-sources.d/`));
+  return [
+    ...(packages ? ["packages"] : []),
+    ...profile.chain.filter((member) => has(`${member}/files/`)).map((member) => `${member}/files`),
+    ...profile.chain.filter((member) => files.includes(`${member}/ansible/playbook.yml`)).map((member) => `${member}/ansible`),
+    ...profile.chain.flatMap((member) => files.filter((file) => /^[^/]+\/commands\.d\/[^/]+\.sh$/.test(file) && file.startsWith(`${member}/`)).sort()),
+  ];
+}
+
+/**
  * What names a customized image: its base image's content, the profile's files, the scripts that apply it
  * and what it was checked for (an image built without the Secure Boot check must not serve a lab that needs it).
  */
@@ -75,6 +92,8 @@ export class CustomizedImage extends Construct {
         base_image: props.cloudImage.step.id,
         profile: props.profile,
         profile_files: this.profile.fileHashes,
+        // The plan summary names the first of them that runs again (the ones before it are cached).
+        layers: customizationLayers(this.profile),
         // The image's path (its key) changes with it; the step must run again to build it there.
         secure_boot: props.secureBoot,
       },

@@ -291,8 +291,33 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
   }
 }
 
+/** The customization layer a profile file belongs to (lib/constructs/customized-image.ts customizationLayers). */
+function layerOfFile(file: string): string {
+  const [member, folder] = file.split("/");
+  if (folder === "install.d" || folder === "apt-sources.d") return "packages";
+  if (folder === "files" || folder === "ansible") return `${member}/${folder}`;
+  return file;
+}
+
+/** "rebuilds from layer `minimal/commands.d/10-x.sh` (cached: packages, minimal/files)": the first layer that runs again. */
+function layerRebuild(before: Triggers, after: Triggers): string[] {
+  const old = Array.isArray(before.layers) ? (before.layers as string[]) : undefined;
+  const now = Array.isArray(after.layers) ? (after.layers as string[]) : undefined;
+  if (!old || !now) return [];
+  const oldFiles = (before.profile_files ?? {}) as Record<string, string>;
+  const newFiles = (after.profile_files ?? {}) as Record<string, string>;
+  const changed = new Set(
+    [...new Set([...Object.keys(oldFiles), ...Object.keys(newFiles)])].filter((file) => oldFiles[file] !== newFiles[file]).map(layerOfFile),
+  );
+  const first = now.findIndex((layer, i) => layer !== old[i] || changed.has(layer));
+  if (first < 0) return now.length < old.length ? ["layers removed at the end: only the image is written again (every layer cached)"] : [];
+  if (first === 0) return [`rebuilds every layer, from ${code(now[0])}`];
+  return [`rebuilds from layer ${code(now[first])} (${first + 1} of ${now.length}; cached: ${now.slice(0, first).join(", ")})`];
+}
+
 // Triggers computed from others: their change is already explained by the one they follow.
 const DERIVED_TRIGGERS: Record<string, string[]> = {
+  "customize.layers": ["profile_files"],
   "seed.meta_data": ["user_data", "network_config"],
   "playbooks.playbook_folders": ["playbooks"],
 };
@@ -309,9 +334,12 @@ function triggerReasons(type: ImageStepType, subject: string, change: ResourceCh
   const changedKeys = [...new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(unknown)])].filter(
     (key) => unknown[key] === true || !isDeepStrictEqual(before[key], after[key]),
   );
-  return changedKeys
+  const reasons = changedKeys
     .filter((key) => !(DERIVED_TRIGGERS[`${type.kind}.${key}`] ?? []).some((source) => changedKeys.includes(source)))
     .flatMap((key) => explainTrigger(type, subject, key, before[key], unknown[key] === true ? UNKNOWN : after[key], sensitive(key)));
+  // Only the profile changed: its layers before the first changed one are reused (customize-image.sh).
+  const profileOnly = changedKeys.every((key) => ["profile_files", "layers"].includes(key));
+  return type.kind === "customize" && profileOnly && changedKeys.length > 0 ? [...reasons, ...layerRebuild(before, after)] : reasons;
 }
 
 const REPLACE_REASONS: Record<string, string> = {

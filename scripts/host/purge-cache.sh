@@ -1,5 +1,5 @@
 #!/bin/sh
-# Clear btw-img's image cache (base and customized images, seeds, fixtures).
+# Clear btw-img's image cache (base and customized images and their layers, seeds, fixtures).
 # Engine and provider builds are kept unless --all is given. Only a folder that
 # carries the marker setup-host.sh leaves in the cache is touched, so a cache
 # dir of / or /var never loses /images or /var/base.
@@ -30,6 +30,14 @@ fi
 if grep -q " $cache_dir/" /proc/mounts; then
   say "something under $cache_dir is still mounted; finish or kill the running build first"
   exit 1
+fi
+# A customization holds its layer store's lock (shared) and mounts in a namespace of its own.
+if [ -f "$cache_dir/images/layers/.lock" ]; then
+  exec 7>>"$cache_dir/images/layers/.lock"
+  if ! flock -n -x 7; then
+    say "a customization is running (it holds $cache_dir/images/layers/.lock); let it finish or kill it first"
+    exit 1
+  fi
 fi
 for part in base images downloads labs fixtures; do
   if [ -e "$cache_dir/$part" ]; then

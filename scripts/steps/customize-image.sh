@@ -3,9 +3,11 @@
 # to a copy of a Debian cloud image in a chroot, using the host's apt
 # configuration for the duration of the build only, and write the result as a
 # new qcow2. lib/config/profile.ts resolves and checks the profile; this script gets
-# its folders (parent first), packages and release as arguments. Its parts, by job:
+# its folders (parent first), packages and release as arguments. Each step is a
+# cached layer: a change in one step rebuilds from that step on. Its parts, by job:
 #   customize/common.sh    helpers the parts share (chroot, interruptible steps)
-#   customize/work.sh      mount the copy; release it on any exit; recover a killed run
+#   customize/layers.sh    the steps as a chain of cached qcow2 layers, their keys and locks
+#   customize/work.sh      mount a layer; release it on any exit; recover a killed run
 #   customize/sources.sh   the layers' apt repositories: read, checked, added
 #   customize/host-apt.sh  the host's apt configuration in the image for the build only
 #   customize/install.sh   packages, files/ and commands.d/ of the layers
@@ -17,7 +19,7 @@ set -eu
 umask 022
 
 PROG=customize-image
-USAGE="usage: customize-image.sh --base BASE --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] [--apt-mirror URI=MIRROR]... --output OUT.qcow2"
+USAGE="usage: customize-image.sh --base BASE --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] [--apt-mirror URI=MIRROR]... [--layer-store DIR] --output OUT.qcow2"
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
@@ -27,6 +29,7 @@ TEMP_PREFIX=btw-host-
 own_mount_namespace "$@"
 . "$(dirname "$0")/lib/private-dev.sh"
 . "$(dirname "$0")/customize/common.sh"
+. "$(dirname "$0")/customize/layers.sh"
 . "$(dirname "$0")/customize/work.sh"
 . "$(dirname "$0")/customize/sources.sh"
 . "$(dirname "$0")/customize/host-apt.sh"
@@ -40,8 +43,9 @@ print_help() {
   cat <<HELP
 $USAGE
 
-Copies BASE (never modified), applies the layers in a chroot and writes OUT
-atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
+Applies the layers to BASE (never modified) in a chroot, one cached qcow2
+overlay per step, and writes OUT, the chain flattened, atomically. Needs root,
+qemu-img, qemu-storage-daemon (FUSE), losetup, partx, mount, chroot.
 
   --base FILE          cloud image to start from: the raw disk prepare-cloud-img.sh
                        caches, or any format qemu-img reads
@@ -57,11 +61,14 @@ atomically. Needs root, qemu-img, losetup, partx, mount, chroot.
                        fetch the repositories of apt-sources.d whose URI is URI from
                        MIRROR during the build (an internal mirror, a stand-in); the
                        image keeps URI. Repeated for several URIs
+  --layer-store DIR    where the layers are cached (default: layers/ beside OUT)
   --output FILE        qcow2 to write; OUT.work/ beside it holds the build
 
 Of each layer, apt-sources.d/*.sources, files/, ansible/playbook.yml and
 commands.d/NN-name.sh are applied (see profiles/README.md); its install.d lists
-come as --package.
+come as --package. The steps (the packages, then each layer's files/, playbook
+and commands.d script) are layers keyed by everything up to them: a step whose
+key is cached is not run again.
 lib/config/profile.ts resolves a profile into these arguments (customizeArgs in
 lib/constructs/customized-image.ts). A run killed with SIGKILL is cleaned up by the next
 run for the same OUT.
@@ -70,13 +77,13 @@ HELP
 
 # ---------------------------------------------------------------- arguments
 
-base="" release="" layers="" packages="" output="" secure_boot="" apt_mirrors=""
+base="" release="" layers="" packages="" output="" secure_boot="" apt_mirrors="" layer_store=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
     --secure-boot) secure_boot=1; shift; continue ;;
-    --base=*|--release=*|--layer=*|--package=*|--apt-mirror=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
-    --base|--release|--layer|--package|--apt-mirror|--output)
+    --base=*|--release=*|--layer=*|--package=*|--apt-mirror=*|--layer-store=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
+    --base|--release|--layer|--package|--apt-mirror|--layer-store|--output)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       opt=$1; val=$2; shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -99,6 +106,7 @@ while [ $# -gt 0 ]; do
       case "$val" in *[[:space:]]*) usage_error "--apt-mirror: no whitespace: '$val'" ;; esac
       apt_mirrors="$apt_mirrors${val%%=*} ${val#*=}
 " ;;
+    --layer-store) layer_store=$val ;;
     --output) output=$val ;;
   esac
 done
@@ -116,12 +124,13 @@ while IFS= read -r layer; do
     die "profile ${layer##*/} cannot boot with Secure Boot enforced ($(sed 's/#.*//' "$layer/no-secure-boot" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')); build without --secure-boot (firmware uefi or bios)"
   fi
   set -- "$@" "$layer"
+  layers_last=$layer
 done <<LIST
 $layers
 LIST
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount, chroot)"
-for tool in qemu-img losetup partx blkid blockdev mount umount chroot flock tar realpath; do
+for tool in qemu-img qemu-storage-daemon setpriv losetup partx blkid blockdev mount umount chroot flock tar realpath sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 [ -f "$base" ] || die "base image not found: $base"
@@ -133,6 +142,9 @@ case "$output" in *[[:space:]]*) die "output path must not contain whitespace: $
 [ ! -d "$output" ] || die "output is a folder: $output"
 base_format=$(qemu-img info "$base" 2>/dev/null | sed -n 's/^file format: //p')
 [ -n "$base_format" ] || die "qemu-img cannot read base image: $base"
+[ -n "$layer_store" ] || layer_store=$out_dir/layers
+mkdir -p "$layer_store" || die "cannot create the layer store $layer_store"
+layer_store=$(realpath "$layer_store")
 
 read_layer_sources "$@"
 check_ansible "$@"
@@ -141,7 +153,7 @@ for layer in "$@"; do names="${names:+$names -> }${layer##*/}"; done
 say "layers: $names"
 say "packages: $(printf '%s' "$packages" | awk '{ print $1 }' | tr '\n' ' ')"
 
-# ---------------------------------------------------------------- work dir, lock, trap
+# ---------------------------------------------------------------- work dir, locks, trap
 
 work=$output.work
 raw=$work/disk.raw
@@ -151,6 +163,8 @@ state=$work/state
 partial=$output.partial
 have_lock=""
 child_pid=""
+qsd_pid=""
+building=""
 succeeded=""
 
 cleanup() {
@@ -161,6 +175,8 @@ cleanup() {
   if [ -n "$have_lock" ] && [ -z "$succeeded" ]; then
     say "releasing mounts and loop devices"
     release_work
+    # A layer is only ever visible complete.
+    [ -z "$building" ] || rm -f "$(layer_file "$building").partial"
     rm -f "$partial"
     rm -rf "$work"
   fi
@@ -168,30 +184,109 @@ cleanup() {
 }
 on_exit cleanup
 
+plan_steps "$@"
+open_layer_store
 mkdir -p "$work"
 exec 9>>"$work/lock"
-flock -n 9 || die "another customize-image run is building $output (lock $work/lock)"
+if ! flock -n 9; then
+  say "waiting for another customize-image run building $output (lock $work/lock)"
+  flock 9
+fi
 have_lock=1
 recover_work
 
 # ---------------------------------------------------------------- build
 
-open_image
-[ "$image_release" = "$release" ] || die "the image is $image_release but --release is $release (the lab's release and its image disagree)"
-# Checks before anything in the image is changed.
-check_layer_repos
-check_layer_keys "$@"
-check_layer_playbooks "$@"
+# One mount of the image on a new overlay of PARENT (a layer's name, or "" for the base).
+# The first one opened checks what must hold before anything is changed.
+checked=""
+open_step() {
+  _overlay=$1; shift
+  rm -rf "$backup"
+  mkdir "$backup"
+  : >"$work/temp-files"
+  open_image "$_overlay"
+  if [ -z "$checked" ]; then
+    say "image release: $image_release (host: $host_release)"
+    [ "$image_release" = "$release" ] || die "the image is $image_release but --release is $release (the lab's release and its image disagree)"
+    check_layer_repos
+    check_layer_keys "$@"
+    check_layer_playbooks "$@"
+    checked=1
+  fi
+  mount_chroot_filesystems
+}
 
-mount_chroot_filesystems
-guard_build
-import_host_apt
-add_layer_sources "$@"
-install_packages
-copy_layer_files "$@"
-run_layer_playbooks "$@"
-run_layer_commands "$@"
+# STEP: what one layer adds, with the host's apt configuration in for it only.
+apply_step() {
+  _step=$1; shift
+  guard_build
+  import_host_apt
+  case "$_step" in
+    packages)
+      add_layer_sources "$@"
+      install_packages
+      # The downloaded packages are not part of the layer; the lists are (install.sh: refresh_stale_lists).
+      in_chroot apt-get clean ;;
+    */files) copy_layer_files "$(layer_named "${_step%/files}")" ;;
+    */ansible)
+      mirror_layer_sources "$@"
+      refresh_stale_lists
+      run_layer_playbooks "$(layer_named "${_step%/ansible}")" ;;
+    */commands.d/*)
+      mirror_layer_sources "$@"
+      refresh_stale_lists
+      _layer=$(layer_named "${_step%%/*}")
+      run_layer_command "$_layer" "$_layer/commands.d/${_step##*/}" ;;
+  esac
+  kill_chroot_processes
+  restore_image_apt
+  restore_layer_sources
+  unguard_build
+  check_leftovers
+}
 
+layer_named() {
+  for _l in $layers; do [ "${_l##*/}" != "$1" ] || { printf '%s
+' "$_l"; return 0; }; done
+  die "no layer named $1"
+}
+
+# Chain keys are the steps' plan: the first step whose layer is not cached runs, and every one after it.
+parent="" count=$(printf '%s' "$steps" | awk 'NF { n++ } END { print n + 0 }') index=0
+while read -r key step; do
+  [ -n "$key" ] || continue
+  index=$((index + 1))
+  if [ -e "$(layer_file "$key")" ] || ! lock_layer "$key" "$step"; then
+    say "layer $index/$count $step: cached ($key)"
+    parent=$key
+    continue
+  fi
+  say "layer $index/$count $step: building ($key)"
+  building=$key
+  create_layer "$key" "${parent:+$parent.qcow2}"
+  inherit_own_apt "$parent"
+  open_step "$(layer_file "$key").partial" "$@"
+  apply_step "$step" "$@"
+  close_image
+  commit_layer "$key" "$step"
+  building=""
+  parent=$key
+done <<LIST
+$steps
+LIST
+
+# ---------------------------------------------------------------- the image: last layer, checked, cleaned
+
+# On a throwaway overlay, so no layer holds what is cleaned away.
+say "checking and cleaning the image on the last layer"
+rm -f "$work/final.qcow2"
+if [ -n "$parent" ]; then
+  run qemu-img create -q -f qcow2 -F qcow2 -b "$(layer_file "$parent")" "$work/final.qcow2"
+else
+  run qemu-img create -q -f qcow2 -F "$base_format" -b "$(realpath "$base")" "$work/final.qcow2"
+fi
+open_step "$work/final.qcow2" "$@"
 check_boot_config
 # Said now, not found when a machine with Secure Boot enforced fails to boot.
 unsigned=$(unsigned_boot_files "$root")
@@ -201,19 +296,19 @@ if [ -n "$unsigned" ]; then
   printf '%s\n' "$unsigned" | while IFS= read -r file; do say "$level: Secure Boot would refuse $file: it is not signed"; done
   [ -z "$secure_boot" ] || die "--secure-boot (firmware uefi-secure): sign what is named above with a key the firmware trusts (a MOK enrolled with mokutil, say) or use firmware uefi"
 fi
-say "removing the host's apt configuration and restoring the image's own"
 kill_chroot_processes
-restore_image_apt
-restore_layer_sources
-unguard_build
 clean_image
 check_leftovers
 
 # ---------------------------------------------------------------- output
 
+say "unmounting and writing $output"
 close_image
-run qemu-img convert -f raw -O qcow2 "$raw" "$partial"
+# Written past the page cache (-t none): several times faster on a busy host; tmpfs has no O_DIRECT.
+run qemu-img convert -t none -f qcow2 -O qcow2 "$work/final.qcow2" "$partial" 2>/dev/null ||
+  run qemu-img convert -f qcow2 -O qcow2 "$work/final.qcow2" "$partial"
 mv -f "$partial" "$output"
 succeeded=1
 rm -rf "$work"
+collect_layers "${layers_last##*/}" || say "warning: could not collect unused layers in $layer_store"
 say "done: $output"

@@ -13,10 +13,10 @@ folder_entries() {
   done
 }
 
-# Long steps run in the background so INT/TERM are handled at once; fd 9 (the
-# lock) is closed for them so an orphan cannot keep the lock after a SIGKILL.
+# Long steps run in the background so INT/TERM are handled at once; fds 7-9 (the
+# locks) are closed for them so an orphan cannot keep a lock after a SIGKILL.
 run() {
-  "$@" 9>&- &
+  "$@" 7>&- 8>&- 9>&- &
   child_pid=$!
   _status=0
   wait "$child_pid" || _status=$?

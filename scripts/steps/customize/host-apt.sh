@@ -41,7 +41,11 @@ backup_image_apt() {
     rm -f "$root/etc/apt/sources.list"
   fi
   mkdir "$backup/sources.list.d"
+  # Only the base image's entries: what an earlier layer's step added (the layers'
+  # repositories, a package's) stays, as it would in one pass, for this step to use or remove.
+  [ -f "$work/own-apt" ] || folder_entries "$root/etc/apt/sources.list.d" >"$work/own-apt"
   for _entry in $(folder_entries "$root/etc/apt/sources.list.d"); do
+    grep -qxF "$_entry" "$work/own-apt" || continue
     cp -a "$root/etc/apt/sources.list.d/$_entry" "$backup/sources.list.d/"
     rm -rf "$root/etc/apt/sources.list.d/$_entry"
   done

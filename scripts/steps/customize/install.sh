@@ -2,7 +2,8 @@
 # Sourced by customize-image.sh: what the layers add to the image, in the
 # chroot, in this order: the packages of all layers (one apt-get install),
 # then files/ of each layer, then (customize/ansible.sh) the playbooks of the
-# layers, then commands.d/ of each layer, parent first.
+# layers, then each commands.d/ script of each layer, parent first; each is
+# one step of the layer chain (customize/layers.sh).
 # Nothing starts or installs a boot loader meanwhile (guard_build).
 # Functions taking LAYER... get the layer folders, parent first.
 # Reads: root backup packages image_release CHROOT_PATH; sets: grub_diverted.
@@ -68,19 +69,25 @@ copy_layer_files() {
   done
 }
 
-# Each script runs with sh in the chroot, knowing its layer (BTW_PROFILE) and the release.
-run_layer_commands() {
+# apt in a step after the packages' works from the lists the packages step left in
+# its layer (clean_image removes them from the output); older than an hour, or
+# missing, they are read again, so a script's apt-get install finds what the
+# archive holds now.
+refresh_stale_lists() {
+  if [ -n "$(find "$root/var/lib/apt/lists" -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | head -n 1)" ]; then return 0; fi
+  say "apt-get update (no package lists of the last hour in the image)"
+  in_chroot apt-get -q update || die "apt-get update failed in the image"
+}
+
+# LAYER SCRIPT: the script runs with sh in the chroot, knowing its layer (BTW_PROFILE) and the release.
+run_layer_command() {
+  _layer=$1 _script=$2
+  _script_name=${_script##*/}
   mkdir -p "$root/tmp/btw-customize"
-  for _layer in "$@"; do
-    for _script in "$_layer"/commands.d/*.sh; do
-      [ -f "$_script" ] || continue
-      _script_name=${_script##*/}
-      say "profile ${_layer##*/}: running commands.d/$_script_name"
-      cp "$_script" "$root/tmp/btw-customize/$_script_name"
-      _status=0
-      in_chroot BTW_PROFILE="${_layer##*/}" BTW_RELEASE="$image_release" sh "/tmp/btw-customize/$_script_name" || _status=$?
-      rm -f "$root/tmp/btw-customize/$_script_name"
-      [ "$_status" -eq 0 ] || die "profile ${_layer##*/}: commands.d/$_script_name failed with exit code $_status"
-    done
-  done
+  say "profile ${_layer##*/}: running commands.d/$_script_name"
+  cp "$_script" "$root/tmp/btw-customize/$_script_name"
+  _status=0
+  in_chroot BTW_PROFILE="${_layer##*/}" BTW_RELEASE="$image_release" sh "/tmp/btw-customize/$_script_name" || _status=$?
+  rm -rf "$root/tmp/btw-customize"
+  [ "$_status" -eq 0 ] || die "profile ${_layer##*/}: commands.d/$_script_name failed with exit code $_status"
 }

@@ -6,8 +6,8 @@
 # keyring must be in some layer's files/ or the image, and its Release must be
 # signed by a key of that keyring; then they are added to the image (where they
 # stay) before apt-get update. With --apt-mirror URI=MIRROR the build fetches
-# URI's repositories from MIRROR (an internal mirror, a stand-in) and the image
-# keeps URI.
+# URI's repositories from MIRROR (an internal mirror, a stand-in) and the image,
+# and each layer, keeps URI.
 # Functions taking LAYER... get the layer folders, parent first.
 # Reads: root work release apt_mirrors; sets: layer_repos key_sources.
 # shellcheck disable=SC2154 # the globals named above are customize-image.sh's
@@ -114,14 +114,21 @@ $layer_repos
 LIST
 }
 
+# keyring_layer KEYPATH LAYER...: the last layer whose files/ hold the keyring (none: the image's own).
+keyring_layer() {
+  _keypath=$1; shift
+  _holder=""
+  for _candidate in "$@"; do [ ! -f "$_candidate/files$_keypath" ] || _holder=$_candidate; done
+  printf '%s' "$_holder"
+}
+
 # Keyrings named by Signed-By: from some layer's files/ (the last one holding it) or already in
 # the image; each repository's Release must be signed by a key of its keyring.
 check_layer_keys() {
   key_sources=""  # "keypath layer" for keyrings found in a layer's files/
   while read -r _uri _suite _key _rel _layer; do
     { [ -n "$_uri" ] && [ "$_key" != - ]; } || continue
-    _from=""
-    for _candidate in "$@"; do [ ! -f "$_candidate/files$_key" ] || _from=$_candidate; done
+    _from=$(keyring_layer "$_key" "$@")
     if [ -n "$_from" ]; then
       key_sources="$key_sources$_key $_from
 "
@@ -169,7 +176,18 @@ check_release_signature() {
   rm -rf "$_sig"
 }
 
-# The layers' repositories stay in the image (as written; during the build with
+# write_mirrored_source SRC TARGET: the layer's source file in the image, its URIs those of
+# --apt-mirror; restore_layer_sources puts SRC back when the step ends.
+write_mirrored_source() {
+  printf '%s\n' "$apt_mirrors" | awk '
+    NR == FNR { if ($1 != "") { f = $1; sub(/\/+$/, "", f); map[f] = $2 } next }
+    tolower($1) == "uris:" { line = $1; for (i = 2; i <= NF; i++) { u = $i; sub(/\/+$/, "", u); line = line " " (u in map ? map[u] : $i) } print line; next }
+    { print }' - "$1" >"$root$2"
+  chmod 0644 "$root$2"
+  printf '%s %s\n' "$1" "$2" >>"$work/mirrored-sources"
+}
+
+# The layers' repositories stay in the image (as written; during each step with
 # their --apt-mirror URIs); their keyrings come first.
 add_layer_sources() {
   for _layer in "$@"; do
@@ -177,15 +195,11 @@ add_layer_sources() {
       _target=/etc/apt/sources.list.d/${_src##*/}
       say "adding repository ${_src#"$_layer"/} from profile ${_layer##*/}"
       if [ -n "$apt_mirrors" ]; then
-        printf '%s\n' "$apt_mirrors" | awk '
-          NR == FNR { if ($1 != "") { f = $1; sub(/\/+$/, "", f); map[f] = $2 } next }
-          tolower($1) == "uris:" { line = $1; for (i = 2; i <= NF; i++) { u = $i; sub(/\/+$/, "", u); line = line " " (u in map ? map[u] : $i) } print line; next }
-          { print }' - "$_src" >"$root$_target"
-        printf '%s %s\n' "$_src" "$_target" >>"$work/mirrored-sources"
+        write_mirrored_source "$_src" "$_target"
       else
         cp "$_src" "$root$_target"
+        chmod 0644 "$root$_target"
       fi
-      chmod 0644 "$root$_target"
     done
   done
   while read -r _key _from; do
@@ -196,7 +210,20 @@ $key_sources
 LIST
 }
 
-# After the build: the repositories the build fetched through --apt-mirror get their own URIs back.
+# A step after the packages' fetches the layers' repositories (those still in the
+# image) through --apt-mirror too, as the packages step did.
+mirror_layer_sources() {
+  [ -n "$apt_mirrors" ] || return 0
+  for _layer in "$@"; do
+    for _src in $(layer_sources "$_layer"); do
+      _target=/etc/apt/sources.list.d/${_src##*/}
+      [ ! -f "$root$_target" ] || write_mirrored_source "$_src" "$_target"
+    done
+  done
+}
+
+# At the end of each step: the repositories it fetched through --apt-mirror get
+# their own URIs back, so no layer keeps a mirror's.
 restore_layer_sources() {
   [ -f "$work/mirrored-sources" ] || return 0
   while read -r _src _target; do
@@ -204,4 +231,5 @@ restore_layer_sources() {
     cp "$_src" "$root$_target"
     chmod 0644 "$root$_target"
   done <"$work/mirrored-sources"
+  rm -f "$work/mirrored-sources"
 }

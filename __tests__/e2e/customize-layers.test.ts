@@ -1,0 +1,170 @@
+// A profile build is a chain of cached layers (scripts/steps/customize/layers.sh) on
+// Debian's real trixie image: a change in the last commands.d script rebuilds that
+// step only, builds of the same layers at once wait for each other, and an
+// interrupted layer is never left behind.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { execFileSync, spawnSync } from "child_process";
+import { customizeArgs } from "../../lib/constructs/customized-image";
+import { readProfile } from "../../lib/config/profile";
+import { fixtureImage } from "../../testkit/fixture-image";
+import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
+import { hostLeftovers, loopAttachments, orphanLoopsSince } from "../../testkit/libvirt";
+
+describe("a profile build is a chain of cached layers", () => {
+  let server: FileServer;
+  let work: string;
+  let base: string;
+  let profiles: string;
+  const layered = () => path.join(profiles, "layered");
+  const lastScript = () => path.join(layered(), "commands.d/20-last.sh");
+  const args = (output: string, store: string) => [...customizeArgs(readProfile(profiles, "layered", "trixie"), "trixie", base, output, { secureBoot: false }), "--layer-store", store];
+  const build = (output: string, store: string) => runScript("customize-image.sh", args(output, store));
+  const layersIn = (store: string) => fs.readdirSync(store).filter((f) => f.endsWith(".qcow2")).sort();
+  const stepsIn = (store: string) => fs.readdirSync(store).filter((f) => f.endsWith(".step")).map((f) => fs.readFileSync(path.join(store, f), "utf8").trim()).sort();
+  const daemons = () => spawnSync("pgrep", ["-af", `qemu-storage-daemon.*${work}`], { encoding: "utf8" }).stdout.trim();
+  /** What matters of an image: its packages, what the profile wrote, and that it is clean. */
+  const essentials = (image: string) =>
+    withImageRoot(image, (root) => ({
+      packages: [...installedPackages(root)].sort(),
+      last: fs.readFileSync(path.join(root, "etc/btw-last"), "utf8"),
+      first: fs.readFileSync(path.join(root, "etc/btw-first"), "utf8"),
+      file: fs.readFileSync(path.join(root, "etc/btw-layered.conf"), "utf8"),
+      machineId: fs.readFileSync(path.join(root, "etc/machine-id"), "utf8"),
+      aptLists: fs.readdirSync(path.join(root, "var/lib/apt/lists")).filter((f) => !["lock", "partial", "auxfiles"].includes(f)),
+      tmp: fs.readdirSync(path.join(root, "tmp")),
+      leftovers: execFileSync("find", ["etc", "usr/sbin", "-name", "*btw-host*", "-o", "-name", "grub-install.btw-real", "-o", "-name", "policy-rc.d"], { cwd: root, encoding: "utf8" }),
+    }));
+
+  beforeAll(async () => {
+    const fixture = fixtureImage("trixie");
+    server = await serveDirectory(fixture.dir);
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "ly-layers-"));
+    base = path.join(work, "base.qcow2");
+    const run = runScript("prepare-cloud-img.sh", [
+      "--url", `${server.baseUrl}/${fixture.archiveName}`,
+      "--sha512", fixture.sha512,
+      "--checksums", `${server.baseUrl}/SHA512SUMS`,
+      "--cache-dir", path.join(work, "cache"),
+      "--link", base,
+    ]);
+    expect(run.status).toBe(0);
+    // A profile of each kind of step: packages, files/, two commands.d scripts.
+    profiles = path.join(work, "profiles");
+    fs.mkdirSync(path.join(layered(), "install.d"), { recursive: true });
+    fs.mkdirSync(path.join(layered(), "files/etc"), { recursive: true });
+    fs.mkdirSync(path.join(layered(), "commands.d"), { recursive: true });
+    fs.writeFileSync(path.join(layered(), "install.d/tools.list"), "qemu-guest-agent\n");
+    fs.writeFileSync(path.join(layered(), "files/etc/btw-layered.conf"), "from files/\n");
+    fs.writeFileSync(path.join(layered(), "commands.d/10-first.sh"), "dpkg -s qemu-guest-agent >/dev/null && echo first >/etc/btw-first\n");
+    fs.writeFileSync(lastScript(), "echo last one >/etc/btw-last\n");
+  }, 1_800_000);
+
+  afterAll(async () => {
+    await server?.close();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  afterEach(() => {
+    expect(hostLeftovers(work)).toEqual([]);
+    expect(daemons()).toBe("");
+  });
+
+  test("changing the last commands.d script rebuilds only that step, and the image equals a build from scratch", () => {
+    const store = path.join(work, "store");
+    const first = build(path.join(work, "first.qcow2"), store);
+    expect({ status: first.status, tail: first.status === 0 ? "" : first.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
+    expect(first.stderr).toMatch(/layer 1\/4 packages: building/);
+    expect(first.stderr).toMatch(/layer 4\/4 layered\/commands\.d\/20-last\.sh: building/);
+    expect(stepsIn(store)).toEqual(["layered/commands.d/10-first.sh", "layered/commands.d/20-last.sh", "layered/files", "packages"]);
+    const before = layersIn(store);
+
+    fs.writeFileSync(lastScript(), "echo last two >/etc/btw-last\n");
+    const again = build(path.join(work, "again.qcow2"), store);
+    expect(again.status).toBe(0);
+    for (const cached of ["1/4 packages", "2/4 layered/files", "3/4 layered/commands.d/10-first.sh"]) {
+      expect(again.stderr).toContain(`layer ${cached}: cached`);
+    }
+    expect(again.stderr).toMatch(/layer 4\/4 layered\/commands\.d\/20-last\.sh: building/);
+    expect(again.stderr).not.toMatch(/apt-get update|installing:|copying files\/|running commands\.d\/10-first\.sh/);
+    // The three layers before it are the same files; one new layer was added.
+    const after = layersIn(store);
+    expect(after.filter((layer) => before.includes(layer))).toEqual(before);
+    expect(after.length).toBe(before.length + 1);
+
+    const scratch = build(path.join(work, "scratch.qcow2"), path.join(work, "scratch-store"));
+    expect(scratch.status).toBe(0);
+    const rebuilt = essentials(path.join(work, "again.qcow2"));
+    expect(rebuilt.last).toBe("last two\n");
+    expect(rebuilt.first).toBe("first\n");
+    expect(rebuilt.packages).toContain("qemu-guest-agent");
+    expect({ machineId: rebuilt.machineId, aptLists: rebuilt.aptLists, tmp: rebuilt.tmp, leftovers: rebuilt.leftovers }).toEqual({ machineId: "", aptLists: [], tmp: [], leftovers: "" });
+    expect(rebuilt).toEqual(essentials(path.join(work, "scratch.qcow2")));
+  }, 1_800_000);
+
+  test("two builds of the same layers at once: one builds each layer, the other waits and reuses it", async () => {
+    const store = path.join(work, "shared-store");
+    const outputs = ["a", "b"].map((name) => path.join(work, `concurrent-${name}.qcow2`));
+    const runs = await Promise.all(outputs.map((output) => runScriptAsync("customize-image.sh", args(output, store))));
+    for (const run of runs) expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
+    const built = runs.map((run) => /layer 1\/4 packages: building/.test(run.stderr));
+    expect(built.filter(Boolean)).toHaveLength(1);
+    const waited = runs[built.indexOf(false)].stderr;
+    expect(waited).toMatch(/waiting for another build of layer packages/);
+    expect(waited).toMatch(/layer 1\/4 packages: cached/);
+    expect(layersIn(store)).toHaveLength(4);
+    expect(fs.readdirSync(store).filter((f) => f.endsWith(".partial"))).toEqual([]);
+    for (const output of outputs) expect(essentials(output).last).toBe("last two\n");
+  }, 1_800_000);
+
+  test("SIGTERM in the middle of a layer leaves no partial layer, no mount, no loop device and no daemon", async () => {
+    const store = path.join(work, "store");
+    const before = layersIn(store);
+    fs.writeFileSync(lastScript(), "echo last three >/etc/btw-last\nsleep 600\n");
+    const output = path.join(work, "interrupted.qcow2");
+    const terminated = await runScriptUntil("customize-image.sh", args(output, store), /running commands\.d\/20-last\.sh/, "SIGTERM");
+    expect(terminated.status).not.toBe(0);
+    expect(layersIn(store)).toEqual(before);
+    expect(fs.readdirSync(store).filter((f) => f.endsWith(".partial"))).toEqual([]);
+    expect(fs.existsSync(output)).toBe(false);
+    expect(fs.existsSync(`${output}.work`)).toBe(false);
+    expect(hostLeftovers(work)).toEqual([]);
+    expect(daemons()).toBe("");
+
+    fs.writeFileSync(lastScript(), "echo last three >/etc/btw-last\n");
+    const resumed = build(output, store);
+    expect(resumed.status).toBe(0);
+    expect(resumed.stderr).toMatch(/layer 3\/4 layered\/commands\.d\/10-first\.sh: cached/);
+    expect(essentials(output).last).toBe("last three\n");
+  }, 1_800_000);
+
+  test("a daemon that stops answering mid-layer does not hang the rollback: its export is cut off, nothing is left", async () => {
+    const store = path.join(work, "store");
+    const before = layersIn(store);
+    const loopsBefore = loopAttachments();
+    fs.writeFileSync(lastScript(), "echo last four >/etc/btw-last\nsleep 600\n");
+    const output = path.join(work, "stuck.qcow2");
+    const exportOf = `mountpoint=${output}.work/disk.raw`;
+    let stopped = "";
+    try {
+      const terminated = await runScriptUntil("customize-image.sh", args(output, store), /running commands\.d\/20-last\.sh/, "SIGTERM", () => {
+        // The layer's daemon stops serving its export (SIGSTOP): every request to it would wait forever.
+        stopped = spawnSync("pgrep", ["-f", exportOf], { encoding: "utf8" }).stdout.trim();
+        if (/^\d+$/.test(stopped)) process.kill(Number(stopped), "SIGSTOP");
+      });
+      expect(stopped).toMatch(/^\d+$/);
+      expect(terminated.status).not.toBe(0);
+      expect(terminated.stderr).toMatch(/ended the FUSE connection of the export/);
+      expect(layersIn(store)).toEqual(before);
+      expect(fs.readdirSync(store).filter((f) => f.endsWith(".partial"))).toEqual([]);
+      expect(fs.existsSync(output)).toBe(false);
+      expect(fs.existsSync(`${output}.work`)).toBe(false);
+      expect(orphanLoopsSince(loopsBefore)).toEqual([]);
+    } finally {
+      // Whatever happened above, no stopped daemon of this test is left behind.
+      if (stopped) spawnSync("kill", ["-KILL", stopped]);
+    }
+  }, 1_800_000);
+});
