@@ -48,13 +48,7 @@ export function releaseHeld(held: Held): void {
  */
 export function hold(name: string, held: Held): () => void {
   releaseHeld(held);
-  const dir = recordsDir();
-  const record = dir ? path.join(dir, `${name}.json`) : undefined;
-  if (record) fs.writeFileSync(record, JSON.stringify(held));
-  return () => {
-    releaseHeld(held);
-    if (record) fs.rmSync(record, { force: true });
-  };
+  return holdStarted(name, held);
 }
 
 /**

@@ -4,9 +4,9 @@
 import { execFileSync, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { freePort } from "./free-port";
 
 /** The newest server Debian's postgresql package installed. */
 function serverBinDir(): string {
@@ -14,17 +14,6 @@ function serverBinDir(): string {
   const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => fs.existsSync(path.join(root, v, "bin", "postgres"))) : [];
   if (versions.length === 0) throw new Error("PostgreSQL's server is not installed: apt-get install postgresql (scripts/host/host-requirements.txt)");
   return path.join(root, versions.sort((a, b) => Number(b) - Number(a))[0], "bin");
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
 }
 
 export interface PostgresServer {

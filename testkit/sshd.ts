@@ -4,9 +4,9 @@
 // ~/.ssh is read or written. stop() ends it and removes its folder.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { freePort } from "./free-port";
 
 export interface SshServer {
   port: number;
@@ -19,17 +19,6 @@ export interface SshServer {
   knownHosts: string;
   pidFile: string;
   stop(): void;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
 }
 
 const PRIVSEP_DIR = "/run/sshd";

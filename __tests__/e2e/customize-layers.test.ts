@@ -8,13 +8,11 @@ import * as path from "path";
 import { execFileSync, spawnSync } from "child_process";
 import { customizeArgs } from "../../lib/constructs/customized-image";
 import { readProfile } from "../../lib/config/profile";
-import { fixtureImage } from "../../testkit/fixture-image";
-import { FileServer, serveDirectory } from "../../testkit/http-server";
+import { acquireFixtureBase } from "../../testkit/fixture-image";
 import { installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
 import { hostLeftovers, loopAttachments, orphanLoopsSince } from "../../testkit/libvirt";
 
 describe("a profile build is a chain of cached layers", () => {
-  let server: FileServer;
   let work: string;
   let base: string;
   let profiles: string;
@@ -38,19 +36,9 @@ describe("a profile build is a chain of cached layers", () => {
       leftovers: execFileSync("find", ["etc", "usr/sbin", "-name", "*btw-host*", "-o", "-name", "grub-install.btw-real", "-o", "-name", "policy-rc.d"], { cwd: root, encoding: "utf8" }),
     }));
 
-  beforeAll(async () => {
-    const fixture = fixtureImage("trixie");
-    server = await serveDirectory(fixture.dir);
+  beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "ly-layers-"));
-    base = path.join(work, "base.qcow2");
-    const run = runScript("prepare-cloud-img.sh", [
-      "--url", `${server.baseUrl}/${fixture.archiveName}`,
-      "--sha512", fixture.sha512,
-      "--checksums", `${server.baseUrl}/SHA512SUMS`,
-      "--cache-dir", path.join(work, "cache"),
-      "--link", base,
-    ]);
-    expect(run.status).toBe(0);
+    base = acquireFixtureBase("trixie", work);
     // A profile of each kind of step: packages, files/, two commands.d scripts.
     profiles = path.join(work, "profiles");
     fs.mkdirSync(path.join(layered(), "install.d"), { recursive: true });
@@ -62,8 +50,7 @@ describe("a profile build is a chain of cached layers", () => {
     fs.writeFileSync(lastScript(), "echo last one >/etc/btw-last\n");
   }, 1_800_000);
 
-  afterAll(async () => {
-    await server?.close();
+  afterAll(() => {
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
