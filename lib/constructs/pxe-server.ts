@@ -43,7 +43,7 @@ export class PxeServer extends Construct {
         name: machine.name,
         mac: machine.mac,
         profile: machine.profile,
-        disk: machine.disk ?? "",
+        disk: machine.disks[0] ?? "",
         wipe: machine.wipe,
         user_data: seed.userData,
         meta_data: seed.metaData,
