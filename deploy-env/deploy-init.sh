@@ -7,7 +7,9 @@
 # boots the restored disk from here instead of rebooting into the network, and
 # a later network boot finds its own install on the disk and restores nothing.
 # Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
-#   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=kexec|reboot|poweroff]
+#   [btw.seed=URL] [btw.layout=single|raid1|zfs|zfs-mirror] [btw.disk=/dev/X ...] [btw.wipe=1]
+#   [btw.after=kexec|reboot|poweroff]
+# btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 # Only as the deploy environment's /init (process 1): run anywhere else it would
@@ -32,7 +34,7 @@ say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # kexec (btw.after=kexec) is not the default: in the tests a machine started that way still
 # came back through the network once; not understood yet.
-server="" mac="" token="" manifest="" seed="" disk="" wipe="" after=reboot
+server="" mac="" token="" manifest="" seed="" disks="" layout=single wipe="" after=reboot
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
@@ -40,7 +42,8 @@ for arg in $(cat /proc/cmdline); do
     btw.token=*) token=${arg#*=} ;;
     btw.manifest=*) manifest=${arg#*=} ;;
     btw.seed=*) seed=${arg#*=} ;;
-    btw.disk=*) disk=${arg#*=} ;;
+    btw.disk=?*) disks="$disks ${arg#*=}" ;;
+    btw.layout=*) layout=${arg#*=} ;;
     btw.wipe=1) wipe=--wipe ;;
     btw.after=*) after=${arg#*=} ;;
   esac
@@ -93,6 +96,16 @@ ip link set "$iface" up
 say "DHCP on $iface ($mac)"
 udhcpc -i "$iface" -n -q -t 20 -T 3 -s /etc/udhcpc.script || fail "no DHCP answer on $iface"
 
+# Only single is restored yet (docs/layouts.md): another layout stops here, before anything is written,
+# once the network is up so that the server hears 'failed'.
+case "$layout" in
+  single) ;;
+  raid1|zfs|zfs-mirror) fail "layout $layout is not restored by this deploy environment yet: only single is (docs/layouts.md)" ;;
+  *) fail "unknown layout '$layout' on the kernel command line" ;;
+esac
+set -- $disks
+[ $# -le 1 ] || fail "layout single takes one disk, the command line names $#:$disks"
+disk=${1:-}
 if [ -z "$disk" ]; then
   candidates=""
   for block in /sys/block/*; do

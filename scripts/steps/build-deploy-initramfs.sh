@@ -9,7 +9,8 @@ set -eu
 umask 022
 
 PROG=build-deploy-initramfs
-USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR"
+USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR [--layout NAME]... [--image-program NAME]...
+         [--image-module NAME]..."
 # Driver folders and files of the image's kernel that go into the initramfs.
 # ext4 is a module in the generic kernel (built in in the cloud one): the
 # restore mounts the new root file system to write the seed; efivarfs lets it set
@@ -30,18 +31,33 @@ disk_links=$(readlink -f "$(dirname "$0")/../../deploy-env/disk-links.sh")
 deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
 own_mount_namespace "$@"
 
-image="" output_dir=""
+image="" output_dir="" layouts="" image_programs="" image_modules=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
       echo "$USAGE"
       echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio) and, when the image has them, DIR/shimx64.efi"
       echo "and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
-      echo "Needs root, busybox (static), cpio, xz."
+      echo "--layout names a disk layout beyond single that the environment restores (listed in"
+      echo "/etc/btw-layouts and build.json); --image-program copies a program of the image, with the"
+      echo "image's libraries, under /image (run through the image's loader by a wrapper in /usr/sbin);"
+      echo "--image-module copies a module of the image's kernel (updates/dkms too) and what it depends on."
+      echo "Needs root, busybox (static), cpio, xz, jq."
       exit 0 ;;
-    --image|--output-dir)
+    --image|--output-dir|--layout|--image-program|--image-module)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
-      case "$1" in --image) image=$2 ;; --output-dir) output_dir=$2 ;; esac
+      case "$1" in
+        --image) image=$2 ;;
+        --output-dir) output_dir=$2 ;;
+        *)
+          # These become file names and words of a list.
+          case "$2" in ''|*[!A-Za-z0-9_.+-]*) usage_error "$1 takes a name of letters, digits and '_.+-'" ;; esac
+          case "$1" in
+            --layout) layouts="$layouts $2" ;;
+            --image-program) image_programs="$image_programs $2" ;;
+            --image-module) image_modules="$image_modules $2" ;;
+          esac ;;
+      esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -49,7 +65,7 @@ done
 [ -n "$image" ] || usage_error "missing --image"
 [ -n "$output_dir" ] || usage_error "missing --output-dir"
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
-for tool in qemu-img losetup partx mount umount cpio xz zstd ldd modinfo $PROGRAMS; do
+for tool in qemu-img losetup partx mount umount chroot cpio xz zstd ldd modinfo $PROGRAMS; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 busybox=$(command -v busybox) || die "required tool not found: busybox (Debian package busybox-static)"
@@ -105,6 +121,63 @@ for dir in $MODULE_DIRS; do
   done
 done
 cp "$modules"/modules.builtin* "$modules"/modules.order "$root/lib/modules/$kver/" 2>/dev/null || true
+# What a layout needs from the image's kernel (lib/config/layout.ts): modules outside the
+# folders above (zfs.ko and spl.ko that zfs-dkms built, in updates/dkms) and what they depend on.
+pending=$image_modules
+while [ -n "$pending" ]; do
+  # shellcheck disable=SC2086 # a list of module names
+  set -- $pending
+  [ $# -gt 0 ] || break
+  module=$1
+  shift
+  pending=$*
+  # Module names treat '-' and '_' alike (md_mod is md-mod.ko).
+  pattern=$(echo "$module" | sed 's/[-_]/[-_]/g')
+  grep -q "/$pattern\.ko$" "$modules/modules.builtin" 2>/dev/null && continue
+  [ -z "$(find "$root/lib/modules/$kver" -name "$pattern.ko" | head -n 1)" ] || continue
+  found=$(cd "$modules" && find . -name "$pattern.ko*" | sort | head -n 1)
+  [ -n "$found" ] || die "the image's kernel $kver has no module $module (the layouts$layouts need it; is its package in the profile?)"
+  target=$root/lib/modules/$kver/${found#./}
+  target=${target%.xz}
+  target=${target%.zst}
+  mkdir -p "$(dirname "$target")"
+  case "$found" in
+    *.xz) xz -dc "$modules/$found" >"$target" ;;
+    *.zst) zstd -q -dc "$modules/$found" >"$target" ;;
+    *) cp "$modules/$found" "$target" ;;
+  esac
+  pending="$pending $(modinfo -F depends "$target" | tr ',' ' ')"
+done
+# Programs a layout needs from the image (lib/config/layout.ts): the versions the restored
+# system runs (zpool and zfs must match the module). Under /image with the image's own
+# libraries, beside the host's programs below, whose libraries may be other versions.
+image_loader=""
+for program in $image_programs; do
+  program_path=""
+  for dir in /usr/sbin /usr/bin /sbin /bin; do
+    if [ -f "$mnt$dir/$program" ] && [ -x "$mnt$dir/$program" ]; then program_path=$dir/$program; break; fi
+  done
+  [ -n "$program_path" ] || die "the image has no program $program (the layouts$layouts need it; is its package in the profile?)"
+  # Paths resolved by the image itself (its links may be absolute); its own loader lists the libraries.
+  resolved=$(chroot "$mnt" /usr/bin/readlink -f "$program_path")
+  [ -n "$image_loader" ] || image_loader=$(chroot "$mnt" /usr/bin/readlink -f /lib64/ld-linux-x86-64.so.2)
+  mkdir -p "$root/image$(dirname "$program_path")" "$root/image$(dirname "$image_loader")"
+  cp "$mnt$resolved" "$root/image$program_path"
+  [ -e "$root/image$image_loader" ] || cp "$mnt$image_loader" "$root/image$image_loader"
+  # Each library under the name the loader looks for (the soname link), with the content it points to.
+  chroot "$mnt" "$image_loader" --list "$resolved" | awk '/=> \// { print $3 }' | while read -r lib; do
+    [ -e "$root/image$lib" ] && continue
+    mkdir -p "$root/image$(dirname "$lib")"
+    cp "$mnt$(chroot "$mnt" /usr/bin/readlink -f "$lib")" "$root/image$lib"
+  done
+  mkdir -p "$root/usr/sbin"
+  cat >"$root/usr/sbin/$program" <<EOF
+#!/bin/sh
+# The image's own $program (build-deploy-initramfs.sh --image-program), with the image's libraries.
+exec /image$image_loader --library-path /image/lib/x86_64-linux-gnu:/image/usr/lib/x86_64-linux-gnu /image$program_path "\$@"
+EOF
+  chmod 755 "$root/usr/sbin/$program"
+done
 # Firmware the included drivers ask for, where the image has it (a profile's
 # firmware-* packages): without it some NICs do not come up.
 firmware_dir=$mnt/lib/firmware
@@ -173,6 +246,8 @@ cp "$restore_disk" "$disk_links" "$root/usr/bin/"
 cp "$deploy_init" "$root/init"
 chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh" "$root/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
+# The disk layouts this environment restores beyond single, one a line.
+for layout in $layouts; do echo "$layout"; done >"$root/etc/btw-layouts"
 # The machine's clock may be anything before NTP: e2fsck must not stop on it.
 printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
 cat >"$root/etc/udhcpc.script" <<'EOF'
@@ -191,7 +266,11 @@ EOF
 chmod 755 "$root/etc/udhcpc.script"
 
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
-printf '{"kernel_version": "%s", "source_image": "%s", "uefi_loader": "%s"}\n' "$kver" "$(basename "$image")" "$uefi_loader" >"$staging/build.json"
+jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_loader" \
+  --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" \
+  'def words: split(" ") | map(select(. != ""));
+   {kernel_version: $kver, source_image: $image, uefi_loader: $loader,
+    layouts: (["single"] + ($layouts | words)), image_programs: ($programs | words), image_modules: ($modules | words)}' >"$staging/build.json"
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"
