@@ -163,8 +163,10 @@ recover_work() {
 # $root and reads its release. The daemon is this shell's child, killed with it.
 open_image() {
   : >"$raw"
+  # discard=unmap: what a step frees (fstrim on close) becomes zero clusters over the
+  # layers below, so the flattened image does not carry deleted files' old blocks.
   setpriv --pdeathsig KILL qemu-storage-daemon \
-    --blockdev "driver=qcow2,node-name=layer,file.driver=file,file.filename=$1" \
+    --blockdev "driver=qcow2,node-name=layer,discard=unmap,file.driver=file,file.filename=$1,file.discard=unmap" \
     --export "type=fuse,id=layer,node-name=layer,mountpoint=$raw,writable=on" 7>&- 8>&- 9>&- &
   qsd_pid=$!
   _tries=0
