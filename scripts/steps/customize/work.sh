@@ -204,6 +204,8 @@ mount_chroot_filesystems() {
 close_image() {
   kill_chroot_processes
   # Blocks freed in the image are discarded in the overlay, so it stays small.
+  # Committed first: ext4 trims no block freed in a transaction still open (clean's deletions).
+  sync -f "$root" 2>/dev/null || true
   fstrim "$root" 2>/dev/null || true
   for _m in dev/shm dev/pts dev run sys proc; do
     umount "$root/$_m"
