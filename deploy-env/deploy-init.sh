@@ -2,7 +2,7 @@
 # /init of the deploy environment (scripts/steps/build-deploy-initramfs.sh): bring
 # up the NIC that PXE-booted, restore the image onto the disk with
 # restore-disk.sh, report to the PXE server, then start the restored system
-# (kexec into its own kernel; a reboot when kexec cannot).
+# (a reboot; with btw.after=kexec, not the default, kexec into its own kernel).
 # A restore happens once: when "done" does not reach the server, the machine
 # boots the restored disk from here instead of rebooting into the network, and
 # a later network boot finds its own install on the disk and restores nothing.
