@@ -146,6 +146,8 @@ const machineSchema = z
     disk: wholeDisk.optional(),
     /** Allow overwriting a disk that holds partitions or data. */
     wipe: z.boolean().default(false),
+    /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
+    first_boot: z.enum(["kexec", "reboot"]).default("kexec"),
     user_data: cloudConfig.optional(),
   })
   .strict();
@@ -404,6 +406,7 @@ export interface MachineConfig {
   profile: string;
   disk?: string;
   wipe: boolean;
+  firstBoot: "kexec" | "reboot";
   userData: Record<string, unknown>;
 }
 
@@ -640,6 +643,7 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
         profile: machine.profile ?? lab.profile,
         disk: machine.disk,
         wipe: machine.wipe,
+        firstBoot: machine.first_boot,
         userData: machine.user_data ?? {},
       })),
     },

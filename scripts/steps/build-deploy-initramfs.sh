@@ -20,6 +20,12 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
 # (An entry ending in .ko is one module, compressed or not.)
 # Host programs copied with their shared libraries.
 PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs efibootmgr kexec"
+# What goes into tools.img, fetched by /init once the network is up, instead of
+# initramfs.img, which the boot loader loads through the firmware's network (GRUB's
+# HTTP moved about 2 MB/s under emulation: each MB left out is half a second).
+# Paths in the initramfs tree; the programs above, but zstd (which unpacks tools.img),
+# go there too.
+TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs"
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
@@ -35,8 +41,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
       echo "$USAGE"
-      echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio) and, when the image has them, DIR/shimx64.efi"
-      echo "and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
+      echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio: /init, busybox, zstd, the network drivers),"
+      echo "DIR/tools.img (zstd cpio: storage drivers, the restore's programs) and, when the image has them,"
+      echo "DIR/shimx64.efi and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
       echo "Needs root, busybox (static), cpio, xz."
       exit 0 ;;
     --image|--output-dir)
@@ -90,9 +97,12 @@ for dir in $MODULE_DIRS; do
   name='*.ko*'
   case "$dir" in *.ko) name="${dir##*/}*" dir=${dir%/*} ;; esac
   [ -d "$modules/$dir" ] || continue
-  # Wireless, CAN, WWAN and 802.15.4 drivers do not PXE-boot a machine, nor do the
-  # kernel's self-tests (lib/test_*): leaving them out halves the initramfs.
+  # Wireless, CAN, WWAN, 802.15.4, serial-line, WAN, ham radio, ARCnet, FDDI and HIPPI
+  # drivers and tunnels do not PXE-boot a machine, nor do the kernel's self-tests
+  # (lib/test_*): leaving them out halves the initramfs.
   (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' -o -path '*/net/wwan' -o -path '*/net/ieee802154' \
+    -o -path '*/net/arcnet' -o -path '*/net/fddi' -o -path '*/net/hamradio' -o -path '*/net/hippi' -o -path '*/net/plip' \
+    -o -path '*/net/ppp' -o -path '*/net/slip' -o -path '*/net/wan' -o -path '*/net/wireguard' -o -path '*/net/vxlan' \
     -o -name 'test_*' \) -prune -o -name "$name" -print) | while read -r module; do
     target=$root/lib/modules/$kver/${module%.xz}
     target=${target%.zst}
@@ -145,20 +155,33 @@ cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
-# copy_with_libs FILE: the program at the same path, plus what ldd names.
+tools=$work/tools
+mkdir -p "$tools"
+# copy_with_libs TREE FILE: the program at the same path in TREE, plus what ldd names
+# (a library the initramfs has already is not copied into tools).
 copy_with_libs() {
-  mkdir -p "$root$(dirname "$1")"
-  cp -L "$1" "$root$1"
-  ldd "$1" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
-    [ -e "$root$lib" ] && continue
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
+  mkdir -p "$1$(dirname "$2")"
+  cp -L "$2" "$1$2"
+  ldd "$2" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+    { [ -e "$root$lib" ] || [ -e "$1$lib" ]; } && continue
+    mkdir -p "$1$(dirname "$lib")"
+    cp -L "$lib" "$1$lib"
   done
 }
-for program in $PROGRAMS; do
+# zstd first, into the initramfs (it unpacks tools.img); the others into tools.
+for program in zstd $PROGRAMS; do
   path=$(command -v "$program")
-  copy_with_libs "$(readlink -f "$path")"
-  [ "$(readlink -f "$path")" = "$path" ] || { mkdir -p "$root$(dirname "$path")"; ln -sf "$(readlink -f "$path")" "$root$path"; }
+  real=$(readlink -f "$path")
+  [ ! -e "$root$real" ] || continue
+  tree=$tools
+  [ "$program" != zstd ] || tree=$root
+  copy_with_libs "$tree" "$real"
+  [ "$real" = "$path" ] || { mkdir -p "$tree$(dirname "$path")"; ln -sf "$real" "$tree$path"; }
+done
+for dir in $TOOLS_MODULE_DIRS; do
+  [ -d "$root/lib/modules/$kver/$dir" ] || continue
+  mkdir -p "$tools/lib/modules/$kver/$(dirname "$dir")"
+  mv "$root/lib/modules/$kver/$dir" "$tools/lib/modules/$kver/$dir"
 done
 # glibc loads libgcc_s at run time (thread exit), so ldd does not name it.
 for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
@@ -169,9 +192,10 @@ for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_
 done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
-cp "$restore_disk" "$disk_links" "$root/usr/bin/"
+mkdir -p "$tools/usr/bin"
+cp "$restore_disk" "$disk_links" "$tools/usr/bin/"
 cp "$deploy_init" "$root/init"
-chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh" "$root/usr/bin/disk-links.sh"
+chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
 # The machine's clock may be anything before NTP: e2fsck must not stop on it.
 printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
@@ -191,8 +215,9 @@ EOF
 chmod 755 "$root/etc/udhcpc.script"
 
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
+(cd "$tools" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/tools.img"
 printf '{"kernel_version": "%s", "source_image": "%s", "uefi_loader": "%s"}\n' "$kver" "$(basename "$image")" "$uefi_loader" >"$staging/build.json"
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"
-say "wrote $output_dir/vmlinuz and initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1))"
+say "wrote $output_dir/vmlinuz, initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1)) and tools.img ($(du -h "$output_dir/tools.img" | cut -f1))"
