@@ -72,10 +72,15 @@ fail() {
 # A device that has its driver already is skipped: each modprobe reads the whole
 # alias index, seconds in all under emulation. (Before tools.img is here only the
 # network's drivers can load; the storage ones fail quietly until then.)
+# The second pass skips what the first could not load (the same modules are there).
 load_drivers() {
+  : >/tmp/no-driver
   for _pass in 1 2; do
     for alias_file in /sys/bus/*/devices/*/modalias; do
-      [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ] && modprobe -q "$(cat "$alias_file")" 2>/dev/null
+      [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ] || continue
+      _alias=$(cat "$alias_file")
+      grep -qxF "$_alias" /tmp/no-driver && continue
+      modprobe -q "$_alias" 2>/dev/null || echo "$_alias" >>/tmp/no-driver
     done
     [ "$_pass" = 2 ] || sleep 1
   done
