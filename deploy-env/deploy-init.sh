@@ -163,9 +163,9 @@ load_restored_kernel() {
     *'$'*|*'`'*) say "kexec: the restored GRUB config uses variables; rebooting instead" ;;
     *)
       if [ -f "/sysroot$_kernel" ] && [ -f "/sysroot$_initrd" ]; then
-        # Secure Boot is off here (no kexec under it): a plain load, without the integrity check
-        # (purgatory's sha256 of every segment: seconds under emulation, of what was just read
-        # from the disk); -s (the kernel loads and checks it) when the plain load is refused.
+        # A plain load first, without the integrity check (purgatory's sha256 of every segment:
+        # seconds under emulation, of what was just read from the disk); under Secure Boot's
+        # lockdown (only when "done" was not heard) the kernel refuses it: -s, it loads and checks.
         if kexec -l -i "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args" 2>/dev/null ||
           kexec -s -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args"; then
           _loaded=0
