@@ -441,19 +441,23 @@ async function main(): Promise<void> {
  */
 function benchLock(): string {
   const lock = path.join(os.tmpdir(), "btw-img-bench.pid");
+  const running = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   for (;;) {
     try {
       fs.writeFileSync(lock, `${process.pid}\n`, { flag: "wx" });
       return lock;
     } catch {
-      const pid = Number(fs.readFileSync(lock, "utf8").trim());
-      try {
-        if (pid > 0) process.kill(pid, 0);
-        throw new Error(`another bench (pid ${pid}) is running on this host: wait for it, or stop it (it releases what it holds)`);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ESRCH" && pid > 0) throw error;
-        fs.rmSync(lock, { force: true });
-      }
+      const pid = Number(fs.existsSync(lock) ? fs.readFileSync(lock, "utf8").trim() : "");
+      if (pid > 0 && running(pid)) throw new Error(`another bench (pid ${pid}) is running on this host: wait for it, or stop it (it releases what it holds)`);
+      // Left by a bench that was killed: taken over.
+      fs.rmSync(lock, { force: true });
     }
   }
 }

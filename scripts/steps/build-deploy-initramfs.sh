@@ -1,9 +1,10 @@
 #!/bin/sh
 # Build the deploy environment that PXE-booted machines run: the kernel of a
-# customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
-# e2fsprogs, jq, the image's storage and network drivers and their firmware,
-# restore-disk.sh, disk-links.sh and deploy-init.sh as /init), and the image's
-# signed shim and GRUB network image that UEFI machines boot first.
+# customized image and an initramfs of ours in two parts: initramfs.img (busybox,
+# zstd, the image's network drivers and their firmware, deploy-init.sh as /init) and
+# tools.img, which /init fetches (storage drivers, partclone, sfdisk, e2fsprogs, jq,
+# restore-disk.sh, disk-links.sh); and the image's signed shim and GRUB network
+# image that UEFI machines boot first.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
@@ -18,13 +19,12 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
   kernel/drivers/virtio kernel/drivers/md kernel/net/core kernel/lib kernel/crypto
   kernel/fs/ext4 kernel/fs/jbd2 kernel/fs/mbcache.ko kernel/fs/efivarfs"
 # (An entry ending in .ko is one module, compressed or not.)
-# Host programs copied with their shared libraries.
-PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs efibootmgr kexec"
-# What goes into tools.img, fetched by /init once the network is up, instead of
-# initramfs.img, which the boot loader loads through the firmware's network (GRUB's
-# HTTP moved about 2 MB/s under emulation: each MB left out is half a second).
-# Paths in the initramfs tree; the programs above, but zstd (which unpacks tools.img),
-# go there too.
+# Host programs copied with their shared libraries into tools.img, which /init fetches
+# once the network is up, instead of initramfs.img, which the boot loader loads through
+# the firmware's network (GRUB's HTTP moved about 2 MB/s under emulation: each MB left
+# out is half a second). zstd, which unpacks tools.img, goes into initramfs.img.
+PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec"
+# Driver folders (of MODULE_DIRS) that go into tools.img too.
 TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs"
 
 . "$(dirname "$0")/lib/messages.sh"
@@ -168,16 +168,15 @@ copy_with_libs() {
     cp -L "$lib" "$1$lib"
   done
 }
-# zstd first, into the initramfs (it unpacks tools.img); the others into tools.
-for program in zstd $PROGRAMS; do
-  path=$(command -v "$program")
-  real=$(readlink -f "$path")
-  [ ! -e "$root$real" ] || continue
-  tree=$tools
-  [ "$program" != zstd ] || tree=$root
-  copy_with_libs "$tree" "$real"
-  [ "$real" = "$path" ] || { mkdir -p "$tree$(dirname "$path")"; ln -sf "$real" "$tree$path"; }
-done
+# copy_program TREE NAME: the host's NAME (with its libraries) and, when NAME is a link, the link.
+copy_program() {
+  _path=$(command -v "$2")
+  _real=$(readlink -f "$_path")
+  copy_with_libs "$1" "$_real"
+  [ "$_real" = "$_path" ] || { mkdir -p "$1$(dirname "$_path")"; ln -sf "$_real" "$1$_path"; }
+}
+copy_program "$root" zstd
+for program in $PROGRAMS; do copy_program "$tools" "$program"; done
 for dir in $TOOLS_MODULE_DIRS; do
   [ -d "$root/lib/modules/$kver/$dir" ] || continue
   mkdir -p "$tools/lib/modules/$kver/$(dirname "$dir")"
