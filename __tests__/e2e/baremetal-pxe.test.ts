@@ -9,8 +9,8 @@
 // "exit 1", so its firmware goes on to the disk; there cloud-init finishes with
 // the hostname configured for the machine's MAC. The BIOS machine's first boot is a
 // kexec from its deploy environment (first_boot's default), the Secure Boot one's a
-// reboot through its firmware (no kexec under Secure Boot): neither asks the network. A seed is served only under its
-// machine's token and only until done. Then the BIOS machine, with a file written
+// reboot through its firmware (no kexec under Secure Boot): neither asks the network.
+// A seed is served only under its machine's token and only until done. Then the BIOS machine, with a file written
 // on it, gets a new user_data and the server is redeployed: rebooted, it boots
 // its disk with the file; `btw metal reinstall` restores it exactly once.
 // `cdktf destroy baremetal` leaves nothing.
