@@ -419,6 +419,7 @@ async function main(): Promise<void> {
     console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
     return;
   }
+  const lock = benchLock();
   startHeldRecords("bench");
   try {
     if (sections.length === 0 || sections.includes("image")) await benchImage();
@@ -429,8 +430,36 @@ async function main(): Promise<void> {
     if (sections.length === 0 || baremetal) await benchBaremetal(baremetalFirmwares(baremetal));
   } finally {
     finishHeldRecords("bench");
+    fs.rmSync(lock, { force: true });
   }
   printTable();
+}
+
+/**
+ * One bench at a time on a host: two would use the same machine, lab and server names (and
+ * the end of one would remove what the other is timing). The pid file of the running one.
+ */
+function benchLock(): string {
+  const lock = path.join(os.tmpdir(), "btw-img-bench.pid");
+  const running = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, `${process.pid}\n`, { flag: "wx" });
+      return lock;
+    } catch {
+      const pid = Number(fs.existsSync(lock) ? fs.readFileSync(lock, "utf8").trim() : "");
+      if (pid > 0 && running(pid)) throw new Error(`another bench (pid ${pid}) is running on this host: wait for it, or stop it (it releases what it holds)`);
+      // Left by a bench that was killed: taken over.
+      fs.rmSync(lock, { force: true });
+    }
+  }
 }
 
 main().catch((error) => {

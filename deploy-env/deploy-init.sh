@@ -1,12 +1,15 @@
 #!/bin/sh
 # /init of the deploy environment (scripts/steps/build-deploy-initramfs.sh): bring
 # up the NIC that PXE-booted, restore the image onto the disk with
-# restore-disk.sh, report to the PXE server, then start the restored system
-# (kexec into its own kernel; a reboot when kexec cannot).
+# restore-disk.sh, report to the PXE server, then start the restored system:
+# btw.after=kexec (the machine's first_boot default) kexecs its own kernel where
+# it can (not under Secure Boot), else it reboots, as btw.after=reboot always does.
 # A restore happens once: when "done" does not reach the server, the machine
 # boots the restored disk from here instead of rebooting into the network, and
 # a later network boot finds its own install on the disk and restores nothing.
 # Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
+#   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
+#   programs, fetched once the network is up)
 #   [btw.seed=URL] [btw.layout=single|raid1|zfs|zfs-mirror] [btw.disk=/dev/X ...] [btw.wipe=1]
 #   [btw.after=kexec|reboot|poweroff]
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
@@ -32,15 +35,16 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 # Seconds since the deploy kernel started: where a slow deploy spends its time.
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
-# kexec (btw.after=kexec) is not the default: in the tests a machine started that way still
-# came back through the network once; not understood yet.
-server="" mac="" token="" manifest="" seed="" disks="" layout=single wipe="" after=reboot
+# Without btw.after (a server older than first_boot): a reboot, as before.
+server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout=single wipe="" after=reboot
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
     btw.mac=*) mac=$(echo "${arg#*=}" | tr 'A-F' 'a-f') ;;
     btw.token=*) token=${arg#*=} ;;
     btw.manifest=*) manifest=${arg#*=} ;;
+    btw.tools=*) tools=${arg#*=} ;;
+    btw.tools_sha256=*) tools_sha256=${arg#*=} ;;
     btw.seed=*) seed=${arg#*=} ;;
     btw.disk=?*) disks="$disks ${arg#*=}" ;;
     btw.layout=*) layout=${arg#*=} ;;
@@ -69,17 +73,25 @@ fail() {
 
 # Drivers for the hardware present, by modalias; twice, as buses load more devices.
 # A device that has its driver already is skipped: each modprobe reads the whole
-# alias index, seconds in all under emulation.
-for pass in 1 2; do
-  for alias_file in /sys/bus/*/devices/*/modalias; do
-    [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ] && modprobe -q "$(cat "$alias_file")" 2>/dev/null
+# alias index, seconds in all under emulation. (Before tools.img is here only the
+# network's drivers can load; the storage ones fail quietly until then.)
+# The second pass skips what the first could not load (the same modules are there).
+load_drivers() {
+  : >/tmp/no-driver
+  for _pass in 1 2; do
+    for alias_file in /sys/bus/*/devices/*/modalias; do
+      [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ] || continue
+      _alias=$(cat "$alias_file")
+      grep -qxF "$_alias" /tmp/no-driver && continue
+      modprobe -q "$_alias" 2>/dev/null || echo "$_alias" >>/tmp/no-driver
+    done
+    [ "$_pass" = 2 ] || sleep 1
   done
-  [ "$pass" = 2 ] || sleep 1
-done
+}
+load_drivers
 
-[ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] || fail "btw.server, btw.mac, btw.token and btw.manifest are required on the kernel command line"
-# No udev here: the disk's by-id and by-path links, for a disk named that way.
-disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
+[ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] && [ -n "$tools" ] && [ -n "$tools_sha256" ] ||
+  fail "btw.server, btw.mac, btw.token, btw.manifest, btw.tools and btw.tools_sha256 are required on the kernel command line"
 
 iface=""
 tries=0
@@ -95,6 +107,16 @@ ip link set lo up
 ip link set "$iface" up
 say "DHCP on $iface ($mac)"
 udhcpc -i "$iface" -n -q -t 20 -T 3 -s /etc/udhcpc.script || fail "no DHCP answer on $iface"
+
+# The rest of the deploy environment, over Linux's network (much faster than the boot loader's).
+wget -q -O /tmp/tools.img "$tools" || fail "cannot download $tools"
+[ "$(sha256sum /tmp/tools.img | cut -d' ' -f1)" = "$tools_sha256" ] || fail "$tools does not match its sha256 (btw.tools_sha256)"
+(cd / && zstd -q -dc /tmp/tools.img | cpio -i -d -m 2>/dev/null) || fail "cannot unpack $tools"
+rm -f /tmp/tools.img
+say "tools unpacked; loading the storage drivers"
+load_drivers
+# No udev here: the disk's by-id and by-path links, for a disk named that way.
+disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
 
 # Only single is restored yet (docs/layouts.md): another layout stops here, before anything is written,
 # once the network is up so that the server hears 'failed'.
@@ -154,9 +176,11 @@ load_restored_kernel() {
     *'$'*|*'`'*) say "kexec: the restored GRUB config uses variables; rebooting instead" ;;
     *)
       if [ -f "/sysroot$_kernel" ] && [ -f "/sysroot$_initrd" ]; then
-        # -s: the kernel checks the signature itself (the only way Secure Boot's lockdown allows).
-        if kexec -s -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args" 2>/dev/null ||
-          kexec -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args"; then
+        # A plain load first, without the integrity check (purgatory's sha256 of every segment:
+        # seconds under emulation, of what was just read from the disk); under Secure Boot's
+        # lockdown (only when "done" was not heard) the kernel refuses it: -s, it loads and checks.
+        if kexec -l -i "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args" 2>/dev/null ||
+          kexec -s -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args"; then
           _loaded=0
           say "kexec: loaded ${_kernel##*/} with the restored system's command line: $_args"
         else
@@ -190,8 +214,8 @@ boot_next_disk() {
 }
 
 # Secure Boot on (the firmware's SecureBoot variable is 1): the first boot goes through the
-# firmware and shim as every later one will. (kexec under Secure Boot loaded and started the
-# signed kernel, but the one test run that tried it came back through the network: not kept.)
+# firmware and shim as every later one will, so the first boot already proves the signed
+# chain (shim, GRUB, kernel) that each later boot depends on.
 secure_boot_on() {
   [ -d /sys/firmware/efi ] || return 1
   modprobe -q efivarfs 2>/dev/null

@@ -2,6 +2,7 @@
 // before anything of the lab is created (or, for a VM whose cloud-init fails,
 // naming the VM and cloud-init's error).
 import * as fs from "fs";
+import * as path from "path";
 import { stringify } from "yaml";
 import { CliRun, LabWorkspace } from "../../testkit/cdktf-cli";
 import { fixtureImage } from "../../testkit/fixture-image";
@@ -64,7 +65,7 @@ describe("bad lab input", () => {
   }, 600_000);
 
   test("an unreachable image URL is named, and nothing is created in libvirt", async () => {
-    const run = await deploy(testLab({ name: `${LAB}5`, extra: { network: { name: `${LAB}5-net`, mode: "isolated", cidr: "10.213.32.0/24" } } }));
+    const run = await deploy(testLab({ name: `${LAB}5`, extra: { network: { name: `${LAB}5-net`, mode: "isolated", cidr: "10.213.34.0/24" } } }));
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/prepare-cloud-img: .*http:\/\/127\.0\.0\.1:9\/images\/SHA512SUMS/);
     expect(leftovers(`${PREFIX}5`)).toEqual([]);
@@ -79,6 +80,8 @@ describe("bad lab input", () => {
     expect(run.output).toMatch(/make-seed-iso: schema: user-data fails the cloud-init schema/);
     expect(run.output).toMatch(/make-seed-iso: schema: user-data fails the cloud-init schema:\n.*runcmd: <hidden> is not of type 'array'/);
     expect(leftovers(`${PREFIX}3-schema`)).toEqual([]);
+    // The failed seed is tainted and gets no destroy step: the seed step itself left no folder.
+    expect(fs.existsSync(path.join(process.env.BTW_CACHE_DIR as string, "labs", `${LAB}3`))).toBe(false);
   }, 1_200_000);
 
   test("a VM whose cloud-init fails makes deploy fail naming the VM and cloud-init's error", async () => {
@@ -87,7 +90,7 @@ describe("bad lab input", () => {
         name: `${LAB}4`,
         imageBaseUrl: server.baseUrl,
         vms: [{ name: "failing", user_data: { runcmd: ["echo btw-about-to-fail", "exit 1"] } }],
-        extra: { network: { name: `${LAB}4-net`, mode: "isolated", cidr: "10.213.31.0/24" }, readiness: { timeout: 900 } },
+        extra: { network: { name: `${LAB}4-net`, mode: "isolated", cidr: "10.213.33.0/24" }, readiness: { timeout: 900 } },
       }),
     );
     expect(run.status).not.toBe(0);

@@ -127,6 +127,33 @@ describe("a profile build is a chain of cached layers", () => {
     expect(essentials(output).last).toBe("last three\n");
   }, 1_800_000);
 
+  test("what a later step or the clean-up deletes is not in the image: freed blocks are discarded through the layers", () => {
+    // shrink writes 64 MiB of random data in one step and deletes it in the next; plain writes nothing.
+    const profile = (name: string, scripts: Record<string, string>) => {
+      fs.mkdirSync(path.join(profiles, name, "commands.d"), { recursive: true });
+      for (const [file, text] of Object.entries(scripts)) fs.writeFileSync(path.join(profiles, name, "commands.d", file), text);
+    };
+    profile("shrink", { "10-big.sh": "head -c 67108864 /dev/urandom >/root/btw-big\n", "20-drop.sh": "rm /root/btw-big\n" });
+    profile("plain", { "10-none.sh": "true\n" });
+    // tmpbig leaves 64 MiB in /var/tmp, which the clean-up before the image is written deletes.
+    profile("tmpbig", { "10-big.sh": "head -c 67108864 /dev/urandom >/var/tmp/btw-big\n" });
+    const sizes: Record<string, number> = {};
+    for (const name of ["shrink", "tmpbig", "plain"]) {
+      const output = path.join(work, `${name}.qcow2`);
+      const store = path.join(work, `${name}-store`);
+      const run = runScript("customize-image.sh", [...customizeArgs(readProfile(profiles, name, "trixie"), "trixie", base, output, { secureBoot: false }), "--layer-store", store]);
+      expect({ name, status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ name, status: 0, tail: "" });
+      sizes[name] = fs.statSync(output).size;
+      sizes[`${name} layers`] = layersIn(store).reduce((sum, layer) => sum + fs.statSync(path.join(store, layer)).size, 0);
+    }
+    // The data was written (a layer holds it) ...
+    expect(sizes["shrink layers"]).toBeGreaterThan(sizes["plain layers"] + 48 * 2 ** 20);
+    expect(sizes["tmpbig layers"]).toBeGreaterThan(sizes["plain layers"] + 48 * 2 ** 20);
+    // ... and the image does not carry it.
+    expect(sizes.shrink).toBeLessThan(sizes.plain + 16 * 2 ** 20);
+    expect(sizes.tmpbig).toBeLessThan(sizes.plain + 16 * 2 ** 20);
+  }, 1_800_000);
+
   test("a daemon that stops answering mid-layer does not hang the rollback: its export is cut off, nothing is left", async () => {
     const store = path.join(work, "store");
     const before = layersIn(store);

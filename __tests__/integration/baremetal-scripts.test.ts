@@ -3,6 +3,7 @@
 // refusals on loop devices, disk-links.sh on a stand-in sysfs, and purge-cache.sh.
 // Needs root (network namespaces, loop devices), dnsmasq and iPXE, as CI has.
 import { execFileSync, spawn, spawnSync } from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -81,6 +82,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     sh(`ip netns exec ${ns} sh -c 'ip link set ${hostIf}c address ${m1.mac} && ip addr add 10.213.97.2/24 dev ${hostIf}c && ip link set ${hostIf}c up'`);
     fs.mkdirSync(deployDir);
     for (const file of ["vmlinuz", "initramfs.img"]) fs.writeFileSync(path.join(deployDir, file), "");
+    fs.writeFileSync(path.join(deployDir, "tools.img"), "stand-in for tools");
     fs.mkdirSync(artifactsDir);
     fs.writeFileSync(path.join(artifactsDir, "manifest.json"), '{"format_version": 1}');
   });
@@ -213,6 +215,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     const signed = path.join(work, "deploy-signed");
     fs.mkdirSync(signed);
     for (const file of ["vmlinuz", "initramfs.img"]) fs.writeFileSync(path.join(signed, file), "");
+    fs.writeFileSync(path.join(signed, "tools.img"), "stand-in for tools");
     fs.writeFileSync(path.join(signed, "shimx64.efi"), "stand-in for shim");
     fs.writeFileSync(path.join(signed, "grubx64.efi"), "stand-in for grub");
     /** GRUB's own parser (grub-common) on a script. */
@@ -242,6 +245,9 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(deploy).toContain(`linux (http,${address}:${port})/deploy/minimal/vmlinuz console=`);
     expect(deploy).toContain(`btw.token=${token(m1.mac)} `);
     expect(deploy).toContain(`initrd (http,${address}:${port})/deploy/minimal/initramfs.img`);
+    // The rest of the deploy environment comes over Linux's own network, checked against its sha256.
+    const toolsSha = crypto.createHash("sha256").update("stand-in for tools").digest("hex");
+    expect(deploy).toContain(` btw.tools=${base}/deploy/minimal/tools.img btw.tools_sha256=${toolsSha} `);
     expect(deploy).not.toContain("ipxe");
     expect(grubSyntax(deploy)).toBe(0);
     // GRUB's HTTP reads no answer without its length.

@@ -1,6 +1,6 @@
 // The real engine plans labs against the real libvirtd (the provider reads it):
 // nothing is deployed, no libvirt object is created.
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -96,4 +96,40 @@ describe("several labs from one checkout", () => {
       workspace.remove();
     }
   }, 1_800_000);
+});
+
+describe("two engine inits at once, as two labs deployed together run them", () => {
+  // The engine's plugin cache is not safe for concurrent inits (one init rewrote the
+  // cached provider while the other lab's provider ran from it): each stack must link
+  // the provider from the read-only mirror, and init must write nothing shared.
+  test("both succeed, and each stack's provider is a link into the provider mirror", async () => {
+    const labs = ["btwinita", "btwinitb"].map((name) => synthLabToDir(testLab({ name, vms: [{ name: "vm1" }] })));
+    const engine = process.env.TERRAFORM_BINARY_NAME as string;
+    const registry = path.basename(engine) === "tofu" ? "registry.opentofu.org" : "registry.terraform.io";
+    const mirrored = path.join(process.env.BTW_CACHE_DIR as string, "provider-mirror", registry, "dmacvicar", "libvirt", "0.8.3", "linux_amd64");
+    const binary = path.join(mirrored, "terraform-provider-libvirt_v0.8.3");
+    const builtAt = fs.statSync(binary).mtimeMs;
+    const init = (stackDir: string) =>
+      new Promise<{ status: number | null; output: string }>((resolve) => {
+        const child = spawn(engine, ["init", "-input=false", "-no-color"], { cwd: stackDir, env: { ...process.env, TF_IN_AUTOMATION: "1" } });
+        let output = "";
+        child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+        child.on("close", (status) => resolve({ status, output }));
+      });
+    try {
+      for (let round = 1; round <= 3; round++) {
+        const runs = await Promise.all(labs.map((lab) => init(lab.stackDir)));
+        runs.forEach((run) => expect({ round, status: run.status, output: run.status === 0 ? "" : run.output }).toEqual({ round, status: 0, output: "" }));
+      }
+      for (const lab of labs) {
+        const installed = path.join(lab.stackDir, ".terraform", "providers", registry, "dmacvicar", "libvirt", "0.8.3", "linux_amd64");
+        // The link itself, not only where it ends: through a shared cache link it would end there too.
+        expect(fs.readlinkSync(installed)).toBe(mirrored);
+      }
+      expect(fs.statSync(binary).mtimeMs).toBe(builtAt);
+    } finally {
+      for (const lab of labs) fs.rmSync(lab.outdir, { recursive: true, force: true });
+    }
+  }, 600_000);
 });

@@ -295,6 +295,14 @@ describe("a bare-metal machine's disk is a whole disk", () => {
   test("another name under /dev/disk (a file system's UUID or label) is refused", () => {
     expect(problemsOf(disk("/dev/disk/by-uuid/0b1c2d3e-aaaa-bbbb-cccc-1234567890ab"))).toContain("baremetal.machines[0].disk: must be a whole-disk device");
   });
+
+  test("first_boot is kexec unless set to reboot; anything else is refused naming the key", () => {
+    const machine = (extra: Record<string, unknown>) =>
+      withKeys({ baremetal: { pxe: { interface: "br50", address: "10.50.0.1" }, machines: [{ name: "m1", mac: "52:54:00:00:00:01", ...extra }] } });
+    expect(parseConfig(machine({}), "x.yaml").baremetal.machines[0].firstBoot).toBe("kexec");
+    expect(parseConfig(machine({ first_boot: "reboot" }), "x.yaml").baremetal.machines[0].firstBoot).toBe("reboot");
+    expect(problemsOf(machine({ first_boot: "warm" }))).toContain("baremetal.machines[0].first_boot: 'warm' is not one of 'kexec', 'reboot'");
+  });
 });
 
 describe("state: where the engine keeps the lab's state", () => {

@@ -43,7 +43,7 @@ describe("the baremetal stack", () => {
     expect(all).toMatch(/pxe-server\.sh stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest/);
     const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
     const machines = JSON.parse(server.provisioner[0]["local-exec"].environment.PXE_MACHINES);
-    expect(machines).toEqual([expect.objectContaining({ name: "metal1", mac: "52:54:00:00:00:01", profile: "minimal", wipe: false })]);
+    expect(machines).toEqual([expect.objectContaining({ name: "metal1", mac: "52:54:00:00:00:01", profile: "minimal", wipe: false, first_boot: "kexec" })]);
     expect(machines[0].user_data).toContain("hostname: metal1");
   });
 
@@ -208,7 +208,7 @@ describe("a machine's layout and disks reach the deploy environment", () => {
       const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
       return server.triggers_replace.machines;
     };
-    expect(trigger({})).toBe("m 52:54:00:00:00:01 raid single  false");
-    expect(trigger({ layout: "raid1", disks: ["sda", "sdb"] })).toBe("m 52:54:00:00:00:01 raid raid1 /dev/sda,/dev/sdb false");
+    expect(trigger({})).toBe("m 52:54:00:00:00:01 raid single  false kexec");
+    expect(trigger({ layout: "raid1", disks: ["sda", "sdb"] })).toBe("m 52:54:00:00:00:01 raid raid1 /dev/sda,/dev/sdb false kexec");
   });
 });

@@ -163,6 +163,8 @@ const machineSchema = z
     layout: z.enum(LAYOUTS).default("single"),
     /** Allow overwriting a disk that holds partitions or data. */
     wipe: z.boolean().default(false),
+    /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
+    first_boot: z.enum(["kexec", "reboot"]).default("kexec"),
     user_data: cloudConfig.optional(),
   })
   .strict()
@@ -454,6 +456,7 @@ export interface MachineConfig {
   disks: string[];
   layout: Layout;
   wipe: boolean;
+  firstBoot: "kexec" | "reboot";
   userData: Record<string, unknown>;
 }
 
@@ -709,6 +712,7 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
         disks: machineDisks(machine),
         layout: machine.layout,
         wipe: machine.wipe,
+        firstBoot: machine.first_boot,
         userData: machine.user_data ?? {},
       })),
     },

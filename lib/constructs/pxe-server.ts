@@ -47,6 +47,7 @@ export class PxeServer extends Construct {
         disks: machine.disks,
         layout: machine.layout,
         wipe: machine.wipe,
+        first_boot: machine.firstBoot,
         user_data: seed.userData,
         meta_data: seed.metaData,
         network_config: seed.networkConfig,
@@ -65,7 +66,7 @@ export class PxeServer extends Construct {
       environment: { PXE_MACHINES: machinesJson },
       triggers: {
         args: args.join(" "),
-        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.layout} ${m.disks.join(",")} ${m.wipe}`).join(", "),
+        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.layout} ${m.disks.join(",")} ${m.wipe} ${m.first_boot}`).join(", "),
         seeds_sha256: crypto.createHash("sha256").update(machinesJson).digest("hex"),
         deploy_environments: deploySteps.map((step) => step.id).join(","),
         captures: [...props.captures.values()].map((capture) => capture.step.id).join(","),

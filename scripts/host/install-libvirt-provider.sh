@@ -52,7 +52,8 @@ fi
 mkdir -p "$(dirname "$cli_config")"
 cat > "$cli_config.$$.tmp" <<CONFIG
 # Written by scripts/host/install-libvirt-provider.sh: libvirt comes from the local mirror.
-plugin_cache_dir = "$cache_dir/plugin-cache"
+# No plugin_cache_dir: the engine's cache is not safe for two inits at once (two labs
+# deployed together), and from this unpacked mirror init links the provider, copying nothing.
 disable_checkpoint = true
 provider_installation {
   filesystem_mirror {
@@ -64,5 +65,4 @@ provider_installation {
   }
 }
 CONFIG
-mkdir -p "$cache_dir/plugin-cache"
 mv "$cli_config.$$.tmp" "$cli_config"

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Build the deploy environment that PXE-booted machines run: the kernel of a
-# customized image and an initramfs of ours (busybox, partclone, zstd, sfdisk,
-# e2fsprogs, jq, the image's storage and network drivers and their firmware,
-# restore-disk.sh, disk-links.sh and deploy-init.sh as /init), and the image's
-# signed shim and GRUB network image that UEFI machines boot first.
+# customized image and an initramfs of ours in two parts: initramfs.img (busybox,
+# zstd, the image's network drivers and their firmware, deploy-init.sh as /init) and
+# tools.img, which /init fetches (storage drivers, partclone, sfdisk, e2fsprogs, jq,
+# restore-disk.sh, disk-links.sh); and the image's signed shim and GRUB network
+# image that UEFI machines boot first.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
@@ -19,8 +20,13 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
   kernel/drivers/virtio kernel/drivers/md kernel/net/core kernel/lib kernel/crypto
   kernel/fs/ext4 kernel/fs/jbd2 kernel/fs/mbcache.ko kernel/fs/efivarfs"
 # (An entry ending in .ko is one module, compressed or not.)
-# Host programs copied with their shared libraries.
-PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd zstd jq e2fsck resize2fs efibootmgr kexec"
+# Host programs copied with their shared libraries into tools.img, which /init fetches
+# once the network is up, instead of initramfs.img, which the boot loader loads through
+# the firmware's network (GRUB's HTTP moved about 2 MB/s under emulation: each MB left
+# out is half a second). zstd, which unpacks tools.img, goes into initramfs.img.
+PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec"
+# Driver folders (of MODULE_DIRS) that go into tools.img too.
+TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs updates"
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
@@ -36,12 +42,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
       echo "$USAGE"
-      echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio) and, when the image has them, DIR/shimx64.efi"
-      echo "and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
+      echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio: /init, busybox, zstd, the network drivers),"
+      echo "DIR/tools.img (zstd cpio: storage drivers, the restore's programs) and, when the image has them,"
+      echo "DIR/shimx64.efi and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
       echo "--layout names a disk layout beyond single that the environment restores (listed in"
       echo "/etc/btw-layouts and build.json); --image-program copies a program of the image, with the"
-      echo "image's libraries, under /image (run through the image's loader by a wrapper in /usr/sbin);"
-      echo "--image-module copies a module of the image's kernel (updates/dkms too) and what it depends on."
+      echo "image's libraries, under /image in tools.img (run through the image's loader by a wrapper in"
+      echo "/usr/sbin); --image-module copies a module of the image's kernel (updates/dkms too) and what it"
+      echo "depends on into tools.img."
       echo "Needs root, busybox (static), cpio, xz, jq."
       exit 0 ;;
     --image|--output-dir|--layout|--image-program|--image-module)
@@ -80,7 +88,8 @@ on_exit release_taken
 work=$(mktemp -d "$output_dir.build-XXXXXX")
 staging=$work/out
 root=$work/initramfs
-mkdir -p "$staging" "$root"
+tools=$work/tools
+mkdir -p "$staging" "$root" "$tools"
 
 say "reading the kernel and its drivers from $image"
 qemu-img convert -O raw "$image" "$work/disk.raw"
@@ -106,9 +115,12 @@ for dir in $MODULE_DIRS; do
   name='*.ko*'
   case "$dir" in *.ko) name="${dir##*/}*" dir=${dir%/*} ;; esac
   [ -d "$modules/$dir" ] || continue
-  # Wireless, CAN, WWAN and 802.15.4 drivers do not PXE-boot a machine, nor do the
-  # kernel's self-tests (lib/test_*): leaving them out halves the initramfs.
+  # Wireless, CAN, WWAN, 802.15.4, serial-line, WAN, ham radio, ARCnet, FDDI and HIPPI
+  # drivers and tunnels do not PXE-boot a machine, nor do the kernel's self-tests
+  # (lib/test_*): leaving them out halves the initramfs.
   (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' -o -path '*/net/wwan' -o -path '*/net/ieee802154' \
+    -o -path '*/net/arcnet' -o -path '*/net/fddi' -o -path '*/net/hamradio' -o -path '*/net/hippi' -o -path '*/net/plip' \
+    -o -path '*/net/ppp' -o -path '*/net/slip' -o -path '*/net/wan' -o -path '*/net/wireguard' -o -path '*/net/vxlan' \
     -o -name 'test_*' \) -prune -o -name "$name" -print) | while read -r module; do
     target=$root/lib/modules/$kver/${module%.xz}
     target=${target%.zst}
@@ -150,7 +162,8 @@ while [ -n "$pending" ]; do
 done
 # Programs a layout needs from the image (lib/config/layout.ts): the versions the restored
 # system runs (zpool and zfs must match the module). Under /image with the image's own
-# libraries, beside the host's programs below, whose libraries may be other versions.
+# libraries, beside the host's programs below, whose libraries may be other versions;
+# in tools.img with the rest of the restore.
 image_loader=""
 for program in $image_programs; do
   program_path=""
@@ -161,22 +174,22 @@ for program in $image_programs; do
   # Paths resolved by the image itself (its links may be absolute); its own loader lists the libraries.
   resolved=$(chroot "$mnt" /usr/bin/readlink -f "$program_path")
   [ -n "$image_loader" ] || image_loader=$(chroot "$mnt" /usr/bin/readlink -f /lib64/ld-linux-x86-64.so.2)
-  mkdir -p "$root/image$(dirname "$program_path")" "$root/image$(dirname "$image_loader")"
-  cp "$mnt$resolved" "$root/image$program_path"
-  [ -e "$root/image$image_loader" ] || cp "$mnt$image_loader" "$root/image$image_loader"
+  mkdir -p "$tools/image$(dirname "$program_path")" "$tools/image$(dirname "$image_loader")"
+  cp "$mnt$resolved" "$tools/image$program_path"
+  [ -e "$tools/image$image_loader" ] || cp "$mnt$image_loader" "$tools/image$image_loader"
   # Each library under the name the loader looks for (the soname link), with the content it points to.
   chroot "$mnt" "$image_loader" --list "$resolved" | awk '/=> \// { print $3 }' | while read -r lib; do
-    [ -e "$root/image$lib" ] && continue
-    mkdir -p "$root/image$(dirname "$lib")"
-    cp "$mnt$(chroot "$mnt" /usr/bin/readlink -f "$lib")" "$root/image$lib"
+    [ -e "$tools/image$lib" ] && continue
+    mkdir -p "$tools/image$(dirname "$lib")"
+    cp "$mnt$(chroot "$mnt" /usr/bin/readlink -f "$lib")" "$tools/image$lib"
   done
-  mkdir -p "$root/usr/sbin"
-  cat >"$root/usr/sbin/$program" <<EOF
+  mkdir -p "$tools/usr/sbin"
+  cat >"$tools/usr/sbin/$program" <<EOF
 #!/bin/sh
 # The image's own $program (build-deploy-initramfs.sh --image-program), with the image's libraries.
 exec /image$image_loader --library-path /image/lib/x86_64-linux-gnu:/image/usr/lib/x86_64-linux-gnu /image$program_path "\$@"
 EOF
-  chmod 755 "$root/usr/sbin/$program"
+  chmod 755 "$tools/usr/sbin/$program"
 done
 # Firmware the included drivers ask for, where the image has it (a profile's
 # firmware-* packages): without it some NICs do not come up.
@@ -218,20 +231,30 @@ cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
-# copy_with_libs FILE: the program at the same path, plus what ldd names.
+# copy_with_libs TREE FILE: the program at the same path in TREE, plus what ldd names
+# (a library the initramfs has already is not copied into tools).
 copy_with_libs() {
-  mkdir -p "$root$(dirname "$1")"
-  cp -L "$1" "$root$1"
-  ldd "$1" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
-    [ -e "$root$lib" ] && continue
-    mkdir -p "$root$(dirname "$lib")"
-    cp -L "$lib" "$root$lib"
+  mkdir -p "$1$(dirname "$2")"
+  cp -L "$2" "$1$2"
+  ldd "$2" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+    { [ -e "$root$lib" ] || [ -e "$1$lib" ]; } && continue
+    mkdir -p "$1$(dirname "$lib")"
+    cp -L "$lib" "$1$lib"
   done
 }
-for program in $PROGRAMS; do
-  path=$(command -v "$program")
-  copy_with_libs "$(readlink -f "$path")"
-  [ "$(readlink -f "$path")" = "$path" ] || { mkdir -p "$root$(dirname "$path")"; ln -sf "$(readlink -f "$path")" "$root$path"; }
+# copy_program TREE NAME: the host's NAME (with its libraries) and, when NAME is a link, the link.
+copy_program() {
+  _path=$(command -v "$2")
+  _real=$(readlink -f "$_path")
+  copy_with_libs "$1" "$_real"
+  [ "$_real" = "$_path" ] || { mkdir -p "$1$(dirname "$_path")"; ln -sf "$_real" "$1$_path"; }
+}
+copy_program "$root" zstd
+for program in $PROGRAMS; do copy_program "$tools" "$program"; done
+for dir in $TOOLS_MODULE_DIRS; do
+  [ -d "$root/lib/modules/$kver/$dir" ] || continue
+  mkdir -p "$tools/lib/modules/$kver/$(dirname "$dir")"
+  mv "$root/lib/modules/$kver/$dir" "$tools/lib/modules/$kver/$dir"
 done
 # glibc loads libgcc_s at run time (thread exit), so ldd does not name it.
 for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
@@ -242,9 +265,10 @@ for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_
 done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
-cp "$restore_disk" "$disk_links" "$root/usr/bin/"
+mkdir -p "$tools/usr/bin"
+cp "$restore_disk" "$disk_links" "$tools/usr/bin/"
 cp "$deploy_init" "$root/init"
-chmod 755 "$root/init" "$root/usr/bin/restore-disk.sh" "$root/usr/bin/disk-links.sh"
+chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
 # The disk layouts this environment restores beyond single, one a line.
 for layout in $layouts; do echo "$layout"; done >"$root/etc/btw-layouts"
@@ -266,6 +290,7 @@ EOF
 chmod 755 "$root/etc/udhcpc.script"
 
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
+(cd "$tools" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/tools.img"
 jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_loader" \
   --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" \
   'def words: split(" ") | map(select(. != ""));
@@ -274,4 +299,4 @@ jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"
-say "wrote $output_dir/vmlinuz and initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1))"
+say "wrote $output_dir/vmlinuz, initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1)) and tools.img ($(du -h "$output_dir/tools.img" | cut -f1))"

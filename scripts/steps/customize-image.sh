@@ -305,7 +305,7 @@ check_leftovers
 say "unmounting and writing $output"
 close_image
 # Written past the page cache (-t none): several times faster on a busy host; tmpfs has no O_DIRECT.
-run qemu-img convert -t none -f qcow2 -O qcow2 "$work/final.qcow2" "$partial" 2>/dev/null ||
+run qemu-img convert -t none -W -m 16 -f qcow2 -O qcow2 "$work/final.qcow2" "$partial" 2>/dev/null ||
   run qemu-img convert -f qcow2 -O qcow2 "$work/final.qcow2" "$partial"
 mv -f "$partial" "$output"
 succeeded=1

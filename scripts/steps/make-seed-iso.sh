@@ -48,8 +48,12 @@ done
 work=$(mktemp -d "$seeds/.seed-$name.XXXXXX")
 echo $$ > "$work/owner"
 cleanup() {
+  _status=$?
   image_view_close
   rm -rf "$work"
+  # A seed that failed is tainted in the engine's state, and the engine runs no destroy
+  # step for it: the folder this made goes now, if nothing else is in it.
+  [ "$_status" -eq 0 ] || rmdir -p "$seeds" 2>/dev/null || true
 }
 on_exit cleanup
 

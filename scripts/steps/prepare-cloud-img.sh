@@ -155,7 +155,9 @@ pass() {
   fi
   # Without --max-time or --retry-all-errors, --retry repeats only requests that got
   # no body (a retry after body bytes would write them into the stream again).
-  curl -fL --retry 3 --progress-bar -D "$_p/headers" "$@" "$url" >"$_p/download" 8>&- &
+  # -N: each piece is written as it arrives; buffered, curl held up to 4 KiB back
+  # while a server stalled, and a kill lost them from the .part.
+  curl -fLN --retry 3 --progress-bar -D "$_p/headers" "$@" "$url" >"$_p/download" 8>&- &
   curl_pid=$!; started
   tee -a "$part" <"$_p/download" >&8 &
   save_pid=$!; started

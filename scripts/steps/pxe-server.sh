@@ -33,11 +33,12 @@ print_help() {
 $USAGE
 
 start      (re)starts the server; PXE_MACHINES is a JSON list of
-           {name, mac, profile, disks, layout, wipe, user_data, meta_data, network_config}
+           {name, mac, profile, disks, layout, wipe, first_boot (kexec|reboot),
+           user_data, meta_data, network_config}
            (disks: a list, empty for the machine's only disk; layout: single,
            raid1, zfs or zfs-mirror).
            Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
-           A machine boots the deploy environment (vmlinuz, initramfs.img in the
+           A machine boots the deploy environment (vmlinuz, initramfs.img, tools.img in the
            --deploy DIR) and restores the artifacts of its own profile, once.
            Records of machines no longer in PXE_MACHINES are forgotten.
 stop       stops both daemons and removes DIR (only when it carries $MARKER);
@@ -205,8 +206,8 @@ done
 [ -d "/sys/class/net/$interface" ] || die "no such interface: $interface (baremetal.pxe.interface): create the bridge or fix the key"
 ip -4 addr show dev "$interface" | grep -qF "inet $address/" || die "$interface does not have the address $address (baremetal.pxe.address): give the bridge that address or fix the key"
 for entry in $deploys; do
-  for file in vmlinuz initramfs.img; do
-    [ -f "${entry#*=}/$file" ] || die "deploy environment of profile ${entry%%=*} incomplete: ${entry#*=}/$file"
+  for file in vmlinuz initramfs.img tools.img; do
+    [ -f "${entry#*=}/$file" ] || die "deploy environment of profile ${entry%%=*} incomplete: ${entry#*=}/$file (build-deploy-initramfs.sh writes it)"
   done
 done
 printf '%s' "$PXE_MACHINES" | jq -e 'type == "array"' >/dev/null || die "PXE_MACHINES must be a JSON list"
@@ -379,7 +380,11 @@ printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   field .meta_data >"$dir/meta-data"
   field '.network_config // empty' >"$dir/network-config"
   [ -s "$dir/network-config" ] || rm "$dir/network-config"
+  options="$options btw.tools=$base_url/deploy/$profile/tools.img btw.tools_sha256=$(sha256sum "$state_dir/http/deploy/$profile/tools.img" | cut -c1-64)"
   [ "$(field '.wipe // false')" = true ] && options="$options btw.wipe=1"
+  first_boot=$(field '.first_boot // "kexec"')
+  case "$first_boot" in kexec|reboot) ;; *) die "machine $name: bad first_boot '$first_boot' (kexec or reboot)" ;; esac
+  options="$options btw.after=$first_boot"
   # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
   # NIC driver while downloading) reboots into the network and restores again, not done yet.
   cmdline="console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $options"

@@ -163,8 +163,10 @@ recover_work() {
 # $root and reads its release. The daemon is this shell's child, killed with it.
 open_image() {
   : >"$raw"
+  # discard=unmap: what a step frees (fstrim on close) becomes zero clusters over the
+  # layers below, so the flattened image does not carry deleted files' old blocks.
   setpriv --pdeathsig KILL qemu-storage-daemon \
-    --blockdev "driver=qcow2,node-name=layer,file.driver=file,file.filename=$1" \
+    --blockdev "driver=qcow2,node-name=layer,discard=unmap,file.driver=file,file.filename=$1,file.discard=unmap" \
     --export "type=fuse,id=layer,node-name=layer,mountpoint=$raw,writable=on" 7>&- 8>&- 9>&- &
   qsd_pid=$!
   _tries=0
@@ -202,6 +204,8 @@ mount_chroot_filesystems() {
 close_image() {
   kill_chroot_processes
   # Blocks freed in the image are discarded in the overlay, so it stays small.
+  # Committed first: ext4 trims no block freed in a transaction still open (clean's deletions).
+  sync -f "$root" 2>/dev/null || true
   fstrim "$root" 2>/dev/null || true
   for _m in dev/shm dev/pts dev run sys proc; do
     umount "$root/$_m"
