@@ -1,11 +1,4 @@
 #!/bin/sh
-# DRAFT, NOT YET RUN ON ANY MACHINE (issue 14): nothing calls it, and the deploy
-# initramfs does not carry it yet. Written to the design in docs/layouts.md; it
-# has passed `sh -n` and shellcheck only. Not drafted yet: a disk that already
-# holds this install (restore-disk.sh's exit 3), UEFI's grub-install onto the ESPs
-# (see the open questions in docs/layouts.md), kexec and the switch_root fallback
-# in deploy-init.sh for /dev/md0.
-#
 # Restore the artifacts of capture-partitions.sh onto several disks as layout
 # raid1: the captured table on every disk (root grown to the smallest one, type
 # Linux RAID, each disk its own GUIDs), an md RAID1 of every disk's root
@@ -13,7 +6,8 @@
 # partition on every disk, then, from a chroot into the restored system,
 # mdadm.conf, fstab, GRUB's root=UUID, the initramfs and GRUB on every disk.
 # As restore-disk.sh: every disk is checked and every artifact matches its
-# sha256 before anything is written.
+# sha256 before anything is written, and disks that already hold this install
+# (its ID on the array's root) are left as they are (exit 3).
 set -eu
 umask 022
 
@@ -23,6 +17,8 @@ USAGE="usage: restore-layout.sh --layout raid1 --manifest URL_OR_DIR --disk /dev
 FORMAT_VERSION=1
 RAID_TYPE=A19D880F-05FC-4D3B-A006-743F0F84911E
 ARRAY=/dev/md0
+# Only to read an earlier install's ID; stopped at once.
+CHECK_ARRAY=/dev/md9
 TARGET=/target
 
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -120,12 +116,38 @@ check_disks() {
     if grep -q "^$_device\(p\)\{0,1\}[0-9]* " /proc/mounts /proc/swaps 2>/dev/null; then
       die "$_disk (or one of its partitions) is mounted or in use as swap"
     fi
-    if [ -z "$wipe" ]; then
-      sfdisk -d "$_device" >/dev/null 2>&1 && die "$_disk holds a partition table: pass --wipe to overwrite it"
-      [ -z "$(dd if="$_device" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ] || die "$_disk is not blank: pass --wipe to overwrite it"
-    fi
     devices="$devices $_device"
     [ -n "$smallest_bytes" ] && [ "$smallest_bytes" -le "$_bytes" ] || smallest_bytes=$_bytes
+  done
+}
+
+# holds_this_install: one of the disks' root partitions is a member of an array whose root holds
+# this install's ID (its report may not have reached the server): assembled read-only, mounted read-only.
+holds_this_install() {
+  [ -n "$install_id" ] || return 1
+  for _device in $devices; do
+    _member=$(part_path "$_device" "$root_number")
+    [ -b "$_member" ] || continue
+    mdadm --examine "$_member" >/dev/null 2>&1 || continue
+    mdadm --assemble --readonly --run "$CHECK_ARRAY" "$_member" >/dev/null 2>&1 || continue
+    _found=""
+    mkdir -p "$work_dir/check"
+    if mount -t ext4 -o ro,noload "$CHECK_ARRAY" "$work_dir/check" 2>/dev/null; then
+      _found=$(cat "$work_dir/check/var/lib/btw-img/install-id" 2>/dev/null) || true
+      umount "$work_dir/check"
+    fi
+    mdadm --stop "$CHECK_ARRAY" >/dev/null 2>&1
+    [ "$_found" = "$install_id" ] && return 0
+  done
+  return 1
+}
+
+# check_blank: without --wipe, nothing on any disk may be overwritten.
+check_blank() {
+  [ -z "$wipe" ] || return 0
+  for _device in $devices; do
+    sfdisk -d "$_device" >/dev/null 2>&1 && die "$_device holds a partition table: pass --wipe to overwrite it"
+    [ -z "$(dd if="$_device" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ] || die "$_device is not blank: pass --wipe to overwrite it"
   done
 }
 
@@ -322,6 +344,11 @@ EOF
 
 check_disks
 root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' "$m")
+if holds_this_install; then
+  say "the disks already hold this install ($install_id): nothing written"
+  exit 3
+fi
+check_blank
 phase "disk checks"
 fetch_artifacts
 phase "download and check"

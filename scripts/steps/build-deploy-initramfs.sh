@@ -3,7 +3,7 @@
 # customized image and an initramfs of ours in two parts: initramfs.img (busybox,
 # zstd, the image's network drivers and their firmware, deploy-init.sh as /init) and
 # tools.img, which /init fetches (storage drivers, partclone, sfdisk, e2fsprogs, jq,
-# restore-disk.sh, disk-links.sh); and the image's signed shim and GRUB network
+# restore-disk.sh, restore-layout.sh, disk-links.sh); and the image's signed shim and GRUB network
 # image that UEFI machines boot first.
 # shellcheck source-path=SCRIPTDIR
 set -eu
@@ -34,6 +34,7 @@ TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi k
 # the step's script hash (lib/constructs/host-step.ts) covers them.
 restore_disk=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-disk.sh")
 disk_links=$(readlink -f "$(dirname "$0")/../../deploy-env/disk-links.sh")
+restore_layout=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-layout.sh")
 deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
 own_mount_namespace "$@"
 
@@ -266,9 +267,9 @@ done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
 mkdir -p "$tools/usr/bin"
-cp "$restore_disk" "$disk_links" "$tools/usr/bin/"
+cp "$restore_disk" "$restore_layout" "$disk_links" "$tools/usr/bin/"
 cp "$deploy_init" "$root/init"
-chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/disk-links.sh"
+chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/restore-layout.sh" "$tools/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
 # The disk layouts this environment restores beyond single, one a line.
 for layout in $layouts; do echo "$layout"; done >"$root/etc/btw-layouts"
