@@ -148,7 +148,7 @@ if [ -z "$disk" ]; then
 fi
 
 report started || true
-say "restoring $manifest onto $disk"
+say "restoring $manifest onto${disks:- $disk} (layout $layout)"
 # The disk keeps this install's ID (not the token itself): a second boot of the same install finds it there.
 install_id=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
 status=0
