@@ -10,7 +10,9 @@
 # Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
 #   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
 #   programs, fetched once the network is up)
-#   [btw.seed=URL] [btw.disk=/dev/X] [btw.wipe=1] [btw.after=kexec|reboot|poweroff]
+#   [btw.seed=URL] [btw.layout=single|raid1|zfs|zfs-mirror] [btw.disk=/dev/X ...] [btw.wipe=1]
+#   [btw.after=kexec|reboot|poweroff]
+# btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 # Only as the deploy environment's /init (process 1): run anywhere else it would
@@ -34,7 +36,7 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
-server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disk="" wipe="" after=reboot
+server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout=single wipe="" after=reboot
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
@@ -44,7 +46,8 @@ for arg in $(cat /proc/cmdline); do
     btw.tools=*) tools=${arg#*=} ;;
     btw.tools_sha256=*) tools_sha256=${arg#*=} ;;
     btw.seed=*) seed=${arg#*=} ;;
-    btw.disk=*) disk=${arg#*=} ;;
+    btw.disk=?*) disks="$disks ${arg#*=}" ;;
+    btw.layout=*) layout=${arg#*=} ;;
     btw.wipe=1) wipe=--wipe ;;
     btw.after=*) after=${arg#*=} ;;
   esac
@@ -115,6 +118,23 @@ load_drivers
 # No udev here: the disk's by-id and by-path links, for a disk named that way.
 disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
 
+# The layouts beyond single this environment restores are listed in /etc/btw-layouts
+# (build-deploy-initramfs.sh --layout); anything else stops here, before anything is
+# written, once the network is up so that the server hears 'failed'.
+case "$layout" in
+  single) ;;
+  raid1) grep -qx "$layout" /etc/btw-layouts 2>/dev/null ||
+    fail "this deploy environment was built without layout $layout: deploy the baremetal stack again" ;;
+  zfs|zfs-mirror) fail "layout $layout is not restored by this deploy environment yet: only single and raid1 are (docs/layouts.md)" ;;
+  *) fail "unknown layout '$layout' on the kernel command line" ;;
+esac
+set -- $disks
+if [ "$layout" = single ]; then
+  [ $# -le 1 ] || fail "layout single takes one disk, the command line names $#:$disks"
+else
+  [ $# -ge 2 ] || fail "layout $layout needs two disks or more, the command line names $#:$disks"
+fi
+disk=${1:-}
 if [ -z "$disk" ]; then
   candidates=""
   for block in /sys/block/*; do
@@ -128,19 +148,27 @@ if [ -z "$disk" ]; then
 fi
 
 report started || true
-say "restoring $manifest onto $disk"
+say "restoring $manifest onto${disks:- $disk} (layout $layout)"
 # The disk keeps this install's ID (not the token itself): a second boot of the same install finds it there.
 install_id=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
 status=0
-restore-disk.sh --manifest "$manifest" --disk "$disk" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
+if [ "$layout" = single ]; then
+  restore-disk.sh --manifest "$manifest" --disk "$disk" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
+else
+  # One --disk per disk, in the machine's order.
+  layout_disks=""
+  for each in $disks; do layout_disks="$layout_disks --disk $each"; done
+  restore-layout.sh --layout "$layout" --manifest "$manifest" $layout_disks ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
+fi
 case "$status" in
   0) ;;
   3) say "the disk already holds this install: nothing restored" ;;
   *) fail "restore-disk.sh failed" ;;
 esac
 
-# The restored root partition.
+# The restored root: the array (raid1) or the root partition of the disk.
 restored_root() {
+  [ "$layout" = raid1 ] && { echo /dev/md0; return; }
   _device=$(readlink -f "$disk")
   _number=$(jq -r '.partitions[] | select(.role == "root") | .number' /tmp/restore/manifest.json)
   case "$_device" in *[0-9]) echo "${_device}p$_number" ;; *) echo "$_device$_number" ;; esac
@@ -181,6 +209,13 @@ load_restored_kernel() {
   return "$_loaded"
 }
 
+# stop_array: raid1's array marked clean before the restored system starts (its resync
+# then goes on from where it was, instead of from the start).
+stop_array() {
+  [ "$layout" = raid1 ] || return 0
+  mdadm --stop /dev/md0 >/dev/null 2>&1 || say "could not stop /dev/md0 (it resyncs again from the start)"
+}
+
 # UEFI, when the restored system is not started from here: its first boot starts its
 # shim at once (BootNext, used once by the firmware), not through the network;
 # BootOrder stays as it is, network first, and every later boot reaches the disk
@@ -216,6 +251,7 @@ if report "done" 20; then
   elif [ "$after" = kexec ] && load_restored_kernel; then
     say "restore done; starting the restored system (kexec)"
     sync
+    stop_array
     kexec -e
     say "kexec -e returned; rebooting instead"
   fi
@@ -228,6 +264,7 @@ if report "done" 20; then
   [ "$after" = poweroff ] || after=reboot
   say "restore done; $after"
   sync
+  stop_array
   sleep 2
   if [ "$after" = poweroff ]; then poweroff -f; else reboot -f; fi
 fi
@@ -238,6 +275,7 @@ fi
 say "the server did not confirm; booting the restored disk directly"
 if [ "$after" = kexec ] && load_restored_kernel; then
   sync
+  stop_array
   kexec -e
 fi
 root=$(restored_root)

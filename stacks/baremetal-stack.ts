@@ -23,7 +23,10 @@ export class BaremetalStack extends TerraformStack {
 
     // Each machine is restored by the kernel of the image it receives: the drivers that boot it also deploy it.
     const deployEnvironments = new Map(
-      profiles.map((profile) => [profile, new DeployEnvironment(this, `deploy-env-${profile}`, { image: images.image(profile), cacheDir: lab.cacheDir })]),
+      profiles.map((profile) => {
+        const layouts = machines.filter((machine) => machine.profile === profile).map((machine) => machine.layout);
+        return [profile, new DeployEnvironment(this, `deploy-env-${profile}`, { image: images.image(profile), cacheDir: lab.cacheDir, layouts })];
+      }),
     );
     this.server = new PxeServer(this, "pxe", { lab, deployEnvironments, captures: images.captures });
     new TerraformOutput(this, "pxe-server", {

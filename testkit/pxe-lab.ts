@@ -21,6 +21,10 @@ export interface PxeMachine {
   /** The disk's virtio serial: the config then names the disk /dev/disk/by-id/virtio-<serial>. */
   diskSerial?: string;
   wipe?: boolean;
+  /** Disk layout (docs/layouts.md); with one beyond single the machine gets `disks` disks. */
+  layout?: "single" | "raid1" | "zfs" | "zfs-mirror";
+  /** How many blank disks (default 1); with a layout they are named by serial (virtio-<name>-dN), in order. */
+  disks?: number;
   /**
    * UEFI only: false leaves out the NIC's option ROM (QEMU's is iPXE), so the firmware's own
    * PXE boots first, as on PCs. By default the ROM is there and iPXE hands UEFI machines back.
@@ -68,6 +72,18 @@ export class PxeLab {
 
   disk(machine: PxeMachine): string {
     return `/var/lib/libvirt/images/${this.domain(machine)}.qcow2`;
+  }
+
+  /** Every disk of the machine, the first one first (disk(machine)). */
+  disks(machine: PxeMachine): string[] {
+    const count = machine.disks ?? 1;
+    return Array.from({ length: count }, (_, i) => (i === 0 ? this.disk(machine) : `/var/lib/libvirt/images/${this.domain(machine)}-d${i + 1}.qcow2`));
+  }
+
+  /** The virtio serial of the machine's disk number `index` (from 0), when it has several or a layout. */
+  diskSerial(machine: PxeMachine, index: number): string | undefined {
+    if (index === 0 && machine.diskSerial) return machine.diskSerial;
+    return machine.layout || (machine.disks ?? 1) > 1 ? `${machine.name}-d${index + 1}` : undefined;
   }
 
   consoleLog(machine: PxeMachine): string {
@@ -128,7 +144,11 @@ export class PxeLab {
             name: machine.name,
             mac: machine.mac,
             profile: machine.profile,
-            ...(machine.diskSerial ? { disk: `/dev/disk/by-id/virtio-${machine.diskSerial}` } : {}),
+            ...(machine.layout
+              ? { layout: machine.layout, disks: this.disks(machine).map((_, i) => `/dev/disk/by-id/virtio-${this.diskSerial(machine, i)}`) }
+              : machine.diskSerial
+                ? { disk: `/dev/disk/by-id/virtio-${machine.diskSerial}` }
+                : {}),
             ...(machine.wipe ? { wipe: true } : {}),
             ...(options.userData ? { user_data: options.userData(machine) } : {}),
           })),
@@ -155,11 +175,11 @@ export class PxeLab {
     virsh(["net-start", this.network]);
   }
 
-  /** Blank 5 GiB disks; boot order per device, network first, then the disk: firmware follows only these. */
+  /** Blank 5 GiB disks; boot order per device, network first, then the disks in order: firmware follows only these. */
   startMachines(workDir: string, machines: PxeMachine[] = this.machines): number {
     const started = Date.now();
     for (const machine of machines) {
-      execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", this.disk(machine), "5G"]);
+      for (const disk of this.disks(machine)) execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", disk, "5G"]);
       const xml = path.join(workDir, `${machine.name}.xml`);
       fs.writeFileSync(xml, this.domainXml(machine));
       virsh(["define", xml]);
@@ -186,7 +206,12 @@ export class PxeLab {
   </os>
   <features><acpi/><apic/>${secure ? "<smm state='on'/>" : ""}</features>
   <devices>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${this.disk(machine)}'/><target dev='vda' bus='virtio'/>${machine.diskSerial ? `<serial>${machine.diskSerial}</serial>` : ""}<boot order='2'/></disk>
+    ${this.disks(machine)
+      .map((disk, i) => {
+        const serial = this.diskSerial(machine, i);
+        return `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${disk}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/>${serial ? `<serial>${serial}</serial>` : ""}<boot order='${i + 2}'/></disk>`;
+      })
+      .join("\n    ")}
     <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/>${machine.optionRom === false && machine.firmware !== "bios" ? "<rom enabled='no'/>" : ""}<boot order='1'/></interface>
     <serial type='pty'><log file='${this.consoleLog(machine)}' append='on'/><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
@@ -294,7 +319,7 @@ export class PxeLab {
 
   /** What the lab holds, for held.ts: its libvirt objects, its PXE server, the machines' disks and logs. */
   held(): Held {
-    const machineFiles = this.machines.flatMap((machine) => [this.disk(machine), this.consoleLog(machine), `/var/log/libvirt/qemu/${this.domain(machine)}.log`]);
+    const machineFiles = this.machines.flatMap((machine) => [...this.disks(machine), this.consoleLog(machine), `/var/log/libvirt/qemu/${this.domain(machine)}.log`]);
     return { libvirtPrefixes: [this.prefix], pxeStateDirs: [this.serverDir], paths: [this.options.stateDir, ...machineFiles] };
   }
 

@@ -1,8 +1,12 @@
 // The baremetal stack and the `baremetal` config section: what synthesizes
 // and what the config refuses.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
-import { ConfigError } from "../../lib/config/config";
+import { ConfigError, PROJECT_DIR } from "../../lib/config/config";
+import { layoutArgs } from "../../lib/constructs/deploy-environment";
 import { parseConfig } from "../helpers/test-config";
 import { renderSeed } from "../../lib/config/seed";
 import { BaremetalStack } from "../../stacks/baremetal-stack";
@@ -123,5 +127,85 @@ describe("the baremetal config section", () => {
     expect(problems({ pxe: PXE, machines: [{ name: "m1", mac: "52:54:00:00:00:01", profile: "nosuch" }] })).toEqual([
       expect.stringMatching(/baremetal\.machines\[0\]\.profile: unknown profile 'nosuch'/),
     ]);
+  });
+});
+
+describe("a machine's layout and disks reach the deploy environment", () => {
+  let profilesDir: string;
+  beforeAll(() => {
+    // The shipped profiles, and two that carry what raid1 and the ZFS layouts need.
+    profilesDir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-layout-stack-"));
+    fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
+    for (const [name, packages] of [["raid", ["mdadm"]], ["zfs", ["zfs-dkms", "zfs-initramfs", "zfsutils-linux"]]] as const) {
+      fs.mkdirSync(path.join(profilesDir, name, "install.d"), { recursive: true });
+      fs.writeFileSync(path.join(profilesDir, name, "install.d", `${name}.list`), packages.join("\n") + "\n");
+      fs.writeFileSync(path.join(profilesDir, name, "extends"), "metal\n");
+    }
+  });
+  afterAll(() => fs.rmSync(profilesDir, { recursive: true, force: true }));
+
+  const synthMachines = (machines: Record<string, unknown>[]): string[] => {
+    const lab = parseConfig(stringify(testLab({ extra: { baremetal: { pxe: PXE, machines } } })), "test.yaml", { cacheDir: "/var/cache/btw-test", profilesDir });
+    return commands(synthStack((app) => new BaremetalStack(app, "stack", lab)));
+  };
+  const machinesOf = (machines: Record<string, unknown>[]) => {
+    const lab = parseConfig(stringify(testLab({ extra: { baremetal: { pxe: PXE, machines } } })), "test.yaml", { cacheDir: "/var/cache/btw-test", profilesDir });
+    const tf = synthStack((app) => new BaremetalStack(app, "stack", lab));
+    const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
+    return JSON.parse(server.provisioner[0]["local-exec"].environment.PXE_MACHINES);
+  };
+  const build = (all: string[], profile: string) => all.find((c) => c.includes("build-deploy-initramfs.sh") && c.includes(`/images/${profile}-`)) as string;
+
+  test("the server gets each machine's layout and its disks as /dev paths, in order; none for the only disk", () => {
+    const machines = machinesOf([
+      { name: "plain", mac: "52:54:00:00:00:01" },
+      { name: "one", mac: "52:54:00:00:00:02", disk: "nvme0n1" },
+      { name: "mirror", mac: "52:54:00:00:00:03", profile: "raid", layout: "raid1", disks: ["/dev/disk/by-id/wwn-0x5002538f4123abcd", "sdb"] },
+    ]);
+    expect(machines.map((m: any) => [m.name, m.layout, m.disks])).toEqual([
+      ["plain", "single", []],
+      ["one", "single", ["/dev/nvme0n1"]],
+      ["mirror", "raid1", ["/dev/disk/by-id/wwn-0x5002538f4123abcd", "/dev/sdb"]],
+    ]);
+    expect(machines[0]).not.toHaveProperty("disk");
+  });
+
+  test("single machines only: the deploy environment is built as before, with nothing of the image beyond its drivers", () => {
+    const all = synthMachines([{ name: "plain", mac: "52:54:00:00:00:01", profile: "raid" }]);
+    expect(build(all, "raid")).not.toMatch(/--layout|--image-program|--image-module/);
+  });
+
+  test("a raid1 machine's deploy environment carries the image's mdadm and the md modules", () => {
+    const all = synthMachines([{ name: "mirror", mac: "52:54:00:00:00:01", profile: "raid", layout: "raid1", disks: ["sda", "sdb"] }]);
+    expect(build(all, "raid")).toMatch(/ --layout raid1 --image-program mdadm --image-module md_mod --image-module raid1$/);
+  });
+
+  test("zfs and zfs-mirror (refused at synth until restored) would take ZFS's module, tools and GNU cp, once for both", () => {
+    expect(layoutArgs(["zfs", "zfs-mirror", "zfs"]).join(" ")).toBe(
+      "--layout zfs --layout zfs-mirror --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop",
+    );
+  });
+
+  test("a layout changes the deploy environment's folder; the same machines give the same folder", () => {
+    const folder = (machines: Record<string, unknown>[]) => /--output-dir (\S+)/.exec(build(synthMachines(machines), "raid"))?.[1];
+    const single = folder([{ name: "m", mac: "52:54:00:00:00:01", profile: "raid" }]);
+    const raid = folder([{ name: "m", mac: "52:54:00:00:00:01", profile: "raid", layout: "raid1", disks: ["sda", "sdb"] }]);
+    expect(single).toBeDefined();
+    expect(raid).not.toBe(single);
+    expect(folder([{ name: "other", mac: "52:54:00:00:00:02", profile: "raid", layout: "raid1", disks: ["vda", "vdb"] }])).toBe(raid);
+  });
+
+  test("the server step is replaced when a machine's layout or disks change", () => {
+    const trigger = (machine: Record<string, unknown>) => {
+      const lab = parseConfig(stringify(testLab({ extra: { baremetal: { pxe: PXE, machines: [{ name: "m", mac: "52:54:00:00:00:01", profile: "raid", ...machine }] } } })), "test.yaml", {
+        cacheDir: "/var/cache/btw-test",
+        profilesDir,
+      });
+      const tf = synthStack((app) => new BaremetalStack(app, "stack", lab));
+      const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
+      return server.triggers_replace.machines;
+    };
+    expect(trigger({})).toBe("m 52:54:00:00:00:01 raid single  false kexec");
+    expect(trigger({ layout: "raid1", disks: ["sda", "sdb"] })).toBe("m 52:54:00:00:00:01 raid raid1 /dev/sda,/dev/sdb false kexec");
   });
 });

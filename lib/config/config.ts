@@ -5,6 +5,7 @@ import * as path from "path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { collidingRoute, formatIpv4Net, HostNetworks, ipv4Number, netContains, parseIpv4Net, thisHost } from "./host-network";
+import { LAYOUT_NEEDS, LAYOUTS, Layout, missingPackages } from "./layout";
 import { ProfileError, readProfile } from "./profile";
 
 export const PROJECT_DIR = path.resolve(__dirname, "..", "..");
@@ -70,19 +71,27 @@ const ownFolder = absolutePath.superRefine((value, ctx) => {
 const profileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be a profile folder name: letters, digits, '.', '_' or '-'");
 // A partition would be overwritten by a whole partition table: the restore takes whole disks only.
 const PARTITION = /^\/dev\/((?:[shv]d|xvd)[a-z]+)\d+$|^\/dev\/((?:nvme\d+n|mmcblk|loop|md)\d+)p\d+$|^(\/dev\/disk\/by-(?:id|path)\/.+)-part\d+$/;
-const wholeDisk = z
-  .string()
-  .regex(
-    /^\/dev\/([a-z0-9/]+|disk\/by-(id|path)\/[A-Za-z0-9_.:+@-]+)$/,
-    "must be a whole-disk device such as /dev/sda, /dev/nvme0n1, /dev/disk/by-id/... or /dev/disk/by-path/...",
-  )
-  .superRefine((value, ctx) => {
-    const partition = PARTITION.exec(value);
-    if (partition) {
-      const disk = partition[1] ? `/dev/${partition[1]}` : partition[2] ? `/dev/${partition[2]}` : partition[3];
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${value} is a partition: give the whole disk (${disk})` });
-    }
-  });
+// A disk's kernel name (sda, nvme0n1) is the same disk as /dev/sda: the code only sees /dev paths.
+const KERNEL_NAME = /^[a-z][a-z0-9]*$/;
+const WHOLE_DISK = /^\/dev\/([a-z0-9/]+|disk\/by-(id|path)\/[A-Za-z0-9_.:+@-]+)$/;
+const wholeDisk = z.preprocess(
+  (value) => (typeof value === "string" && KERNEL_NAME.test(value) ? `/dev/${value}` : value),
+  z
+    .string()
+    .regex(WHOLE_DISK, "must be a whole-disk device such as sda, /dev/nvme0n1, /dev/disk/by-id/... or /dev/disk/by-path/...")
+    .superRefine((value, ctx) => {
+      if (!WHOLE_DISK.test(value)) return;
+      if (value.split("/").some((part) => part === "." || part === "..")) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${value}: '.' and '..' do not name a disk` });
+        return;
+      }
+      const partition = PARTITION.exec(value);
+      if (partition) {
+        const disk = partition[1] ? `/dev/${partition[1]}` : partition[2] ? `/dev/${partition[2]}` : partition[3];
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${value} is a partition: give the whole disk (${disk})` });
+      }
+    }),
+);
 
 // A path relative to the lab file (or absolute), as written: scripts and the engine get it resolved.
 const labRelativePath = z
@@ -137,20 +146,69 @@ const ipv4 = z
   .refine(octetsValid, "must be an IPv4 address with octets <= 255");
 const bridgeName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50");
 
+// Designed (docs/layouts.md), accepted by the schema, not restored by the deploy environment yet.
+const NOT_RESTORED_YET: Layout[] = ["zfs", "zfs-mirror"];
+
+/** A machine's disks as the YAML gives them: disk: X is disks: [X]; neither is [] (its only disk). */
+function machineDisks(machine: { disk?: string; disks?: string[] }): string[] {
+  return machine.disks ?? (machine.disk !== undefined ? [machine.disk] : []);
+}
+
 const machineSchema = z
   .object({
     name: hostname,
     mac,
     profile: profileName.optional(),
-    /** Whole disk to restore onto; default: the machine's only disk. */
+    /** The one disk to restore onto (as disks: [X]); default: the machine's only disk. */
     disk: wholeDisk.optional(),
+    /** The disks the layout uses, in order; default: the machine's only disk. */
+    disks: z.array(wholeDisk).optional(),
+    layout: z.enum(LAYOUTS).default("single"),
     /** Allow overwriting a disk that holds partitions or data. */
     wipe: z.boolean().default(false),
     /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
     first_boot: z.enum(["kexec", "reboot"]).default("kexec"),
     user_data: cloudConfig.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((machine, ctx) => {
+    if (machine.disk !== undefined && machine.disks !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["disk"], message: "give either disk (one disk) or disks (a list), not both" });
+      return;
+    }
+    const disks = machineDisks(machine);
+    const key = machine.disks !== undefined ? "disks" : "disk";
+    const { min, max } = LAYOUT_NEEDS[machine.layout].disks;
+    if (machine.disks !== undefined && disks.length === 0) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["disks"], message: "lists no disk: list the disks, or leave the key out for the machine's only disk" });
+    } else if (disks.length === 0 && min > 1) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["disks"], message: `is required with layout ${machine.layout}: list at least ${min} disks` });
+    } else if (disks.length > 0 && disks.length < min) {
+      const hint = key === "disk" ? ": list them under disks" : "";
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `layout ${machine.layout} needs at least ${min} disks, ${disks.length} listed${hint}` });
+    } else if (max !== undefined && disks.length > max) {
+      const mirror = machine.layout === "zfs" ? "zfs-mirror" : "raid1 or zfs-mirror";
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `layout ${machine.layout} takes ${max} disk, ${disks.length} listed (for a mirror use layout ${mirror})` });
+    }
+    if (NOT_RESTORED_YET.includes(machine.layout)) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["layout"],
+        message: `${machine.layout} is not restored yet (docs/layouts.md has its design): use single or raid1`,
+      });
+    }
+    // The same disk twice would mirror a disk onto itself. (Two names of one disk, sda and its
+    // by-id link, can only be told apart on the machine: the restore checks that.)
+    const first = new Map<string, number>();
+    disks.forEach((disk, index) => {
+      const earlier = first.get(disk);
+      if (earlier !== undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["disks", index], message: `${disk} is listed twice (also disks[${earlier}])` });
+      } else {
+        first.set(disk, index);
+      }
+    });
+  });
 
 const baremetalSchema = z
   .object({
@@ -404,7 +462,9 @@ export interface MachineConfig {
   name: string;
   mac: string;
   profile: string;
-  disk?: string;
+  /** Whole disks as /dev paths, in order (disk: X is [X]); empty: the machine's only disk, which the deploy environment finds. */
+  disks: string[];
+  layout: Layout;
   wipe: boolean;
   firstBoot: "kexec" | "reboot";
   userData: Record<string, unknown>;
@@ -583,6 +643,24 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
   checkProfile(lab.profile, "profile");
   lab.vms.forEach((vm, index) => vm.profile && checkProfile(vm.profile, `vms[${index}].profile`));
   lab.baremetal.machines.forEach((machine, index) => machine.profile && checkProfile(machine.profile, `baremetal.machines[${index}].profile`));
+  // A layout's restored system assembles and boots its root with packages its profile must install.
+  config.baremetal.machines.forEach((machine, index) => {
+    if (LAYOUT_NEEDS[machine.layout].packages.length === 0) return;
+    let packages: string[];
+    try {
+      packages = readProfile(profilesDir, machine.profile, lab.release).packages;
+    } catch (error) {
+      if (error instanceof ProfileError) return; // named above, by the key that chose the profile
+      throw error;
+    }
+    const missing = missingPackages(machine.layout, packages);
+    if (missing.length > 0) {
+      problems.push(
+        `baremetal.machines[${index}].layout: machine ${machine.name} has layout ${machine.layout}, which needs ${missing.join(", ")} in its profile, ` +
+          `and profile ${machine.profile} does not install ${missing.length > 1 ? "them" : "it"} (add ${missing.length > 1 ? "them" : "it"} to an install.d list of the profile or a profile it extends)`,
+      );
+    }
+  });
   problems.push(...hostNetworkProblems(config, options.host ?? thisHost));
   if (problems.length > 0) throw new ConfigError(sourceFile, problems);
   // Like the config's own paths, the cache folder reaches scripts and the engine as written.
@@ -641,7 +719,8 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
         name: machine.name,
         mac: machine.mac,
         profile: machine.profile ?? lab.profile,
-        disk: machine.disk,
+        disks: machineDisks(machine),
+        layout: machine.layout,
         wipe: machine.wipe,
         firstBoot: machine.first_boot,
         userData: machine.user_data ?? {},

@@ -5,6 +5,7 @@ import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
 import { TerraformData } from "../cdk";
+import { Layout, LAYOUT_NEEDS } from "../config/layout";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, scriptHash } from "./host-step";
 
@@ -15,6 +16,20 @@ export interface DeployEnvironmentProps {
   /** The image whose kernel and drivers the deploy environment uses. */
   image: CustomizedImage;
   cacheDir: string;
+  /** The layouts of the machines it deploys: it carries what each needs from the image (lib/config/layout.ts). */
+  layouts?: Layout[];
+}
+
+/** The build's arguments for the layouts beyond single: each layout, then the programs and modules they need from the image. */
+export function layoutArgs(layouts: Layout[]): string[] {
+  const wanted = [...new Set(layouts)].filter((layout) => layout !== "single").sort();
+  const programs = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].programs))];
+  const modules = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].modules))];
+  return [
+    ...wanted.flatMap((layout) => ["--layout", layout]),
+    ...programs.flatMap((program) => ["--image-program", program]),
+    ...modules.flatMap((module) => ["--image-module", module]),
+  ];
 }
 
 export class DeployEnvironment extends Construct {
@@ -24,15 +39,17 @@ export class DeployEnvironment extends Construct {
 
   constructor(scope: Construct, id: string, props: DeployEnvironmentProps) {
     super(scope, id);
+    const layouts = layoutArgs(props.layouts ?? []);
+    // Only a layout beyond single changes the hash: the deploy environments built so far stay as they are.
     const inputsHash = crypto
       .createHash("sha256")
-      .update([props.image.imagePath, scriptHash(SCRIPT)].join("\n"))
+      .update([props.image.imagePath, scriptHash(SCRIPT), ...(layouts.length > 0 ? [layouts.join(" ")] : [])].join("\n"))
       .digest("hex")
       .slice(0, 16);
     this.dir = path.join(props.cacheDir, "deploy-env", inputsHash);
     this.step = hostStep(this, "build", {
       script: SCRIPT,
-      args: ["--image", props.image.imagePath, "--output-dir", this.dir],
+      args: ["--image", props.image.imagePath, "--output-dir", this.dir, ...layouts],
       skipIfExists: path.join(this.dir, "initramfs.img"),
       triggers: { image: props.image.step.id, output_dir: this.dir },
       dependsOn: [props.image.step],

@@ -43,7 +43,9 @@ export class PxeServer extends Construct {
         name: machine.name,
         mac: machine.mac,
         profile: machine.profile,
-        disk: machine.disk ?? "",
+        // Empty: the machine's only disk, which the deploy environment finds.
+        disks: machine.disks,
+        layout: machine.layout,
         wipe: machine.wipe,
         first_boot: machine.firstBoot,
         user_data: seed.userData,
@@ -64,7 +66,7 @@ export class PxeServer extends Construct {
       environment: { PXE_MACHINES: machinesJson },
       triggers: {
         args: args.join(" "),
-        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.disk} ${m.wipe} ${m.first_boot}`).join(", "),
+        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.layout} ${m.disks.join(",")} ${m.wipe} ${m.first_boot}`).join(", "),
         seeds_sha256: crypto.createHash("sha256").update(machinesJson).digest("hex"),
         deploy_environments: deploySteps.map((step) => step.id).join(","),
         captures: [...props.captures.values()].map((capture) => capture.step.id).join(","),

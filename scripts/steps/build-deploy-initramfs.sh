@@ -3,14 +3,15 @@
 # customized image and an initramfs of ours in two parts: initramfs.img (busybox,
 # zstd, the image's network drivers and their firmware, deploy-init.sh as /init) and
 # tools.img, which /init fetches (storage drivers, partclone, sfdisk, e2fsprogs, jq,
-# restore-disk.sh, disk-links.sh); and the image's signed shim and GRUB network
+# restore-disk.sh, restore-layout.sh, disk-links.sh); and the image's signed shim and GRUB network
 # image that UEFI machines boot first.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
 PROG=build-deploy-initramfs
-USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR"
+USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR [--layout NAME]... [--image-program NAME]...
+         [--image-module NAME]..."
 # Driver folders and files of the image's kernel that go into the initramfs.
 # ext4 is a module in the generic kernel (built in in the cloud one): the
 # restore mounts the new root file system to write the seed; efivarfs lets it set
@@ -25,7 +26,7 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
 # out is half a second). zstd, which unpacks tools.img, goes into initramfs.img.
 PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec"
 # Driver folders (of MODULE_DIRS) that go into tools.img too.
-TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs"
+TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs updates"
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
@@ -33,10 +34,11 @@ TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi k
 # the step's script hash (lib/constructs/host-step.ts) covers them.
 restore_disk=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-disk.sh")
 disk_links=$(readlink -f "$(dirname "$0")/../../deploy-env/disk-links.sh")
+restore_layout=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-layout.sh")
 deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
 own_mount_namespace "$@"
 
-image="" output_dir=""
+image="" output_dir="" layouts="" image_programs="" image_modules=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
@@ -44,11 +46,27 @@ while [ $# -gt 0 ]; do
       echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio: /init, busybox, zstd, the network drivers),"
       echo "DIR/tools.img (zstd cpio: storage drivers, the restore's programs) and, when the image has them,"
       echo "DIR/shimx64.efi and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
-      echo "Needs root, busybox (static), cpio, xz."
+      echo "--layout names a disk layout beyond single that the environment restores (listed in"
+      echo "/etc/btw-layouts and build.json); --image-program copies a program of the image, with the"
+      echo "image's libraries, under /image in tools.img (run through the image's loader by a wrapper in"
+      echo "/usr/sbin); --image-module copies a module of the image's kernel (updates/dkms too) and what it"
+      echo "depends on into tools.img."
+      echo "Needs root, busybox (static), cpio, xz, jq."
       exit 0 ;;
-    --image|--output-dir)
+    --image|--output-dir|--layout|--image-program|--image-module)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
-      case "$1" in --image) image=$2 ;; --output-dir) output_dir=$2 ;; esac
+      case "$1" in
+        --image) image=$2 ;;
+        --output-dir) output_dir=$2 ;;
+        *)
+          # These become file names and words of a list.
+          case "$2" in ''|*[!A-Za-z0-9_.+-]*) usage_error "$1 takes a name of letters, digits and '_.+-'" ;; esac
+          case "$1" in
+            --layout) layouts="$layouts $2" ;;
+            --image-program) image_programs="$image_programs $2" ;;
+            --image-module) image_modules="$image_modules $2" ;;
+          esac ;;
+      esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -56,7 +74,7 @@ done
 [ -n "$image" ] || usage_error "missing --image"
 [ -n "$output_dir" ] || usage_error "missing --output-dir"
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
-for tool in qemu-img losetup partx mount umount cpio xz zstd ldd modinfo $PROGRAMS; do
+for tool in qemu-img losetup partx mount umount chroot cpio xz zstd ldd modinfo $PROGRAMS; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 busybox=$(command -v busybox) || die "required tool not found: busybox (Debian package busybox-static)"
@@ -71,7 +89,8 @@ on_exit release_taken
 work=$(mktemp -d "$output_dir.build-XXXXXX")
 staging=$work/out
 root=$work/initramfs
-mkdir -p "$staging" "$root"
+tools=$work/tools
+mkdir -p "$staging" "$root" "$tools"
 
 say "reading the kernel and its drivers from $image"
 qemu-img convert -O raw "$image" "$work/disk.raw"
@@ -115,6 +134,64 @@ for dir in $MODULE_DIRS; do
   done
 done
 cp "$modules"/modules.builtin* "$modules"/modules.order "$root/lib/modules/$kver/" 2>/dev/null || true
+# What a layout needs from the image's kernel (lib/config/layout.ts): modules outside the
+# folders above (zfs.ko and spl.ko that zfs-dkms built, in updates/dkms) and what they depend on.
+pending=$image_modules
+while [ -n "$pending" ]; do
+  # shellcheck disable=SC2086 # a list of module names
+  set -- $pending
+  [ $# -gt 0 ] || break
+  module=$1
+  shift
+  pending=$*
+  # Module names treat '-' and '_' alike (md_mod is md-mod.ko).
+  pattern=$(echo "$module" | sed 's/[-_]/[-_]/g')
+  grep -q "/$pattern\.ko$" "$modules/modules.builtin" 2>/dev/null && continue
+  [ -z "$(find "$root/lib/modules/$kver" -name "$pattern.ko" | head -n 1)" ] || continue
+  found=$(cd "$modules" && find . -name "$pattern.ko*" | sort | head -n 1)
+  [ -n "$found" ] || die "the image's kernel $kver has no module $module (the layouts$layouts need it; is its package in the profile?)"
+  target=$root/lib/modules/$kver/${found#./}
+  target=${target%.xz}
+  target=${target%.zst}
+  mkdir -p "$(dirname "$target")"
+  case "$found" in
+    *.xz) xz -dc "$modules/$found" >"$target" ;;
+    *.zst) zstd -q -dc "$modules/$found" >"$target" ;;
+    *) cp "$modules/$found" "$target" ;;
+  esac
+  pending="$pending $(modinfo -F depends "$target" | tr ',' ' ')"
+done
+# Programs a layout needs from the image (lib/config/layout.ts): the versions the restored
+# system runs (zpool and zfs must match the module). Under /image with the image's own
+# libraries, beside the host's programs below, whose libraries may be other versions;
+# in tools.img with the rest of the restore.
+image_loader=""
+for program in $image_programs; do
+  program_path=""
+  for dir in /usr/sbin /usr/bin /sbin /bin; do
+    if [ -f "$mnt$dir/$program" ] && [ -x "$mnt$dir/$program" ]; then program_path=$dir/$program; break; fi
+  done
+  [ -n "$program_path" ] || die "the image has no program $program (the layouts$layouts need it; is its package in the profile?)"
+  # Paths resolved by the image itself (its links may be absolute); its own loader lists the libraries.
+  resolved=$(chroot "$mnt" /usr/bin/readlink -f "$program_path")
+  [ -n "$image_loader" ] || image_loader=$(chroot "$mnt" /usr/bin/readlink -f /lib64/ld-linux-x86-64.so.2)
+  mkdir -p "$tools/image$(dirname "$program_path")" "$tools/image$(dirname "$image_loader")"
+  cp "$mnt$resolved" "$tools/image$program_path"
+  [ -e "$tools/image$image_loader" ] || cp "$mnt$image_loader" "$tools/image$image_loader"
+  # Each library under the name the loader looks for (the soname link), with the content it points to.
+  chroot "$mnt" "$image_loader" --list "$resolved" | awk '/=> \// { print $3 }' | while read -r lib; do
+    [ -e "$tools/image$lib" ] && continue
+    mkdir -p "$tools/image$(dirname "$lib")"
+    cp "$mnt$(chroot "$mnt" /usr/bin/readlink -f "$lib")" "$tools/image$lib"
+  done
+  mkdir -p "$tools/usr/sbin"
+  cat >"$tools/usr/sbin/$program" <<EOF
+#!/bin/sh
+# The image's own $program (build-deploy-initramfs.sh --image-program), with the image's libraries.
+exec /image$image_loader --library-path /image/lib/x86_64-linux-gnu:/image/usr/lib/x86_64-linux-gnu /image$program_path "\$@"
+EOF
+  chmod 755 "$tools/usr/sbin/$program"
+done
 # Firmware the included drivers ask for, where the image has it (a profile's
 # firmware-* packages): without it some NICs do not come up.
 firmware_dir=$mnt/lib/firmware
@@ -155,8 +232,6 @@ cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
   [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
-tools=$work/tools
-mkdir -p "$tools"
 # copy_with_libs TREE FILE: the program at the same path in TREE, plus what ldd names
 # (a library the initramfs has already is not copied into tools).
 copy_with_libs() {
@@ -192,10 +267,12 @@ done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
 mkdir -p "$tools/usr/bin"
-cp "$restore_disk" "$disk_links" "$tools/usr/bin/"
+cp "$restore_disk" "$restore_layout" "$disk_links" "$tools/usr/bin/"
 cp "$deploy_init" "$root/init"
-chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/disk-links.sh"
+chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/restore-layout.sh" "$tools/usr/bin/disk-links.sh"
 ln -s /proc/mounts "$root/etc/mtab"
+# The disk layouts this environment restores beyond single, one a line.
+for layout in $layouts; do echo "$layout"; done >"$root/etc/btw-layouts"
 # The machine's clock may be anything before NTP: e2fsck must not stop on it.
 printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
 cat >"$root/etc/udhcpc.script" <<'EOF'
@@ -215,7 +292,11 @@ chmod 755 "$root/etc/udhcpc.script"
 
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
 (cd "$tools" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/tools.img"
-printf '{"kernel_version": "%s", "source_image": "%s", "uefi_loader": "%s"}\n' "$kver" "$(basename "$image")" "$uefi_loader" >"$staging/build.json"
+jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_loader" \
+  --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" \
+  'def words: split(" ") | map(select(. != ""));
+   {kernel_version: $kver, source_image: $image, uefi_loader: $loader,
+    layouts: (["single"] + ($layouts | words)), image_programs: ($programs | words), image_modules: ($modules | words)}' >"$staging/build.json"
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"

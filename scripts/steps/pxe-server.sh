@@ -33,8 +33,10 @@ print_help() {
 $USAGE
 
 start      (re)starts the server; PXE_MACHINES is a JSON list of
-           {name, mac, profile, disk?, wipe, first_boot (kexec|reboot), user_data,
-           meta_data, network_config}.
+           {name, mac, profile, disks, layout, wipe, first_boot (kexec|reboot),
+           user_data, meta_data, network_config}
+           (disks: a list, empty for the machine's only disk; layout: single,
+           raid1, zfs or zfs-mirror).
            Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
            A machine boots the deploy environment (vmlinuz, initramfs.img, tools.img in the
            --deploy DIR) and restores the artifacts of its own profile, once.
@@ -356,12 +358,19 @@ ln -s boot "$state_dir/http/cgi-bin/report"
 macs=$(printf '%s' "$PXE_MACHINES" | jq -r '.[].mac')
 printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   field() { printf '%s' "$machine" | jq -r "$1"; }
-  name=$(field .name) mac=$(field .mac) profile=$(field .profile) disk=$(field '.disk // ""')
+  name=$(field .name) mac=$(field .mac) profile=$(field .profile) layout=$(field '.layout // "single"')
+  disks=$(field '(.disks // []) | join(" ")')
   # All of these go into an iPXE script, one line each.
   printf '%s\n' "$name" | grep -qx '[a-z0-9][a-z0-9-]*' || die "bad machine name '$name'"
   is_mac "$mac" || die "machine $name: bad MAC '$mac'"
   printf '%s\n' "$profile" | grep -qx '[A-Za-z0-9][A-Za-z0-9_.-]*' || die "machine $name: bad profile '$profile'"
-  printf '%s\n' "$disk" | grep -qx '\(/dev/[A-Za-z0-9_.:+@/-]*\)\{0,1\}' || die "machine $name: bad disk '$disk'"
+  case "$layout" in single|raid1|zfs|zfs-mirror) ;; *) die "machine $name: bad layout '$layout'" ;; esac
+  options="btw.layout=$layout"
+  # One btw.disk= per disk, in order: the layout's first disk first.
+  for disk in $disks; do
+    printf '%s\n' "$disk" | grep -qx '/dev/[A-Za-z0-9_.:+@/-]*' || die "machine $name: bad disk '$disk'"
+    options="$options btw.disk=$disk"
+  done
   [ -e "$state_dir/http/artifacts/$profile" ] || die "machine $name: no --artifacts for profile $profile"
   [ -e "$state_dir/http/deploy/$profile" ] || die "machine $name: no --deploy for profile $profile"
   dir=$state_dir/machines/$mac
@@ -371,7 +380,7 @@ printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   field .meta_data >"$dir/meta-data"
   field '.network_config // empty' >"$dir/network-config"
   [ -s "$dir/network-config" ] || rm "$dir/network-config"
-  options="btw.disk=$disk btw.tools=$base_url/deploy/$profile/tools.img btw.tools_sha256=$(sha256sum "$state_dir/http/deploy/$profile/tools.img" | cut -c1-64)"
+  options="$options btw.tools=$base_url/deploy/$profile/tools.img btw.tools_sha256=$(sha256sum "$state_dir/http/deploy/$profile/tools.img" | cut -c1-64)"
   [ "$(field '.wipe // false')" = true ] && options="$options btw.wipe=1"
   first_boot=$(field '.first_boot // "kexec"')
   case "$first_boot" in kexec|reboot) ;; *) die "machine $name: bad first_boot '$first_boot' (kexec or reboot)" ;; esac

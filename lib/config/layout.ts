@@ -1,0 +1,45 @@
+// A bare-metal machine's disk layout (baremetal.machines[].layout, issue 14): how
+// the captured partitions go onto its disks. The one table of what each layout
+// needs: how many disks, what the machine's profile must install (synth refuses a
+// profile without it) and what the deploy environment takes from the image.
+// docs/layouts.md describes the restore of each.
+
+export const LAYOUTS = ["single", "raid1", "zfs", "zfs-mirror"] as const;
+export type Layout = (typeof LAYOUTS)[number];
+
+export interface LayoutNeeds {
+  /** How many disks the machine lists: at least min, at most max (undefined: no limit). */
+  disks: { min: number; max?: number };
+  /** Debian packages the machine's profile must install: the restored system assembles and boots its root with them. */
+  packages: string[];
+  /** Programs the deploy environment takes from the image, with their libraries: the same versions the restored system runs. */
+  programs: string[];
+  /** Kernel modules the deploy environment takes from the image's kernel, beyond its storage and NIC drivers. */
+  modules: string[];
+}
+
+// ZFS: the module is the one zfs-dkms built for the image's kernel, and zpool/zfs must match it;
+// GNU cp keeps the xattrs (file capabilities) and ACLs that busybox's cp drops.
+const ZFS: Omit<LayoutNeeds, "disks"> = {
+  packages: ["zfsutils-linux", "zfs-initramfs", "zfs-dkms"],
+  programs: ["zpool", "zfs", "cp"],
+  modules: ["zfs", "spl", "loop"],
+};
+
+export const LAYOUT_NEEDS: Record<Layout, LayoutNeeds> = {
+  single: { disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [] },
+  raid1: { disks: { min: 2 }, packages: ["mdadm"], programs: ["mdadm"], modules: ["md_mod", "raid1"] },
+  zfs: { disks: { min: 1, max: 1 }, ...ZFS },
+  "zfs-mirror": { disks: { min: 2 }, ...ZFS },
+};
+
+/** A package line as profiles write it (name, name=version, name/suite, name:arch): its name. */
+function packageName(line: string): string {
+  return line.split(/[=/:]/)[0];
+}
+
+/** The packages a layout needs that the profile's resolved package list lacks, in the table's order. */
+export function missingPackages(layout: Layout, profilePackages: string[]): string[] {
+  const installed = new Set(profilePackages.map(packageName));
+  return LAYOUT_NEEDS[layout].packages.filter((name) => !installed.has(name));
+}
