@@ -7,6 +7,7 @@
 //   npm run bench -- baremetal    partition capture and blank machines over PXE only
 //   npm run bench -- lab          lab deploy only
 //   npm run bench -- seed         a VM's cloud-init seed (the first and a second VM of one image) only
+//   npm run bench -- layouts      restore time of raid1 (two disks) next to single, same image
 //
 // Whatever it holds outside its temporary folders (libvirt objects, the PXE
 // server) is recorded (testkit/held.ts): an interrupted run releases it.
@@ -278,6 +279,57 @@ async function blankMachineTimings(firmwares: Firmware[]): Promise<Record<string
   }
 }
 
+/**
+ * Restore time by disk layout (docs/layouts.md), one image (profile mdadm), one run: a blank
+ * BIOS machine restored as single onto one disk, then one restored as raid1 onto two, one
+ * after the other. Power-on to the restore's report, and the restore script's own time
+ * (its "restored ... in Ns" line). Its own names and addresses, as blankMachineTimings.
+ */
+async function benchLayouts(): Promise<void> {
+  const lab = new PxeLab({
+    lab: "bmlayout",
+    subnet: "10.213.57",
+    stateDir: "/var/lib/btw-img/pxe-bench-layout",
+    machines: [
+      { name: "bench-single", mac: "52:54:00:bd:57:01", firmware: "bios", profile: "mdadm" },
+      { name: "bench-raid1", mac: "52:54:00:bd:57:02", firmware: "bios", profile: "mdadm", layout: "raid1", disks: 2 },
+    ],
+  });
+  const workspace = new LabWorkspace();
+  const release = hold("bench-layouts", lab.held());
+  try {
+    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ labCidr: "10.213.58.0/24", httpPort: 18185, dhcpRange: "10.213.57.100,10.213.57.150" })));
+    lab.createNetwork(workspace.dir);
+    process.stderr.write("bench: cdktf deploy baremetal (profile mdadm, single and raid1) ...\n");
+    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
+    const restore = new Map<string, { powerOnMs: number; scriptMs: number }>();
+    for (const machine of lab.machines) {
+      process.stderr.write(`bench: blank machine ${machine.name}: power-on to the restore's report ...\n`);
+      const started = lab.startMachines(workspace.dir, [machine]);
+      const reports = await lab.waitForReports(1_800_000, [machine]);
+      const notDone = lab.notDone(reports, [machine]);
+      if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
+      lab.stopMachines([machine]);
+      const progress = lab.deployProgress(machine);
+      for (const line of progress) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
+      const scriptSeconds = progress.map((line) => /^restore-(?:disk|layout): restored .* in (\d+)s/.exec(line)?.[1]).find(Boolean);
+      if (!scriptSeconds) throw new Error(`no "restored ... in Ns" line on ${machine.name}'s console`);
+      restore.set(machine.layout ?? "single", { powerOnMs: reports.get(machine)!.at - started, scriptMs: Number(scriptSeconds) * 1000 });
+    }
+    const single = restore.get("single")!;
+    const raid1 = restore.get("raid1")!;
+    addRow("restore raid1 (2 disks) vs single, power-on to report (BIOS, profile mdadm)", raid1.powerOnMs, single.powerOnMs);
+    addRow("restore raid1 (2 disks) vs single, the restore script alone", raid1.scriptMs, single.scriptMs);
+  } finally {
+    lab.stopMachines();
+    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    lab.cleanup();
+    release();
+    workspace.remove();
+  }
+}
+
 /** A lab of `vms` VMs (names vm1...) with the given firmware, on the fixture image served at baseUrl. */
 function benchLabConfig(name: string, vms: number, firmware: Firmware, baseUrl: string): Record<string, unknown> {
   return testLab({
@@ -415,7 +467,8 @@ function baremetalFirmwares(section: string | undefined): Firmware[] {
 async function main(): Promise<void> {
   const sections = process.argv.slice(2);
   if (sections.includes("--help") || sections.includes("-h")) {
-    console.log("usage: npm run bench [-- image|acquire|seed|lab|baremetal[:FIRMWARE,...] ...]   (default: all sections)");
+    console.log("usage: npm run bench [-- image|acquire|seed|lab|baremetal[:FIRMWARE,...]|layouts ...]   (default: all sections)");
+    console.log("  layouts                     restore time of raid1 (two disks) next to single, same image");
     console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
     return;
   }
@@ -428,6 +481,7 @@ async function main(): Promise<void> {
     if (sections.length === 0 || sections.includes("lab")) await benchLab();
     const baremetal = sections.find((section) => section === "baremetal" || section.startsWith("baremetal:"));
     if (sections.length === 0 || baremetal) await benchBaremetal(baremetalFirmwares(baremetal));
+    if (sections.length === 0 || sections.includes("layouts")) await benchLayouts();
   } finally {
     finishHeldRecords("bench");
     fs.rmSync(lock, { force: true });
