@@ -67,24 +67,25 @@ case "$manifest" in
   *) source_base=${manifest%/}; manifest=$source_base/manifest.json ;;
 esac
 
-created_work="" mounted=""
+created_work=""
+# unmount_target: everything at or under /target, deepest first: the binds, what the restored
+# system's programs mounted inside them (seen on UEFI: /target kept busy, so the array could not
+# stop and the first boot could not read it), then the restored root.
+unmount_target() {
+  awk -v t="$TARGET" '$2 == t || index($2, t "/") == 1 { print $2 }' /proc/mounts | sort -r | while read -r _point; do
+    umount "$_point" 2>/dev/null || umount -l "$_point" 2>/dev/null || say "could not unmount $_point"
+  done
+}
 release() {
   status=$?
   set +e
-  # Innermost first: the binds, then the restored root.
-  for mount_point in $mounted; do umount "$mount_point" 2>/dev/null; done
+  unmount_target
   [ -n "$created_work" ] && rm -rf "$created_work"
   exit "$status"
 }
 trap release EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-# mount_at ARGS... POINT: mount, remembered for release (innermost first).
-mount_at() {
-  for _point; do :; done
-  mount "$@" || return 1
-  mounted="$_point $mounted"
-}
 
 if [ -z "$work_dir" ]; then
   work_dir=$(mktemp -d "${TMPDIR:-/tmp}/restore-layout.XXXXXX")
@@ -264,9 +265,9 @@ in_target() { chroot "$TARGET" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin "
 # configure_target: seed, install ID, mdadm.conf, fstab, GRUB's root=UUID, initramfs, GRUB on every disk.
 configure_target() {
   mkdir -p "$TARGET"
-  mount_at -t ext4 "$ARRAY" "$TARGET"
-  for _fs in dev proc sys; do mount_at -o bind "/$_fs" "$TARGET/$_fs"; done
-  mount_at -t tmpfs tmpfs "$TARGET/run"
+  mount -t ext4 "$ARRAY" "$TARGET"
+  for _fs in dev proc sys; do mount -o bind "/$_fs" "$TARGET/$_fs"; done
+  mount -t tmpfs tmpfs "$TARGET/run"
   if [ -n "$seed" ]; then
     mkdir -p "$TARGET/var/lib/cloud/seed/nocloud"
     cp "$work_dir/seed/"* "$TARGET/var/lib/cloud/seed/nocloud/"
@@ -326,7 +327,10 @@ write_esp_sync() {
 #!/bin/sh
 # Written by btw-img's restore (layout raid1): copies /boot/efi onto the other disks' ESPs.
 set -eu
-mounted=$(findmnt -n -o PARTUUID /boot/efi) || exit 0
+# /boot/efi may be an automount (x-systemd.automount): reading it mounts the ESP for findmnt.
+ls /boot/efi >/dev/null 2>&1 || exit 0
+mounted=$(findmnt -n -o PARTUUID /boot/efi | tail -n 1)
+[ -n "$mounted" ] || exit 0
 while read -r partuuid; do
   [ -n "$partuuid" ] && [ "$partuuid" != "$mounted" ] && [ -e "/dev/disk/by-partuuid/$partuuid" ] || continue
   dir=$(mktemp -d)
