@@ -221,6 +221,29 @@ async function benchBaremetal(firmwares: Firmware[]): Promise<void> {
 }
 
 /**
+ * Runs `measure` on a deployed bare-metal lab: the PXE server of `lab` on its own network
+ * (labConfig as given), held while it runs, destroyed and removed after, whatever happened.
+ */
+async function withDeployedPxeLab<T>(lab: PxeLab, holder: string, config: Parameters<PxeLab["labConfig"]>[0], measure: (workspace: LabWorkspace) => Promise<T>): Promise<T> {
+  const workspace = new LabWorkspace();
+  const release = hold(holder, lab.held());
+  try {
+    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig(config)));
+    lab.createNetwork(workspace.dir);
+    process.stderr.write(`bench: cdktf deploy baremetal (${lab.machines.map((m) => `${m.name}: ${m.profile}`).join(", ")}) ...\n`);
+    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
+    return await measure(workspace);
+  } finally {
+    lab.stopMachines();
+    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    lab.cleanup();
+    release();
+    workspace.remove();
+  }
+}
+
+/**
  * As __tests__/e2e/baremetal-pxe.test.ts, timed: `cdktf deploy baremetal`, then blank
  * machines (UEFI minimal with and without Secure Boot, BIOS metal; network first, then
  * disk) restore over PXE and reboot to cloud-init done, one after the other, so each
@@ -241,14 +264,7 @@ async function blankMachineTimings(firmwares: Firmware[]): Promise<Record<string
     stateDir: "/var/lib/btw-img/pxe-bench",
     machines: machines.filter((machine) => firmwares.includes(machine.firmware)),
   });
-  const workspace = new LabWorkspace();
-  const release = hold("bench-pxe", lab.held());
-  try {
-    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ labCidr: "10.213.56.0/24", httpPort: 18183, dhcpRange: "10.213.55.100,10.213.55.150" })));
-    lab.createNetwork(workspace.dir);
-    process.stderr.write("bench: cdktf deploy baremetal (capture, deploy environments, PXE server) ...\n");
-    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
-    if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
+  return withDeployedPxeLab(lab, "bench-pxe", { labCidr: "10.213.56.0/24", httpPort: 18183, dhcpRange: "10.213.55.100,10.213.55.150" }, async (workspace) => {
     const timings: Record<string, BootTiming & { firmware: Firmware }> = {};
     for (const machine of lab.machines) {
       process.stderr.write(`bench: blank machine ${machine.name}: power-on to cloud-init done ...\n`);
@@ -270,13 +286,7 @@ async function blankMachineTimings(firmwares: Firmware[]): Promise<Record<string
       await labVmBaselines([machine.firmware]);
     }
     return timings;
-  } finally {
-    lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
-    lab.cleanup();
-    release();
-    workspace.remove();
-  }
+  });
 }
 
 /**
@@ -295,14 +305,7 @@ async function benchLayouts(): Promise<void> {
       { name: "bench-raid1", mac: "52:54:00:bd:57:02", firmware: "bios", profile: "mdadm", layout: "raid1", disks: 2 },
     ],
   });
-  const workspace = new LabWorkspace();
-  const release = hold("bench-layouts", lab.held());
-  try {
-    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ labCidr: "10.213.58.0/24", httpPort: 18185, dhcpRange: "10.213.57.100,10.213.57.150" })));
-    lab.createNetwork(workspace.dir);
-    process.stderr.write("bench: cdktf deploy baremetal (profile mdadm, single and raid1) ...\n");
-    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
-    if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
+  await withDeployedPxeLab(lab, "bench-layouts", { labCidr: "10.213.58.0/24", httpPort: 18185, dhcpRange: "10.213.57.100,10.213.57.150" }, async (workspace) => {
     const restore = new Map<string, { powerOnMs: number; scriptMs: number }>();
     for (const machine of lab.machines) {
       process.stderr.write(`bench: blank machine ${machine.name}: power-on to the restore's report ...\n`);
@@ -321,13 +324,7 @@ async function benchLayouts(): Promise<void> {
     const raid1 = restore.get("raid1")!;
     addRow("restore raid1 (2 disks) vs single, power-on to report (BIOS, profile mdadm)", raid1.powerOnMs, single.powerOnMs);
     addRow("restore raid1 (2 disks) vs single, the restore script alone", raid1.scriptMs, single.scriptMs);
-  } finally {
-    lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
-    lab.cleanup();
-    release();
-    workspace.remove();
-  }
+  });
 }
 
 /** A lab of `vms` VMs (names vm1...) with the given firmware, on the fixture image served at baseUrl. */
