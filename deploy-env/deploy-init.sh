@@ -163,7 +163,7 @@ fi
 case "$status" in
   0) ;;
   3) say "the disk already holds this install: nothing restored" ;;
-  *) fail "restore-disk.sh failed" ;;
+  *) fail "the restore ($layout onto${disks:- $disk}) failed: its messages are above" ;;
 esac
 
 # The restored root: the array (raid1) or the root partition of the disk.

@@ -146,9 +146,11 @@ holds_this_install() {
 # check_blank: without --wipe, nothing on any disk may be overwritten.
 check_blank() {
   [ -z "$wipe" ] || return 0
-  for _device in $devices; do
-    sfdisk -d "$_device" >/dev/null 2>&1 && die "$_device holds a partition table: pass --wipe to overwrite it"
-    [ -z "$(dd if="$_device" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ] || die "$_device is not blank: pass --wipe to overwrite it"
+  # By the names the machine's config gave (check_disks resolved each one already).
+  for _disk in $disks; do
+    _device=$(readlink -f "$_disk")
+    sfdisk -d "$_device" >/dev/null 2>&1 && die "$_disk ($_device) holds a partition table: pass --wipe to overwrite it"
+    [ -z "$(dd if="$_device" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ] || die "$_disk ($_device) is not blank: pass --wipe to overwrite it"
   done
 }
 
