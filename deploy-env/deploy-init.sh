@@ -123,17 +123,15 @@ disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
 # written, once the network is up so that the server hears 'failed'.
 case "$layout" in
   single) ;;
-  raid1) grep -qx "$layout" /etc/btw-layouts 2>/dev/null ||
+  raid1|zfs|zfs-mirror) grep -qx "$layout" /etc/btw-layouts 2>/dev/null ||
     fail "this deploy environment was built without layout $layout: deploy the baremetal stack again" ;;
-  zfs|zfs-mirror) fail "layout $layout is not restored by this deploy environment yet: only single and raid1 are (docs/layouts.md)" ;;
   *) fail "unknown layout '$layout' on the kernel command line" ;;
 esac
 set -- $disks
-if [ "$layout" = single ]; then
-  [ $# -le 1 ] || fail "layout single takes one disk, the command line names $#:$disks"
-else
-  [ $# -ge 2 ] || fail "layout $layout needs two disks or more, the command line names $#:$disks"
-fi
+case "$layout" in
+  single|zfs) [ $# -le 1 ] || fail "layout $layout takes one disk, the command line names $#:$disks" ;;
+  *) [ $# -ge 2 ] || fail "layout $layout needs two disks or more, the command line names $#:$disks" ;;
+esac
 disk=${1:-}
 if [ -z "$disk" ]; then
   candidates=""
@@ -157,7 +155,7 @@ if [ "$layout" = single ]; then
 else
   # One --disk per disk, in the machine's order.
   layout_disks=""
-  for each in $disks; do layout_disks="$layout_disks --disk $each"; done
+  for each in ${disks:-$disk}; do layout_disks="$layout_disks --disk $each"; done
   restore-layout.sh --layout "$layout" --manifest "$manifest" $layout_disks ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
 fi
 case "$status" in
@@ -180,6 +178,7 @@ restored_root() {
 # minute, under emulation more. Fails (nothing loaded) when any of it is not plain.
 load_restored_kernel() {
   command -v kexec >/dev/null 2>&1 || { say "no kexec in this deploy environment"; return 1; }
+  case "$layout" in zfs|zfs-mirror) say "kexec: the restore exported the pools (root on ZFS): rebooting instead"; return 1 ;; esac
   mkdir -p /sysroot
   mount -t ext4 -o ro "$(restored_root)" /sysroot || return 1
   _grub=/sysroot/boot/grub/grub.cfg
@@ -278,6 +277,10 @@ if [ "$after" = kexec ] && load_restored_kernel; then
   stop_array
   kexec -e
 fi
+case "$layout" in
+  # The pools are exported; the disks hold this install's ID, so the next deploy boot leaves them.
+  zfs|zfs-mirror) say "root on ZFS: rebooting"; sleep 2; reboot -f ;;
+esac
 root=$(restored_root)
 mkdir -p /sysroot
 mount -t ext4 -o ro "$root" /sysroot || fail "cannot mount the restored root $root"

@@ -116,9 +116,15 @@ describe("a layout needs its packages in the machine's profile", () => {
     expect(lab({ profile: "raid", layout: "raid1", disks: ["sda", "sdb"] }).baremetal.machines[0]).toMatchObject({ profile: "raid", layout: "raid1" });
   });
 
-  test("zfs and zfs-mirror are refused at synth, naming the key, until the deploy environment restores them", () => {
-    expect(problems({ profile: "zfs", layout: "zfs", disks: ["nvme0n1"] })).toEqual(["baremetal.machines[0].layout: zfs is not restored yet (docs/layouts.md has its design): use single or raid1"]);
-    expect(problems({ profile: "zfs", layout: "zfs-mirror", disks: ["nvme0n1", "nvme1n1"] })).toEqual(["baremetal.machines[0].layout: zfs-mirror is not restored yet (docs/layouts.md has its design): use single or raid1"]);
+  test("zfs and zfs-mirror with a profile that installs ZFS (a package from backports too) are accepted", () => {
+    expect(lab({ profile: "zfs", layout: "zfs", disks: ["nvme0n1"] }).baremetal.machines[0]).toMatchObject({ profile: "zfs", layout: "zfs", disks: ["/dev/nvme0n1"] });
+    expect(lab({ profile: "zfs", layout: "zfs-mirror", disks: ["nvme0n1", "nvme1n1"] }).baremetal.machines[0]).toMatchObject({ layout: "zfs-mirror" });
+  });
+
+  test("zfs-mirror with a profile that has part of ZFS is refused, naming the machine, the profile and what it lacks", () => {
+    expect(problems({ profile: "zfs-tools-only", layout: "zfs-mirror", disks: ["sda", "sdb"] })).toEqual([
+      expect.stringMatching(/^baremetal\.machines\[0\]\.layout: machine metal1 has layout zfs-mirror, which needs zfs-initramfs, zfs-dkms in its profile, and profile zfs-tools-only does not install them/),
+    ]);
   });
 
   test("raid1 with a profile without mdadm is refused, naming the machine and the profile", () => {
@@ -133,8 +139,6 @@ describe("a layout needs its packages in the machine's profile", () => {
     ]);
   });
 
-  // ZFS layouts are refused at synth before their packages are compared (not restored yet):
-  // what the comparison would name is checked on the table itself.
   test("a profile with part of ZFS lacks only the rest", () => {
     expect(missingPackages("zfs-mirror", readProfile(profilesDir, "zfs-tools-only", "trixie").packages)).toEqual(["zfs-initramfs", "zfs-dkms"]);
     expect(missingPackages("zfs", readProfile(profilesDir, "zfs", "trixie").packages)).toEqual([]);

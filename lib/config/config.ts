@@ -146,9 +146,6 @@ const ipv4 = z
   .refine(octetsValid, "must be an IPv4 address with octets <= 255");
 const bridgeName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50");
 
-// Designed (docs/layouts.md), accepted by the schema, not restored by the deploy environment yet.
-const NOT_RESTORED_YET: Layout[] = ["zfs", "zfs-mirror"];
-
 /** A machine's disks as the YAML gives them: disk: X is disks: [X]; neither is [] (its only disk). */
 function machineDisks(machine: { disk?: string; disks?: string[] }): string[] {
   return machine.disks ?? (machine.disk !== undefined ? [machine.disk] : []);
@@ -189,13 +186,6 @@ const machineSchema = z
     } else if (max !== undefined && disks.length > max) {
       const mirror = machine.layout === "zfs" ? "zfs-mirror" : "raid1 or zfs-mirror";
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `layout ${machine.layout} takes ${max} disk, ${disks.length} listed (for a mirror use layout ${mirror})` });
-    }
-    if (NOT_RESTORED_YET.includes(machine.layout)) {
-      ctx.addIssue({
-        code: z.ZodIssueCode.custom,
-        path: ["layout"],
-        message: `${machine.layout} is not restored yet (docs/layouts.md has its design): use single or raid1`,
-      });
     }
     // The same disk twice would mirror a disk onto itself. (Two names of one disk, sda and its
     // by-id link, can only be told apart on the machine: the restore checks that.)
