@@ -290,41 +290,55 @@ async function blankMachineTimings(firmwares: Firmware[]): Promise<Record<string
 }
 
 /**
- * Restore time by disk layout (docs/layouts.md), one image (profile mdadm), one run: a blank
- * BIOS machine restored as single onto one disk, then one restored as raid1 onto two, one
- * after the other. Power-on to the restore's report, and the restore script's own time
- * (its "restored ... in Ns" line). Its own names and addresses, as blankMachineTimings.
+ * Restore time by disk layout (docs/layouts.md), one image, one run: blank BIOS machines
+ * restored as single onto one disk, as raid1 onto two and as zfs-mirror onto two, one after
+ * the other. The image is a bench profile extending both zfs and mdadm, so every layout
+ * restores the same captured partitions. Power-on to the restore's report, and the restore
+ * script's own time (its "restored ... in Ns" line). Its own names and addresses, as
+ * blankMachineTimings.
  */
 async function benchLayouts(): Promise<void> {
+  const profilesDir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-profiles-"));
+  fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
+  fs.mkdirSync(path.join(profilesDir, "bench-layouts"));
+  fs.writeFileSync(path.join(profilesDir, "bench-layouts", "extends"), "zfs mdadm\n");
+  const profile = "bench-layouts";
   const lab = new PxeLab({
     lab: "bmlayout",
     subnet: "10.213.57",
     stateDir: "/var/lib/btw-img/pxe-bench-layout",
     machines: [
-      { name: "bench-single", mac: "52:54:00:bd:57:01", firmware: "bios", profile: "mdadm" },
-      { name: "bench-raid1", mac: "52:54:00:bd:57:02", firmware: "bios", profile: "mdadm", layout: "raid1", disks: 2 },
+      { name: "bench-single", mac: "52:54:00:bd:57:01", firmware: "bios", profile },
+      { name: "bench-raid1", mac: "52:54:00:bd:57:02", firmware: "bios", profile, layout: "raid1", disks: 2 },
+      { name: "bench-zfs-mirror", mac: "52:54:00:bd:57:03", firmware: "bios", profile, layout: "zfs-mirror", disks: 2 },
     ],
   });
-  await withDeployedPxeLab(lab, "bench-layouts", { labCidr: "10.213.58.0/24", httpPort: 18185, dhcpRange: "10.213.57.100,10.213.57.150" }, async (workspace) => {
-    const restore = new Map<string, { powerOnMs: number; scriptMs: number }>();
-    for (const machine of lab.machines) {
-      process.stderr.write(`bench: blank machine ${machine.name}: power-on to the restore's report ...\n`);
-      const started = lab.startMachines(workspace.dir, [machine]);
-      const reports = await lab.waitForReports(1_800_000, [machine]);
-      const notDone = lab.notDone(reports, [machine]);
-      if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
-      lab.stopMachines([machine]);
-      const progress = lab.deployProgress(machine);
-      for (const line of progress) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
-      const scriptSeconds = progress.map((line) => /^restore-(?:disk|layout): restored .* in (\d+)s/.exec(line)?.[1]).find(Boolean);
-      if (!scriptSeconds) throw new Error(`no "restored ... in Ns" line on ${machine.name}'s console`);
-      restore.set(machine.layout ?? "single", { powerOnMs: reports.get(machine)!.at - started, scriptMs: Number(scriptSeconds) * 1000 });
-    }
-    const single = restore.get("single")!;
-    const raid1 = restore.get("raid1")!;
-    addRow("restore raid1 (2 disks) vs single, power-on to report (BIOS, profile mdadm)", raid1.powerOnMs, single.powerOnMs);
-    addRow("restore raid1 (2 disks) vs single, the restore script alone", raid1.scriptMs, single.scriptMs);
-  });
+  try {
+    await withDeployedPxeLab(lab, "bench-layouts", { labCidr: "10.213.58.0/24", httpPort: 18185, dhcpRange: "10.213.57.100,10.213.57.150", profilesDir }, async (workspace) => {
+      const restore = new Map<string, { powerOnMs: number; scriptMs: number }>();
+      for (const machine of lab.machines) {
+        process.stderr.write(`bench: blank machine ${machine.name}: power-on to the restore's report ...\n`);
+        const started = lab.startMachines(workspace.dir, [machine]);
+        const reports = await lab.waitForReports(1_800_000, [machine]);
+        const notDone = lab.notDone(reports, [machine]);
+        if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
+        lab.stopMachines([machine]);
+        const progress = lab.deployProgress(machine);
+        for (const line of progress) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
+        const scriptSeconds = progress.map((line) => /^restore-(?:disk|layout): restored .* in (\d+)s/.exec(line)?.[1]).find(Boolean);
+        if (!scriptSeconds) throw new Error(`no "restored ... in Ns" line on ${machine.name}'s console`);
+        restore.set(machine.layout ?? "single", { powerOnMs: reports.get(machine)!.at - started, scriptMs: Number(scriptSeconds) * 1000 });
+      }
+      const single = restore.get("single")!;
+      for (const layout of ["raid1", "zfs-mirror"]) {
+        const timing = restore.get(layout)!;
+        addRow(`restore ${layout} (2 disks) vs single, power-on to report (BIOS, one image: zfs + mdadm)`, timing.powerOnMs, single.powerOnMs);
+        addRow(`restore ${layout} (2 disks) vs single, the restore script alone`, timing.scriptMs, single.scriptMs);
+      }
+    });
+  } finally {
+    fs.rmSync(profilesDir, { recursive: true, force: true });
+  }
 }
 
 /** A lab of `vms` VMs (names vm1...) with the given firmware, on the fixture image served at baseUrl. */

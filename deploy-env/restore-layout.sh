@@ -317,6 +317,7 @@ create_pools() {
   _vdev=""
   [ "$layout" = zfs-mirror ] && _vdev=mirror
   mkdir -p /etc/zfs "$TARGET"
+  modprobe zfs || die "cannot load the zfs module (is zfs-dkms in the machine's profile?)"
   say "creating bpool ($_vdev$_bpool) and rpool ($_vdev$_rpool)"
   # shellcheck disable=SC2086 # partition nodes
   zpool create -f -o ashift=12 -o autotrim=on -o compatibility=grub2 -o cachefile=none \
@@ -526,6 +527,7 @@ install_efi_grub() {
   set -- $devices
   _first_esp=$(part_path "$1" "$_esp_number")
   mkdir -p "$TARGET/boot/efi"
+  for _module in vfat nls_cp437 nls_ascii nls_utf8; do modprobe "$_module" 2>/dev/null || true; done
   mount -t vfat "$_first_esp" "$TARGET/boot/efi" || die "cannot mount the ESP $_first_esp"
   say "GRUB for UEFI onto $_first_esp (reading bpool)"
   in_target grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --no-nvram --uefi-secure-boot >&2 ||

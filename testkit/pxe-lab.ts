@@ -122,6 +122,8 @@ export class PxeLab {
     dhcpRange?: string;
     release?: "trixie" | "bookworm";
     userData?: (machine: PxeMachine) => unknown;
+    /** A profiles folder other than the shipped one (profiles_dir). */
+    profilesDir?: string;
   }): Record<string, unknown> {
     const release = options.release ?? "trixie";
     const fixture = fixtureImage(release);
@@ -131,6 +133,7 @@ export class PxeLab {
       vms: [{ name: "unused" }],
       extra: {
         image: { url: `file://${fixture.dir}/${fixture.archiveName}`, checksums: `file://${fixture.dir}/SHA512SUMS` },
+        ...(options.profilesDir ? { profiles_dir: options.profilesDir } : {}),
         network: { name: `${this.options.lab}-lab-net`, mode: "isolated", cidr: options.labCidr },
         baremetal: {
           pxe: {

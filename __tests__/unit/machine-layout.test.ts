@@ -189,7 +189,7 @@ describe("a layout needs its packages in the machine's profile", () => {
 
 describe("the table of what each layout needs", () => {
   test("single needs nothing beyond today's deploy environment", () => {
-    expect(LAYOUT_NEEDS.single).toEqual({ disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [] });
+    expect(LAYOUT_NEEDS.single).toEqual({ disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] });
   });
 
   test("package lines are compared by name: versions, suites and architectures do not matter", () => {

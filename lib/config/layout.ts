@@ -16,19 +16,23 @@ export interface LayoutNeeds {
   programs: string[];
   /** Kernel modules the deploy environment takes from the image's kernel, beyond its storage and NIC drivers. */
   modules: string[];
+  /** Files or folders of the image those programs read, copied to the same path. */
+  data: string[];
 }
 
 // ZFS: the module is the one zfs-dkms built for the image's kernel, and zpool/zfs must match it;
-// GNU cp keeps the xattrs (file capabilities) and ACLs that busybox's cp drops.
+// GNU cp keeps the xattrs (file capabilities) and ACLs that busybox's cp drops; zpool reads
+// bpool's compatibility=grub2 from its feature sets.
 const ZFS: Omit<LayoutNeeds, "disks"> = {
   packages: ["zfsutils-linux", "zfs-initramfs", "zfs-dkms"],
   programs: ["zpool", "zfs", "cp"],
   modules: ["zfs", "spl", "loop"],
+  data: ["/usr/share/zfs/compatibility.d"],
 };
 
 export const LAYOUT_NEEDS: Record<Layout, LayoutNeeds> = {
-  single: { disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [] },
-  raid1: { disks: { min: 2 }, packages: ["mdadm"], programs: ["mdadm"], modules: ["md_mod", "raid1"] },
+  single: { disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] },
+  raid1: { disks: { min: 2 }, packages: ["mdadm"], programs: ["mdadm"], modules: ["md_mod", "raid1"], data: [] },
   zfs: { disks: { min: 1, max: 1 }, ...ZFS },
   "zfs-mirror": { disks: { min: 2 }, ...ZFS },
 };

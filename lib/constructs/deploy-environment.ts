@@ -20,15 +20,17 @@ export interface DeployEnvironmentProps {
   layouts?: Layout[];
 }
 
-/** The build's arguments for the layouts beyond single: each layout, then the programs and modules they need from the image. */
+/** The build's arguments for the layouts beyond single: each layout, then the programs, modules and data files they need from the image. */
 export function layoutArgs(layouts: Layout[]): string[] {
   const wanted = [...new Set(layouts)].filter((layout) => layout !== "single").sort();
   const programs = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].programs))];
   const modules = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].modules))];
+  const data = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].data))];
   return [
     ...wanted.flatMap((layout) => ["--layout", layout]),
     ...programs.flatMap((program) => ["--image-program", program]),
     ...modules.flatMap((module) => ["--image-module", module]),
+    ...data.flatMap((file) => ["--image-data", file]),
   ];
 }
 

@@ -11,7 +11,7 @@ umask 022
 
 PROG=build-deploy-initramfs
 USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR [--layout NAME]... [--image-program NAME]...
-         [--image-module NAME]..."
+         [--image-module NAME]... [--image-data /PATH]..."
 # Driver folders and files of the image's kernel that go into the initramfs.
 # ext4 is a module in the generic kernel (built in in the cloud one): the
 # restore mounts the new root file system to write the seed; efivarfs lets it set
@@ -38,7 +38,7 @@ restore_layout=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-layout.sh
 deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
 own_mount_namespace "$@"
 
-image="" output_dir="" layouts="" image_programs="" image_modules=""
+image="" output_dir="" layouts="" image_programs="" image_modules="" image_data=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
@@ -50,14 +50,20 @@ while [ $# -gt 0 ]; do
       echo "/etc/btw-layouts and build.json); --image-program copies a program of the image, with the"
       echo "image's libraries, under /image in tools.img (run through the image's loader by a wrapper in"
       echo "/usr/sbin); --image-module copies a module of the image's kernel (updates/dkms too) and what it"
-      echo "depends on into tools.img."
+      echo "depends on into tools.img; --image-data copies a file or folder of the image that those programs"
+      echo "read (zpool's feature sets) to the same path in tools.img."
       echo "Needs root, busybox (static), cpio, xz, jq."
       exit 0 ;;
-    --image|--output-dir|--layout|--image-program|--image-module)
+    --image|--output-dir|--layout|--image-program|--image-module|--image-data)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --image) image=$2 ;;
         --output-dir) output_dir=$2 ;;
+        --image-data)
+          # A word of a list, and a path inside the image.
+          case "$2" in /*/*) ;; *) usage_error "--image-data takes an absolute path such as /usr/share/zfs/compatibility.d" ;; esac
+          case "$2" in *[!A-Za-z0-9_./+-]*|*/../*|*/..|*//*) usage_error "--image-data takes a plain absolute path (letters, digits, '_./+-', no '..')" ;; esac
+          image_data="$image_data $2" ;;
         *)
           # These become file names and words of a list.
           case "$2" in ''|*[!A-Za-z0-9_.+-]*) usage_error "$1 takes a name of letters, digits and '_.+-'" ;; esac
@@ -192,6 +198,12 @@ exec /image$image_loader --library-path /image/lib/x86_64-linux-gnu:/image/usr/l
 EOF
   chmod 755 "$tools/usr/sbin/$program"
 done
+# Files the image's programs read (zpool's feature sets, for compatibility=grub2), at their own path.
+for data in $image_data; do
+  [ -e "$mnt$data" ] || die "the image has no $data (the layouts$layouts need it; is its package in the profile?)"
+  mkdir -p "$tools$(dirname "$data")"
+  cp -a "$mnt$data" "$tools$data"
+done
 # Firmware the included drivers ask for, where the image has it (a profile's
 # firmware-* packages): without it some NICs do not come up.
 firmware_dir=$mnt/lib/firmware
@@ -293,10 +305,10 @@ chmod 755 "$root/etc/udhcpc.script"
 (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
 (cd "$tools" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/tools.img"
 jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_loader" \
-  --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" \
+  --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" --arg data "$image_data" \
   'def words: split(" ") | map(select(. != ""));
    {kernel_version: $kver, source_image: $image, uefi_loader: $loader,
-    layouts: (["single"] + ($layouts | words)), image_programs: ($programs | words), image_modules: ($modules | words)}' >"$staging/build.json"
+    layouts: (["single"] + ($layouts | words)), image_programs: ($programs | words), image_modules: ($modules | words), image_data: ($data | words)}' >"$staging/build.json"
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"
