@@ -182,12 +182,12 @@ describe("a machine's layout and disks reach the deploy environment", () => {
 
   test("a zfs-mirror machine's deploy environment carries the image's zpool, zfs, GNU cp and ZFS's modules", () => {
     const all = synthMachines([{ name: "pool", mac: "52:54:00:00:00:01", profile: "zfs", layout: "zfs-mirror", disks: ["sda", "sdb"] }]);
-    expect(build(all, "zfs")).toMatch(/ --layout zfs-mirror --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-data \/usr\/share\/zfs\/compatibility\.d$/);
+    expect(build(all, "zfs")).toMatch(/ --layout zfs-mirror --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data \/usr\/share\/zfs\/compatibility\.d$/);
   });
 
   test("zfs and zfs-mirror take ZFS's module, tools and GNU cp once for both", () => {
     expect(layoutArgs(["zfs", "zfs-mirror", "zfs"]).join(" ")).toBe(
-      "--layout zfs --layout zfs-mirror --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-data /usr/share/zfs/compatibility.d",
+      "--layout zfs --layout zfs-mirror --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data /usr/share/zfs/compatibility.d",
     );
   });
 

@@ -22,11 +22,12 @@ export interface LayoutNeeds {
 
 // ZFS: the module is the one zfs-dkms built for the image's kernel, and zpool/zfs must match it;
 // GNU cp keeps the xattrs (file capabilities) and ACLs that busybox's cp drops; zpool reads
-// bpool's compatibility=grub2 from its feature sets.
+// bpool's compatibility=grub2 from its feature sets; vfat and its code pages: grub-install
+// writes the ESP's GRUB that reads bpool.
 const ZFS: Omit<LayoutNeeds, "disks"> = {
   packages: ["zfsutils-linux", "zfs-initramfs", "zfs-dkms"],
   programs: ["zpool", "zfs", "cp"],
-  modules: ["zfs", "spl", "loop"],
+  modules: ["zfs", "spl", "loop", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"],
   data: ["/usr/share/zfs/compatibility.d"],
 };
 
