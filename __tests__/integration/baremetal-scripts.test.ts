@@ -373,6 +373,25 @@ describe("restore-disk.sh refuses a wrong disk before reading any artifact", () 
   });
 });
 
+describe("restore-layout.sh refuses a number of disks its layout cannot take, before anything else", () => {
+  test("zfs takes one disk, zfs-mirror and raid1 two or more; an unknown layout is named", () => {
+    const restore = (layout: string, disks: string[]) =>
+      run("restore-layout.sh", ["--layout", layout, "--manifest", "/nonexistent/manifest.json", ...disks.flatMap((disk) => ["--disk", disk])]);
+    const cases: [string, string[], string][] = [
+      ["zfs", ["/dev/vda", "/dev/vdb"], "zfs takes one --disk (for several, zfs-mirror)"],
+      ["zfs-mirror", ["/dev/vda"], "zfs-mirror needs at least two --disk"],
+      ["raid1", ["/dev/vda"], "raid1 needs at least two --disk"],
+      ["raid5", ["/dev/vda", "/dev/vdb"], "--layout: raid1, zfs or zfs-mirror (got 'raid5')"],
+    ];
+    for (const [layout, disks, message] of cases) {
+      const result = restore(layout, disks);
+      expect([layout, result.status]).toEqual([layout, 2]);
+      expect(result.output).toContain(`restore-layout: ${message}`);
+      expect(result.output).not.toContain("cannot read the manifest");
+    }
+  });
+});
+
 describe("disk-links.sh: udev's by-id and by-path names from sysfs", () => {
   const sys = path.join(work, "sysfs", "sys");
   const dev = path.join(work, "sysfs", "dev");
