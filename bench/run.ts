@@ -7,7 +7,7 @@
 //   npm run bench -- baremetal    partition capture and blank machines over PXE only
 //   npm run bench -- lab          lab deploy only
 //   npm run bench -- seed         a VM's cloud-init seed (the first and a second VM of one image) only
-//   npm run bench -- layouts      restore time of raid1 (two disks) next to single, same image
+//   npm run bench -- layouts      restore time of raid1 and zfs-mirror (two disks each) next to single, same image
 //
 // Whatever it holds outside its temporary folders (libvirt objects, the PXE
 // server) is recorded (testkit/held.ts): an interrupted run releases it.
@@ -479,7 +479,7 @@ async function main(): Promise<void> {
   const sections = process.argv.slice(2);
   if (sections.includes("--help") || sections.includes("-h")) {
     console.log("usage: npm run bench [-- image|acquire|seed|lab|baremetal[:FIRMWARE,...]|layouts ...]   (default: all sections)");
-    console.log("  layouts                     restore time of raid1 (two disks) next to single, same image");
+    console.log("  layouts                     restore time of raid1 and zfs-mirror (two disks each) next to single, same image");
     console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
     return;
   }
