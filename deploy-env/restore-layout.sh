@@ -171,8 +171,12 @@ holds_this_install() {
     *) pool_holds_this_install ;;
   esac
 }
+# load_zfs: the module zfs-dkms built for the image's kernel, signed with dkms's own key.
+load_zfs() {
+  modprobe zfs || die "cannot load the zfs module: the machine's profile must build it (zfs-dkms), and with Secure Boot on the kernel refuses it (dkms signs it with its own key): turn Secure Boot off for this machine"
+}
 pool_holds_this_install() {
-  modprobe zfs 2>/dev/null || die "cannot load the zfs module (is zfs-dkms in the machine's profile?)"
+  load_zfs
   zpool import -d /dev 2>/dev/null | grep -q '^ *pool: rpool$' || return 1
   zpool import -d /dev -N -f -o readonly=on -R "$work_dir/check" rpool >/dev/null 2>&1 || return 1
   _found=""
@@ -317,7 +321,7 @@ create_pools() {
   _vdev=""
   [ "$layout" = zfs-mirror ] && _vdev=mirror
   mkdir -p /etc/zfs "$TARGET"
-  modprobe zfs || die "cannot load the zfs module (is zfs-dkms in the machine's profile?)"
+  load_zfs
   say "creating bpool ($_vdev$_bpool) and rpool ($_vdev$_rpool)"
   # shellcheck disable=SC2086 # partition nodes
   zpool create -f -o ashift=12 -o autotrim=on -o compatibility=grub2 -o cachefile=none \
