@@ -177,8 +177,17 @@ load_zfs() {
 }
 pool_holds_this_install() {
   load_zfs
-  zpool import -d /dev 2>/dev/null | grep -q '^ *pool: rpool$' || return 1
-  zpool import -d /dev -N -f -o readonly=on -R "$work_dir/check" rpool >/dev/null 2>&1 || return 1
+  # Only this machine's disks are searched: their rpool partitions.
+  _search=""
+  for _device in $devices; do
+    _member=$(part_path "$_device" "$root_number")
+    [ -b "$_member" ] && _search="$_search -d $_member"
+  done
+  [ -n "$_search" ] || return 1
+  # shellcheck disable=SC2086 # options and partition nodes
+  zpool import $_search 2>/dev/null | grep -q '^ *pool: rpool$' || return 1
+  # shellcheck disable=SC2086 # options and partition nodes
+  zpool import $_search -N -f -o readonly=on -R "$work_dir/check" rpool >/dev/null 2>&1 || return 1
   _found=""
   mkdir -p "$work_dir/check"
   if mount -t zfs -o ro rpool/ROOT/debian "$work_dir/check" 2>/dev/null; then
