@@ -322,7 +322,7 @@ describe("a profile is resolved once, at synth, and the script gets the result",
       "linked/README.md": "",
     });
     fs.symlinkSync(path.join(PROFILES, "minimal/install.d"), path.join(profilesDir, "linked/install.d"));
-    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, proxmox-btwd, slim, spaced\)$/);
+    expect(() => readProfile(profilesDir, "nosuch")).toThrow(/^unknown profile 'nosuch' \(profiles in .*: btwd, .*, minimal, odd, orphan, proxmox, proxmox-btwd, slim, spaced, zfs\)$/);
     expect(() => readProfile(profilesDir, "orphan")).toThrow(/^profile orphan: extends unknown profile 'nosuch' \(profiles in /);
     expect(() => readProfile(profilesDir, "spaced")).toThrow("profile spaced: install.d/tools.list:3: one package per line: 'vim tiny'");
     expect(() => readProfile(profilesDir, "odd")).toThrow("profile odd: install.d/tools.list:2: not a package name: '-curl'");
