@@ -13,7 +13,7 @@
 #     pools exported at the end, so the restored system imports them as its own.
 # As restore-disk.sh: every disk is checked and every artifact matches its
 # sha256 before anything is written, and disks that already hold this install
-# (its ID on the array's root) are left as they are (exit 3).
+# (its ID on the root of the array or of rpool) are left as they are (exit 3).
 set -eu
 umask 022
 
@@ -77,6 +77,10 @@ esac
 for tool in jq sfdisk zstd sha256sum blockdev dd sed awk mount umount chroot readlink partclone.ext4 partclone.vfat partclone.dd $layout_tools; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
+# busybox's cp is always there and would copy the root without its xattrs and ACLs, silently.
+case "$layout" in
+  zfs*) cp --version 2>/dev/null | grep -q GNU || die "cp is not GNU cp: this deploy environment lacks the image's cp (build-deploy-initramfs.sh --image-program cp)" ;;
+esac
 
 is_url() { case "$1" in http://*|https://*) return 0 ;; *) return 1 ;; esac; }
 fetch() {
@@ -264,7 +268,8 @@ table_for_disks() {
     *)
       jq -e --argjson n "$BPOOL_NUMBER" '[.partitions[] | select(.number == $n)] | length == 0' "$m" >/dev/null ||
         die "the captured table already has a partition $BPOOL_NUMBER, where bpool goes"
-      [ "$_size" -gt $((BPOOL_SECTORS * 2)) ] || die "the disks are too small for bpool and rpool"
+      [ "$_size" -gt $((BPOOL_SECTORS * 2)) ] ||
+        die "the smallest disk ($smallest_bytes bytes) leaves no room for rpool after bpool's $((BPOOL_SECTORS * _sector)) bytes: give disks of at least $(( (_start + BPOOL_SECTORS * 2 + 2048) * _sector )) bytes"
       _root="start=$((_start + BPOOL_SECTORS)), size=$((_size - BPOOL_SECTORS)), type=$RPOOL_TYPE
 disk$BPOOL_NUMBER : start=$_start, size=$BPOOL_SECTORS, type=$BPOOL_TYPE" ;;
   esac
