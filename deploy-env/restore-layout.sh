@@ -77,9 +77,11 @@ esac
 for tool in jq sfdisk zstd sha256sum blockdev dd sed awk mount umount chroot readlink partclone.ext4 partclone.vfat partclone.dd $layout_tools; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
-# busybox's cp is always there and would copy the root without its xattrs and ACLs, silently.
+# The image's GNU cp, by the path of its wrapper: busybox's shell runs its own cp applet whatever
+# PATH says, and that copies the root without its xattrs and ACLs, silently.
+IMAGE_CP=/usr/sbin/cp
 case "$layout" in
-  zfs*) cp --version 2>/dev/null | grep -q GNU || die "cp is not GNU cp: this deploy environment lacks the image's cp (build-deploy-initramfs.sh --image-program cp)" ;;
+  zfs*) "$IMAGE_CP" --version 2>/dev/null | grep -q GNU || die "$IMAGE_CP is not GNU cp: this deploy environment lacks the image's cp (build-deploy-initramfs.sh --image-program cp)" ;;
 esac
 
 is_url() { case "$1" in http://*|https://*) return 0 ;; *) return 1 ;; esac; }
@@ -415,7 +417,7 @@ copy_root_files() {
   mkdir -p "$TARGET/boot"
   mount -t zfs bpool/BOOT/debian "$TARGET/boot" || die "cannot mount bpool/BOOT/debian at $TARGET/boot"
   say "copying the root file system's files into rpool/ROOT/debian and bpool/BOOT/debian"
-  cp -a "$work_dir/staged/." "$TARGET/" || die "cp could not copy the root file system onto the pools"
+  "$IMAGE_CP" -a "$work_dir/staged/." "$TARGET/" || die "cp could not copy the root file system onto the pools"
   release_staging
   umount "$work_dir/staging"
   zfs destroy rpool/btw-staging || die "cannot remove rpool/btw-staging"
