@@ -41,33 +41,11 @@ fi
 mkdir -p "$state_dir/state" "$project_dir/cdktf.out"
 chmod 700 "$state_dir/state" "$project_dir/cdktf.out"
 
-# scripts/host/host-requirements.txt is the one list of what the host must have.
-requirements="$project_dir/scripts/host/host-requirements.txt"
-requirement_lines() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$requirements"; }
-packages=$(requirement_lines | awk '{ print $2 }' | sort -u)
-
-missing=""
-for package in $packages; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed' || missing="$missing $package"
-done
-if [ -n "$missing" ]; then
-  [ "$(id -u)" -eq 0 ] || { say "missing Debian packages:$missing (run as root or apt-get install them)"; exit 1; }
-  log "installing Debian packages:$missing"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
-fi
-
-# Installed is not enough (a package may be half removed, or a path moved): check each line.
-absent=""
-while read -r need package; do
-  case $need in
-    /*) [ -e "$need" ] || absent="$absent $need ($package)" ;;
-    *) PATH="$PATH:/usr/sbin:/sbin" command -v "$need" >/dev/null 2>&1 || absent="$absent $need ($package)" ;;
-  esac
-done <<EOF
-$(requirement_lines)
-EOF
-[ -z "$absent" ] || { say "still missing after setup:$absent; install those packages (see $requirements)"; exit 1; }
+# scripts/host/host-requirements.txt is the one list of what the host must have:
+# install the packages it names, then check every line (a package may be half
+# removed, or a path moved), naming what is still missing.
+sh "$project_dir/scripts/host/install-packages.sh" ${quiet:+--quiet}
+sh "$project_dir/scripts/host/check-requirements.sh"
 
 # Without udev /dev/kvm stays root-only; libvirt then finds KVM "unusable" for
 # its QEMU user, distrusts its capability cache and re-probes QEMU on every call
