@@ -211,10 +211,11 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fs.readFileSync(path.join(`${legacy}.records`, m1.mac), "utf8")).toBe("done\n");
   });
 
-  test("UEFI machines get the image's signed shim and GRUB over TFTP; GRUB gets its script in its own language", () => {
+  test("UEFI machines get the image's signed shim and GRUB over TFTP; GRUB reads its MAC's own folder, in its own language", () => {
     const signed = path.join(work, "deploy-signed");
     fs.mkdirSync(signed);
-    for (const file of ["vmlinuz", "initramfs.img"]) fs.writeFileSync(path.join(signed, file), "");
+    fs.writeFileSync(path.join(signed, "vmlinuz"), "stand-in for the kernel");
+    fs.writeFileSync(path.join(signed, "initramfs.img"), "stand-in for the initramfs");
     fs.writeFileSync(path.join(signed, "tools.img"), "stand-in for tools");
     fs.writeFileSync(path.join(signed, "shimx64.efi"), "stand-in for shim");
     fs.writeFileSync(path.join(signed, "grubx64.efi"), "stand-in for grub");
@@ -224,6 +225,12 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
       fs.writeFileSync(file, script);
       return spawnSync("grub-script-check", [file], { encoding: "utf8" }).status;
     };
+    /** A file over TFTP, as GRUB asks for it: from the machine's side (m1's MAC) or from the host. */
+    const tftp = (file: string, inNs = true) => {
+      const args = ["-s", "--max-time", "10", `tftp://${address}/${file}`];
+      const got = inNs ? spawnSync("ip", ["netns", "exec", ns, "curl", ...args], { encoding: "utf8" }) : spawnSync("curl", args, { encoding: "utf8" });
+      return { status: got.status, body: got.stdout };
+    };
     const started = run(
       "pxe-server.sh",
       ["start", "--state-dir", stateDir, "--interface", hostIf, "--address", address, "--dhcp-range", "10.213.97.100,10.213.97.150", "--http-port", port, "--deploy", `minimal=${signed}`, "--artifacts", `minimal=${artifactsDir}`],
@@ -231,41 +238,53 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     );
     expect(started.output).not.toMatch(/warning|error/);
     expect(started.status).toBe(0);
-    const tftp = path.join(stateDir, "tftp");
-    expect(fs.readFileSync(path.join(tftp, "shimx64.efi"), "utf8")).toBe("stand-in for shim");
-    expect(fs.readFileSync(path.join(tftp, "grubx64.efi"), "utf8")).toBe("stand-in for grub");
-    expect(fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8")).toContain("dhcp-boot=tag:!ipxe,tag:efi64,shimx64.efi\n");
+    const conf = fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8");
+    expect(conf).toContain("dhcp-boot=tag:!ipxe,tag:efi64,shimx64.efi\n");
+    expect(conf).toContain("tftp-unique-root=mac\n");
     // iPXE on UEFI (a NIC's option ROM, as QEMU's) hands the machine back to its firmware, whose own PXE boots shim.
     expect(fetch(`${base}/boot.ipxe`).body).toContain("iseq ${platform} efi && goto firmware ||");
-    const grubCfg = fs.readFileSync(path.join(tftp, "grub", "grub.cfg"), "utf8");
-    expect(grubCfg).toContain(`source "(http,${address}:${port})/cgi-bin/boot?loader=grub&mac=$net_default_mac"`);
+    // The host learns m1's MAC by its address, as dnsmasq does for a machine without a lease.
+    execFileSync("ip", ["netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "2", address]);
+    // m1 (not installed) reads its own folder: the loaders, then grub.cfg, which reads deploy.cfg: the deploy kernel, with its token.
+    expect(tftp("shimx64.efi").body).toBe("stand-in for shim");
+    expect(tftp("grubx64.efi").body).toBe("stand-in for grub");
+    const grubCfg = tftp("grub/grub.cfg").body;
+    expect(grubCfg).toContain('source "$prefix/deploy.cfg"\nsource "$prefix/disk.cfg"');
     expect(grubSyntax(grubCfg)).toBe(0);
-    // m1 (not installed) asks from its own address: the deploy kernel through GRUB, with its token.
-    const deploy = fetch(`${base}/cgi-bin/boot?loader=grub&mac=${m1.mac}`).body;
-    expect(deploy).toContain(`linux (http,${address}:${port})/deploy/minimal/vmlinuz console=`);
+    const deploy = tftp("grub/deploy.cfg").body;
+    expect(deploy).toContain(`linux (tftp,${address})/vmlinuz console=`);
     expect(deploy).toContain(`btw.token=${token(m1.mac)} `);
-    expect(deploy).toContain(`initrd (http,${address}:${port})/deploy/minimal/initramfs.img`);
+    expect(deploy).toContain(`initrd (tftp,${address})/initramfs.img`);
+    expect(tftp("vmlinuz").body).toBe("stand-in for the kernel");
+    expect(tftp("initramfs.img").body).toBe("stand-in for the initramfs");
     // The rest of the deploy environment comes over Linux's own network, checked against its sha256.
     const toolsSha = crypto.createHash("sha256").update("stand-in for tools").digest("hex");
     expect(deploy).toContain(` btw.tools=${base}/deploy/minimal/tools.img btw.tools_sha256=${toolsSha} `);
     expect(deploy).not.toContain("ipxe");
     expect(grubSyntax(deploy)).toBe(0);
-    // GRUB's HTTP reads no answer without its length.
-    const raw = execFileSync("ip", ["netns", "exec", ns, "curl", "-s", "-i", `${base}/cgi-bin/boot?loader=grub&mac=${m1.mac}`], { encoding: "utf8" });
-    const [head, body] = raw.split("\r\n\r\n");
-    expect(head).toMatch(new RegExp(`\r\nContent-Length: ${Buffer.byteLength(body)}(\r\n|$)`));
-    // m2 (asked from an address that is not m2's): its disk's own shim, chainloaded at once.
-    const disk = fetch(`${base}/cgi-bin/boot?loader=grub&mac=${m2.mac}`).body;
+    // The token is dnsmasq's user's alone on the host, and TFTP gives it to no other address.
+    const m1Folder = path.join(stateDir, "tftp", hyphens(m1.mac));
+    const deployFile = fs.statSync(path.join(m1Folder, "grub", "deploy.cfg"));
+    expect({ mode: deployFile.mode & 0o777, owner: deployFile.uid }).toEqual({ mode: 0o400, owner: Number(execFileSync("id", ["-u", "dnsmasq"], { encoding: "utf8" })) });
+    expect(tftp("grub/deploy.cfg", false).body).toBe("");
+    // Without deploy.cfg (once installed) GRUB goes on to disk.cfg: its disk's own shim, chainloaded at once.
+    const disk = fs.readFileSync(path.join(stateDir, "tftp", hyphens(m2.mac), "grub", "disk.cfg"), "utf8");
     expect(disk).toContain("btw-img: m2 boots from its disk");
     expect(disk).toMatch(/for loader in \/EFI\/debian\/shimx64\.efi \/EFI\/BOOT\/BOOTX64\.EFI; do/);
     expect(disk).toContain("search --no-floppy --set=root --file $loader; then chainloader $loader; boot; fi");
     expect(grubSyntax(disk)).toBe(0);
-    // A MAC the server does not know goes back to its firmware from either loader, booted by nothing of ours.
-    const unknown = fetch(`${base}/cgi-bin/boot?loader=grub&mac=52:54:00:97:00:99`).body;
-    expect(unknown).toContain("not a machine of this server");
-    expect(unknown).not.toMatch(/chainloader|linux/);
+    // A MAC the server does not know (here the host's own) reads tftp/ itself: back to its firmware, booted by nothing of ours.
+    const unknown = tftp("grub/grub.cfg", false).body;
+    expect(unknown).toContain("is not a machine of this server");
+    expect(unknown).not.toMatch(/chainloader|linux|source/);
     expect(grubSyntax(unknown)).toBe(0);
     expect(fetch(`${base}/cgi-bin/boot?mac=52-54-00-97-00-99`).body.trim()).toBe("#!ipxe\necho btw-img: not a machine of this server\nexit 1");
+    // At done the deploy script leaves m1's folder; reinstall brings it back with a new token.
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=done`).code).toBe(200);
+    expect(fs.existsSync(path.join(m1Folder, "grub", "deploy.cfg"))).toBe(false);
+    expect(tftp("grub/disk.cfg").body).toContain("btw-img: m1 boots from its disk");
+    expect(run("pxe-server.sh", ["reinstall", "--state-dir", stateDir, "--mac", m1.mac]).status).toBe(0);
+    expect(tftp("grub/deploy.cfg").body).toContain(`btw.token=${token(m1.mac)} `);
     // A deploy environment without shim and GRUB: UEFI machines get iPXE, and the server says why.
     const fallback = start([m1, m2]);
     expect(fallback.output).toContain("warning: no deploy environment has Debian's signed shim and GRUB");

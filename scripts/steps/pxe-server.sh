@@ -1,17 +1,20 @@
 #!/bin/sh
 # The bare-metal deploy server: dnsmasq (DHCP + TFTP, bound to one bridge
 # only) hands BIOS machines iPXE and UEFI machines Debian's signed shim and
-# GRUB (from the deploy environment's image, so Secure Boot accepts them). Both
-# ask our CGI (busybox httpd on the bridge address) what the machine boots:
-# our deploy kernel and initramfs over HTTP, which restore the captured image
+# GRUB (from the deploy environment's image, so Secure Boot accepts them). iPXE
+# asks our CGI (busybox httpd on the bridge address) what the machine boots;
+# GRUB reads it over TFTP from the machine's own folder (dnsmasq's unique root
+# by MAC), as every GRUB speaks TFTP and Debian 12's signed one has no HTTP.
+# The answer: our deploy kernel and initramfs, which restore the captured image
 # and the machine's seed, or, once installed, its disk (GRUB chainloads the
 # disk's own shim at once: no wait for the firmware's other network options).
 # A machine is installed once: its "done" record lives in DIR.records, which
 # no restart, replace or stop removes; only `reinstall` (btw metal reinstall)
 # or a start whose machines no longer include it forget it. Until then the
 # machine has a random token: its boot script, which carries it, goes only to
-# the address the host sees with the machine's MAC; its seed is served under
-# the token and removed at "done"; its reports need the token.
+# the address the host sees with the machine's MAC (GRUB's, in the MAC's TFTP
+# folder, readable by dnsmasq's user alone); its seed is served under the token
+# and removed at "done"; its reports need the token.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 077
@@ -23,6 +26,8 @@ USAGE="usage: PXE_MACHINES=JSON pxe-server.sh start --state-dir DIR --interface 
        pxe-server.sh status --state-dir DIR
        pxe-server.sh reinstall --state-dir DIR --mac MAC"
 IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
+# dnsmasq serves TFTP as this user (Debian's dnsmasq-base makes it): GRUB's deploy scripts are its alone.
+TFTP_USER=dnsmasq
 # In every folder this script creates and may remove: a folder without it is not ours.
 MARKER=.btw-img-owned
 
@@ -46,9 +51,11 @@ stop       stops both daemons and removes DIR (only when it carries $MARKER);
 status     prints each machine's reported state (started, done, failed).
 reinstall  forgets that the machine is done: its next network boot restores it
            again (a running server serves it at once).
-Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI), DIR/http
-(boot.ipxe, deploy/<profile>/, artifacts/<profile>/, seeds/<token>/, cgi-bin/boot and
-report), DIR/machines/<mac> (seed and boot scripts, root only), DIR/*.pid, DIR/*.log;
+Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI; with GRUB,
+one folder per MAC, aa-bb-cc-dd-ee-ff/, with the same loaders, the deploy kernel and
+initramfs, and grub/grub.cfg reading grub/deploy.cfg until done, then grub/disk.cfg),
+DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, seeds/<token>/, cgi-bin/boot
+and report), DIR/machines/<mac> (seed and boot scripts, root only), DIR/*.pid, DIR/*.log;
 DIR.records/<mac> (state) and <mac>.token.
 A --deploy DIR with shimx64.efi and grubx64.efi (build-deploy-initramfs.sh copies
 them from the image) gives UEFI machines that chain; without, they get iPXE.
@@ -129,7 +136,40 @@ new_token() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 # put FILE: stdin to FILE through a rename, so a reader never sees half of it.
 put() { cat >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; }
 
-# publish MAC: serve the machine's seed under its token and arm its deploy script.
+# tftp_dir MAC: the machine's own TFTP root (dnsmasq's tftp-unique-root=mac names it so).
+tftp_dir() { echo "$state_dir/tftp/$(echo "$1" | tr : -)"; }
+
+# grub_folder MAC NAME PROFILE: the machine's TFTP root: the loaders, its profile's deploy
+# kernel and initramfs, and GRUB's scripts. grub.cfg reads deploy.cfg, which exists from
+# publish until done; without it, disk.cfg: GRUB starts the disk's own loader at once (UEFI
+# firmware would first try its other network options, minutes each). Debian's ESP has shim
+# in EFI/debian and the fallback path. The loader must come from root: GRUB gives the started
+# image root's device, where shim looks for GRUB (as MAAS's local boot config does).
+grub_folder() {
+  _root=$(tftp_dir "$1")
+  (
+    umask 022
+    mkdir -p "$_root/grub"
+    ln "$state_dir/tftp/undionly.kpxe" "$state_dir/tftp/snponly.efi" "$state_dir/tftp/shimx64.efi" "$state_dir/tftp/grubx64.efi" "$_root/"
+    ln "$state_dir/tftp/deploy/$3/vmlinuz" "$state_dir/tftp/deploy/$3/initramfs.img" "$_root/"
+    cat >"$_root/grub/grub.cfg" <<EOF
+# Written by pxe-server.sh: $2 ($1).
+set timeout=0
+source "\$prefix/deploy.cfg"
+source "\$prefix/disk.cfg"
+EOF
+    cat >"$_root/grub/disk.cfg" <<EOF
+echo 'btw-img: $2 boots from its disk'
+for loader in /EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI; do
+  if search --no-floppy --set=root --file \$loader; then chainloader \$loader; boot; fi
+done
+echo 'btw-img: no boot loader on the disks of $2: back to the firmware'
+exit 1
+EOF
+  )
+}
+
+# publish MAC: serve the machine's seed under its token and arm its deploy scripts.
 publish() {
   _machine=$state_dir/machines/$1
   _token=$(cat "$records_dir/$1.token" 2>/dev/null) || _token=""
@@ -142,9 +182,14 @@ publish() {
   for _file in user-data meta-data network-config; do
     [ ! -f "$_machine/$_file" ] || cp "$_machine/$_file" "$state_dir/http/seeds/$_token/$_file"
   done
-  for _loader in ipxe grub; do
-    sed "s/@TOKEN@/$_token/g" "$_machine/deploy.$_loader.in" | put "$_machine/boot.$_loader"
-  done
+  sed "s/@TOKEN@/$_token/g" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
+  _grub=$(tftp_dir "$1")/grub
+  if [ -d "$_grub" ]; then
+    sed "s/@TOKEN@/$_token/g" "$_machine/deploy.grub.in" >"$_grub/deploy.cfg.tmp.$$"
+    chown "$TFTP_USER" "$_grub/deploy.cfg.tmp.$$"
+    chmod 0400 "$_grub/deploy.cfg.tmp.$$"
+    mv -f "$_grub/deploy.cfg.tmp.$$" "$_grub/deploy.cfg"
+  fi
 }
 
 if [ "$command" = stop ]; then
@@ -197,6 +242,7 @@ case "$dhcp_range" in *[!0-9.,]*) usage_error "--dhcp-range must be FIRST,LAST I
 case "$http_port" in ''|*[!0-9]*) usage_error "--http-port must be a number" ;; esac
 : "${PXE_MACHINES:?pxe-server: PXE_MACHINES is not set}"
 [ "$(id -u)" -eq 0 ] || die "must run as root (DHCP and TFTP ports)"
+id -u "$TFTP_USER" >/dev/null 2>&1 || die "no user $TFTP_USER, whom dnsmasq serves TFTP as (Debian's dnsmasq-base creates it)"
 for tool in dnsmasq busybox jq ip ss od; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
@@ -244,6 +290,12 @@ for entry in $deploys; do
     uefi_boot_file=shimx64.efi
   fi
 done
+# GRUB loads the deploy kernel and initramfs over TFTP: each profile's, readable by dnsmasq's user.
+if [ "$uefi_boot_file" = shimx64.efi ]; then
+  for entry in $deploys; do
+    (umask 022 && mkdir -p "$state_dir/tftp/deploy/${entry%%=*}" && cp "${entry#*=}/vmlinuz" "${entry#*=}/initramfs.img" "$state_dir/tftp/deploy/${entry%%=*}/")
+  done
+fi
 if [ "$uefi_boot_file" != shimx64.efi ]; then
   if [ -z "$dhcp_range" ]; then
     say "proxy DHCP: UEFI machines get iPXE, not Debian's signed shim and GRUB (no Secure Boot; set baremetal.pxe.dhcp_range for them)"
@@ -275,17 +327,14 @@ echo btw-img: back to the firmware, which boots the next device
 exit 1
 EOF
 
-# GRUB (prefix /grub on the TFTP server) reads this, then what the CGI answers.
+# GRUB (prefix /grub on the TFTP server) reads this when the MAC has no folder of its own.
 (umask 022 && mkdir "$state_dir/tftp/grub" && cat >"$state_dir/tftp/grub/grub.cfg") <<EOF
-# Written by pxe-server.sh: GRUB asks the server what this machine boots.
-set timeout=0
-echo "btw-img: asking $base_url what \$net_default_mac boots"
-source "(http,$address:$http_port)/cgi-bin/boot?loader=grub&mac=\$net_default_mac"
-echo "btw-img: no answer from $base_url: back to the firmware, which boots the next device"
+# Written by pxe-server.sh: a MAC this server does not know.
+echo "btw-img: \$net_default_mac is not a machine of this server: back to the firmware"
 exit 1
 EOF
 
-# One CGI script, as cgi-bin/boot (a MAC's iPXE or GRUB script) and cgi-bin/report (the
+# One CGI script, as cgi-bin/boot (a MAC's iPXE script) and cgi-bin/report (the
 # deploy environment's reports). Both trust a request only from the address the
 # host's neighbour table gives the MAC on our bridge; a report also needs the token.
 {
@@ -293,7 +342,6 @@ EOF
   cat <<'EOF'
 umask 077
 query() { printf '%s\n' "$QUERY_STRING" | tr '&' '\n' | sed -n "s/^$1=//p" | head -n 1; }
-# With its length: GRUB's HTTP reads no answer without one.
 answer() {
   _status=$1
   shift
@@ -306,36 +354,23 @@ printf '%s\n' "$mac" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]' || 
 seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3 != "0x0" { print $4 }' /proc/net/arp)
 record=$(cat "$records_dir/$mac" 2>/dev/null) || record=""
 machine=$state_dir/machines/$mac
-loader=$(query loader)
-[ "$loader" = grub ] || loader=ipxe
 case "${SCRIPT_NAME##*/}" in
   boot)
     # The log (httpd.log) says what each machine was sent: deploy or disk.
-    if [ -n "$mac" ] && [ "$record" != done ] && [ -f "$machine/boot.$loader" ]; then
+    if [ -n "$mac" ] && [ "$record" != done ] && [ -f "$machine/boot.ipxe" ]; then
       if [ "$seen" = "$mac" ]; then
-        echo "btw-img: boot $mac: deploy by $loader (to $REMOTE_ADDR)" >&2
-        answer "200 OK" "$(cat "$machine/boot.$loader")"
+        echo "btw-img: boot $mac: deploy by ipxe (to $REMOTE_ADDR)" >&2
+        answer "200 OK" "$(cat "$machine/boot.ipxe")"
       fi
       echo "btw-img: boot $mac: refused the deploy script to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
     fi
     if [ -z "$mac" ] || [ ! -f "$machine/name" ]; then
       echo "btw-img: boot ${mac:-?}: not ours, back to its firmware (to $REMOTE_ADDR)" >&2
-      [ "$loader" = grub ] || answer "200 OK" "#!ipxe" "echo btw-img: not a machine of this server" "exit 1"
-      answer "200 OK" "echo 'btw-img: not a machine of this server: back to the firmware'" "exit 1"
+      answer "200 OK" "#!ipxe" "echo btw-img: not a machine of this server" "exit 1"
     fi
-    echo "btw-img: boot $mac: disk by $loader (to $REMOTE_ADDR)" >&2
-    name=$(cat "$machine/name")
-    # iPXE gives the machine back to the firmware, which goes on to the next device;
-    # GRUB starts the disk's own loader at once (UEFI firmware would first try its
-    # other network options, minutes each). Debian's ESP has shim in EFI/debian and
-    # the fallback path. The loader must come from root: GRUB gives the started image
-    # root's device, where shim looks for GRUB (as MAAS's local boot config does).
-    [ "$loader" = grub ] || answer "200 OK" "#!ipxe" "echo btw-img: $name boots from its disk" "exit 1"
-    answer "200 OK" "echo 'btw-img: $name boots from its disk'" \
-      "for loader in /EFI/debian/shimx64.efi /EFI/BOOT/BOOTX64.EFI; do" \
-      "  if search --no-floppy --set=root --file \$loader; then chainloader \$loader; boot; fi" \
-      "done" \
-      "echo 'btw-img: no boot loader on the disks of $name: back to the firmware'" "exit 1" ;;
+    # iPXE gives the machine back to the firmware, which goes on to the next device.
+    echo "btw-img: boot $mac: disk by ipxe (to $REMOTE_ADDR)" >&2
+    answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") boots from its disk" "exit 1" ;;
   report)
     token=$(query token) status=$(query status)
     expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
@@ -346,7 +381,7 @@ case "${SCRIPT_NAME##*/}" in
     case "$status" in started|done|failed) ;; *) answer "400 Bad Request" "bad status" ;; esac
     echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
     # Done: the seed leaves the server and the token is void; the MAC boots its disk from now on.
-    [ "$status" != done ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$machine/boot.grub"
+    [ "$status" != done ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$state_dir/tftp/$(echo "$mac" | tr : -)/grub/deploy.cfg"
     answer "200 OK" ok ;;
 esac
 answer "404 Not Found" "no such script"
@@ -396,13 +431,13 @@ initrd $base_url/deploy/$profile/initramfs.img
 boot
 EOF
   # GRUB loads the kernel through shim, which checks its signature under Secure Boot.
-  http="(http,$address:$http_port)"
   cat >"$dir/deploy.grub.in" <<EOF
 echo 'btw-img: deploying $name ($profile)'
-linux $http/deploy/$profile/vmlinuz $cmdline
-initrd $http/deploy/$profile/initramfs.img
+linux (tftp,$address)/vmlinuz $cmdline
+initrd (tftp,$address)/initramfs.img
 boot
 EOF
+  [ "$uefi_boot_file" != shimx64.efi ] || grub_folder "$mac" "$name" "$profile"
   if [ "$(cat "$records_dir/$mac" 2>/dev/null)" = "done" ]; then
     rm -f "$records_dir/$mac.token"
     say "$name ($mac) is installed: it boots its disk (btw metal reinstall $name restores it again)"
@@ -418,6 +453,9 @@ for record in "$records_dir"/*; do
   case " $(echo "$macs" | tr '\n' ' ') " in *" $known "*) ;; *) rm -f "$record"; say "forgot $known: no longer in the config" ;; esac
 done
 
+# GRUB reads a MAC's folder of tftp/ as its root; other clients read tftp/ itself.
+unique_root=""
+[ "$uefi_boot_file" != shimx64.efi ] || unique_root=tftp-unique-root=mac
 if [ -n "$dhcp_range" ]; then
   dhcp="dhcp-range=$dhcp_range,12h
 dhcp-match=set:ipxe,175
@@ -444,6 +482,8 @@ $dhcp
 dhcp-leasefile=$state_dir/dnsmasq.leases
 enable-tftp
 tftp-root=$state_dir/tftp
+user=$TFTP_USER
+$unique_root
 log-dhcp
 log-facility=$state_dir/dnsmasq.log
 EOF
