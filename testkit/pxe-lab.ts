@@ -106,6 +106,19 @@ export class PxeLab {
     return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
   }
 
+  /** The machine's own TFTP folder, where GRUB reads its scripts and the deploy kernel (dnsmasq's unique root by MAC). */
+  tftpFolder(machine: PxeMachine): string {
+    return path.join(this.serverDir, "tftp", machine.mac.replace(/:/g, "-"));
+  }
+
+  /** How often dnsmasq sent the machine a file of its own TFTP folder (e.g. "grub/deploy.cfg") since the server last started. */
+  tftpSent(machine: PxeMachine, file: string): number {
+    const log = path.join(this.serverDir, "dnsmasq.log");
+    if (!fs.existsSync(log)) return 0;
+    const sent = `sent ${path.join(this.tftpFolder(machine), file)} to `;
+    return fs.readFileSync(log, "utf8").split("\n").filter((line) => line.includes(sent)).length;
+  }
+
   /** The token the machine's boot script carries while it is not installed. */
   token(machine: PxeMachine): string {
     return fs.readFileSync(path.join(this.recordsDir, `${machine.mac}.token`), "utf8").trim();

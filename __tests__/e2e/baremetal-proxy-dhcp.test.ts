@@ -6,6 +6,9 @@
 // restore its disk (with iPXE: beside the LAN's DHCP server Debian's GRUB would ask that
 // server for its files, see docs/bare-metal.md). (UEFI only: here the BIOS iPXE ROM ignores the ProxyDHCP
 // answer to its port-4011 request; see docs/bare-metal.md, Limits.)
+// Then the same Debian 12 lab serves DHCP itself (dhcp_range, the LAN server gone), and a blank
+// machine with Secure Boot enforced installs through Debian 12's signed shim and GRUB, which has no
+// HTTP: it reads its scripts, kernel and initramfs over TFTP, whatever http_port is (here not 8181).
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -21,8 +24,11 @@ const lab = new PxeLab({
   stateDir: "/var/lib/btw-img/pxe-test-proxy",
   machines: [
     { name: "proxy-uefi", mac: "52:54:00:bd:53:01", firmware: "uefi", profile: "minimal" },
+    { name: "sb12-uefi", mac: "52:54:00:bd:53:02", firmware: "uefi-secure", profile: "minimal" },
   ],
 });
+const [PROXIED, SECURE] = lab.machines;
+const HTTP_PORT = 18182;
 const LAN_NS = "btw-bmproxy-lan";
 const LAN_SERVER = "10.213.53.2";
 const LAN_PID = `/run/${LAN_NS}-dnsmasq.pid`;
@@ -60,7 +66,7 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
     lab.cleanup();
     // No dhcpRange: proxy DHCP.
     // Debian 12 here (Debian 13 in baremetal-pxe.test.ts): both releases are restored over PXE.
-    const config = lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: 18182, release: "bookworm" });
+    const config = lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: HTTP_PORT, release: "bookworm" });
     fs.writeFileSync(workspace.configFile, stringify(config));
     lab.createNetwork(workspace.dir);
     startLanServer();
@@ -84,31 +90,66 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
   }, 2_400_000);
 
   test("the blank machine gets its address from the LAN server and its image from ours", async () => {
-    lab.startMachines(workspace.dir);
-    const reports = await lab.waitForReports(900_000);
-    expect(lab.notDone(reports)).toEqual([]);
-    for (const machine of lab.machines) {
+    lab.startMachines(workspace.dir, [PROXIED]);
+    const reports = await lab.waitForReports(900_000, [PROXIED]);
+    expect(lab.notDone(reports, [PROXIED])).toEqual([]);
+    for (const machine of [PROXIED]) {
       // The deploy environment's own DHCP lease came from the LAN's server...
       expect(fs.readFileSync(lab.consoleLog(machine), "utf8")).toMatch(new RegExp(`lease of 10\\.213\\.53\\.1[0-5]\\d obtained from ${LAN_SERVER.replace(/\./g, "\\.")}`));
     }
     // ...which leased the MAC (firmware, iPXE and deploy environment all asked it), while ours leased nothing.
     const lanLeases = fs.readFileSync(LAN_LEASES, "utf8");
-    for (const machine of lab.machines) expect(lanLeases).toContain(machine.mac);
+    expect(lanLeases).toContain(PROXIED.mac);
     const ourLeases = path.join(lab.serverDir, "dnsmasq.leases");
     expect(fs.existsSync(ourLeases) ? fs.readFileSync(ourLeases, "utf8").trim() : "").toBe("");
     // The firmware's iPXE found our boot script through the proxy replies, then the deploy environment over HTTP.
     const httpLog = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
-    expect(httpLog.match(/deploy\/minimal\/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
+    expect(httpLog.match(/deploy\/minimal\/initramfs\.img/g) ?? []).toHaveLength(1);
   }, 1_800_000);
 
   test("the restored Debian 12 system boots from its disk to cloud-init done", async () => {
-    const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => lab.cloudInitStatus(machine));
-    for (const machine of lab.machines) {
+    const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => lab.cloudInitStatus(machine), [PROXIED]);
+    for (const machine of [PROXIED]) {
       expect(statuses.get(machine)!.value).toContain("status: done");
       expect(guestExec(lab.domain(machine), "/bin/cat", ["/etc/os-release"]).stdout).toMatch(/^VERSION_CODENAME=bookworm$/m);
       expect(guestExec(lab.domain(machine), "/bin/hostname", []).stdout.trim()).toBe(machine.name);
     }
   }, 1_800_000);
+
+  test("with dhcp_range, a blank Secure Boot machine installs Debian 12 through its signed shim and GRUB over TFTP", async () => {
+    stopLanServer();
+    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: HTTP_PORT, dhcpRange: "10.213.53.100,10.213.53.150", release: "bookworm" })));
+    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
+    expect(run.output).not.toMatch(/Error:/);
+    expect(run.status).toBe(0);
+    const conf = fs.readFileSync(path.join(lab.serverDir, "dnsmasq.conf"), "utf8");
+    expect(conf).toContain("dhcp-boot=tag:!ipxe,tag:efi64,shimx64.efi\n");
+    expect(conf).toContain("tftp-unique-root=mac\n");
+    // The machine installed in proxy mode stays installed.
+    expect(lab.record(PROXIED)).toBe("done");
+
+    lab.startMachines(workspace.dir, [SECURE]);
+    const reports = await lab.waitForReports(1_200_000, [SECURE]);
+    expect(lab.notDone(reports, [SECURE])).toEqual([]);
+    // GRUB read its deploy script and the deploy environment's kernel and initramfs over TFTP, once; nothing by HTTP but tools.img.
+    expect(lab.tftpSent(SECURE, "grub/deploy.cfg")).toBe(1);
+    expect(lab.tftpSent(SECURE, "initramfs.img")).toBe(1);
+    const httpLog = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
+    expect(httpLog).not.toContain("initramfs.img");
+    expect(httpLog).toContain("deploy/minimal/tools.img");
+    const console = fs.readFileSync(lab.consoleLog(SECURE), "utf8");
+    expect(console).toContain(`btw-img: deploying ${SECURE.name} (minimal)`);
+    expect(console).toContain("Secure Boot is on: the restored system starts through the firmware (no kexec)");
+
+    const statuses = await lab.waitForAll("cloud-init to finish in the restored Secure Boot system", 1_500_000, (machine) => lab.cloudInitStatus(machine), [SECURE]);
+    expect(statuses.get(SECURE)!.value).toContain("status: done");
+    const domain = lab.domain(SECURE);
+    expect(guestExec(domain, "/bin/cat", ["/etc/os-release"]).stdout).toMatch(/^VERSION_CODENAME=bookworm$/m);
+    expect(guestExec(domain, "/bin/hostname", []).stdout.trim()).toBe(SECURE.name);
+    // The firmware's SecureBoot variable (its last byte) as the restored system sees it.
+    const secureBoot = guestExec(domain, "/bin/sh", ["-c", "od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | awk '{ print $NF }'"]);
+    expect(secureBoot.stdout.trim()).toBe("1");
+  }, 3_000_000);
 
   test("`cdktf destroy baremetal` stops our dnsmasq and leaves nothing", async () => {
     lab.stopMachines();

@@ -60,12 +60,19 @@ function get(url: string): { code: number; body: string } {
 
 /**
  * How often the server answered the machine's own boot script requests with deploy or disk
- * (since it last started). The test's own requests from the host (get above) do not count.
+ * (since it last started): iPXE's through the CGI (the test's own requests from the host, get
+ * above, do not count), GRUB's over TFTP from the machine's folder.
  */
-function bootAnswers(machine: PxeMachine, answer: "deploy" | "disk" | "deploy by grub" | "disk by grub"): number {
+function bootAnswers(machine: PxeMachine, answer: "deploy" | "disk"): number {
   const log = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
-  const lines = log.match(new RegExp(`btw-img: boot ${machine.mac}: ${answer} .*\\(to [0-9.]+\\)`, "g")) ?? [];
-  return lines.filter((line) => !line.endsWith(`(to ${SERVER})`)).length;
+  const lines = log.match(new RegExp(`btw-img: boot ${machine.mac}: ${answer} by ipxe \\(to [0-9.]+\\)`, "g")) ?? [];
+  return lines.filter((line) => !line.endsWith(`(to ${SERVER})`)).length + lab.tftpSent(machine, `grub/${answer}.cfg`);
+}
+
+/** How often machines loaded the deploy environment's initramfs: iPXE over HTTP, GRUB over TFTP. */
+function initramfsLoads(): number {
+  const http = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8").match(/initramfs\.img/g) ?? [];
+  return http.length + lab.machines.reduce((sum, machine) => sum + lab.tftpSent(machine, "initramfs.img"), 0);
 }
 
 const cloudInitStatus = (machine: PxeMachine) => lab.cloudInitStatus(machine);
@@ -192,8 +199,13 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       const kernel = guestExec(domain, "/bin/uname", ["-r"]).stdout.trim();
       const deployKernel = JSON.parse(fs.readFileSync(path.join(lab.serverDir, "http", "deploy", machine.profile, "build.json"), "utf8")).kernel_version;
       expect({ machine: machine.name, kernel }).toEqual({ machine: machine.name, kernel: deployKernel });
-      // ...and was restored by the deploy environment built from that same image.
-      expect(httpLog).toContain(`/deploy/${machine.profile}/vmlinuz`);
+      // ...and was restored by the deploy environment built from that same image (iPXE's over HTTP, GRUB's over TFTP).
+      if (lab.tftpSent(machine, "vmlinuz") > 0) {
+        const sha = (file: string) => crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+        expect(sha(path.join(lab.tftpFolder(machine), "vmlinuz"))).toBe(sha(path.join(lab.serverDir, "http", "deploy", machine.profile, "vmlinuz")));
+      } else {
+        expect(httpLog).toContain(`/deploy/${machine.profile}/vmlinuz`);
+      }
       // The root file system grew to the 5 GiB disk.
       const rootSize = Number(guestExec(domain, "/bin/df", ["-B1", "--output=size", "/"]).stdout.split("\n")[1].trim());
       expect(rootSize).toBeGreaterThan(4 * 1024 ** 3);
@@ -207,19 +219,19 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     const [uefi] = lab.machines;
     const uefiConsole = fs.readFileSync(lab.consoleLog(uefi), "utf8");
     expect(uefiConsole).toMatch(/restore-disk: disk \/dev\/disk\/by-id\/virtio-btw-uefi-disk: \/dev\/vda, model -, serial btw-uefi-disk, wwid -, 5368709120 bytes/);
-    // Its deploy went through Debian's signed GRUB; its first boot went straight to its disk (BootNext).
-    expect(bootAnswers(uefi, "deploy by grub")).toBe(1);
+    // Its deploy went through Debian's signed GRUB (over TFTP); its first boot went straight to its disk (BootNext).
+    expect(lab.tftpSent(uefi, "grub/deploy.cfg")).toBe(1);
     expect(uefiConsole).toContain("UEFI: the next boot starts the restored disk (BootNext)");
     expect(uefiConsole).toContain("Secure Boot is on: the restored system starts through the firmware (no kexec)");
     // Each machine loaded the deploy environment once.
-    expect(httpLog.match(/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
+    expect(initramfsLoads()).toBe(lab.machines.length);
 
     // Powered off and on, the UEFI machine boots network first: the server's GRUB chainloads its
     // disk at once, and the firmware never falls through to its PXE-over-IPv6 or HTTP boot options.
     const firstBoot = bootId(uefi);
     lab.powerCycle(uefi);
     await lab.waitForAll("the installed UEFI system to boot again", 1_200_000, (m) => (cloudInitStatus(m) && bootId(m) !== firstBoot ? true : undefined), [uefi]);
-    expect(bootAnswers(uefi, "disk by grub")).toBeGreaterThanOrEqual(1);
+    expect(lab.tftpSent(uefi, "grub/disk.cfg")).toBeGreaterThanOrEqual(1);
     const rebootConsole = fs.readFileSync(lab.consoleLog(uefi), "utf8");
     expect(rebootConsole).toContain(`btw-img: ${uefi.name} boots from its disk`);
     // (OVMF names each network boot option it starts on the console: the IPv4 one is there.)
@@ -227,7 +239,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(rebootConsole.match(/PXE over IPv6|HTTP Boot over/g) ?? []).toEqual([]);
     expect(guestExec(lab.domain(uefi), "/usr/bin/mokutil", ["--sb-state"]).stdout).toContain("SecureBoot enabled");
     // No network boot after "done" loaded the deploy environment again.
-    expect(fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8").match(/initramfs\.img/g) ?? []).toHaveLength(lab.machines.length);
+    expect(initramfsLoads()).toBe(lab.machines.length);
   }, 4_000_000);
 
   test("after done the seed leaves the server: its token reaches nothing, and no file others can read holds the user data", () => {
@@ -263,7 +275,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(seed).not.toContain("btw-runcmd-metal-bios-2");
     expect(bootAnswers(BIOS, "deploy")).toBe(0);
     expect(bootAnswers(BIOS, "disk")).toBeGreaterThanOrEqual(1);
-    expect(fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8")).not.toContain("initramfs.img");
+    expect(initramfsLoads()).toBe(0);
   }, 2_400_000);
 
   test("`btw metal reinstall` restores the machine exactly once, with its new user_data", async () => {
@@ -288,7 +300,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     // One deploy script, one deploy environment; after "done" the restored system started by
     // kexec, without asking the server.
     expect(bootAnswers(BIOS, "deploy")).toBe(1);
-    expect(fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8").match(/initramfs\.img/g) ?? []).toHaveLength(1);
+    expect(initramfsLoads()).toBe(1);
     expect(bootAnswers(BIOS, "disk")).toBe(diskAnswers);
     expect(get(`${BASE}/seeds/${token}/user-data`).code).toBe(404);
   }, 3_000_000);
