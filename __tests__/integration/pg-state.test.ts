@@ -144,8 +144,9 @@ describe("a lab's state in PostgreSQL", () => {
     const diff = await running;
     expect({ met, tail: met ? "" : diff.output.slice(-3000) }).toEqual({ met: true, tail: "" });
     expect({ status: diff.status, tail: diff.status === 0 ? "" : diff.output.slice(-3000) }).toEqual({ status: 0, tail: "" });
-    // It could only plan once the holder let go.
+    // It could only plan once the holder let go, and the engine said it was waiting (multi-host.test.ts reads this too).
     expect(diff.finished).toBeGreaterThan(released);
+    expect(diff.output).toContain("Acquiring state lock. This may take a few moments");
     expect(diff.output).toContain("btw-mhpg-vm1");
   }, 600_000);
 
