@@ -73,26 +73,33 @@ export function runScriptAsync(script: string, args: string[]): Promise<ScriptRu
   });
 }
 
+export interface SignalledRun extends ScriptRun {
+  /** The marker showed and the signal reached the running script: false when it ended first, for whatever reason. */
+  signalSent: boolean;
+}
+
 /** Starts a script and sends it a signal once its output contains a marker (after beforeSignal, if given). */
-export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals, beforeSignal?: () => void): Promise<ScriptRun> {
+export function runScriptUntil(script: string, args: string[], marker: RegExp, signal: NodeJS.Signals, beforeSignal?: () => void): Promise<SignalledRun> {
   return new Promise((resolve) => {
     const child = spawn("sh", [scriptPath(script), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
-    let sent = false;
+    let tried = false;
+    let signalSent = false;
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (!sent && marker.test(output)) {
-        sent = true;
+      if (!tried && marker.test(output)) {
+        tried = true;
         try {
           beforeSignal?.();
         } finally {
-          child.kill(signal);
+          // false when the script has already exited
+          signalSent = child.kill(signal);
         }
       }
     };
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
-    child.on("close", (status, sig) => resolve({ status, signal: sig, stderr: output }));
+    child.on("close", (status, sig) => resolve({ status, signal: sig, stderr: output, signalSent }));
   });
 }
 

@@ -23,7 +23,7 @@ const PREFIX = `btw-${LAB}`;
 // Booting all four at once under emulation took about 30 minutes, too much for CI's 90.
 const PROFILES = ["minimal", "metal"];
 
-describe("a uefi-secure lab boots every shipped profile with Secure Boot enforced", () => {
+describe("a uefi-secure lab boots a profile with each of Debian's kernels (minimal: cloud, metal: generic) with Secure Boot enforced", () => {
   let server: FileServer;
   const workspace = new LabWorkspace();
   let release = () => {};
@@ -64,13 +64,10 @@ describe("a uefi-secure lab boots every shipped profile with Secure Boot enforce
       expect({ profile, sb: guestExec(domain, "/usr/bin/mokutil", ["--sb-state"]).stdout.trim() }).toEqual({ profile, sb: "SecureBoot enabled" });
       // The kernel knows it too: lockdown follows Secure Boot in Debian's kernel.
       expect(guestExec(domain, "/bin/cat", ["/sys/kernel/security/lockdown"]).stdout).toMatch(/\[integrity\]/);
-      // Every package of the profile's chain is installed; desktops start graphical.
+      // Every package of the profile's chain is installed.
       const wanted = readProfile(path.join(PROJECT_DIR, "profiles"), profile, "trixie").packages.map((p) => p.split(/[=/]/)[0]);
       const installed = new Set(guestExec(domain, "/usr/bin/dpkg-query", ["-W", "-f", "${Package}\\n"]).stdout.split("\n"));
       expect({ profile, missing: wanted.filter((name) => !installed.has(name)) }).toEqual({ profile, missing: [] });
-      if (profile === "btwd" || profile === "graphical") {
-        expect(guestExec(domain, "/usr/bin/systemctl", ["get-default"]).stdout.trim()).toBe("graphical.target");
-      }
     }
   }, 5_400_000);
 

@@ -3,7 +3,7 @@
 // default branch, and that the synth and plan jobs really run in a shell
 // executor, the plan posting its summary to a stand-in GitLab API on 127.0.0.1.
 // A fork's merge request never reaches the libvirt host's plan.
-import { execFileSync, spawn } from "child_process";
+import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import { AddressInfo } from "net";
@@ -63,13 +63,10 @@ describe("GitHub workflows", () => {
   test("pr.yml and main.yml pass actionlint (built by scripts/host/install-ci-tools.sh)", () => {
     const toolsDir = execFileSync("sh", [path.join(PROJECT_DIR, "scripts", "host", "install-ci-tools.sh")], { encoding: "utf8", timeout: 600_000 }).trim();
     const workflows = ["pr.yml", "main.yml"].map((file) => path.join(".github", "workflows", file));
-    let output = "";
-    try {
-      output = execFileSync(path.join(toolsDir, "actionlint"), ["-no-color", ...workflows], { cwd: PROJECT_DIR, encoding: "utf8" });
-    } catch (error) {
-      output = `${(error as { stdout?: string }).stdout ?? ""}`;
-    }
-    expect(output).toBe("");
+    const lint = spawnSync(path.join(toolsDir, "actionlint"), ["-no-color", ...workflows], { cwd: PROJECT_DIR, encoding: "utf8" });
+    // Findings print on stdout with status 1; a missing binary or a crash (no status) is a failure too, never "no findings".
+    const problem = lint.status === 0 ? "" : `${lint.error?.message ?? ""} ${lint.signal ?? ""} ${lint.stderr ?? ""}`.trim();
+    expect({ status: lint.status, findings: lint.stdout, problem }).toEqual({ status: 0, findings: "", problem: "" });
   }, 600_000);
 });
 

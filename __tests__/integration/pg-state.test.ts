@@ -46,22 +46,47 @@ describe("a lab's state in PostgreSQL", () => {
    * Another run holding the lab's state lock, known to PostgreSQL as alice's: the very lock the
    * engine's pg backend takes (an advisory lock on the state's row id, or -1 while no state exists yet).
    */
+  const HOLDER = "btw-img alice@laptop: btw up mhpg";
+
   function holdLock(seconds: number): { released: Promise<number>; release: () => void } {
     const key = "coalesce((SELECT id FROM btw_mhpg_lab.states WHERE name = 'default'), -1)";
     const child = spawn("psql", [pg.connStr, "-X", "-q", "-c", `SELECT pg_advisory_lock(${key})`, "-c", `SELECT pg_sleep(${seconds})`], {
-      env: { ...process.env, PGAPPNAME: "btw-img alice@laptop: btw up mhpg" },
+      env: { ...process.env, PGAPPNAME: HOLDER },
       stdio: "ignore",
     });
     // A killed psql does not end its server session while pg_sleep runs (nor the lock): end it too.
     const release = () => {
       child.kill();
-      pg.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'btw-img alice@laptop: btw up mhpg'`);
+      pg.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '${HOLDER}'`);
     };
     return { released: new Promise((resolve) => child.on("close", () => resolve(Date.now()))), release };
   }
 
   function lockHeld(): boolean {
     return pg.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").trim() !== "0";
+  }
+
+  /**
+   * Whether a session other than the holder's has tried the lock, and so failed while it was held: the engine's pg
+   * backend tries it with pg_try_advisory_lock (then, on a state row, gives back the creation lock:
+   * pg_advisory_unlock(-1)), and an idle session's last query stays in pg_stat_activity while it waits to try again.
+   */
+  function lockTried(): boolean {
+    const tried = pg.sql(
+      `SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name <> '${HOLDER}' AND state = 'idle' ` +
+        `AND (query LIKE '%pg_try_advisory_lock(%' OR query LIKE '%pg_advisory_unlock(-1)%')`,
+    );
+    return tried.trim() !== "0";
+  }
+
+  /** Polls until the engine of run has tried the held lock (true) or run has ended without trying it (false). */
+  async function untilLockTried(run: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+    let ended = false;
+    void run.then(() => (ended = true));
+    for (const deadline = Date.now() + timeoutMs; !ended && Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      if (lockTried()) return true;
+    }
+    return false;
   }
 
   async function untilLockHeld(): Promise<void> {
@@ -109,14 +134,19 @@ describe("a lab's state in PostgreSQL", () => {
 
   test("with state.lock_timeout it waits for the lock and then plans", async () => {
     writeLab({ backend: "pg", lock_timeout: 300 });
-    // Longer than synth and init take, so the engine's plan meets the lock.
-    const holder = holdLock(60);
+    // Held until the engine has met it, however long synth and init take.
+    const holder = holdLock(500);
     await untilLockHeld();
-    const diff = await btw(["diff"]);
-    const finished = Date.now();
+    const running = btw(["diff"]).then((run) => ({ ...run, finished: Date.now() }));
+    const met = await untilLockTried(running, 400_000);
+    holder.release();
+    const released = await holder.released;
+    const diff = await running;
+    expect({ met, tail: met ? "" : diff.output.slice(-3000) }).toEqual({ met: true, tail: "" });
     expect({ status: diff.status, tail: diff.status === 0 ? "" : diff.output.slice(-3000) }).toEqual({ status: 0, tail: "" });
-    // It could only plan once the holder let go.
-    expect(finished).toBeGreaterThan(await holder.released);
+    // It could only plan once the holder let go, and the engine said it was waiting (multi-host.test.ts reads this too).
+    expect(diff.finished).toBeGreaterThan(released);
+    expect(diff.output).toContain("Acquiring state lock. This may take a few moments");
     expect(diff.output).toContain("btw-mhpg-vm1");
   }, 600_000);
 

@@ -1,7 +1,7 @@
 // Rendering a machine's cloud-init NoCloud data from the lab config.
 import { parse, stringify } from "yaml";
 import { parseConfig } from "../helpers/test-config";
-import { renderSeed } from "../../lib/config/seed";
+import { mergeCloudConfig, renderSeed } from "../../lib/config/seed";
 import { testLab } from "../../testkit/lab-yaml";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtwImgTestKeyOnlyForTests admin@example";
@@ -23,9 +23,22 @@ describe("cloud-init seed rendering", () => {
     expect(seed.userData).not.toMatch(/(^|\s)(passwd|hashed_passwd|plain_text_passwd):|chpasswd/m);
   });
 
-  test("the VM's own user_data is merged: scalars override, lists such as runcmd are appended", () => {
-    const userData = parse(seedFor({ name: "web1", user_data: { package_update: true, runcmd: ["echo hi"], timezone: "Europe/Berlin" } }).userData);
+  test("the VM's own user_data is merged: scalars override, its users are appended to the lab's", () => {
+    const userData = parse(
+      seedFor(
+        { name: "web1", user_data: { package_update: true, runcmd: ["echo hi"], timezone: "Europe/Berlin", users: [{ name: "deploy", lock_passwd: true }] } },
+        { users: [{ name: "admin", ssh_authorized_keys: [KEY] }] },
+      ).userData,
+    );
     expect(userData).toMatchObject({ package_update: true, runcmd: ["echo hi"], timezone: "Europe/Berlin", hostname: "web1" });
+    expect(userData.users.map((user: { name: string }) => user.name)).toEqual(["admin", "deploy"]);
+    expect(userData.users[0]).toMatchObject({ name: "admin", ssh_authorized_keys: [KEY], sudo: "ALL=(ALL) NOPASSWD:ALL" });
+  });
+
+  // Our base has no runcmd today; each list that adds up is checked on a base that has one.
+  test.each(["runcmd", "bootcmd", "write_files", "packages", "users", "ssh_authorized_keys"])("a %s list in user_data is appended to the base's, not put in its place", (key) => {
+    const merged = mergeCloudConfig({ [key]: ["from the base"], hostname: "base" }, { [key]: ["from the VM"], hostname: "vm" });
+    expect(merged).toEqual({ [key]: ["from the base", "from the VM"], hostname: "vm" });
   });
 
   test("meta-data names the instance and host; a changed seed gets a new instance-id", () => {

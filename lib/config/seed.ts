@@ -21,7 +21,8 @@ function readTemplate(name: string): Record<string, unknown> {
   return (parse(fs.readFileSync(path.join(TEMPLATE_DIR, name), "utf8")) ?? {}) as Record<string, unknown>;
 }
 
-function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+/** Merges extra over base: APPENDED_KEYS' lists add up, objects merge key by key, anything else from extra replaces base's. */
+export function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(extra)) {
     const current = merged[key];
