@@ -32,9 +32,8 @@ while read -r need package; do
   case $need in
     python:*@*)
       module=${need#python:}; module=${module%@*}; runner=${need##*@}
-      interpreter=$(interpreter_of "$runner") && [ -n "$interpreter" ] &&
-        # shellcheck disable=SC2086 # the #! line may be "/usr/bin/env python3"
-        $interpreter -c "import $module" 2>/dev/null ||
+      # shellcheck disable=SC2086 # the #! line may be "/usr/bin/env python3"
+      { interpreter=$(interpreter_of "$runner") && [ -n "$interpreter" ] && $interpreter -c "import $module" 2>/dev/null; } ||
         absent="$absent $need ($package)"
       ;;
     /*) [ -e "$need" ] || absent="$absent $need ($package)" ;;
