@@ -178,12 +178,44 @@ describe("a two-host lab with its state in PostgreSQL", () => {
     expect(rows[1][4]).toMatch(/^10\.213\.73\.\d+\/24$/);
   }, 300_000);
 
-  test("two deploys of a change at once (btw here, cdktf in another checkout): one waits for the other's lock or is refused, the change is applied once, the next plan shows no change", async () => {
+  test("two deploys of a change at once (btw here, cdktf in another checkout) meeting a held lock: both wait, the change is applied once, the next plan shows no change", async () => {
     // The change: the second host reached through its socket instead of over SSH. The same daemon
     // holds the same objects, so only its host check runs again; nothing is recreated.
     writeLab({ ...lab, hosts: [{ name: "mh2", uri: second.uri, network: { cidr: "10.213.73.0/24" } }] });
     const bootId = guestExec(`${PREFIX}-vm2`, "/bin/cat", ["/proc/sys/kernel/random/boot_id"], second.uri).stdout.trim();
-    const runs = await Promise.all([btw(["up"]), otherDeploy()]);
+    // Left alone, one run may plan after the other has already applied and let go (seen: 9 s and 11 s runs that
+    // never met). So the state's lock is held here, as a third run would hold it, until both engines have tried it;
+    // let go, one of them takes it and applies while the other waits for it, then finds nothing to do.
+    const holderName = "btw-img multi-host test: holding the state lock";
+    const holder = spawn("psql", [pg.connStr, "-X", "-q", "-c", `SELECT pg_advisory_lock((SELECT id FROM ${SCHEMA}.states WHERE name = 'default'))`, "-c", "SELECT pg_sleep(900)"], {
+      env: { ...process.env, PGAPPNAME: holderName },
+      stdio: "ignore",
+    });
+    const letGo = () => {
+      holder.kill();
+      // A killed psql does not end its server session while pg_sleep runs (nor the lock): end it too.
+      pg.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '${holderName}'`);
+    };
+    let runs: Awaited<ReturnType<typeof btw>>[];
+    let met = false;
+    try {
+      const sql = (query: string) => Number(pg.sql(query).trim());
+      for (let i = 0; i < 120 && sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") === 0; i++) await new Promise((r) => setTimeout(r, 500));
+      let ended = 0;
+      const running = Promise.all([btw(["up"]), otherDeploy()].map((run) => run.finally(() => ended++)));
+      // The engine's pg backend tries the lock with pg_try_advisory_lock and waits between tries: an idle session
+      // whose last query was that try is an engine waiting for the lock.
+      const waiting = () =>
+        sql(
+          `SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name <> '${holderName}' AND state = 'idle' AND query LIKE '%pg_try_advisory_lock(%'`,
+        );
+      for (const deadline = Date.now() + 600_000; ended === 0 && Date.now() < deadline && !met; await new Promise((r) => setTimeout(r, 250))) met = waiting() >= 2;
+      letGo();
+      runs = await running;
+    } finally {
+      letGo();
+    }
+    expect(met).toBe(true);
     const summary = runs.map((run) => ({
       status: run.status,
       seconds: Math.round(run.seconds),
@@ -202,7 +234,8 @@ describe("a two-host lab with its state in PostgreSQL", () => {
     }
     // Planned against one state, never forked: the change was applied by exactly one of them.
     expect(summary.filter((s) => s.applied)).toHaveLength(1);
-    // And they met: the other one waited for the applier's lock or gave up on it (runs that never overlapped fail here).
+    // And they met: both waited for the lock, and the one that did not apply found the change applied once it had it.
+    expect(summary.map((s) => s.waited)).toEqual([true, true]);
     expect(summary.filter((s) => !s.applied && (s.waited || s.locked))).toHaveLength(1);
     expect(names(second.uri)).toEqual([`${PREFIX}-vm2`]);
     expect(guestExec(`${PREFIX}-vm2`, "/bin/cat", ["/proc/sys/kernel/random/boot_id"], second.uri).stdout.trim()).toBe(bootId);
