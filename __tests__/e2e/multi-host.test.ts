@@ -203,11 +203,13 @@ describe("a two-host lab with its state in PostgreSQL", () => {
       for (let i = 0; i < 120 && sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") === 0; i++) await new Promise((r) => setTimeout(r, 500));
       let ended = 0;
       const running = Promise.all([btw(["up"]), otherDeploy()].map((run) => run.finally(() => ended++)));
-      // The engine's pg backend tries the lock with pg_try_advisory_lock and waits between tries: an idle session
-      // whose last query was that try is an engine waiting for the lock.
+      // The engine's pg backend tries the lock with pg_try_advisory_lock (the state row's and the creation lock -1),
+      // gives back -1 with pg_advisory_unlock(-1) when the row's is held, and waits between tries: while the test holds
+      // the lock, an idle session whose last query was one of those is an engine waiting for it.
       const waiting = () =>
         sql(
-          `SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name <> '${holderName}' AND state = 'idle' AND query LIKE '%pg_try_advisory_lock(%'`,
+          `SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND application_name <> '${holderName}' AND state = 'idle' ` +
+            `AND (query LIKE '%pg_try_advisory_lock(%' OR query LIKE '%pg_advisory_unlock(-1)%')`,
         );
       for (const deadline = Date.now() + 600_000; ended === 0 && Date.now() < deadline && !met; await new Promise((r) => setTimeout(r, 250))) met = waiting() >= 2;
       letGo();
