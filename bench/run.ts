@@ -332,7 +332,7 @@ async function benchLayouts(): Promise<void> {
         lab.stopMachines([machine]);
         const progress = lab.deployProgress(machine);
         for (const line of progress) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
-        const scriptSeconds = progress.map((line) => /^restore-(?:disk|layout): restored .* in (\d+)s/.exec(line)?.[1]).find(Boolean);
+        const scriptSeconds = progress.map((line) => /^restore: restored .* in (\d+)s/.exec(line)?.[1]).find(Boolean);
         if (!scriptSeconds) throw new Error(`no "restored ... in Ns" line on ${machine.name}'s console`);
         restore.set(machine.layout ?? "single", { powerOnMs: reports.get(machine)!.at - started, scriptMs: Number(scriptSeconds) * 1000 });
       }

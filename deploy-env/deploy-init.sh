@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the deploy environment (scripts/steps/build-deploy-initramfs.sh): bring
 # up the NIC that PXE-booted, restore the image onto the disk with
-# restore-disk.sh, report to the PXE server, then start the restored system:
+# restore.sh, report to the PXE server, then start the restored system:
 # btw.after=kexec (the machine's first_boot default) kexecs its own kernel where
 # it can (not under Secure Boot), else it reboots, as btw.after=reboot always does.
 # A restore happens once: when "done" does not reach the server, the machine
@@ -10,9 +10,11 @@
 # Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
 #   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
 #   programs, fetched once the network is up)
-#   [btw.seed=URL] [btw.layout=single|raid1|zfs|zfs-mirror] [btw.disk=/dev/X ...] [btw.wipe=1]
+#   [btw.seed=URL] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1]
 #   [btw.after=kexec|reboot|poweroff]
+# btw.layout= names a line of the layout table (/usr/lib/btw/layouts.tab; none: its first);
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
+# Nothing here knows a layout: restore.sh and its drivers do.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 # Only as the deploy environment's /init (process 1): run anywhere else it would
@@ -36,7 +38,7 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
-server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout=single wipe="" after=reboot
+server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" after=reboot
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
@@ -118,20 +120,19 @@ load_drivers
 # No udev here: the disk's by-id and by-path links, for a disk named that way.
 disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
 
-# The layouts beyond single this environment restores are listed in /etc/btw-layouts
-# (build-deploy-initramfs.sh --layout); anything else stops here, before anything is
-# written, once the network is up so that the server hears 'failed'.
-case "$layout" in
-  single) ;;
-  raid1|zfs|zfs-mirror) grep -qx "$layout" /etc/btw-layouts 2>/dev/null ||
-    fail "this deploy environment was built without layout $layout: deploy the baremetal stack again" ;;
-  *) fail "unknown layout '$layout' on the kernel command line" ;;
-esac
+# The layouts this environment restores are its layout table's (build-deploy-initramfs.sh
+# --layout); anything else stops here, before anything is written, once the network is up
+# so that the server hears 'failed'.
+BTW=/usr/lib/btw
+# shellcheck source=lib/layout-table.sh # deploy-env/ is /usr/lib/btw there
+. "$BTW/lib/layout-table.sh"
+layout_lookup "$BTW/layouts.tab" "$layout" || fail "$layout_error: deploy the baremetal stack again"
+# shellcheck disable=SC2086 # disk paths, one a word
 set -- $disks
-case "$layout" in
-  single|zfs) [ $# -le 1 ] || fail "layout $layout takes one disk, the command line names $#:$disks" ;;
-  *) [ $# -ge 2 ] || fail "layout $layout needs two disks or more, the command line names $#:$disks" ;;
-esac
+# No disk named: the machine's only disk, where the layout takes one.
+if [ $# -gt 0 ] || ! layout_takes 1; then
+  layout_takes $# || fail "$layout_error on the kernel command line:${disks:- none}"
+fi
 disk=${1:-}
 if [ -z "$disk" ]; then
   candidates=""
@@ -149,28 +150,21 @@ report started || true
 say "restoring $manifest onto${disks:- $disk} (layout $layout)"
 # The disk keeps this install's ID (not the token itself): a second boot of the same install finds it there.
 install_id=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
+# One --disk per disk, in the machine's order; the same for asking the restore how the system starts.
+layout_args="--layout $layout"
+for each in ${disks:-$disk}; do layout_args="$layout_args --disk $each"; done
 status=0
-if [ "$layout" = single ]; then
-  restore-disk.sh --manifest "$manifest" --disk "$disk" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
-else
-  # One --disk per disk, in the machine's order.
-  layout_disks=""
-  for each in ${disks:-$disk}; do layout_disks="$layout_disks --disk $each"; done
-  restore-layout.sh --layout "$layout" --manifest "$manifest" $layout_disks ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
-fi
+# shellcheck disable=SC2086 # options and disk paths, one a word
+"$BTW/restore.sh" $layout_args --manifest "$manifest" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
 case "$status" in
   0) ;;
   3) say "the disk already holds this install: nothing restored" ;;
   *) fail "the restore ($layout onto${disks:- $disk}) failed: its messages are above" ;;
 esac
 
-# The restored root: the array (raid1) or the root partition of the disk.
-restored_root() {
-  [ "$layout" = raid1 ] && { echo /dev/md0; return; }
-  _device=$(readlink -f "$disk")
-  _number=$(jq -r '.partitions[] | select(.role == "root") | .number' /tmp/restore/manifest.json)
-  case "$_device" in *[0-9]) echo "${_device}p$_number" ;; *) echo "$_device$_number" ;; esac
-}
+# The restored root to start from here, as the layout has it (none: a reboot starts it).
+# shellcheck disable=SC2086 # options and disk paths, one a word
+restored_root=$("$BTW/restore.sh" $layout_args --work-dir /tmp/restore --print-root) || restored_root=""
 
 # load_restored_kernel: load the restored system's own kernel, initramfs and command
 # line (the first entry of its GRUB config) for kexec, so that its first boot skips
@@ -178,9 +172,9 @@ restored_root() {
 # minute, under emulation more. Fails (nothing loaded) when any of it is not plain.
 load_restored_kernel() {
   command -v kexec >/dev/null 2>&1 || { say "no kexec in this deploy environment"; return 1; }
-  case "$layout" in zfs|zfs-mirror) say "kexec: the restore exported the pools (root on ZFS): rebooting instead"; return 1 ;; esac
+  [ -n "$restored_root" ] || { say "kexec: layout $layout starts its system by a reboot"; return 1; }
   mkdir -p /sysroot
-  mount -t ext4 -o ro "$(restored_root)" /sysroot || return 1
+  mount -t ext4 -o ro "$restored_root" /sysroot || return 1
   _grub=/sysroot/boot/grub/grub.cfg
   _kernel=$(awk '$1 == "linux" { print $2; exit }' "$_grub" 2>/dev/null)
   _initrd=$(awk '$1 == "initrd" { print $2; exit }' "$_grub" 2>/dev/null)
@@ -208,12 +202,9 @@ load_restored_kernel() {
   return "$_loaded"
 }
 
-# stop_array: raid1's array marked clean before the restored system starts (its resync
-# then goes on from where it was, instead of from the start).
-stop_array() {
-  [ "$layout" = raid1 ] || return 0
-  mdadm --stop /dev/md0 >/dev/null 2>&1 || say "could not stop /dev/md0 (it resyncs again from the start)"
-}
+# release_layout: what the layout holds let go of just before the restored system starts.
+# shellcheck disable=SC2086 # options and disk paths, one a word
+release_layout() { "$BTW/restore.sh" $layout_args --work-dir /tmp/restore --release || true; }
 
 # UEFI, when the restored system is not started from here: its first boot starts its
 # shim at once (BootNext, used once by the firmware), not through the network;
@@ -250,7 +241,7 @@ if report "done" 20; then
   elif [ "$after" = kexec ] && load_restored_kernel; then
     say "restore done; starting the restored system (kexec)"
     sync
-    stop_array
+    release_layout
     kexec -e
     say "kexec -e returned; rebooting instead"
   fi
@@ -263,7 +254,7 @@ if report "done" 20; then
   [ "$after" = poweroff ] || after=reboot
   say "restore done; $after"
   sync
-  stop_array
+  release_layout
   sleep 2
   if [ "$after" = poweroff ]; then poweroff -f; else reboot -f; fi
 fi
@@ -274,14 +265,16 @@ fi
 say "the server did not confirm; booting the restored disk directly"
 if [ "$after" = kexec ] && load_restored_kernel; then
   sync
-  stop_array
+  release_layout
   kexec -e
 fi
-case "$layout" in
-  # The pools are exported; the disks hold this install's ID, so the next deploy boot leaves them.
-  zfs|zfs-mirror) say "root on ZFS: rebooting"; sleep 2; reboot -f ;;
-esac
-root=$(restored_root)
+if [ -z "$restored_root" ]; then
+  # The disks hold this install's ID, so the next deploy boot leaves them.
+  say "layout $layout starts its system by a reboot"
+  sleep 2
+  reboot -f
+fi
+root=$restored_root
 mkdir -p /sysroot
 mount -t ext4 -o ro "$root" /sysroot || fail "cannot mount the restored root $root"
 [ -e /sysroot/sbin/init ] || [ -L /sysroot/sbin/init ] || fail "no /sbin/init on $root"

@@ -6,12 +6,23 @@ import * as fs from "fs";
 import * as path from "path";
 import { PROJECT_DIR } from "../lib/config/config";
 import { customizeArgs, customizedImageKey } from "../lib/constructs/customized-image";
+import { layoutTable } from "../lib/config/layout";
 import { readProfile } from "../lib/config/profile";
 import { fixtureImage } from "./fixture-image";
 import { serveDirectory } from "./http-server";
 import { runScript } from "./image";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
+
+/**
+ * restore.sh's --layouts for a run on this host: the layout table of lib/config/layout.ts
+ * (every layout), written into dir, as build-deploy-initramfs.sh writes it into a deploy environment.
+ */
+export function layoutTableArgs(dir: string): string[] {
+  const file = path.join(dir, "layouts.tab");
+  fs.writeFileSync(file, layoutTable().map((entry) => `${entry}\n`).join(""));
+  return ["--layouts", file];
+}
 
 /** Debian's real generic image customized with a profile, built once per input change. */
 export async function customizedTestImage(profile = "minimal"): Promise<string> {

@@ -246,7 +246,7 @@ export class PxeLab {
     return fs
       .readFileSync(log, "utf8")
       .split(/\r?\n/)
-      .filter((line) => /^btw-deploy \[|^restore-(disk|layout): restored /.test(line));
+      .filter((line) => /^btw-deploy \[|^restore: restored /.test(line));
   }
 
   consoleTail(machine: PxeMachine): string {

@@ -73,13 +73,13 @@ describe("layouts raid1 and zfs-mirror: root across two disks", () => {
     for (const machine of lab.machines) {
       const console = fs.readFileSync(lab.consoleLog(machine), "utf8");
       if (isRaid1(machine)) {
-        expect(console).toMatch(/restore-layout: creating \/dev\/md0 \(RAID1 of \/dev\/vda1 \/dev\/vdb1\)/);
+        expect(console).toMatch(/restore: creating \/dev\/md0 \(RAID1 of \/dev\/vda1 \/dev\/vdb1\)/);
       } else {
-        expect(console).toMatch(/restore-layout: creating bpool \(mirror \/dev\/vda2 \/dev\/vdb2\) and rpool \(mirror \/dev\/vda1 \/dev\/vdb1\)/);
-        expect(console).toMatch(/restore-layout: GRUB for UEFI onto \/dev\/vda15 \(reading bpool\)/);
+        expect(console).toMatch(/restore: creating bpool \(mirror \/dev\/vda2 \/dev\/vdb2\) and rpool \(mirror \/dev\/vda1 \/dev\/vdb1\)/);
+        expect(console).toMatch(/restore: GRUB for UEFI onto \/dev\/vda15 \(reading bpool\)/);
       }
-      expect(console).toMatch(/restore-layout: restoring partition 15 \(esp\) with partclone\.vfat onto \/dev\/vdb15/);
-      expect(console).toMatch(/restore-layout: GRUB for BIOS onto \/dev\/vdb/);
+      expect(console).toMatch(/restore: restoring partition 15 \(esp\) with partclone\.vfat onto \/dev\/vdb15/);
+      expect(console).toMatch(/restore: GRUB for BIOS onto \/dev\/vdb/);
     }
     const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => lab.cloudInitStatus(machine));
     for (const machine of lab.machines) {

@@ -20,6 +20,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../../lib/config/config";
+import { layoutTable } from "../../lib/config/layout";
 import { LabWorkspace } from "../../testkit/cdktf-cli";
 import { hold } from "../../testkit/held";
 import { guestExec, hostLeftovers, leftovers } from "../../testkit/libvirt";
@@ -168,7 +169,11 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(files).toContain(`lib/modules/${kernel("metal")}/kernel/drivers/net/virtio_net.ko`);
     expect(files).not.toContain(`lib/modules/${kernel("metal")}/kernel/fs/ext4/ext4.ko`);
     expect(tools).toContain(`lib/modules/${kernel("metal")}/kernel/fs/ext4/ext4.ko`);
-    expect(tools).toContain("usr/bin/restore-disk.sh");
+    expect(tools).toContain("usr/lib/btw/restore.sh");
+    expect(tools).toContain("usr/lib/btw/layouts/single.sh");
+    // Its layout table: the one line of lib/config/layout.ts for the layout its machines use.
+    const table = execFileSync("sh", ["-c", `zstd -dc "${deployDir("metal")}/tools.img" | cpio -i --to-stdout --quiet usr/lib/btw/layouts.tab`], { encoding: "utf8" });
+    expect(table).toBe(`${layoutTable([]).join("\n")}\n`);
     // firmware-linux-free (in the metal profile) has the CIS file the pcnet_cs NIC driver asks for.
     expect(files).toContain(`lib/modules/${kernel("metal")}/kernel/drivers/net/ethernet/8390/pcnet_cs.ko`);
     expect(files).toContain("lib/firmware/cis/NE2K.cis");
@@ -218,7 +223,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     // The deploy environment made the by-id link the UEFI machine's config names its disk by.
     const [uefi] = lab.machines;
     const uefiConsole = fs.readFileSync(lab.consoleLog(uefi), "utf8");
-    expect(uefiConsole).toMatch(/restore-disk: disk \/dev\/disk\/by-id\/virtio-btw-uefi-disk: \/dev\/vda, model -, serial btw-uefi-disk, wwid -, 5368709120 bytes/);
+    expect(uefiConsole).toMatch(/restore: disk \/dev\/disk\/by-id\/virtio-btw-uefi-disk: \/dev\/vda, model -, serial btw-uefi-disk, wwid -, 5368709120 bytes/);
     // Its deploy went through Debian's signed GRUB (over TFTP); its first boot went straight to its disk (BootNext).
     expect(lab.tftpSent(uefi, "grub/deploy.cfg")).toBe(1);
     expect(uefiConsole).toContain("UEFI: the next boot starts the restored disk (BootNext)");

@@ -5,7 +5,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { LoopDisk, customizedTestImage, readManifest, sha256File, withMounted } from "../../testkit/baremetal";
+import { LoopDisk, customizedTestImage, layoutTableArgs, readManifest, sha256File, withMounted } from "../../testkit/baremetal";
 import { installedPackages, runScript } from "../../testkit/image";
 import { hostLeftovers } from "../../testkit/libvirt";
 
@@ -24,6 +24,8 @@ describe("capture the tested image as partclone artifacts and restore them onto 
       disk.release();
     }
   };
+  /** restore.sh on this host, with the layout table of lib/config/layout.ts; layout single (its first). */
+  const restore = (args: string[]) => runScript("restore.sh", [...layoutTableArgs(work), ...args]);
   /** A copy of the capture to bend for one test. */
   const copyOfCapture = (name: string) => {
     const dir = path.join(work, name);
@@ -82,7 +84,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
         fs.mkdirSync(seed);
         fs.writeFileSync(path.join(seed, "user-data"), "#cloud-config\nhostname: metal1\n");
         fs.writeFileSync(path.join(seed, "meta-data"), "instance-id: metal1-1\nlocal-hostname: metal1\n");
-        const run = runScript("restore-disk.sh", ["--manifest", capture, "--disk", disk.device, "--seed-dir", seed]);
+        const run = restore(["--manifest", capture, "--disk", disk.device, "--seed-dir", seed]);
         expect(run.stderr).toContain("all 5 artifacts match");
         expect(run.status).toBe(0);
 
@@ -113,7 +115,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
         expect(biosBoot).toBe(capturedBiosBoot);
 
         // Now that the disk holds partitions, restoring again needs --wipe.
-        const again = runScript("restore-disk.sh", ["--manifest", capture, "--disk", disk.device]);
+        const again = restore(["--manifest", capture, "--disk", disk.device]);
         expect(again.status).toBe(1);
         expect(again.stderr).toMatch(/holds a partition table: pass --wipe/);
       }),
@@ -127,7 +129,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
     bytes[bytes.length - 100] ^= 0xff;
     fs.writeFileSync(file, bytes);
     withBlankDisk("tampered-target", 4 * GiB, (disk) => {
-      const run = runScript("restore-disk.sh", ["--manifest", path.join(tampered, "manifest.json"), "--disk", disk.device]);
+      const run = restore(["--manifest", path.join(tampered, "manifest.json"), "--disk", disk.device]);
       expect(run.status).toBe(1);
       expect(run.stderr).toMatch(/checksum mismatch for p15\.vfat\.pcl\.zst/);
       expect(disk.isAllZeros()).toBe(true);
@@ -136,7 +138,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
 
   test("a target smaller than the image needs is refused", () => {
     withBlankDisk("small-target", 2 * GiB, (disk) => {
-      const run = runScript("restore-disk.sh", ["--manifest", capture, "--disk", disk.device]);
+      const run = restore(["--manifest", capture, "--disk", disk.device]);
       expect(run.status).toBe(1);
       expect(run.stderr).toMatch(/too small: 2147483648 bytes, the image needs at least \d+/);
       expect(disk.isAllZeros()).toBe(true);
@@ -148,9 +150,9 @@ describe("capture the tested image as partclone artifacts and restore them onto 
     const manifest = readManifest(future);
     fs.writeFileSync(path.join(future, "manifest.json"), JSON.stringify({ ...manifest, format_version: 2 }));
     withBlankDisk("future-target", 4 * GiB, (disk) => {
-      const run = runScript("restore-disk.sh", ["--manifest", future, "--disk", disk.device]);
+      const run = restore(["--manifest", future, "--disk", disk.device]);
       expect(run.status).toBe(1);
-      expect(run.stderr).toMatch(/manifest format version 2 is not supported \(this restore-disk\.sh reads format 1\)/);
+      expect(run.stderr).toMatch(/manifest format version 2 is not supported \(this restore reads format 1\)/);
       expect(disk.isAllZeros()).toBe(true);
     });
   }, 300_000);

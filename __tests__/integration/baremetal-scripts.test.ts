@@ -1,5 +1,5 @@
 // The bare-metal scripts' safety rules, without any VM: pxe-server.sh on a veth
-// pair whose far end (a network namespace) plays the machine, restore-disk.sh's
+// pair whose far end (a network namespace) plays the machine, restore.sh's
 // refusals on loop devices, disk-links.sh on a stand-in sysfs, and purge-cache.sh.
 // Needs root (network namespaces, loop devices), dnsmasq and iPXE, as CI has.
 import { execFileSync, spawn, spawnSync } from "child_process";
@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config/config";
+import { layoutTableArgs } from "../../testkit/baremetal";
 
 // The scripts under test: PXE server (a host step), cache purge (host upkeep), and
 // what the deploy environment runs on the machine.
@@ -311,7 +312,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
   });
 });
 
-describe("restore-disk.sh refuses a wrong disk before reading any artifact", () => {
+describe("restore.sh refuses a wrong disk before reading any artifact", () => {
   const MiB = 1024 * 1024;
   const loops: string[] = [];
   const manifestDir = path.join(work, "capture");
@@ -329,7 +330,7 @@ describe("restore-disk.sh refuses a wrong disk before reading any artifact", () 
     }
     return { file, device };
   };
-  const restore = (disk: string, extra: string[] = []) => run("restore-disk.sh", ["--manifest", manifestDir, "--disk", disk, ...extra]);
+  const restore = (disk: string, extra: string[] = []) => run("restore.sh", [...layoutTableArgs(work), "--manifest", manifestDir, "--disk", disk, ...extra]);
   const sha = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
 
   beforeAll(() => {
@@ -384,7 +385,7 @@ describe("restore-disk.sh refuses a wrong disk before reading any artifact", () 
     const before = sha(disk.file);
     const same = restore(disk.device, ["--wipe", "--install-id", "abc123"]);
     expect(same.status).toBe(3);
-    expect(same.output).toContain("already holds this install (abc123): nothing written");
+    expect(same.output).toContain("the disks already hold this install (abc123): nothing written");
     const other = restore(disk.device, ["--install-id", "def456"]);
     expect(other.status).toBe(1);
     expect(other.output).toContain("holds a partition table: pass --wipe");
@@ -392,22 +393,38 @@ describe("restore-disk.sh refuses a wrong disk before reading any artifact", () 
   });
 });
 
-describe("restore-layout.sh refuses a number of disks its layout cannot take, before anything else", () => {
-  test("zfs takes one disk, zfs-mirror and raid1 two or more; an unknown layout is named", () => {
+describe("restore.sh reads its layouts from the table lib/config/layout.ts writes", () => {
+  test("a layout takes the disks its table line says, before anything else; an unknown layout is named with those there are", () => {
     const restore = (layout: string, disks: string[]) =>
-      run("restore-layout.sh", ["--layout", layout, "--manifest", "/nonexistent/manifest.json", ...disks.flatMap((disk) => ["--disk", disk])]);
+      run("restore.sh", [...layoutTableArgs(work), "--layout", layout, "--manifest", "/nonexistent/manifest.json", ...disks.flatMap((disk) => ["--disk", disk])]);
     const cases: [string, string[], string][] = [
-      ["zfs", ["/dev/vda", "/dev/vdb"], "zfs takes one --disk (for several, zfs-mirror)"],
-      ["zfs-mirror", ["/dev/vda"], "zfs-mirror needs at least two --disk"],
-      ["raid1", ["/dev/vda"], "raid1 needs at least two --disk"],
-      ["raid5", ["/dev/vda", "/dev/vdb"], "--layout: raid1, zfs or zfs-mirror (got 'raid5')"],
+      ["single", ["/dev/vda", "/dev/vdb"], "--disk: layout single takes 1 disk(s), 2 given"],
+      ["zfs", ["/dev/vda", "/dev/vdb"], "--disk: layout zfs takes 1 disk(s), 2 given"],
+      ["zfs-mirror", ["/dev/vda"], "--disk: layout zfs-mirror needs 2 disks or more, 1 given"],
+      ["raid1", ["/dev/vda"], "--disk: layout raid1 needs 2 disks or more, 1 given"],
+      ["raid5", ["/dev/vda", "/dev/vdb"], "--layout: layout 'raid5' is not one this deploy environment restores (single raid1 zfs zfs-mirror)"],
     ];
     for (const [layout, disks, message] of cases) {
       const result = restore(layout, disks);
       expect([layout, result.status]).toEqual([layout, 2]);
-      expect(result.output).toContain(`restore-layout: ${message}`);
+      expect(result.output).toContain(`restore: ${message}`);
       expect(result.output).not.toContain("cannot read the manifest");
     }
+  });
+
+  test("a table with another line for a layout changes what it takes: no shell file restates the counts", () => {
+    const table = path.join(work, "raid-of-three.tab");
+    fs.writeFileSync(table, "single:single:1:1\nraid1:raid1:3:-\n");
+    const result = run("restore.sh", ["--layouts", table, "--layout", "raid1", "--manifest", "/nonexistent/manifest.json", "--disk", "/dev/vda", "--disk", "/dev/vdb"]);
+    expect(result.status).toBe(2);
+    expect(result.output).toContain("restore: --disk: layout raid1 needs 3 disks or more, 2 given");
+  });
+
+  test("without a table it stops and says where the table comes from", () => {
+    const result = run("restore.sh", ["--layouts", path.join(work, "no-such.tab"), "--manifest", "/nonexistent/manifest.json", "--disk", "/dev/vda"]);
+    expect(result.status).toBe(2);
+    expect(result.output).toContain("no layout table at");
+    expect(result.output).toContain("lib/config/layout.ts");
   });
 });
 

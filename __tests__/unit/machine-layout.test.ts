@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { ConfigError, LabConfig, PROJECT_DIR } from "../../lib/config/config";
-import { LAYOUT_NEEDS, missingPackages } from "../../lib/config/layout";
+import { LAYOUT_NEEDS, layoutTable, missingPackages } from "../../lib/config/layout";
 import { readProfile } from "../../lib/config/profile";
 import { parseConfig } from "../helpers/test-config";
 import { testLab } from "../../testkit/lab-yaml";
@@ -189,7 +189,14 @@ describe("a layout needs its packages in the machine's profile", () => {
 
 describe("the table of what each layout needs", () => {
   test("single needs nothing beyond today's deploy environment", () => {
-    expect(LAYOUT_NEEDS.single).toEqual({ disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] });
+    expect(LAYOUT_NEEDS.single).toEqual({ driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] });
+  });
+
+  test("the deploy environment's layout table: single first, each layout's driver and disk counts, a line per layout", () => {
+    expect(layoutTable()).toEqual(["single:single:1:1", "raid1:raid1:2:-", "zfs:zfs:1:1", "zfs-mirror:zfs:2:-"]);
+    expect(layoutTable(["zfs-mirror", "single", "zfs-mirror"])).toEqual(["single:single:1:1", "zfs-mirror:zfs:2:-"]);
+    // Every driver the table names is a file of deploy-env/layouts.
+    for (const entry of layoutTable()) expect(fs.existsSync(path.join(PROJECT_DIR, "deploy-env", "layouts", `${entry.split(":")[1]}.sh`))).toBe(true);
   });
 
   test("package lines are compared by name: versions, suites and architectures do not matter", () => {

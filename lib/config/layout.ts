@@ -7,7 +7,12 @@
 export const LAYOUTS = ["single", "raid1", "zfs", "zfs-mirror"] as const;
 export type Layout = (typeof LAYOUTS)[number];
 
+/** The restore driver that writes a layout (deploy-env/layouts/DRIVER.sh). */
+export type LayoutDriver = "single" | "raid1" | "zfs";
+
 export interface LayoutNeeds {
+  /** The restore driver; zfs makes a mirror of two disks or more. */
+  driver: LayoutDriver;
   /** How many disks the machine lists: at least min, at most max (undefined: no limit). */
   disks: { min: number; max?: number };
   /** Debian packages the machine's profile must install: the restored system assembles and boots its root with them. */
@@ -25,6 +30,7 @@ export interface LayoutNeeds {
 // bpool's compatibility=grub2 from its feature sets; vfat and its code pages: grub-install
 // writes the ESP's GRUB that reads bpool.
 const ZFS: Omit<LayoutNeeds, "disks"> = {
+  driver: "zfs",
   packages: ["zfsutils-linux", "zfs-initramfs", "zfs-dkms"],
   programs: ["zpool", "zfs", "cp"],
   modules: ["zfs", "spl", "loop", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"],
@@ -32,8 +38,8 @@ const ZFS: Omit<LayoutNeeds, "disks"> = {
 };
 
 export const LAYOUT_NEEDS: Record<Layout, LayoutNeeds> = {
-  single: { disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] },
-  raid1: { disks: { min: 2 }, packages: ["mdadm"], programs: ["mdadm"], modules: ["md_mod", "raid1"], data: [] },
+  single: { driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] },
+  raid1: { driver: "raid1", disks: { min: 2 }, packages: ["mdadm"], programs: ["mdadm"], modules: ["md_mod", "raid1"], data: [] },
   zfs: { disks: { min: 1, max: 1 }, ...ZFS },
   "zfs-mirror": { disks: { min: 2 }, ...ZFS },
 };
@@ -47,4 +53,18 @@ function packageName(line: string): string {
 export function missingPackages(layout: Layout, profilePackages: string[]): string[] {
   const installed = new Set(profilePackages.map(packageName));
   return LAYOUT_NEEDS[layout].packages.filter((name) => !installed.has(name));
+}
+
+/**
+ * The layout table as the deploy environment reads it (deploy-env/lib/layout-table.sh): one
+ * "NAME:DRIVER:MIN:MAX" entry per layout (MAX "-": no limit), single always first. No shell file
+ * restates a layout's name, driver or disk count: build-deploy-initramfs.sh writes these entries
+ * into the environment, and tests that run the restore on the host write them with this function.
+ */
+export function layoutTable(layouts: readonly Layout[] = LAYOUTS): string[] {
+  const wanted = ["single" as Layout, ...[...new Set(layouts)].filter((layout) => layout !== "single").sort()];
+  return wanted.map((layout) => {
+    const { driver, disks } = LAYOUT_NEEDS[layout];
+    return `${layout}:${driver}:${disks.min}:${disks.max ?? "-"}`;
+  });
 }

@@ -5,7 +5,7 @@ import * as crypto from "crypto";
 import * as path from "path";
 import { Construct } from "constructs";
 import { TerraformData } from "../cdk";
-import { Layout, LAYOUT_NEEDS } from "../config/layout";
+import { Layout, LAYOUT_NEEDS, layoutTable } from "../config/layout";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, scriptHash } from "./host-step";
 
@@ -20,14 +20,17 @@ export interface DeployEnvironmentProps {
   layouts?: Layout[];
 }
 
-/** The build's arguments for the layouts beyond single: each layout, then the programs, modules and data files they need from the image. */
+/**
+ * The build's arguments for the layouts: each layout's entry of the layout table (single always),
+ * then the programs, modules and data files the layouts beyond single need from the image.
+ */
 export function layoutArgs(layouts: Layout[]): string[] {
   const wanted = [...new Set(layouts)].filter((layout) => layout !== "single").sort();
   const programs = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].programs))];
   const modules = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].modules))];
   const data = [...new Set(wanted.flatMap((layout) => LAYOUT_NEEDS[layout].data))];
   return [
-    ...wanted.flatMap((layout) => ["--layout", layout]),
+    ...layoutTable(wanted).flatMap((entry) => ["--layout", entry]),
     ...programs.flatMap((program) => ["--image-program", program]),
     ...modules.flatMap((module) => ["--image-module", module]),
     ...data.flatMap((file) => ["--image-data", file]),
@@ -42,10 +45,9 @@ export class DeployEnvironment extends Construct {
   constructor(scope: Construct, id: string, props: DeployEnvironmentProps) {
     super(scope, id);
     const layouts = layoutArgs(props.layouts ?? []);
-    // Only a layout beyond single changes the hash: the deploy environments built so far stay as they are.
     const inputsHash = crypto
       .createHash("sha256")
-      .update([props.image.imagePath, scriptHash(SCRIPT), ...(layouts.length > 0 ? [layouts.join(" ")] : [])].join("\n"))
+      .update([props.image.imagePath, scriptHash(SCRIPT), layouts.join(" ")].join("\n"))
       .digest("hex")
       .slice(0, 16);
     this.dir = path.join(props.cacheDir, "deploy-env", inputsHash);

@@ -15,12 +15,23 @@ export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-// How a script names another script it sources or runs: "$(dirname "$0")/lib/image-mount.sh".
-const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+\.(?:sh|py))"/g;
+// How a script names another script it sources or runs, "$(dirname "$0")/lib/image-mount.sh",
+// or a folder whose files it copies, "$(dirname "$0")/../../deploy-env/".
+const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+(?:\.sh|\.py|\/))"/g;
+
+/** Every file under a folder of SCRIPTS_DIR (relative to it), sorted. */
+function folderFiles(folder: string): string[] {
+  return fs
+    .readdirSync(path.join(SCRIPTS_DIR, folder), { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.posix.join(path.relative(SCRIPTS_DIR, entry.parentPath ?? entry.path).split(path.sep).join("/"), entry.name))
+    .sort();
+}
 
 /**
- * The script and every script it names as "$(dirname "$0")/...", and those name in turn:
- * all relative to the step script's folder, as $0 stays the step script in what it sources.
+ * The script and every script it names as "$(dirname "$0")/...", and those name in turn,
+ * each file of a folder it names that way too: all relative to the step script's folder,
+ * as $0 stays the step script in what it sources.
  */
 export function scriptParts(script: string): string[] {
   const parts = [script];
@@ -28,7 +39,9 @@ export function scriptParts(script: string): string[] {
     const text = fs.readFileSync(path.join(SCRIPTS_DIR, parts[i]), "utf8");
     for (const [, relative] of text.matchAll(SCRIPT_REFERENCE)) {
       const part = path.posix.normalize(path.posix.join(path.posix.dirname(script), relative));
-      if (!parts.includes(part)) parts.push(part);
+      for (const file of part.endsWith("/") ? folderFiles(part) : [part]) {
+        if (!parts.includes(file)) parts.push(file);
+      }
     }
   }
   return parts;

@@ -3,14 +3,15 @@
 # customized image and an initramfs of ours in two parts: initramfs.img (busybox,
 # zstd, the image's network drivers and their firmware, deploy-init.sh as /init) and
 # tools.img, which /init fetches (storage drivers, partclone, sfdisk, e2fsprogs, jq,
-# restore-disk.sh, restore-layout.sh, disk-links.sh); and the image's signed shim and GRUB network
-# image that UEFI machines boot first.
+# deploy-env/ as /usr/lib/btw: restore.sh, its parts and layout drivers, and the layout
+# table of --layout); and the image's signed shim and GRUB network image that UEFI
+# machines boot first.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
 PROG=build-deploy-initramfs
-USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR [--layout NAME]... [--image-program NAME]...
+USAGE="usage: build-deploy-initramfs.sh --image IMG.qcow2 --output-dir DIR --layout NAME:DRIVER:MIN:MAX... [--image-program NAME]...
          [--image-module NAME]... [--image-data /PATH]..."
 # Driver folders and files of the image's kernel that go into the initramfs.
 # ext4 is a module in the generic kernel (built in in the cloud one): the
@@ -30,15 +31,12 @@ TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi k
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
-# What runs on the machine being deployed (deploy-env/): named here as written, so
-# the step's script hash (lib/constructs/host-step.ts) covers them.
-restore_disk=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-disk.sh")
-disk_links=$(readlink -f "$(dirname "$0")/../../deploy-env/disk-links.sh")
-restore_layout=$(readlink -f "$(dirname "$0")/../../deploy-env/restore-layout.sh")
-deploy_init=$(readlink -f "$(dirname "$0")/../../deploy-env/deploy-init.sh")
+# What runs on the machine being deployed: the folder named here as written, so the
+# step's script hash (lib/constructs/host-step.ts) covers every file in it.
+deploy_env=$(readlink -f "$(dirname "$0")/../../deploy-env/")
 own_mount_namespace "$@"
 
-image="" output_dir="" layouts="" image_programs="" image_modules="" image_data=""
+image="" output_dir="" layouts="" layout_entries="" image_programs="" image_modules="" image_data=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help)
@@ -46,8 +44,9 @@ while [ $# -gt 0 ]; do
       echo "Writes DIR/vmlinuz, DIR/initramfs.img (zstd cpio: /init, busybox, zstd, the network drivers),"
       echo "DIR/tools.img (zstd cpio: storage drivers, the restore's programs) and, when the image has them,"
       echo "DIR/shimx64.efi and DIR/grubx64.efi (Debian's signed shim and GRUB network image) atomically."
-      echo "--layout names a disk layout beyond single that the environment restores (listed in"
-      echo "/etc/btw-layouts and build.json); --image-program copies a program of the image, with the"
+      echo "--layout is a line of the layout table (lib/config/layout.ts: name, restore driver, fewest and"
+      echo "most disks, '-' for no limit), once per layout the environment restores, the first the default;"
+      echo "--image-program copies a program of the image, with the"
       echo "image's libraries, under /image in tools.img (run through the image's loader by a wrapper in"
       echo "/usr/sbin); --image-module copies a module of the image's kernel (updates/dkms too) and what it"
       echo "depends on into tools.img; --image-data copies a file or folder of the image that those programs"
@@ -64,11 +63,19 @@ while [ $# -gt 0 ]; do
           case "$2" in /*/*) ;; *) usage_error "--image-data takes an absolute path such as /usr/share/zfs/compatibility.d" ;; esac
           case "$2" in *[!A-Za-z0-9_./+-]*|*/../*|*/..|*//*) usage_error "--image-data takes a plain absolute path (letters, digits, '_./+-', no '..')" ;; esac
           image_data="$image_data $2" ;;
+        --layout)
+          case "$2" in
+            [a-z]*:[a-z]*:[0-9]*:[0-9-]*) ;;
+            *) usage_error "--layout takes NAME:DRIVER:MIN:MAX (lib/config/layout.ts's layoutTable), got '$2'" ;;
+          esac
+          case "$2" in *[!a-z0-9:-]*|*:*:*:*:*) usage_error "--layout takes NAME:DRIVER:MIN:MAX of letters, digits and '-', got '$2'" ;; esac
+          [ -f "$deploy_env/layouts/$(echo "$2" | cut -d: -f2).sh" ] || usage_error "--layout $2: no driver deploy-env/layouts/$(echo "$2" | cut -d: -f2).sh"
+          layouts="$layouts ${2%%:*}"
+          layout_entries="$layout_entries $2" ;;
         *)
           # These become file names and words of a list.
           case "$2" in ''|*[!A-Za-z0-9_.+-]*) usage_error "$1 takes a name of letters, digits and '_.+-'" ;; esac
           case "$1" in
-            --layout) layouts="$layouts $2" ;;
             --image-program) image_programs="$image_programs $2" ;;
             --image-module) image_modules="$image_modules $2" ;;
           esac ;;
@@ -79,6 +86,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$image" ] || usage_error "missing --image"
 [ -n "$output_dir" ] || usage_error "missing --output-dir"
+[ -n "$layouts" ] || usage_error "missing --layout (one per layout the environment restores)"
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
 for tool in qemu-img losetup partx mount umount chroot cpio xz zstd ldd modinfo $PROGRAMS; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
@@ -278,13 +286,14 @@ for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_
 done
 # Debian's merged /usr: /lib64 holds the dynamic loader.
 [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
-mkdir -p "$tools/usr/bin"
-cp "$restore_disk" "$restore_layout" "$disk_links" "$tools/usr/bin/"
-cp "$deploy_init" "$root/init"
-chmod 755 "$root/init" "$tools/usr/bin/restore-disk.sh" "$tools/usr/bin/restore-layout.sh" "$tools/usr/bin/disk-links.sh"
+mkdir -p "$tools/usr/bin" "$tools/usr/lib/btw"
+cp -R "$deploy_env/restore.sh" "$deploy_env/lib" "$deploy_env/layouts" "$tools/usr/lib/btw/"
+cp "$deploy_env/disk-links.sh" "$tools/usr/bin/"
+cp "$deploy_env/deploy-init.sh" "$root/init"
+chmod 755 "$root/init" "$tools/usr/lib/btw/restore.sh" "$tools/usr/bin/disk-links.sh"
+# The layout table: the layouts this environment restores, one a line, the default first.
+for entry in $layout_entries; do echo "$entry"; done >"$tools/usr/lib/btw/layouts.tab"
 ln -s /proc/mounts "$root/etc/mtab"
-# The disk layouts this environment restores beyond single, one a line.
-for layout in $layouts; do echo "$layout"; done >"$root/etc/btw-layouts"
 # The machine's clock may be anything before NTP: e2fsck must not stop on it.
 printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
 cat >"$root/etc/udhcpc.script" <<'EOF'
@@ -308,7 +317,7 @@ jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_
   --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" --arg data "$image_data" \
   'def words: split(" ") | map(select(. != ""));
    {kernel_version: $kver, source_image: $image, uefi_loader: $loader,
-    layouts: (["single"] + ($layouts | words)), image_programs: ($programs | words), image_modules: ($modules | words), image_data: ($data | words)}' >"$staging/build.json"
+    layouts: ($layouts | words), image_programs: ($programs | words), image_modules: ($modules | words), image_data: ($data | words)}' >"$staging/build.json"
 
 [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
 mv "$staging" "$output_dir"

@@ -1,14 +1,14 @@
 #!/bin/sh
 # Capture a customized disk image as bare-metal artifacts: one partclone image
 # per partition (only used blocks, zstd-compressed), the partition table, the
-# MBR boot code and a manifest.json that restore-disk.sh reads.
+# MBR boot code and a manifest.json that deploy-env/restore.sh reads.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
 PROG=capture-partitions
 USAGE="usage: capture-partitions.sh --image IMG.qcow2 --output-dir DIR [--profile NAME] [--source-checksum SHA256]"
-# Bump when restore-disk.sh could no longer read what this script writes.
+# Bump when deploy-env/restore.sh could no longer read what this script writes.
 FORMAT_VERSION=1
 ROOT_TYPE=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709
 BIOS_BOOT_TYPE=21686148-6449-6E6F-744E-656564454649
@@ -91,7 +91,7 @@ say "attached read-only at $loop"
 label=$(sfdisk -J "$loop" | jq -r .partitiontable.label)
 [ "$label" = gpt ] || die "$image: expected a GPT disk, found '$label'"
 sector_size=$(sfdisk -J "$loop" | jq -r '.partitiontable.sectorsize // 512')
-# Partition names become "diskN": restore-disk.sh rewrites them for its target.
+# Partition names become "diskN": deploy-env/restore.sh rewrites them for its target.
 sfdisk -d "$loop" | sed -e '/^device:/d' -e "s|^$loop\(p\)\{0,1\}\([0-9][0-9]*\) :|disk\2 :|" >"$staging/partition-table.sfdisk"
 dd if="$loop" of="$staging/boot-code.bin" bs=440 count=1 status=none
 

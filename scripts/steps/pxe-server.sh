@@ -40,8 +40,8 @@ $USAGE
 start      (re)starts the server; PXE_MACHINES is a JSON list of
            {name, mac, profile, disks, layout, wipe, first_boot (kexec|reboot),
            user_data, meta_data, network_config}
-           (disks: a list, empty for the machine's only disk; layout: single,
-           raid1, zfs or zfs-mirror).
+           (disks: a list, empty for the machine's only disk; layout: a name of
+           the deploy environment's layout table, none for its default).
            Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
            A machine boots the deploy environment (vmlinuz, initramfs.img, tools.img in the
            --deploy DIR) and restores the artifacts of its own profile, once.
@@ -393,14 +393,15 @@ ln -s boot "$state_dir/http/cgi-bin/report"
 macs=$(printf '%s' "$PXE_MACHINES" | jq -r '.[].mac')
 printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r machine; do
   field() { printf '%s' "$machine" | jq -r "$1"; }
-  name=$(field .name) mac=$(field .mac) profile=$(field .profile) layout=$(field '.layout // "single"')
+  name=$(field .name) mac=$(field .mac) profile=$(field .profile) layout=$(field '.layout // ""')
   disks=$(field '(.disks // []) | join(" ")')
   # All of these go into an iPXE script, one line each.
   printf '%s\n' "$name" | grep -qx '[a-z0-9][a-z0-9-]*' || die "bad machine name '$name'"
   is_mac "$mac" || die "machine $name: bad MAC '$mac'"
   printf '%s\n' "$profile" | grep -qx '[A-Za-z0-9][A-Za-z0-9_.-]*' || die "machine $name: bad profile '$profile'"
-  case "$layout" in single|raid1|zfs|zfs-mirror) ;; *) die "machine $name: bad layout '$layout'" ;; esac
-  options="btw.layout=$layout"
+  # The deploy environment's layout table knows the layouts (lib/config/layout.ts); a word here.
+  printf '%s\n' "${layout:-none}" | grep -qx '[a-z0-9][a-z0-9-]*' || die "machine $name: bad layout '$layout'"
+  options=${layout:+btw.layout=$layout}
   # One btw.disk= per disk, in order: the layout's first disk first.
   for disk in $disks; do
     printf '%s\n' "$disk" | grep -qx '/dev/[A-Za-z0-9_.:+@/-]*' || die "machine $name: bad disk '$disk'"

@@ -1,0 +1,90 @@
+# shellcheck shell=sh disable=SC2154,SC2034 # restore.sh's globals, set and read across its parts
+# The capture's manifest, its artifacts and the machine's seed (sourced by restore.sh):
+# every file is fetched and matches its sha256 before anything is written.
+
+FORMAT_VERSION=1
+
+# read_manifest: the manifest (its URL, path or folder: $manifest) into $work_dir as $m, its
+# format checked; sets source_base (where the artifacts are), root_number and esp_number.
+read_manifest() {
+  case "$manifest" in
+    *.json) source_base=${manifest%/*} ;;
+    *) source_base=${manifest%/}; manifest=$source_base/manifest.json ;;
+  esac
+  say "reading $manifest"
+  m=$work_dir/manifest.json
+  fetch "$manifest" "$m" || die "cannot read the manifest $manifest"
+  _version=$(jq -r '.format_version // "none"' "$m" 2>/dev/null) || die "the manifest is not JSON: $manifest"
+  [ "$_version" = "$FORMAT_VERSION" ] || die "manifest format version $_version is not supported (this restore reads format $FORMAT_VERSION)"
+  manifest_numbers
+}
+
+# manifest_numbers: root_number and esp_number ("" without an ESP) of the manifest in the work folder.
+manifest_numbers() {
+  m=$work_dir/manifest.json
+  root_number=$(jq -r '.partitions[] | select(.role == "root") | .number' "$m" 2>/dev/null) || root_number=""
+  esp_number=$(jq -r '.partitions[] | select(.role == "esp") | .number' "$m" 2>/dev/null) || esp_number=""
+  [ "$esp_number" != null ] || esp_number=""
+}
+
+# artifact FILE: where the restore reads FILE: downloaded into the work folder, or in place.
+artifact() { if is_url "$source_base"; then echo "$work_dir/$1"; else echo "$source_base/$1"; fi; }
+
+# fetch_artifacts: every file of the manifest, downloaded (local ones read in place) and checked.
+fetch_artifacts() {
+  jq -r '.partition_table, .boot_code, .partitions[] | "\(.file // .artifact) \(.sha256)"' "$m" >"$work_dir/files"
+  while read -r _file _sha; do
+    case "$_file" in */*|.*|'') die "manifest names an unsafe file: '$_file'" ;; esac
+    if is_url "$source_base"; then
+      say "downloading $_file"
+      # To a file, then hashed: busybox tee moves about 1 KiB a system call, which made
+      # a single pass through it slower under emulation than the two passes.
+      fetch "$source_base/$_file" "$work_dir/$_file" || die "cannot download $source_base/$_file"
+    else
+      [ -f "$source_base/$_file" ] || die "artifact missing: $source_base/$_file"
+    fi
+    _actual=$(sha256sum "$(artifact "$_file")" | cut -d' ' -f1)
+    [ "$_actual" = "$_sha" ] || die "checksum mismatch for $_file: expected $_sha, got $_actual (nothing was written to$devices)"
+  done <"$work_dir/files"
+  say "all $(wc -l <"$work_dir/files") artifacts match their sha256"
+}
+
+# fetch_seed: the machine's NoCloud seed ($seed: user-data, meta-data, optional network-config)
+# into $work_dir/seed, readable by root only; seed_files lists what it holds.
+fetch_seed() {
+  seed_files=""
+  [ -n "$seed" ] || return 0
+  mkdir -p "$work_dir/seed"
+  chmod 700 "$work_dir/seed"
+  for _name in user-data meta-data network-config; do
+    if fetch "${seed%/}/$_name" "$work_dir/seed/$_name" 2>/dev/null; then
+      seed_files="$seed_files $_name"
+    elif [ "$_name" != network-config ]; then
+      die "the seed has no $_name: ${seed%/}/$_name"
+    fi
+  done
+}
+
+# write_seed_and_id ROOT: the seed (on the root file system, not a cidata partition: it then
+# needs no network and no extra partition, and NoCloud finds it before networking) and this
+# install's ID into the restored root mounted at ROOT.
+write_seed_and_id() {
+  if [ -n "$seed_files" ]; then
+    mkdir -p "$1/var/lib/cloud/seed/nocloud"
+    for _name in $seed_files; do cp "$work_dir/seed/$_name" "$1/var/lib/cloud/seed/nocloud/$_name"; done
+    chmod 600 "$1/var/lib/cloud/seed/nocloud/user-data"
+    say "wrote the cloud-init seed ($seed_files ) to /var/lib/cloud/seed/nocloud"
+  fi
+  if [ -n "$install_id" ]; then
+    mkdir -p "$1/var/lib/btw-img"
+    echo "$install_id" >"$1/var/lib/btw-img/install-id"
+  fi
+}
+
+# install_id_on DEVICE TYPE [MOUNT_OPTIONS]: the install ID on the root file system on DEVICE, if any.
+install_id_on() {
+  mkdir -p "$work_dir/check"
+  mount -t "$2" -o "ro${3:+,$3}" "$1" "$work_dir/check" 2>/dev/null || return 0
+  cat "$work_dir/check/var/lib/btw-img/install-id" 2>/dev/null || true
+  umount "$work_dir/check"
+}

@@ -1,0 +1,49 @@
+# shellcheck shell=sh disable=SC2154,SC2034 # restore.sh's globals, set and read across its parts
+# The captured partitions onto the disks (sourced by restore.sh): root where the
+# layout puts it (layout_write_root), the others (ESP, BIOS boot) onto every disk,
+# and the BIOS boot code onto every disk.
+
+# restore_partition TOOL ARTIFACT OUTPUT [OUTPUT_OPTIONS]: one partclone artifact onto OUTPUT
+# (OUTPUT_OPTIONS "-C -O" for a new file; default -o, a device).
+restore_partition() {
+  # -i: no CRC of every block; the artifact's sha256 was checked before anything was
+  # written (and zstd checks its frames): under emulation the CRC took half the restore.
+  _mode="-r -i"
+  [ "$1" = partclone.dd ] && _mode="-i"
+  rm -f "$work_dir/partclone.failed"
+  # shellcheck disable=SC2086,SC2094 # the mode and the output options are several options; the log is only appended to
+  zstd -dc "$(artifact "$2")" | { "$1" $_mode -q -L "$work_dir/partclone.log" -s - ${4:--o} "$3" >>"$work_dir/partclone.log" 2>&1 || echo $? >"$work_dir/partclone.failed"; }
+  if [ -e "$work_dir/partclone.failed" ]; then
+    cat "$work_dir/partclone.log" >&2
+    die "$1 could not restore $3"
+  fi
+}
+
+# write_partitions: every partition of the manifest, then the boot code.
+write_partitions() {
+  jq -r '.partitions[] | "\(.number) \(.tool) \(.artifact) \(.role)"' "$m" >"$work_dir/partitions"
+  while read -r _number _tool _file _role; do
+    case "$_tool" in partclone.ext4|partclone.vfat|partclone.dd) ;; *) die "partition $_number: unsupported tool '$_tool'" ;; esac
+    need "$_tool"
+    if [ "$_role" = root ]; then
+      layout_write_root "$_tool" "$_file"
+      continue
+    fi
+    for _device in $devices; do
+      _node=$(part_node "$_device" "$_number")
+      say "restoring partition $_number ($_role) with $_tool onto $_node"
+      restore_partition "$_tool" "$_file" "$_node"
+    done
+  done <"$work_dir/partitions"
+  for _device in $devices; do
+    say "writing the BIOS boot code (first 440 bytes) to $_device"
+    dd if="$(artifact "$(jq -r .boot_code.file "$m")")" of="$_device" bs=440 count=1 conv=notrunc 2>/dev/null
+  done
+}
+
+# grow_ext4 DEVICE: the restored ext4 file system checked and grown to DEVICE's end.
+grow_ext4() {
+  say "growing the root file system on $1"
+  e2fsck -f -p "$1" >&2 || [ $? -le 1 ] || die "e2fsck found errors on $1"
+  resize2fs "$1" >&2 2>&1 || die "resize2fs failed on $1"
+}
