@@ -1,0 +1,65 @@
+#!/bin/sh
+# The PXE server's CGI (pxe-server.sh copies it as http/cgi-bin/boot, linked as
+# cgi-bin/report): boot, a MAC's iPXE script; report, the deploy environment's
+# reports. Both trust a request only from the address the host's neighbour table
+# gives the MAC on the server's bridge; a report also needs the machine's token.
+# busybox httpd starts it in cgi-bin/, two folders under the server's folder.
+umask 077
+state_dir=$(cd ../.. && pwd)
+records_dir=$state_dir.records
+interface=$(cat "$state_dir/interface")
+
+query() { printf '%s\n' "$QUERY_STRING" | tr '&' '\n' | sed -n "s/^$1=//p" | head -n 1; }
+answer() {
+  _status=$1
+  shift
+  _body=$(printf '%s\n' "$@")
+  printf 'Status: %s\r\nContent-Type: text/plain\r\n\r\n%s\n' "$_status" "$_body"
+  exit 0
+}
+
+mac=$(query mac | tr 'A-F-' 'a-f:')
+printf '%s\n' "$mac" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]' || mac=""
+seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3 != "0x0" { print $4 }' /proc/net/arp)
+record=$(cat "$records_dir/$mac" 2>/dev/null) || record=""
+machine=$state_dir/machines/$mac
+
+# boot: the deploy script to the machine's own address until it is done, else its disk.
+# The log (httpd.log) says what each machine was sent: deploy or disk.
+boot() {
+  if [ -n "$mac" ] && [ "$record" != "done" ] && [ -f "$machine/boot.ipxe" ]; then
+    if [ "$seen" = "$mac" ]; then
+      echo "btw-img: boot $mac: deploy by ipxe (to $REMOTE_ADDR)" >&2
+      answer "200 OK" "$(cat "$machine/boot.ipxe")"
+    fi
+    echo "btw-img: boot $mac: refused the deploy script to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
+  fi
+  if [ -z "$mac" ] || [ ! -f "$machine/name" ]; then
+    echo "btw-img: boot ${mac:-?}: not ours, back to its firmware (to $REMOTE_ADDR)" >&2
+    answer "200 OK" "#!ipxe" "echo btw-img: not a machine of this server" "exit 1"
+  fi
+  # iPXE gives the machine back to the firmware, which goes on to the next device.
+  echo "btw-img: boot $mac: disk by ipxe (to $REMOTE_ADDR)" >&2
+  answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") boots from its disk" "exit 1"
+}
+
+# report: a machine's state, from its own address with its token. Done: the seed leaves the
+# server and the token is void; the MAC boots its disk from now on.
+report() {
+  token=$(query token) status=$(query status)
+  expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
+  if [ -z "$mac" ] || [ "$seen" != "$mac" ] || [ -z "$expected" ] || [ "$token" != "$expected" ]; then
+    echo "btw-img: refused a report for ${mac:-no MAC} from $REMOTE_ADDR" >&2
+    answer "403 Forbidden" "refused"
+  fi
+  case "$status" in started|done|failed) ;; *) answer "400 Bad Request" "bad status" ;; esac
+  echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
+  [ "$status" != "done" ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$state_dir/tftp/$(echo "$mac" | tr : -)/grub/deploy.cfg"
+  answer "200 OK" ok
+}
+
+case "${SCRIPT_NAME##*/}" in
+  boot) boot ;;
+  report) report ;;
+esac
+answer "404 Not Found" "no such script"
