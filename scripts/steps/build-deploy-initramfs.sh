@@ -31,6 +31,7 @@ TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi k
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
+. "$(dirname "$0")/lib/initramfs-parts.sh"
 # What runs on the machine being deployed: the folder named here as written, so the
 # step's script hash (lib/constructs/host-step.ts) covers every file in it.
 deploy_env=$(readlink -f "$(dirname "$0")/../../deploy-env/")
@@ -84,241 +85,140 @@ while [ $# -gt 0 ]; do
     *) usage_error "unknown argument: $1" ;;
   esac
 done
-[ -n "$image" ] || usage_error "missing --image"
-[ -n "$output_dir" ] || usage_error "missing --output-dir"
-[ -n "$layouts" ] || usage_error "missing --layout (one per layout the environment restores)"
-[ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
-for tool in qemu-img losetup partx mount umount chroot cpio xz zstd ldd modinfo $PROGRAMS; do
-  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
-done
-busybox=$(command -v busybox) || die "required tool not found: busybox (Debian package busybox-static)"
-ldd "$busybox" >/dev/null 2>&1 && die "$busybox is dynamically linked: install busybox-static"
-[ -f "$image" ] || die "image not found: $image"
-mkdir -p "$(dirname "$output_dir")"
-output_dir=$(cd "$(dirname "$output_dir")" && pwd)/$(basename "$output_dir")
 
+# check_inputs: the arguments and the host's tools, before anything is made.
+check_inputs() {
+  [ -n "$image" ] || usage_error "missing --image"
+  [ -n "$output_dir" ] || usage_error "missing --output-dir"
+  [ -n "$layouts" ] || usage_error "missing --layout (one per layout the environment restores)"
+  [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices, mount)"
+  for _tool in qemu-img losetup partx mount umount chroot cpio xz zstd ldd modinfo $PROGRAMS; do
+    command -v "$_tool" >/dev/null 2>&1 || die "required tool not found: $_tool"
+  done
+  busybox=$(command -v busybox) || die "required tool not found: busybox (Debian package busybox-static)"
+  ldd "$busybox" >/dev/null 2>&1 && die "$busybox is dynamically linked: install busybox-static"
+  [ -f "$image" ] || die "image not found: $image"
+  mkdir -p "$(dirname "$output_dir")"
+  output_dir=$(cd "$(dirname "$output_dir")" && pwd)/$(basename "$output_dir")
+}
+
+# open_image: the image's root file system mounted read-only at $mnt; sets kernel, kver, modules.
+open_image() {
+  say "reading the kernel and its drivers from $image"
+  qemu-img convert -O raw "$image" "$work/disk.raw"
+  loop=$(attach_loop "$work/disk.raw" ro)
+  mkdir "$work/image"
+  mount -o ro,noload "$(root_partition "$loop")" "$work/image"
+  mnt=$work/image
+  # Debian's generic kernel (linux-image-amd64) drives real hardware; the cloud
+  # kernel only virtual machines. Use the newest generic one when the image has it.
+  _kernels=$(for _file in "$mnt"/boot/vmlinuz-*; do [ -f "$_file" ] && echo "$_file"; done | sort -V)
+  [ -n "$_kernels" ] || die "no /boot/vmlinuz-* in $image"
+  kernel=$(echo "$_kernels" | grep -v -- '-cloud-' | tail -n 1)
+  [ -n "$kernel" ] || kernel=$(echo "$_kernels" | tail -n 1)
+  case "$kernel" in
+    *-cloud-*) say "warning: only the cloud kernel is in $image: it lacks most drivers of physical machines (add linux-image-amd64, e.g. profile 'metal')" ;;
+  esac
+  kver=${kernel##*/vmlinuz-}
+  modules=$mnt/lib/modules/$kver
+  [ -d "$modules" ] || modules=$mnt/usr/lib/modules/$kver
+  [ -d "$modules" ] || die "no modules for kernel $kver in $image"
+}
+
+# copy_boot_chain: Debian's signed boot chain, for UEFI machines (Secure Boot or not): shim
+# (signed by Microsoft) loads GRUB's network image (signed by Debian) from the same TFTP
+# folder, which loads this kernel (signed by Debian); sets uefi_loader.
+copy_boot_chain() {
+  _shim=$mnt/usr/lib/shim/shimx64.efi.signed
+  _grub_net=$mnt/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
+  if [ -f "$_shim" ] && [ -f "$_grub_net" ]; then
+    cp "$_shim" "$staging/shimx64.efi"
+    cp "$_grub_net" "$staging/grubx64.efi"
+    uefi_loader=shim
+  else
+    say "warning: $image has no shim-signed and grub-efi-amd64-signed: UEFI machines get iPXE, which Secure Boot refuses"
+    uefi_loader=ipxe
+  fi
+}
+
+close_image() {
+  umount "$mnt"
+  mnt=""
+  losetup -d "$loop"
+  loop=""
+  rm -f "$work/disk.raw"
+}
+
+# assemble_trees: busybox and zstd in the initramfs; the host's programs, the storage drivers
+# and deploy-env/ (as /usr/lib/btw, with the layout table) in tools.
+assemble_trees() {
+  "$busybox" depmod -b "$root" "$kver"
+  say "assembling the initramfs (kernel $kver)"
+  mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run" "$root/mnt"
+  cp "$busybox" "$root/bin/busybox"
+  for _applet in $("$busybox" --list); do
+    [ -e "$root/bin/$_applet" ] || ln -s busybox "$root/bin/$_applet"
+  done
+  copy_program "$root" zstd
+  for _program in $PROGRAMS; do copy_program "$tools" "$_program"; done
+  for _dir in $TOOLS_MODULE_DIRS; do
+    [ -d "$root/lib/modules/$kver/$_dir" ] || continue
+    mkdir -p "$tools/lib/modules/$kver/$(dirname "$_dir")"
+    mv "$root/lib/modules/$kver/$_dir" "$tools/lib/modules/$kver/$_dir"
+  done
+  # glibc loads libgcc_s at run time (thread exit), so ldd does not name it.
+  for _lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
+    [ -e "$_lib" ] || continue
+    mkdir -p "$root/lib/x86_64-linux-gnu"
+    cp -L "$_lib" "$root/lib/x86_64-linux-gnu/libgcc_s.so.1"
+    break
+  done
+  # Debian's merged /usr: /lib64 holds the dynamic loader.
+  [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
+  mkdir -p "$tools/usr/bin" "$tools/usr/lib/btw"
+  cp -R "$deploy_env/restore.sh" "$deploy_env/lib" "$deploy_env/layouts" "$tools/usr/lib/btw/"
+  cp "$deploy_env/disk-links.sh" "$tools/usr/bin/"
+  cp "$deploy_env/deploy-init.sh" "$root/init"
+  cp "$deploy_env/udhcpc.script" "$root/etc/udhcpc.script"
+  chmod 755 "$root/init" "$root/etc/udhcpc.script" "$tools/usr/lib/btw/restore.sh" "$tools/usr/bin/disk-links.sh"
+  # The layout table: the layouts this environment restores, one a line, the default first.
+  for _entry in $layout_entries; do echo "$_entry"; done >"$tools/usr/lib/btw/layouts.tab"
+  ln -s /proc/mounts "$root/etc/mtab"
+  # The machine's clock may be anything before NTP: e2fsck must not stop on it.
+  printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
+}
+
+# pack: both trees as zstd cpio archives, build.json beside them, the folder swapped in whole.
+pack() {
+  (cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
+  (cd "$tools" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/tools.img"
+  jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_loader" \
+    --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" --arg data "$image_data" \
+    'def words: split(" ") | map(select(. != ""));
+     {kernel_version: $kver, source_image: $image, uefi_loader: $loader,
+      layouts: ($layouts | words), image_programs: ($programs | words), image_modules: ($modules | words), image_data: ($data | words)}' >"$staging/build.json"
+  [ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
+  mv "$staging" "$output_dir"
+  say "wrote $output_dir/vmlinuz, initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1)) and tools.img ($(du -h "$output_dir/tools.img" | cut -f1))"
+}
+
+check_inputs
 work="" loop="" mnt=""
 on_exit release_taken
-
 work=$(mktemp -d "$output_dir.build-XXXXXX")
 staging=$work/out
 root=$work/initramfs
 tools=$work/tools
 mkdir -p "$staging" "$root" "$tools"
 
-say "reading the kernel and its drivers from $image"
-qemu-img convert -O raw "$image" "$work/disk.raw"
-loop=$(attach_loop "$work/disk.raw" ro)
-mkdir "$work/image"
-mount -o ro,noload "$(root_partition "$loop")" "$work/image"
-mnt=$work/image
-# Debian's generic kernel (linux-image-amd64) drives real hardware; the cloud
-# kernel only virtual machines. Use the newest generic one when the image has it.
-kernels=$(for file in "$mnt"/boot/vmlinuz-*; do [ -f "$file" ] && echo "$file"; done | sort -V)
-[ -n "$kernels" ] || die "no /boot/vmlinuz-* in $image"
-kernel=$(echo "$kernels" | grep -v -- '-cloud-' | tail -n 1)
-[ -n "$kernel" ] || kernel=$(echo "$kernels" | tail -n 1)
-case "$kernel" in
-  *-cloud-*) say "warning: only the cloud kernel is in $image: it lacks most drivers of physical machines (add linux-image-amd64, e.g. profile 'metal')" ;;
-esac
-kver=${kernel##*/vmlinuz-}
+open_image
 cp "$kernel" "$staging/vmlinuz"
-modules=$mnt/lib/modules/$kver
-[ -d "$modules" ] || modules=$mnt/usr/lib/modules/$kver
-[ -d "$modules" ] || die "no modules for kernel $kver in $image"
-for dir in $MODULE_DIRS; do
-  name='*.ko*'
-  case "$dir" in *.ko) name="${dir##*/}*" dir=${dir%/*} ;; esac
-  [ -d "$modules/$dir" ] || continue
-  # Wireless, CAN, WWAN, 802.15.4, serial-line, WAN, ham radio, ARCnet, FDDI and HIPPI
-  # drivers and tunnels do not PXE-boot a machine, nor do the kernel's self-tests
-  # (lib/test_*): leaving them out halves the initramfs.
-  (cd "$modules" && find "$dir" \( -path '*/net/wireless' -o -path '*/net/can' -o -path '*/net/wwan' -o -path '*/net/ieee802154' \
-    -o -path '*/net/arcnet' -o -path '*/net/fddi' -o -path '*/net/hamradio' -o -path '*/net/hippi' -o -path '*/net/plip' \
-    -o -path '*/net/ppp' -o -path '*/net/slip' -o -path '*/net/wan' -o -path '*/net/wireguard' -o -path '*/net/vxlan' \
-    -o -name 'test_*' \) -prune -o -name "$name" -print) | while read -r module; do
-    target=$root/lib/modules/$kver/${module%.xz}
-    target=${target%.zst}
-    mkdir -p "$(dirname "$target")"
-    case "$module" in
-      *.xz) xz -dc "$modules/$module" >"$target" ;;
-      *.zst) zstd -q -dc "$modules/$module" >"$target" ;;
-      *) cp "$modules/$module" "$target" ;;
-    esac
-  done
-done
-cp "$modules"/modules.builtin* "$modules"/modules.order "$root/lib/modules/$kver/" 2>/dev/null || true
-# What a layout needs from the image's kernel (lib/config/layout.ts): modules outside the
-# folders above (zfs.ko and spl.ko that zfs-dkms built, in updates/dkms) and what they depend on.
-pending=$image_modules
-while [ -n "$pending" ]; do
-  # shellcheck disable=SC2086 # a list of module names
-  set -- $pending
-  [ $# -gt 0 ] || break
-  module=$1
-  shift
-  pending=$*
-  # Module names treat '-' and '_' alike (md_mod is md-mod.ko).
-  pattern=$(echo "$module" | sed 's/[-_]/[-_]/g')
-  grep -q "/$pattern\.ko$" "$modules/modules.builtin" 2>/dev/null && continue
-  [ -z "$(find "$root/lib/modules/$kver" -name "$pattern.ko" | head -n 1)" ] || continue
-  found=$(cd "$modules" && find . -name "$pattern.ko*" | sort | head -n 1)
-  [ -n "$found" ] || die "the image's kernel $kver has no module $module (the layouts$layouts need it; is its package in the profile?)"
-  target=$root/lib/modules/$kver/${found#./}
-  target=${target%.xz}
-  target=${target%.zst}
-  mkdir -p "$(dirname "$target")"
-  case "$found" in
-    *.xz) xz -dc "$modules/$found" >"$target" ;;
-    *.zst) zstd -q -dc "$modules/$found" >"$target" ;;
-    *) cp "$modules/$found" "$target" ;;
-  esac
-  pending="$pending $(modinfo -F depends "$target" | tr ',' ' ')"
-done
-# Programs a layout needs from the image (lib/config/layout.ts): the versions the restored
-# system runs (zpool and zfs must match the module). Under /image with the image's own
-# libraries, beside the host's programs below, whose libraries may be other versions;
-# in tools.img with the rest of the restore.
-image_loader=""
-for program in $image_programs; do
-  program_path=""
-  for dir in /usr/sbin /usr/bin /sbin /bin; do
-    if [ -f "$mnt$dir/$program" ] && [ -x "$mnt$dir/$program" ]; then program_path=$dir/$program; break; fi
-  done
-  [ -n "$program_path" ] || die "the image has no program $program (the layouts$layouts need it; is its package in the profile?)"
-  # Paths resolved by the image itself (its links may be absolute); its own loader lists the libraries.
-  resolved=$(chroot "$mnt" /usr/bin/readlink -f "$program_path")
-  [ -n "$image_loader" ] || image_loader=$(chroot "$mnt" /usr/bin/readlink -f /lib64/ld-linux-x86-64.so.2)
-  mkdir -p "$tools/image$(dirname "$program_path")" "$tools/image$(dirname "$image_loader")"
-  cp "$mnt$resolved" "$tools/image$program_path"
-  [ -e "$tools/image$image_loader" ] || cp "$mnt$image_loader" "$tools/image$image_loader"
-  # Each library under the name the loader looks for (the soname link), with the content it points to.
-  chroot "$mnt" "$image_loader" --list "$resolved" | awk '/=> \// { print $3 }' | while read -r lib; do
-    [ -e "$tools/image$lib" ] && continue
-    mkdir -p "$tools/image$(dirname "$lib")"
-    cp "$mnt$(chroot "$mnt" /usr/bin/readlink -f "$lib")" "$tools/image$lib"
-  done
-  mkdir -p "$tools/usr/sbin"
-  cat >"$tools/usr/sbin/$program" <<EOF
-#!/bin/sh
-# The image's own $program (build-deploy-initramfs.sh --image-program), with the image's libraries.
-exec /image$image_loader --library-path /image/lib/x86_64-linux-gnu:/image/usr/lib/x86_64-linux-gnu /image$program_path "\$@"
-EOF
-  chmod 755 "$tools/usr/sbin/$program"
-done
-# Files the image's programs read (zpool's feature sets, for compatibility=grub2), at their own path.
-for data in $image_data; do
-  [ -e "$mnt$data" ] || die "the image has no $data (the layouts$layouts need it; is its package in the profile?)"
-  mkdir -p "$tools$(dirname "$data")"
-  cp -a "$mnt$data" "$tools$data"
-done
-# Firmware the included drivers ask for, where the image has it (a profile's
-# firmware-* packages): without it some NICs do not come up.
-firmware_dir=$mnt/lib/firmware
-[ -d "$firmware_dir" ] || firmware_dir=$mnt/usr/lib/firmware
-if [ -d "$firmware_dir" ]; then
-  find "$root/lib/modules/$kver" -name '*.ko' -exec modinfo -F firmware {} + 2>/dev/null | sort -u | while read -r firmware; do
-    for file in "$firmware_dir/$firmware" "$firmware_dir/$firmware.xz" "$firmware_dir/$firmware.zst"; do
-      [ -f "$file" ] || continue
-      mkdir -p "$root/lib/firmware/$(dirname "$firmware")"
-      cp -L "$file" "$root/lib/firmware/${file#"$firmware_dir"/}"
-    done
-  done
-  say "firmware for the drivers: $(find "$root/lib/firmware" -type f 2>/dev/null | wc -l) file(s) from the image"
-fi
-# Debian's signed boot chain, for UEFI machines (Secure Boot or not): shim
-# (signed by Microsoft) loads GRUB's network image (signed by Debian) from the
-# same TFTP folder, which loads this kernel (signed by Debian) over HTTP.
-shim=$mnt/usr/lib/shim/shimx64.efi.signed
-grub_net=$mnt/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed
-if [ -f "$shim" ] && [ -f "$grub_net" ]; then
-  cp "$shim" "$staging/shimx64.efi"
-  cp "$grub_net" "$staging/grubx64.efi"
-  uefi_loader=shim
-else
-  say "warning: $image has no shim-signed and grub-efi-amd64-signed: UEFI machines get iPXE, which Secure Boot refuses"
-  uefi_loader=ipxe
-fi
-umount "$mnt"
-mnt=""
-losetup -d "$loop"
-loop=""
-rm -f "$work/disk.raw"
-"$busybox" depmod -b "$root" "$kver"
-
-say "assembling the initramfs (kernel $kver)"
-mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run" "$root/mnt"
-cp "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
-  [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
-done
-# copy_with_libs TREE FILE: the program at the same path in TREE, plus what ldd names
-# (a library the initramfs has already is not copied into tools).
-copy_with_libs() {
-  mkdir -p "$1$(dirname "$2")"
-  cp -L "$2" "$1$2"
-  ldd "$2" 2>/dev/null | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
-    { [ -e "$root$lib" ] || [ -e "$1$lib" ]; } && continue
-    mkdir -p "$1$(dirname "$lib")"
-    cp -L "$lib" "$1$lib"
-  done
-}
-# copy_program TREE NAME: the host's NAME (with its libraries) and, when NAME is a link, the link.
-copy_program() {
-  _path=$(command -v "$2")
-  _real=$(readlink -f "$_path")
-  copy_with_libs "$1" "$_real"
-  [ "$_real" = "$_path" ] || { mkdir -p "$1$(dirname "$_path")"; ln -sf "$_real" "$1$_path"; }
-}
-copy_program "$root" zstd
-for program in $PROGRAMS; do copy_program "$tools" "$program"; done
-for dir in $TOOLS_MODULE_DIRS; do
-  [ -d "$root/lib/modules/$kver/$dir" ] || continue
-  mkdir -p "$tools/lib/modules/$kver/$(dirname "$dir")"
-  mv "$root/lib/modules/$kver/$dir" "$tools/lib/modules/$kver/$dir"
-done
-# glibc loads libgcc_s at run time (thread exit), so ldd does not name it.
-for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; do
-  [ -e "$lib" ] || continue
-  mkdir -p "$root/lib/x86_64-linux-gnu"
-  cp -L "$lib" "$root/lib/x86_64-linux-gnu/libgcc_s.so.1"
-  break
-done
-# Debian's merged /usr: /lib64 holds the dynamic loader.
-[ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
-mkdir -p "$tools/usr/bin" "$tools/usr/lib/btw"
-cp -R "$deploy_env/restore.sh" "$deploy_env/lib" "$deploy_env/layouts" "$tools/usr/lib/btw/"
-cp "$deploy_env/disk-links.sh" "$tools/usr/bin/"
-cp "$deploy_env/deploy-init.sh" "$root/init"
-chmod 755 "$root/init" "$tools/usr/lib/btw/restore.sh" "$tools/usr/bin/disk-links.sh"
-# The layout table: the layouts this environment restores, one a line, the default first.
-for entry in $layout_entries; do echo "$entry"; done >"$tools/usr/lib/btw/layouts.tab"
-ln -s /proc/mounts "$root/etc/mtab"
-# The machine's clock may be anything before NTP: e2fsck must not stop on it.
-printf '[options]\nbroken_system_clock = 1\n' >"$root/etc/e2fsck.conf"
-cat >"$root/etc/udhcpc.script" <<'EOF'
-#!/bin/sh
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" dev "$interface"
-    [ -z "${router:-}" ] || ip route replace default via "${router%% *}" dev "$interface"
-    : >/etc/resolv.conf
-    for server in ${dns:-}; do echo "nameserver $server" >>/etc/resolv.conf; done
-    echo "btw-deploy: $interface has $ip/${mask:-24}" ;;
-  deconfig) ip addr flush dev "$interface" 2>/dev/null; ip link set "$interface" up ;;
-esac
-EOF
-chmod 755 "$root/etc/udhcpc.script"
-
-(cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/initramfs.img"
-(cd "$tools" && find . | sort | cpio -o -H newc --quiet -R 0:0) | zstd -q -19 -T0 -o "$staging/tools.img"
-jq -n --arg kver "$kver" --arg image "$(basename "$image")" --arg loader "$uefi_loader" \
-  --arg layouts "$layouts" --arg programs "$image_programs" --arg modules "$image_modules" --arg data "$image_data" \
-  'def words: split(" ") | map(select(. != ""));
-   {kernel_version: $kver, source_image: $image, uefi_loader: $loader,
-    layouts: ($layouts | words), image_programs: ($programs | words), image_modules: ($modules | words), image_data: ($data | words)}' >"$staging/build.json"
-
-[ ! -e "$output_dir" ] || mv "$output_dir" "$work/previous"
-mv "$staging" "$output_dir"
-say "wrote $output_dir/vmlinuz, initramfs.img ($(du -h "$output_dir/initramfs.img" | cut -f1)) and tools.img ($(du -h "$output_dir/tools.img" | cut -f1))"
+copy_kernel_modules
+copy_layout_modules
+copy_image_programs
+copy_image_data
+copy_firmware
+copy_boot_chain
+close_image
+assemble_trees
+pack
