@@ -39,6 +39,7 @@ say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
 server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" after=reboot
+# shellcheck disable=SC2013 # the kernel's command line is words
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
@@ -82,7 +83,7 @@ load_drivers() {
   : >/tmp/no-driver
   for _pass in 1 2; do
     for alias_file in /sys/bus/*/devices/*/modalias; do
-      [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ] || continue
+      { [ -f "$alias_file" ] && [ ! -e "${alias_file%/modalias}/driver" ]; } || continue
       _alias=$(cat "$alias_file")
       grep -qxF "$_alias" /tmp/no-driver && continue
       modprobe -q "$_alias" 2>/dev/null || echo "$_alias" >>/tmp/no-driver
@@ -92,7 +93,7 @@ load_drivers() {
 }
 load_drivers
 
-[ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] && [ -n "$tools" ] && [ -n "$tools_sha256" ] ||
+{ [ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] && [ -n "$tools" ] && [ -n "$tools_sha256" ]; } ||
   fail "btw.server, btw.mac, btw.token, btw.manifest, btw.tools and btw.tools_sha256 are required on the kernel command line"
 
 iface=""
@@ -104,7 +105,7 @@ while [ -z "$iface" ] && [ "$tries" -lt 30 ]; do
   [ -n "$iface" ] || sleep 1
   tries=$((tries + 1))
 done
-[ -n "$iface" ] || fail "no network interface has MAC $mac (interfaces: $(ls /sys/class/net | tr '\n' ' '))"
+[ -n "$iface" ] || fail "no network interface has MAC $mac (interfaces: $(cd /sys/class/net && echo *))"
 ip link set lo up
 ip link set "$iface" up
 say "DHCP on $iface ($mac)"
@@ -141,6 +142,7 @@ if [ -z "$disk" ]; then
     case "$name" in loop*|ram*|sr*|zram*|nbd*|md*|dm-*|fd*) continue ;; esac
     [ "$(cat "$block/removable" 2>/dev/null)" = 0 ] && [ "$(cat "$block/size")" -gt 0 ] && candidates="$candidates /dev/$name"
   done
+  # shellcheck disable=SC2086 # disk paths, one a word
   set -- $candidates
   [ $# -eq 1 ] || fail "cannot choose the disk (found:${candidates:- none}); set the machine's disk in the config"
   disk=$1

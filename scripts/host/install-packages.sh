@@ -20,6 +20,7 @@ done
 [ -f "$requirements" ] || usage_error "no requirements file at $requirements"
 
 missing=""
+# shellcheck disable=SC2013 # package names, one a word
 for package in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$requirements" | awk '{ print $2 }' | sort -u); do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed' || missing="$missing $package"
 done

@@ -103,6 +103,7 @@ mv "$state_dir/env.sh.$$.tmp" "$state_dir/env.sh"
 # Bindings are committed in .gen; regenerate only when they are missing.
 if [ ! -f .gen/providers/libvirt/provider/index.ts ]; then
   log "generating libvirt provider bindings (cdktf get)"
+  # shellcheck source=/dev/null # written above
   (. "$state_dir/env.sh" && npx cdktf get >&2)
 fi
 log "ready: engine $BTW_ENGINE_NAME ($BTW_ENGINE_BIN), libvirt provider 0.8.3, cache $cache_dir"

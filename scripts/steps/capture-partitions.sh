@@ -118,6 +118,7 @@ sfdisk -J "$loop" | jq -c '.partitiontable.partitions[]' | while read -r part; d
   mode=-c
   [ "$tool" = partclone.dd ] && mode=""
   # A pipeline only reports zstd's status: partclone's goes through a file.
+  # shellcheck disable=SC2094 # the log is only appended to, by partclone and by its status
   { "$tool" $mode -q -L "$work/partclone.log" -s "$dev" -o - 2>>"$work/partclone.log" || echo $? >"$work/partclone.failed"; } | zstd -q -T0 -o "$staging/$artifact"
   if [ -e "$work/partclone.failed" ]; then
     cat "$work/partclone.log" >&2

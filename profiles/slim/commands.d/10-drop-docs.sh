@@ -14,7 +14,7 @@ for pattern in $(sed -n 's/^path-exclude=//p' "$conf"); do
   [ ! -d "${pattern%/\*}" ] || dirs="$dirs ${pattern%/\*}"
 done
 [ -n "$dirs" ] || { echo "slim: nothing to remove"; exit 0; }
-# shellcheck disable=SC2013
+# shellcheck disable=SC2013 # dpkg's path patterns, one a word
 for pattern in $(sed -n 's/^path-include=//p' "$conf"); do
   includes="$includes${includes:+ -o} -path $pattern"
 done
@@ -22,8 +22,8 @@ done
 before=$(du -sk $dirs 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
 # shellcheck disable=SC2086 # the expressions are find arguments, one per word
 find $dirs ! -type d \( $excludes \) ! \( ${includes:--false} \) -delete
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086 # $dirs: one folder per word
 find $dirs -mindepth 1 -type d -empty -delete
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086 # $dirs: one folder per word
 after=$(du -sk $dirs 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
 echo "slim: removed $(((before - after) / 1024)) MiB of documentation, manual pages and translations"
