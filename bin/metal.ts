@@ -18,9 +18,6 @@ function main(args: string[]): number {
     console.error(`btw: lab ${lab.name} has no bare-metal machine '${args[1]}' (its machines: ${names})`);
     return 1;
   }
-  if (!machine.wipe) {
-    console.error(`btw: warning: ${machine.name} has wipe: false, so the restore will refuse its disk, which holds the installed system; set wipe: true to overwrite it`);
-  }
   const script = path.join(SCRIPTS_DIR, "pxe-server.sh");
   const result = spawnSync("sh", [script, "reinstall", "--state-dir", pxeServerDir(lab.baremetal.pxe.stateDir, lab.name), "--mac", machine.mac], { stdio: "inherit" });
   return result.status ?? 1;

@@ -7,10 +7,13 @@
 # A restore happens once: when "done" does not reach the server, the machine
 # boots the restored disk from here instead of rebooting into the network, and
 # a later network boot finds its own install on the disk and restores nothing.
+# Disks that hold another btw-img install (the server lost its records of it) are
+# kept as they are and started ("kept"), unless btw.replace=1 (a reinstall of
+# this machine) asks to replace it.
 # Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
 #   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
 #   programs, fetched once the network is up)
-#   [btw.seed=URL] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1]
+#   [btw.seed=URL] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
 #   [btw.after=kexec|reboot|poweroff]
 # btw.layout= names a line of the layout table (/usr/lib/btw/layouts.tab; none: its first);
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
@@ -38,7 +41,7 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
-server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" after=reboot
+server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" replace="" after=reboot
 # shellcheck disable=SC2013 # the kernel's command line is words
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -52,6 +55,7 @@ for arg in $(cat /proc/cmdline); do
     btw.disk=?*) disks="$disks ${arg#*=}" ;;
     btw.layout=*) layout=${arg#*=} ;;
     btw.wipe=1) wipe=--wipe ;;
+    btw.replace=1) replace=--replace ;;
     btw.after=*) after=${arg#*=} ;;
   esac
 done
@@ -157,10 +161,13 @@ layout_args="--layout $layout"
 for each in ${disks:-$disk}; do layout_args="$layout_args --disk $each"; done
 status=0
 # shellcheck disable=SC2086 # options and disk paths, one a word
-"$BTW/restore.sh" $layout_args --manifest "$manifest" ${seed:+--seed-dir "$seed"} $wipe --work-dir /tmp/restore --install-id "$install_id" || status=$?
+"$BTW/restore.sh" $layout_args --manifest "$manifest" ${seed:+--seed-dir "$seed"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
+# What the server hears: done (restored now or before), or kept (another install left as it is).
+outcome="done" outcome_text="restore done"
 case "$status" in
   0) ;;
   3) say "the disk already holds this install: nothing restored" ;;
+  4) outcome=kept outcome_text="install kept"; say "the disks hold another btw-img install, kept as it is: reinstall this machine to replace it" ;;
   *) fail "the restore ($layout onto${disks:- $disk}) failed: its messages are above" ;;
 esac
 
@@ -237,11 +244,11 @@ secure_boot_on() {
   [ "$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | awk '{ print $NF }')" = 1 ]
 }
 
-if report "done" 20; then
+if report "$outcome" 20; then
   if [ "$after" = kexec ] && secure_boot_on; then
     say "Secure Boot is on: the restored system starts through the firmware (no kexec)"
   elif [ "$after" = kexec ] && load_restored_kernel; then
-    say "restore done; starting the restored system (kexec)"
+    say "$outcome_text; starting the restored system (kexec)"
     sync
     release_layout
     kexec -e
@@ -254,14 +261,14 @@ if report "done" 20; then
     1) say "UEFI: could not set BootNext; the next boot reaches the disk through the server" ;;
   esac
   [ "$after" = poweroff ] || after=reboot
-  say "restore done; $after"
+  say "$outcome_text; $after"
   sync
   release_layout
   sleep 2
   if [ "$after" = poweroff ]; then poweroff -f; else reboot -f; fi
 fi
 
-# The server did not hear "done", so a reboot would reach the deploy script again:
+# The server did not hear the outcome, so a reboot would reach the deploy script again:
 # start the restored system from here, with its own kernel when kexec can, else
 # with this one (the deploy kernel is the image's own).
 say "the server did not confirm; booting the restored disk directly"

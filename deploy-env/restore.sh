@@ -1,12 +1,13 @@
 #!/bin/sh
 # Restore the artifacts of capture-partitions.sh onto a machine's disks in a layout
 # (docs/layouts.md). Every layout goes the same way: check the disks (and leave
-# them when they hold this install already: exit 3), fetch every artifact and check
-# its sha256, then write: the tables, the root's container, the partitions, the
+# them when they hold this install already: exit 3, or another btw-img install
+# that --replace does not name: exit 4), fetch every artifact and check its
+# sha256, then write: the tables, the root's container, the partitions, the
 # restored system's configuration. The layout's driver (layouts/DRIVER.sh, named by
 # the layout table, lib/layout-table.sh) says how, in these hooks:
 #   layout_tools          the programs it needs beyond every layout's
-#   layout_holds_install  these disks hold a root with this install's ID
+#   layout_installed_id   the install ID on the root these disks hold, if any
 #   layout_table          the sfdisk table every disk gets
 #   layout_assemble       what holds the root (an array, pools), once the tables are written
 #   layout_write_root     TOOL ARTIFACT: the captured root onto it
@@ -22,7 +23,7 @@ umask 022
 
 PROG=restore
 USAGE="usage: restore.sh --manifest URL_OR_DIR --disk /dev/X [--disk ...] [--layout NAME] [--layouts FILE]
-         [--wipe] [--seed-dir URL_OR_DIR] [--work-dir DIR] [--install-id ID]
+         [--wipe] [--replace] [--seed-dir URL_OR_DIR] [--work-dir DIR] [--install-id ID]
        restore.sh --print-root|--release --disk /dev/X [--disk ...] [--layout NAME] [--layouts FILE] --work-dir DIR"
 BTW_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BTW_DIR/lib/output.sh"
@@ -43,25 +44,32 @@ $USAGE
   --layout     a layout of the layout table (default: its first line)
   --layouts    the layout table (default: layouts.tab beside restore.sh, which
                build-deploy-initramfs.sh writes from lib/config/layout.ts)
-  --wipe       allow disks that hold a partition table or data (destroyed)
+  --wipe       allow disks that hold a partition table or data that is not a
+               btw-img install (destroyed)
+  --replace    allow disks that hold another btw-img install (replaced): what a
+               reinstall of this very machine asks (btw metal reinstall)
   --seed-dir   NoCloud seed (user-data, meta-data, optional network-config),
                written to /var/lib/cloud/seed/nocloud/ on the restored root
   --work-dir   where downloaded artifacts are kept until written (default: a
                temporary folder; needs as much space as the artifacts)
   --install-id written to /var/lib/btw-img/install-id on the restored root; disks
-               that already hold this ID are left as they are (exit 3)
+               that already hold this ID are left as they are (exit 3); a restore
+               of this ID cut short (power loss after the tables) is written again
+               without --wipe (the tables carry a disk GUID made from the ID)
   --print-root after a restore (the same --disk, --layout, --work-dir): the restored
                root to start from the deploy environment; nothing: reboot instead
   --release    after a restore: let go of what the layout holds before that start
+Disks that hold another btw-img install are left as they are (exit 4) unless --replace.
 Nothing is written to a disk before every artifact matches its sha256.
 HELP
 }
 
-mode=restore manifest="" disks="" layout_name="" table=$BTW_DIR/layouts.tab wipe="" seed="" work_dir="" install_id=""
+mode=restore manifest="" disks="" layout_name="" table=$BTW_DIR/layouts.tab wipe="" replace="" seed="" work_dir="" install_id=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
     --wipe) wipe=1; shift ;;
+    --replace) replace=1; shift ;;
     --print-root) mode=root; shift ;;
     --release) mode=release; shift ;;
     --manifest|--disk|--layout|--layouts|--seed-dir|--work-dir|--install-id)
@@ -121,12 +129,21 @@ mkdir -p "$work_dir"
 
 read_manifest
 check_disks
-# An install that wrote this ID already happened (its report may not have reached the server): keep it.
-if [ -n "$install_id" ] && layout_holds_install; then
+# The install these disks hold: this one (its report may not have reached the server), kept;
+# another, kept unless this machine's reinstall asks to replace it (the server's records of
+# it may be lost: a rebuilt server, a new state folder, the machine out of the config and back).
+found_id=$(layout_installed_id) || found_id=""
+if [ -n "$install_id" ] && [ "$found_id" = "$install_id" ]; then
   say "the disks already hold this install ($install_id): nothing written"
   exit 3
+elif [ -n "$found_id" ] && [ -z "$replace" ]; then
+  say "the disks hold another btw-img install ($found_id): nothing written; to replace it, reinstall this machine (btw metal reinstall NAME)"
+  exit 4
+elif [ -n "$found_id" ]; then
+  say "replacing the btw-img install $found_id (--replace)"
+else
+  check_blank
 fi
-check_blank
 phase "disk checks"
 fetch_artifacts
 fetch_seed

@@ -297,14 +297,14 @@ export class PxeLab {
     );
   }
 
-  /** What the deploy environment reported for each machine: done or failed. */
+  /** What the deploy environment reported for each machine: done, failed or kept. */
   waitForReports(timeoutMs: number, machines: PxeMachine[] = this.machines): Promise<Map<PxeMachine, { value: string; at: number }>> {
     return this.waitForAll(
       "the restore to report",
       timeoutMs,
       (machine) => {
         const state = this.record(machine);
-        return state === "done" || state === "failed" ? state : undefined;
+        return state === "done" || state === "failed" || state === "kept" ? state : undefined;
       },
       machines,
     );

@@ -10,9 +10,10 @@
 // the hostname configured for the machine's MAC. The BIOS machine's first boot is a
 // kexec from its deploy environment (first_boot's default), the Secure Boot one's a
 // reboot through its firmware (no kexec under Secure Boot): neither asks the network.
-// A seed is served only under its machine's token and only until done. Then the BIOS machine, with a file written
-// on it, gets a new user_data and the server is redeployed: rebooted, it boots
-// its disk with the file; `btw metal reinstall` restores it exactly once.
+// A seed is served only under its machine's token and only until done. Then the BIOS machine (wipe: true), with a
+// file written on it, gets a new user_data, and the server is redeployed without its records (as after a rebuilt
+// host or a new state folder): rebooted, its deploy environment finds another btw-img install on the disk, keeps
+// it, reports "kept" and boots it with the file; `btw metal reinstall` replaces it, exactly once.
 // `cdktf destroy baremetal` leaves nothing.
 import { execFileSync, spawnSync } from "child_process";
 import * as crypto from "crypto";
@@ -34,7 +35,7 @@ const lab = new PxeLab({
     // Its disk has a serial: the config names it /dev/disk/by-id/virtio-btw-uefi-disk.
     { name: "metal-uefi", mac: "52:54:00:bd:50:01", firmware: "uefi-secure", profile: "minimal", diskSerial: "btw-uefi-disk" },
     // metal: Debian's generic kernel, in the deploy environment and the restored system.
-    // wipe: the reinstall overwrites the system it installed.
+    // wipe: it may overwrite data, but never a btw-img install that no reinstall asked to replace.
     { name: "metal-bios", mac: "52:54:00:bd:50:02", firmware: "bios", profile: "metal", wipe: true },
   ],
 });
@@ -257,30 +258,38 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(worldReadableHolders(SECRET, secretRoots()).readable).toEqual([]);
   });
 
-  test("a new user_data redeploys the server, and the installed machine reboots into its disk with its file: no second restore", async () => {
+  test("a server that lost its records (and has a new user_data) never writes over the installed machine: it is kept and boots its disk with its file", async () => {
     const domain = lab.domain(BIOS);
     expect(guestExec(domain, "/bin/sh", ["-c", "echo kept > /var/lib/btw-kept && sync"]).exitcode).toBe(0);
     const firstBoot = bootId(BIOS);
     const httpdBefore = fs.readFileSync(path.join(lab.serverDir, "httpd.pid"), "utf8");
+    // What a rebuilt PXE host, a new state_dir or a lab rename leaves: no record of the install.
+    expect(lab.record(BIOS)).toBe("done");
+    fs.rmSync(path.join(lab.recordsDir, BIOS.mac));
     fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS])));
     const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
-    // The server step was replaced (its stop ran), and the machine is still recorded as installed.
+    // The server step was replaced (its stop ran); the machine, unknown to it now, is armed with a new token.
     expect(fs.readFileSync(path.join(lab.serverDir, "httpd.pid"), "utf8")).not.toBe(httpdBefore);
-    expect(lab.record(BIOS)).toBe("done");
-    expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
+    expect(lab.record(BIOS)).toBe("");
+    expect(lab.token(BIOS)).not.toBe(tokens.get(BIOS));
 
     lab.powerCycle(BIOS);
-    await lab.waitForAll("the installed system to boot again", 1_200_000, (machine) => (cloudInitStatus(machine) && bootId(machine) !== firstBoot ? true : undefined), [BIOS]);
+    const reports = await lab.waitForReports(1_200_000, [BIOS]);
+    expect({ report: reports.get(BIOS)!.value, console: reports.get(BIOS)!.value === "kept" ? "" : lab.consoleTail(BIOS) }).toEqual({ report: "kept", console: "" });
+    await lab.waitForAll("the kept system to boot again", 1_200_000, (machine) => (cloudInitStatus(machine) && bootId(machine) !== firstBoot ? true : undefined), [BIOS]);
     expect(guestExec(domain, "/bin/cat", ["/var/lib/btw-kept"]).stdout.trim()).toBe("kept");
-    // Still the first install's seed on its disk: nothing was restored.
+    // Still the first install's seed on its disk: nothing was restored, wipe: true or not.
     const seed = guestExec(domain, "/bin/cat", ["/var/lib/cloud/seed/nocloud/user-data"]).stdout;
     expect(seed).toContain("btw-runcmd-metal-bios-1");
     expect(seed).not.toContain("btw-runcmd-metal-bios-2");
-    expect(bootAnswers(BIOS, "deploy")).toBe(0);
-    expect(bootAnswers(BIOS, "disk")).toBeGreaterThanOrEqual(1);
-    expect(initramfsLoads()).toBe(0);
+    expect(fs.readFileSync(lab.consoleLog(BIOS), "utf8")).toMatch(/restore: the disks hold another btw-img install \([0-9a-f]{64}\): nothing written/);
+    expect(bootAnswers(BIOS, "deploy")).toBe(1);
+    expect(initramfsLoads()).toBe(1);
+    // Kept is installed: its seed and its deploy script left the server, so its next network boot is its disk's.
+    expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
+    expect(fs.existsSync(path.join(lab.serverDir, "machines", BIOS.mac, "boot.ipxe"))).toBe(false);
   }, 2_400_000);
 
   test("`btw metal reinstall` restores the machine exactly once, with its new user_data", async () => {
@@ -288,12 +297,12 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       env: { ...process.env, BTW_CONFIG: workspace.configFile, BTW_STATE_DIR: path.join(workspace.dir, "state") },
       encoding: "utf8",
     });
-    expect(`${reinstall.stdout}${reinstall.stderr}`).toContain(`${BIOS.mac} (${BIOS.name}) was done: its next network boot restores it`);
+    expect(`${reinstall.stdout}${reinstall.stderr}`).toContain(`${BIOS.mac} (${BIOS.name}) was kept: its next network boot restores it`);
     expect(reinstall.status).toBe(0);
     expect(lab.record(BIOS)).toBe("");
     const token = lab.token(BIOS);
     expect(token).not.toBe(tokens.get(BIOS));
-    const diskAnswers = bootAnswers(BIOS, "disk");
+    const [diskAnswers, deployAnswers, loads] = [bootAnswers(BIOS, "disk"), bootAnswers(BIOS, "deploy"), initramfsLoads()];
 
     lab.powerCycle(BIOS);
     const reports = await lab.waitForAll("the reinstall to report", 1_200_000, (machine) => (["done", "failed"].includes(lab.record(machine)) ? lab.record(machine) : undefined), [BIOS]);
@@ -302,10 +311,11 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     await lab.waitForAll("the reinstalled system", 1_500_000, (machine) => (cloudInitStatus(machine) ? true : undefined), [BIOS]);
     expect(guestExec(domain, "/bin/cat", ["/run/btw-runcmd"]).stdout.trim()).toBe("btw-runcmd-metal-bios-2");
     expect(guestExec(domain, "/bin/sh", ["-c", "test -e /var/lib/btw-kept && echo kept || echo gone"]).stdout.trim()).toBe("gone");
-    // One deploy script, one deploy environment; after "done" the restored system started by
-    // kexec, without asking the server.
-    expect(bootAnswers(BIOS, "deploy")).toBe(1);
-    expect(initramfsLoads()).toBe(1);
+    // One deploy script, one deploy environment, which replaced the install (the reinstall's
+    // btw.replace=1); after "done" the restored system started by kexec, without asking the server.
+    expect(fs.readFileSync(lab.consoleLog(BIOS), "utf8")).toMatch(/restore: replacing the btw-img install [0-9a-f]{64} \(--replace\)/);
+    expect(bootAnswers(BIOS, "deploy")).toBe(deployAnswers + 1);
+    expect(initramfsLoads()).toBe(loads + 1);
     expect(bootAnswers(BIOS, "disk")).toBe(diskAnswers);
     expect(get(`${BASE}/seeds/${token}/user-data`).code).toBe(404);
   }, 3_000_000);

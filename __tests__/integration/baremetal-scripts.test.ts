@@ -140,7 +140,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("m1 boots from its disk");
   });
 
-  test("done survives a restart and stop; reinstall re-arms it with a new token; a machine taken out of the config is forgotten", () => {
+  test("done survives a restart and stop; reinstall re-arms it with a new token and a replace; kept is installed too; a machine taken out of the config is forgotten", () => {
     const m2Token = token(m2.mac);
     expect(start().status).toBe(0);
     expect(record(m1.mac)).toBe("done");
@@ -160,9 +160,34 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(record(m1.mac)).toBe("");
     const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
     expect(script).toContain(`btw.token=${token(m1.mac)} `);
+    // The reinstall, and only it, asks the restore to replace the install on the disks, until done.
+    expect(script).toMatch(/ btw\.after=kexec btw\.replace=1$/m);
+    expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.replace`))).toBe(true);
     expect(fetch(`${base}/seeds/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
+    expect(start().status).toBe(0);
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("btw.replace=1");
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=done`).code).toBe(200);
+    expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.replace`))).toBe(false);
 
-    // m2 leaves the config: its token (and any record) goes.
+    // m2's disks held another install (its records were lost): kept, it boots its disk, as installed.
+    execFileSync("ip", ["netns", "exec", ns, "ip", "link", "set", `${hostIf}c`, "address", m2.mac]);
+    const m2Script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body;
+    expect(m2Script).toContain(`btw.token=${token(m2.mac)} `);
+    expect(m2Script).not.toContain("btw.replace");
+    const m2Seed = `${base}/seeds/${token(m2.mac)}/user-data`;
+    expect(fetch(`${base}/cgi-bin/report?mac=${m2.mac}&token=${token(m2.mac)}&status=kept`).code).toBe(200);
+    expect(record(m2.mac)).toBe("kept");
+    expect(fetch(m2Seed).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body).toContain("m2 boots from its disk");
+    expect(run("pxe-server.sh", ["status", "--state-dir", stateDir]).output).toContain(`${m2.mac} kept`);
+    const restarted = start();
+    expect(restarted.output).toContain(`m2 (${m2.mac}) is installed (kept)`);
+    expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body).toContain("m2 boots from its disk");
+    execFileSync("ip", ["netns", "exec", ns, "ip", "link", "set", `${hostIf}c`, "address", m1.mac]);
+    // m1 reinstalled once more: not installed for the tests below.
+    expect(run("pxe-server.sh", ["reinstall", "--state-dir", stateDir, "--mac", m1.mac]).status).toBe(0);
+
+    // m2 leaves the config: its record goes.
     const withoutM2 = start([m1]);
     expect(withoutM2.output).toContain(`forgot ${m2.mac}: no longer in the config`);
     expect(fs.readdirSync(recordsDir).filter((file) => file.startsWith(m2.mac))).toEqual([]);
@@ -371,7 +396,7 @@ describe("restore.sh refuses a wrong disk before reading any artifact", () => {
     expect(spawnSync("cmp", ["-s", "-n", String(64 * MiB), disk.file, "/dev/zero"]).status).toBe(0);
   });
 
-  test("a disk that already holds this install is left as it is (exit 3); another install ID needs --wipe", () => {
+  test("a disk that already holds this install is left as it is (exit 3); one with another install too, --wipe or not (exit 4); --replace replaces it", () => {
     const disk = loopDisk("installed", 200 * MiB, "label: gpt\nsize=150MiB\n");
     execFileSync("mkfs.ext4", ["-q", `${disk.device}p1`]);
     const mnt = fs.mkdtempSync(path.join(work, "mnt-"));
@@ -386,6 +411,27 @@ describe("restore.sh refuses a wrong disk before reading any artifact", () => {
     const same = restore(disk.device, ["--wipe", "--install-id", "abc123"]);
     expect(same.status).toBe(3);
     expect(same.output).toContain("the disks already hold this install (abc123): nothing written");
+    for (const wipe of [[], ["--wipe"]]) {
+      const other = restore(disk.device, [...wipe, "--install-id", "def456"]);
+      expect(other.status).toBe(4);
+      expect(other.output).toContain("the disks hold another btw-img install (abc123): nothing written; to replace it, reinstall this machine");
+    }
+    // A reinstall's --replace goes on (to the artifacts, which this manifest only names).
+    const replaced = restore(disk.device, ["--replace", "--install-id", "def456"]);
+    expect(replaced.output).toContain("replacing the btw-img install abc123 (--replace)");
+    expect(replaced.output).toContain("artifact missing");
+    expect(sha(disk.file)).toBe(before);
+  });
+
+  test("a table this install wrote before it was cut short is written again without --wipe; another install's is refused", () => {
+    // The disk GUID a restore with install ID abc123 gives its tables (lib/disks.sh, install_guid).
+    const hex = crypto.createHash("sha256").update("btw-img install abc123").digest("hex").toUpperCase();
+    const guid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+    const disk = loopDisk("cut-short", 200 * MiB, `label: gpt\nlabel-id: ${guid}\nsize=150MiB\n`);
+    const before = sha(disk.file);
+    const again = restore(disk.device, ["--install-id", "abc123"]);
+    expect(again.output).toContain(`holds a table of this install (abc123), cut short before it was done: writing it again`);
+    expect(again.output).toContain("artifact missing");
     const other = restore(disk.device, ["--install-id", "def456"]);
     expect(other.status).toBe(1);
     expect(other.output).toContain("holds a partition table: pass --wipe");

@@ -12,17 +12,16 @@ RAID_TYPE=A19D880F-05FC-4D3B-A006-743F0F84911E
 
 layout_tools() { echo mdadm e2fsck resize2fs chroot; }
 
-# An array of any one root partition, assembled read-only, holds this install's ID.
-layout_holds_install() {
+# The install ID on the root of an array of any one root partition, assembled read-only.
+layout_installed_id() {
   for _device in $devices; do
     _member=$(part_path "$_device" "$root_number")
     { [ -b "$_member" ] && mdadm --examine "$_member" >/dev/null 2>&1; } || continue
     mdadm --assemble --readonly --run "$CHECK_ARRAY" "$_member" >/dev/null 2>&1 || continue
     _found=$(install_id_on "$CHECK_ARRAY" ext4 noload)
     mdadm --stop "$CHECK_ARRAY" >/dev/null 2>&1
-    [ "$_found" = "$install_id" ] && return 0
+    [ -z "$_found" ] || { echo "$_found"; return 0; }
   done
-  return 1
 }
 
 # Each disk its own GUIDs; root typed Linux RAID, ending where the smallest disk ends.

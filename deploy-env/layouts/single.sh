@@ -5,9 +5,9 @@
 
 layout_tools() { echo e2fsck resize2fs; }
 
-layout_holds_install() {
+layout_installed_id() {
   _root=$(layout_root)
-  [ -b "$_root" ] && [ "$(install_id_on "$_root" ext4 noload)" = "$install_id" ]
+  [ ! -b "$_root" ] || install_id_on "$_root" ext4 noload
 }
 
 # The dump fixed root's size: dropped, so that root grows to the end of the disk.

@@ -28,23 +28,22 @@ load_zfs() {
   modprobe zfs || die "cannot load the zfs module: the machine's profile must build it (zfs-dkms), and with Secure Boot on the kernel refuses it (dkms signs it with its own key): turn Secure Boot off for this machine"
 }
 
-# rpool on these disks' root partitions (only these: no other disk is searched), imported
-# read-only, holds this install's ID.
-layout_holds_install() {
-  load_zfs
+# The install ID on rpool/ROOT/debian of rpool on these disks' root partitions (only these: no
+# other disk is searched), imported read-only.
+layout_installed_id() {
   _search=""
   for _device in $devices; do
     _member=$(part_path "$_device" "$root_number")
-    [ -b "$_member" ] && _search="$_search -d $_member"
+    [ ! -b "$_member" ] || _search="$_search -d $_member"
   done
-  [ -n "$_search" ] || return 1
+  [ -n "$_search" ] || return 0
+  load_zfs
   # shellcheck disable=SC2086 # options and partition nodes
-  zpool import $_search 2>/dev/null | grep -q '^ *pool: rpool$' || return 1
+  zpool import $_search 2>/dev/null | grep -q '^ *pool: rpool$' || return 0
   # shellcheck disable=SC2086 # options and partition nodes
-  zpool import $_search -N -f -o readonly=on -R "$work_dir/check" rpool >/dev/null 2>&1 || return 1
-  _found=$(install_id_on rpool/ROOT/debian zfs)
+  zpool import $_search -N -f -o readonly=on -R "$work_dir/check" rpool >/dev/null 2>&1 || return 0
+  install_id_on rpool/ROOT/debian zfs
   zpool export rpool >/dev/null 2>&1
-  [ "$_found" = "$install_id" ]
 }
 
 # Each disk its own GUIDs; the captured root's place split into bpool (p2, 1 GiB at root's

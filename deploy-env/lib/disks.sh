@@ -53,11 +53,22 @@ check_disks() {
   done
 }
 
-# check_blank: without --wipe, nothing on any disk may be overwritten.
+# install_guid: the disk GUID (GPT label-id) of every disk this install writes: made from its
+# ID, so that a later boot of the same install knows a table it wrote before being cut short.
+install_guid() {
+  printf 'btw-img install %s' "$install_id" | sha256sum | sed 's/^\(.\{8\}\)\(.\{4\}\)\(.\{4\}\)\(.\{4\}\)\(.\{12\}\).*/\1-\2-\3-\4-\5/' | tr a-f A-F
+}
+
+# check_blank: without --wipe, nothing on any disk may be overwritten, but for a table this
+# install wrote before it was cut short (its disk GUID, install_guid).
 check_blank() {
   [ -z "$wipe" ] || return 0
   for _disk in $disks; do
     _device=$(readlink -f "$_disk")
+    if [ -n "$install_id" ] && sfdisk -d "$_device" 2>/dev/null | grep -qix "label-id: $(install_guid)"; then
+      say "$_disk ($_device) holds a table of this install ($install_id), cut short before it was done: writing it again"
+      continue
+    fi
     ! sfdisk -d "$_device" >/dev/null 2>&1 || die "$_disk ($_device) holds a partition table: pass --wipe to overwrite it"
     [ -z "$(dd if="$_device" bs=65536 count=16 2>/dev/null | tr -d '\000' | head -c 1)" ] ||
       die "$_disk ($_device) is not blank (data in its first MiB): pass --wipe to overwrite it"
@@ -86,9 +97,17 @@ root_extent() {
   root_size=$(( (smallest_bytes / sector_size - 33 - root_start) / 2048 * 2048 ))
 }
 
-# write_tables: the layout's table (layout_table) on every disk, its first MiB zeroed first.
+# write_tables: the layout's table (layout_table) on every disk, its first MiB zeroed first; with
+# an install ID, the disk GUID made from it (install_guid).
 write_tables() {
-  layout_table >"$work_dir/table.sfdisk"
+  if [ -n "$install_id" ]; then
+    layout_table | awk -v guid="$(install_guid)" '
+      /^label-id:/ { next }
+      { print }
+      /^label:/ { print "label-id: " guid }' >"$work_dir/table.sfdisk"
+  else
+    layout_table >"$work_dir/table.sfdisk"
+  fi
   for _device in $devices; do
     say "writing the partition table to $_device"
     dd if=/dev/zero of="$_device" bs=65536 count=16 conv=notrunc 2>/dev/null

@@ -161,7 +161,7 @@ const machineSchema = z
     /** The disks the layout uses, in order; default: the machine's only disk. */
     disks: z.array(wholeDisk).optional(),
     layout: z.enum(LAYOUTS).default("single"),
-    /** Allow overwriting a disk that holds partitions or data. */
+    /** Allow overwriting a disk that holds partitions or data that is not a btw-img install (a reinstall replaces one). */
     wipe: z.boolean().default(false),
     /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
     first_boot: z.enum(["kexec", "reboot"]).default("kexec"),

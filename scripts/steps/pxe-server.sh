@@ -54,9 +54,11 @@ start      (re)starts the server; PXE_MACHINES is a JSON list of
            Records of machines no longer in PXE_MACHINES are forgotten.
 stop       stops both daemons and removes DIR (only when it carries $MARKER);
            DIR.records stays.
-status     prints each machine's reported state (started, done, failed).
-reinstall  forgets that the machine is done: its next network boot restores it
-           again (a running server serves it at once).
+status     prints each machine's reported state (started, done, failed, kept: its
+           disks hold another btw-img install, left as it is).
+reinstall  forgets that the machine is installed: its next network boot restores it
+           again, replacing the install its disks hold (a running server serves it
+           at once).
 Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI; with GRUB,
 one folder per MAC, aa-bb-cc-dd-ee-ff/, with the same loaders, the deploy kernel and
 initramfs, and grub/grub.cfg reading grub/deploy.cfg until done, then grub/disk.cfg),
@@ -126,7 +128,7 @@ cmd_stop() {
 
 cmd_status() {
   for _record in "$records_dir"/*; do
-    case "$_record" in *.token|*"/*") continue ;; esac
+    case "$_record" in *.token|*.replace|*"/*") continue ;; esac
     printf '%s %s\n' "${_record##*/}" "$(cat "$_record")"
   done
 }
@@ -136,6 +138,10 @@ cmd_reinstall() {
   if [ -d "$records_dir" ] && ! ours "$records_dir"; then die "$records_dir is not btw-img's (no $MARKER in it)"; fi
   _was=$(cat "$records_dir/$mac" 2>/dev/null) || _was="no record"
   rm -f "$records_dir/$mac" "$records_dir/$mac.token"
+  # The mark that its next restore replaces the install its disks hold (until done).
+  own_dir "$records_dir"
+  chmod 700 "$records_dir"
+  echo replace >"$records_dir/$mac.replace"
   if ours "$state_dir" && [ -f "$state_dir/machines/$mac/deploy.ipxe.in" ]; then
     publish "$mac"
     say "$mac ($(cat "$state_dir/machines/$mac/name")) was $_was: its next network boot restores it"

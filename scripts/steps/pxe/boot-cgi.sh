@@ -24,10 +24,13 @@ seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3
 record=$(cat "$records_dir/$mac" 2>/dev/null) || record=""
 machine=$state_dir/machines/$mac
 
-# boot: the deploy script to the machine's own address until it is done, else its disk.
+# installed: the machine boots its disk: done, or kept (its disks hold another install, left as it is).
+installed() { case "$record" in done|kept) return 0 ;; *) return 1 ;; esac; }
+
+# boot: the deploy script to the machine's own address until it is installed, else its disk.
 # The log (httpd.log) says what each machine was sent: deploy or disk.
 boot() {
-  if [ -n "$mac" ] && [ "$record" != "done" ] && [ -f "$machine/boot.ipxe" ]; then
+  if [ -n "$mac" ] && ! installed && [ -f "$machine/boot.ipxe" ]; then
     if [ "$seen" = "$mac" ]; then
       echo "btw-img: boot $mac: deploy by ipxe (to $REMOTE_ADDR)" >&2
       answer "200 OK" "$(cat "$machine/boot.ipxe")"
@@ -43,8 +46,8 @@ boot() {
   answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") boots from its disk" "exit 1"
 }
 
-# report: a machine's state, from its own address with its token. Done: the seed leaves the
-# server and the token is void; the MAC boots its disk from now on.
+# report: a machine's state, from its own address with its token. Done or kept: the seed leaves
+# the server, the token is void and a reinstall's mark gone; the MAC boots its disk from now on.
 report() {
   token=$(query token) status=$(query status)
   expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
@@ -52,9 +55,10 @@ report() {
     echo "btw-img: refused a report for ${mac:-no MAC} from $REMOTE_ADDR" >&2
     answer "403 Forbidden" "refused"
   fi
-  case "$status" in started|done|failed) ;; *) answer "400 Bad Request" "bad status" ;; esac
+  case "$status" in started|done|failed|kept) ;; *) answer "400 Bad Request" "bad status" ;; esac
   echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
-  [ "$status" != "done" ] || rm -rf "$records_dir/$mac.token" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$state_dir/tftp/$(echo "$mac" | tr : -)/grub/deploy.cfg"
+  record=$status
+  ! installed || rm -rf "$records_dir/$mac.token" "$records_dir/$mac.replace" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$state_dir/tftp/$(echo "$mac" | tr : -)/grub/deploy.cfg"
   answer "200 OK" ok
 }
 

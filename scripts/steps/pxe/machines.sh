@@ -33,18 +33,22 @@ publish() {
   for _file in user-data meta-data network-config; do
     [ ! -f "$_machine/$_file" ] || cp "$_machine/$_file" "$state_dir/http/seeds/$_token/$_file"
   done
-  sed "s/@TOKEN@/$_token/g" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
+  # A reinstall (its mark in the records) replaces the install the disks hold.
+  _replace=""
+  [ ! -f "$records_dir/$1.replace" ] || _replace=" btw.replace=1"
+  sed -e "s/@TOKEN@/$_token/g" -e "s/@REPLACE@/$_replace/" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
   _grub=$(tftp_dir "$1")/grub
   if [ -d "$_grub" ]; then
-    sed "s/@TOKEN@/$_token/g" "$_machine/deploy.grub.in" >"$_grub/deploy.cfg.tmp.$$"
+    sed -e "s/@TOKEN@/$_token/g" -e "s/@REPLACE@/$_replace/" "$_machine/deploy.grub.in" >"$_grub/deploy.cfg.tmp.$$"
     chown "$TFTP_USER" "$_grub/deploy.cfg.tmp.$$"
     chmod 0400 "$_grub/deploy.cfg.tmp.$$"
     mv -f "$_grub/deploy.cfg.tmp.$$" "$_grub/deploy.cfg"
   fi
 }
 
-# add_machine JSON: one machine of PXE_MACHINES: its seed, its deploy scripts (the token left
-# as @TOKEN@ for publish), its GRUB folder; published unless it is installed already.
+# add_machine JSON: one machine of PXE_MACHINES: its seed, its deploy scripts (the token and a
+# reinstall's replace left as @TOKEN@ and @REPLACE@ for publish), its GRUB folder; published
+# unless it is installed already (done, or kept: its disks hold an install left as it is).
 add_machine() {
   _json=$1
   field() { printf '%s' "$_json" | jq -r "$1"; }
@@ -75,7 +79,7 @@ add_machine() {
   [ -s "$_dir/network-config" ] || rm "$_dir/network-config"
   _options="$_options btw.tools=$base_url/deploy/$_profile/tools.img btw.tools_sha256=$(sha256sum "$state_dir/http/deploy/$_profile/tools.img" | cut -c1-64)"
   [ "$(field '.wipe // false')" != true ] || _options="$_options btw.wipe=1"
-  _options="$_options btw.after=$_first_boot"
+  _options="$_options btw.after=$_first_boot@REPLACE@"
   # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
   # NIC driver while downloading) reboots into the network and restores again, not done yet.
   _cmdline="console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$_mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$_profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $_options"
@@ -83,9 +87,10 @@ add_machine() {
   # GRUB loads the kernel through shim, which checks its signature under Secure Boot.
   fill deploy.grub.cfg "NAME=$_name" "PROFILE=$_profile" "ADDRESS=$address" "CMDLINE=$_cmdline" >"$_dir/deploy.grub.in"
   [ "$uefi_boot_file" != shimx64.efi ] || grub_folder "$_mac" "$_name" "$_profile"
-  if [ "$(cat "$records_dir/$_mac" 2>/dev/null)" = "done" ]; then
+  _record=$(cat "$records_dir/$_mac" 2>/dev/null) || _record=""
+  if [ "$_record" = "done" ] || [ "$_record" = kept ]; then
     rm -f "$records_dir/$_mac.token"
-    say "$_name ($_mac) is installed: it boots its disk (btw metal reinstall $_name restores it again)"
+    say "$_name ($_mac) is installed ($_record): it boots its disk (btw metal reinstall $_name restores it again)"
   else
     publish "$_mac"
   fi
@@ -98,6 +103,7 @@ forget_removed() {
     [ -e "$_record" ] || continue
     _known=${_record##*/}
     _known=${_known%.token}
+    _known=${_known%.replace}
     case "$_macs" in *" $_known "*) ;; *) rm -f "$_record"; say "forgot $_known: no longer in the config" ;; esac
   done
 }
