@@ -1,6 +1,6 @@
 // The only module that imports cdktf and the generated provider bindings,
 // so moving to a CDKTF fork is a rename here.
-export { App, LocalBackend, PgBackend, TerraformStack, TerraformOutput, Testing } from "cdktf";
+export { App, Fn, LocalBackend, PgBackend, TerraformSelf, TerraformStack, TerraformOutput, Testing } from "cdktf";
 export type { ITerraformDependable } from "cdktf";
 export { DataResource as TerraformData } from "cdktf";
 export { LibvirtProvider } from "../.gen/providers/libvirt/provider/index";

@@ -8,7 +8,7 @@ import { ImagePipeline } from "../lib/constructs/image-pipeline";
 import { PxeServer } from "../lib/constructs/pxe-server";
 
 export class BaremetalStack extends TerraformStack {
-  readonly server?: PxeServer;
+  readonly server: PxeServer;
 
   constructor(scope: Construct, id: string, lab: LabConfig) {
     super(scope, id);
@@ -19,16 +19,16 @@ export class BaremetalStack extends TerraformStack {
     for (const [profile, capture] of images.captures) {
       new TerraformOutput(this, `artifacts-${profile}`, { value: capture.manifestPath });
     }
-    if (machines.length === 0) return;
-
     // Each machine is restored by the kernel of the image it receives: the drivers that boot it also deploy it.
     const deployEnvironments = new Map(
-      profiles.map((profile) => {
+      (machines.length > 0 ? profiles : []).map((profile) => {
         const layouts = machines.filter((machine) => machine.profile === profile).map((machine) => machine.layout);
         return [profile, new DeployEnvironment(this, `deploy-env-${profile}`, { image: images.image(profile), cacheDir: lab.cacheDir, layouts })];
       }),
     );
+    // Without machines the server resource stays, and only stops what an earlier deploy started.
     this.server = new PxeServer(this, "pxe", { lab, deployEnvironments, captures: images.captures });
+    if (machines.length === 0) return;
     new TerraformOutput(this, "pxe-server", {
       value: { url: this.server.baseUrl, state_dir: this.server.stateDir, records_dir: this.server.recordsDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },
     });

@@ -137,6 +137,10 @@ export class PxeLab {
     userData?: (machine: PxeMachine) => unknown;
     /** A profiles folder other than the shipped one (profiles_dir). */
     profilesDir?: string;
+    /** baremetal.pxe.state_dir other than the lab's (a moved server). */
+    stateDir?: string;
+    /** The machines of the config (default: all of the lab's). */
+    machines?: PxeMachine[];
   }): Record<string, unknown> {
     const release = options.release ?? "trixie";
     const fixture = fixtureImage(release);
@@ -154,9 +158,9 @@ export class PxeLab {
             address: this.serverAddress,
             ...(options.dhcpRange ? { dhcp_range: options.dhcpRange } : {}),
             http_port: options.httpPort,
-            state_dir: this.options.stateDir,
+            state_dir: options.stateDir ?? this.options.stateDir,
           },
-          machines: this.machines.map((machine) => ({
+          machines: (options.machines ?? this.machines).map((machine) => ({
             name: machine.name,
             mac: machine.mac,
             profile: machine.profile,

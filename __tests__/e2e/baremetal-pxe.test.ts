@@ -45,13 +45,14 @@ const [, BIOS] = lab.machines;
 // In every machine's user_data: what must never be readable by others on the host.
 const SECRET = `btw-secret-${crypto.randomBytes(8).toString("hex")}`;
 
-/** The lab config, with user_data version 2 for the machines named. */
-const labConfig = (version2: PxeMachine[] = []) =>
+/** The lab config, with user_data version 2 for the machines named (and another state_dir, or other machines). */
+const labConfig = (version2: PxeMachine[] = [], other: { stateDir?: string; machines?: PxeMachine[] } = {}) =>
   lab.labConfig({
     labCidr: "10.213.51.0/24",
     httpPort: 18181,
     dhcpRange: "10.213.50.100,10.213.50.150",
     userData: (machine) => ({ runcmd: [`echo btw-runcmd-${machine.name}-${version2.includes(machine) ? 2 : 1} > /run/btw-runcmd`, `true ${SECRET}`] }),
+    ...other,
   });
 
 /** GET from the host itself (an address that is no machine's). */
@@ -319,6 +320,37 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(bootAnswers(BIOS, "disk")).toBe(diskAnswers);
     expect(get(`${BASE}/seeds/${token}/user-data`).code).toBe(404);
   }, 3_000_000);
+
+  test("a new state_dir stops the server in its old folder and starts it in the new one; with the last machine gone, no server runs", async () => {
+    lab.stopMachines();
+    // Beside the lab's state folder, made by this test only.
+    const movedStateDir = `${path.dirname(lab.serverDir)}-moved`;
+    const movedServer = path.join(movedStateDir, path.basename(lab.serverDir));
+    const running = (serverDir: string) => quiet("pgrep", ["-f", `dnsmasq --conf-file=${serverDir}/`]).stdout.split("\n").filter(Boolean);
+    try {
+      expect(lab.dnsmasqPids()).toHaveLength(1);
+      fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS], { stateDir: movedStateDir })));
+      const moved = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 900_000);
+      expect(moved.output).not.toMatch(/Error:/);
+      expect(moved.status).toBe(0);
+      // The destroy step of the replaced server stopped the folder it had started in.
+      expect(lab.dnsmasqPids()).toEqual([]);
+      expect(quiet("pgrep", ["-f", `httpd .*${lab.serverDir}`]).stdout).toBe("");
+      expect(fs.existsSync(lab.serverDir)).toBe(false);
+      expect(running(movedServer)).toHaveLength(1);
+
+      // No machine left: the server's resource stays, and its replacement stops the running server.
+      fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS], { stateDir: movedStateDir, machines: [] })));
+      const none = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 900_000);
+      expect(none.output).not.toMatch(/Error:/);
+      expect(none.status).toBe(0);
+      expect(running(movedServer)).toEqual([]);
+      expect(quiet("pgrep", ["-f", `httpd .*${movedServer}`]).stdout).toBe("");
+      expect(fs.existsSync(movedServer)).toBe(false);
+    } finally {
+      fs.rmSync(movedStateDir, { recursive: true, force: true });
+    }
+  }, 2_000_000);
 
   test("`cdktf destroy baremetal` stops dnsmasq and the HTTP server and removes their files", async () => {
     lab.stopMachines();

@@ -41,8 +41,13 @@ describe("the baremetal stack", () => {
     expect(all).toMatch(
       /pxe-server\.sh start --state-dir \/var\/lib\/btw-img\/pxe\/btwtest --interface br50 --address 10\.50\.0\.1 --dhcp-range 10\.50\.0\.100,10\.50\.0\.200/
     );
-    expect(all).toMatch(/pxe-server\.sh stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest/);
     const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
+    // The destroy stops the folder the server recorded when it started (a changed state_dir leaves none running).
+    expect(server.input).toEqual({ state_dir: "/var/lib/btw-img/pxe/btwtest" });
+    expect(server.provisioner[1]["local-exec"]).toEqual({
+      when: "destroy",
+      command: expect.stringMatching(/pxe-server\.sh stop --state-dir \$\{try\(self\.output\.state_dir, "\/var\/lib\/btw-img\/pxe\/btwtest"\)\}$/),
+    });
     const machines = JSON.parse(server.provisioner[0]["local-exec"].environment.PXE_MACHINES);
     expect(machines).toEqual([expect.objectContaining({ name: "metal1", mac: "52:54:00:00:00:01", profile: "minimal", wipe: false, first_boot: "kexec" })]);
     expect(machines[0].user_data).toContain("hostname: metal1");
@@ -78,10 +83,20 @@ describe("the baremetal stack", () => {
     expect(baremetal).toEqual(steps(synth(LabStack, {}), pipeline));
   });
 
-  test("without machines: only the artifacts, no server", () => {
-    const all = commands(synth(BaremetalStack, {})).join("\n");
+  test("without machines: the artifacts, and the server's resource that only stops what an earlier deploy started", () => {
+    const tf = synth(BaremetalStack, {});
+    const all = commands(tf).join("\n");
     expect(all).toContain("capture-partitions.sh");
-    expect(all).not.toContain("pxe-server.sh");
+    expect(all).not.toContain("build-deploy-initramfs.sh");
+    expect(all).not.toContain("pxe-server.sh start");
+    const withMachines = synth(BaremetalStack, { pxe: PXE, machines: [{ name: "metal1", mac: "52:54:00:00:00:01" }] });
+    const serverKey = (out: any) => Object.keys(out.resource.terraform_data).find((key) => JSON.stringify(out.resource.terraform_data[key]).includes("pxe-server.sh"));
+    // The same resource: removing the last machine replaces it, and its destroy step (the old server's stop) runs.
+    expect(serverKey(tf)).toBeDefined();
+    expect(serverKey(tf)).toBe(serverKey(withMachines));
+    const server = tf.resource.terraform_data[serverKey(tf)!];
+    expect(server.provisioner[0]["local-exec"].command).toMatch(/pxe-server\.sh' stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest$|pxe-server\.sh stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest$/);
+    expect(server.provisioner[1]["local-exec"].when).toBe("destroy");
   });
 
   test("a machine's seed is keyed by its name and carries its user_data", () => {

@@ -4,9 +4,13 @@
 // Destroying it (also each time its triggers replace it) stops both daemons and
 // removes their files, but not the records of installed machines: those live in
 // <stateDir>.records, so a changed seed or image never restores a machine again.
+// The resource stays in the stack without machines (its step then only stops a
+// server): the engine runs a destroy step only for a resource still configured,
+// so the last machine's removal stops the server too. The destroy step stops the
+// folder the server was started in (kept in its state), not the configured one.
 import * as crypto from "crypto";
 import { Construct } from "constructs";
-import { TerraformData } from "../cdk";
+import { Fn, TerraformData, TerraformSelf } from "../cdk";
 import { LabConfig } from "../config/config";
 import { DeployEnvironment } from "./deploy-environment";
 import { hostStep, scriptCommand } from "./host-step";
@@ -16,7 +20,7 @@ import { renderSeed } from "../config/seed";
 
 export interface PxeServerProps {
   lab: LabConfig;
-  /** Deploy environment of each profile the machines use: a machine is restored by its image's own kernel. */
+  /** Deploy environment of each profile the machines use: a machine is restored by its image's own kernel (none: no server runs). */
   deployEnvironments: Map<string, DeployEnvironment>;
   /** Capture of each profile the machines use. */
   captures: Map<string, PartitionCapture>;
@@ -36,6 +40,20 @@ export class PxeServer extends Construct {
     this.stateDir = pxeServerDir(pxe.stateDir, lab.name);
     this.recordsDir = pxeRecordsDir(this.stateDir);
     this.baseUrl = `http://${pxe.address}:${pxe.httpPort}`;
+    // The folder of the server being destroyed: the one it recorded when it started (older
+    // servers recorded none: the configured one).
+    const startedIn = Fn.try([TerraformSelf.getString("output.state_dir"), this.stateDir]);
+    const destroyCommand = `${scriptCommand("pxe-server.sh", ["stop"])} --state-dir ${startedIn}`;
+    if (lab.baremetal.machines.length === 0) {
+      this.step = hostStep(this, "server", {
+        script: "pxe-server.sh",
+        args: ["stop", "--state-dir", this.stateDir],
+        triggers: { args: `stop --state-dir ${this.stateDir}` },
+        input: { state_dir: this.stateDir },
+        destroyCommand,
+      });
+      return;
+    }
     const machines = lab.baremetal.machines.map((machine) => {
       // Rendered like a lab VM's seed: the machine's name is its hostname.
       const seed = renderSeed(lab, machine);
@@ -71,7 +89,8 @@ export class PxeServer extends Construct {
         deploy_environments: deploySteps.map((step) => step.id).join(","),
         captures: [...props.captures.values()].map((capture) => capture.step.id).join(","),
       },
-      destroyCommand: scriptCommand("pxe-server.sh", ["stop", "--state-dir", this.stateDir]),
+      input: { state_dir: this.stateDir },
+      destroyCommand,
       dependsOn: [...deploySteps, ...[...props.captures.values()].map((capture) => capture.step)],
     });
   }
