@@ -4,7 +4,7 @@
 // The only reader of SHA512SUMS: the acquire step is handed the sha512.
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { SCRIPTS_DIR } from "../constructs/host-step";
+import { SCRIPTS_DIR } from "../paths";
 
 export interface ImageChecksum {
   /** The sha512 the plan is made for, or undefined when it cannot be known at synth (then the image cannot be acquired). */

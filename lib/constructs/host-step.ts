@@ -5,11 +5,10 @@ import * as fs from "fs";
 import * as path from "path";
 import { Construct } from "constructs";
 import { ITerraformDependable, TerraformData } from "../cdk";
-import { PROJECT_DIR } from "../config/config";
+import { SCRIPTS_DIR } from "../paths";
 import { terraformLiterals } from "../terraform-string";
 
-/** The host steps the stacks run (scripts/steps); scripts/host sets the host up, deploy-env/ runs on machines being deployed. */
-export const SCRIPTS_DIR = path.join(PROJECT_DIR, "scripts", "steps");
+export { SCRIPTS_DIR } from "../paths";
 
 export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
