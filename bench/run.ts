@@ -8,6 +8,8 @@
 //   npm run bench -- lab          lab deploy only
 //   npm run bench -- seed         a VM's cloud-init seed (the first and a second VM of one image) only
 //   npm run bench -- layouts      restore time of raid1 and zfs-mirror (two disks each) next to single, same image
+//   npm run bench -- scale        one server, 1 to 16 receivers in network namespaces: unicast HTTP and multicast
+//                                 (scale:1,2,4 for other receiver counts)
 //
 // Whatever it holds outside its temporary folders (libvirt objects, the PXE
 // server) is recorded (testkit/held.ts): an interrupted run releases it.
@@ -23,6 +25,7 @@ import { readProfile } from "../lib/config/profile";
 import { customizedTestImage } from "../testkit/baremetal";
 import { CliRun, LabWorkspace } from "../testkit/cdktf-cli";
 import { FixtureImage, fixtureImage } from "../testkit/fixture-image";
+import { benchScale } from "./scale";
 import { finishHeldRecords, hold, startHeldRecords } from "../testkit/held";
 import { serveDirectory } from "../testkit/http-server";
 import { testLab } from "../testkit/lab-yaml";
@@ -487,6 +490,7 @@ async function main(): Promise<void> {
     console.log("usage: npm run bench [-- image|acquire|seed|lab|baremetal[:FIRMWARE,...]|layouts ...]   (default: all sections)");
     console.log("  layouts                     restore time of raid1 and zfs-mirror (two disks each) next to single, same image");
     console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
+    console.log("  scale[:1,2,4,8,16]          one server, K receivers (network namespaces): HTTP servers and udpcast multicast");
     return;
   }
   const lock = benchLock();
@@ -499,6 +503,8 @@ async function main(): Promise<void> {
     const baremetal = sections.find((section) => section === "baremetal" || section.startsWith("baremetal:"));
     if (sections.length === 0 || baremetal) await benchBaremetal(baremetalFirmwares(baremetal));
     if (sections.length === 0 || sections.includes("layouts")) await benchLayouts();
+    const scale = sections.find((section) => section === "scale" || section.startsWith("scale:"));
+    if (sections.length === 0 || scale) await benchScaleSection(scale);
   } finally {
     finishHeldRecords("bench");
     fs.rmSync(lock, { force: true });
@@ -530,6 +536,20 @@ function benchLock(): string {
       // Left by a bench that was killed: taken over.
       fs.rmSync(lock, { force: true });
     }
+  }
+}
+
+/** The scale rows (bench/scale.ts), for the receiver counts of "scale:1,2,4" (default 1, 2, 4, 8, 16). */
+async function benchScaleSection(section: string | undefined): Promise<void> {
+  const counts = section?.includes(":") ? section.split(":")[1].split(",").map(Number) : undefined;
+  if (counts && (counts.length === 0 || counts.some((k) => !Number.isInteger(k) || k < 1 || k > 64) || !counts.includes(1))) {
+    throw new Error(`'${section}': receiver counts from 1 to 64, 1 among them (the baseline), such as scale:1,2,4`);
+  }
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-scale-"));
+  try {
+    await benchScale(addRow, work, counts);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
