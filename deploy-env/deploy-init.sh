@@ -10,10 +10,12 @@
 # Disks that hold another btw-img install (the server lost its records of it) are
 # kept as they are and started ("kept"), unless btw.replace=1 (a reinstall of
 # this machine) asks to replace it.
-# Kernel command line: btw.server=URL btw.mac=MAC btw.token=TOKEN btw.manifest=URL
+# The machine's token: /etc/btw-token, from the archive its boot loader loads beside this
+# initramfs (never on the command line, which consoles print).
+# Kernel command line: btw.server=URL btw.mac=MAC btw.manifest=URL
 #   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
 #   programs, fetched once the network is up)
-#   [btw.seed=URL] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
+#   [btw.seed=URL (the seed is at URL/TOKEN/)] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
 #   [btw.after=kexec|reboot|poweroff]
 # btw.layout= names a line of the layout table (/usr/lib/btw/layouts.tab; none: its first);
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
@@ -47,7 +49,6 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
     btw.mac=*) mac=$(echo "${arg#*=}" | tr 'A-F' 'a-f') ;;
-    btw.token=*) token=${arg#*=} ;;
     btw.manifest=*) manifest=${arg#*=} ;;
     btw.tools=*) tools=${arg#*=} ;;
     btw.tools_sha256=*) tools_sha256=${arg#*=} ;;
@@ -97,8 +98,10 @@ load_drivers() {
 }
 load_drivers
 
-{ [ -n "$server" ] && [ -n "$mac" ] && [ -n "$token" ] && [ -n "$manifest" ] && [ -n "$tools" ] && [ -n "$tools_sha256" ]; } ||
-  fail "btw.server, btw.mac, btw.token, btw.manifest, btw.tools and btw.tools_sha256 are required on the kernel command line"
+[ ! -f /etc/btw-token ] || read -r token </etc/btw-token || token=""
+[ -n "$token" ] || fail "no token in /etc/btw-token: the boot loader did not load the machine's token archive beside the initramfs"
+{ [ -n "$server" ] && [ -n "$mac" ] && [ -n "$manifest" ] && [ -n "$tools" ] && [ -n "$tools_sha256" ]; } ||
+  fail "btw.server, btw.mac, btw.manifest, btw.tools and btw.tools_sha256 are required on the kernel command line"
 
 iface=""
 tries=0
@@ -161,7 +164,7 @@ layout_args="--layout $layout"
 for each in ${disks:-$disk}; do layout_args="$layout_args --disk $each"; done
 status=0
 # shellcheck disable=SC2086 # options and disk paths, one a word
-"$BTW/restore.sh" $layout_args --manifest "$manifest" ${seed:+--seed-dir "$seed"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
+"$BTW/restore.sh" $layout_args --manifest "$manifest" ${seed:+--seed-dir "$seed/$token/"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
 # What the server hears: done (restored now or before), or kept (another install left as it is).
 outcome="done" outcome_text="restore done"
 case "$status" in

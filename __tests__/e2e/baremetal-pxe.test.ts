@@ -142,15 +142,14 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       .map((line) => line.split(/\s+/)[3]);
     expect(listening).toEqual([`${SERVER}:18181`]);
     for (const machine of lab.machines) {
-      // No seed by MAC; the boot script that carries the token goes only to the machine's own address.
-      expect(get(`${BASE}/seeds/${machine.mac}/user-data`).code).toBe(404);
-      const script = get(`${BASE}/cgi-bin/boot?mac=${machine.mac.replace(/:/g, "-")}`).body;
+      // The deploy script, the token archive and the seed go only to the machine's own address (this is the host's).
+      const hyphens = machine.mac.replace(/:/g, "-");
+      const script = get(`${BASE}/cgi-bin/boot?mac=${hyphens}`).body;
       expect(script).toContain(`${machine.name} boots from its disk`);
-      expect(script).not.toContain("btw.token");
-      // Under the token: the seed.
+      expect(get(`${BASE}/cgi-bin/token?mac=${hyphens}`).code).toBe(404);
       tokens.set(machine, lab.token(machine));
-      expect(get(`${BASE}/seeds/${lab.token(machine)}/meta-data`).body).toContain(`local-hostname: ${machine.name}`);
-      expect(get(`${BASE}/seeds/${lab.token(machine)}/user-data`).body).toContain(SECRET);
+      expect(get(`${BASE}/cgi-bin/seed/${lab.token(machine)}/user-data`).code).toBe(404);
+      expect(get(`${BASE}/cgi-bin/seed/${machine.mac}/user-data`).code).toBe(404);
     }
     // The host holds the user data (the server's copy, the synth output) for root only.
     const { holders, readable } = worldReadableHolders(SECRET, secretRoots());
@@ -192,6 +191,9 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     }
     const httpLog = fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8");
     for (const machine of lab.machines) {
+      // The seed reached the machine (its own address, with its token), and its token no console line.
+      expect(httpLog).toContain(`btw-img: seed ${machine.mac}: user-data`);
+      expect(fs.readFileSync(lab.consoleLog(machine), "utf8")).not.toContain(tokens.get(machine)!);
       const domain = lab.domain(machine);
       const status = statuses.get(machine)!.value;
       expect(status).toContain("status: done");
@@ -252,9 +254,9 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
   test("after done the seed leaves the server: its token reaches nothing, and no file others can read holds the user data", () => {
     for (const machine of lab.machines) {
       expect(lab.record(machine)).toBe("done");
-      expect(get(`${BASE}/seeds/${tokens.get(machine)}/user-data`).code).toBe(404);
+      expect(get(`${BASE}/cgi-bin/seed/${tokens.get(machine)}/user-data`).code).toBe(404);
       expect(fs.existsSync(path.join(lab.recordsDir, `${machine.mac}.token`))).toBe(false);
-      expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
+      expect(fs.existsSync(path.join(lab.serverDir, "machines", machine.mac, "token.cpio"))).toBe(false);
     }
     expect(worldReadableHolders(SECRET, secretRoots()).readable).toEqual([]);
   });
@@ -288,8 +290,8 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(fs.readFileSync(lab.consoleLog(BIOS), "utf8")).toMatch(/restore: the disks hold another btw-img install \([0-9a-f]{64}\): nothing written/);
     expect(bootAnswers(BIOS, "deploy")).toBe(1);
     expect(initramfsLoads()).toBe(1);
-    // Kept is installed: its seed and its deploy script left the server, so its next network boot is its disk's.
-    expect(fs.readdirSync(path.join(lab.serverDir, "http", "seeds"))).toEqual([]);
+    // Kept is installed: its token and its deploy script left the server, so its next network boot is its disk's.
+    expect(fs.existsSync(path.join(lab.recordsDir, `${BIOS.mac}.token`))).toBe(false);
     expect(fs.existsSync(path.join(lab.serverDir, "machines", BIOS.mac, "boot.ipxe"))).toBe(false);
   }, 2_400_000);
 
@@ -318,7 +320,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(bootAnswers(BIOS, "deploy")).toBe(deployAnswers + 1);
     expect(initramfsLoads()).toBe(loads + 1);
     expect(bootAnswers(BIOS, "disk")).toBe(diskAnswers);
-    expect(get(`${BASE}/seeds/${token}/user-data`).code).toBe(404);
+    expect(get(`${BASE}/cgi-bin/seed/${token}/user-data`).code).toBe(404);
   }, 3_000_000);
 
   test("a new state_dir stops the server in its old folder and starts it in the new one; with the last machine gone, no server runs", async () => {

@@ -74,6 +74,13 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
   const token = (mac: string) => fs.readFileSync(path.join(recordsDir, `${mac}.token`), "utf8").trim();
   const record = (mac: string) => (fs.existsSync(path.join(recordsDir, mac)) ? fs.readFileSync(path.join(recordsDir, mac), "utf8").trim() : "");
   const hyphens = (mac: string) => mac.replace(/:/g, "-");
+  /** The token in a token archive (cpio: etc/btw-token), as the deploy kernel unpacks it. */
+  const archivedToken = (archive: Buffer) => execFileSync("cpio", ["-i", "--quiet", "--to-stdout", "etc/btw-token"], { input: archive, encoding: "utf8" }).trim();
+  /** The machine's token archive over HTTP, from the machine's side (the namespace, with its MAC) or from the host; empty when refused. */
+  const tokenArchive = (mac: string, inNs = true) => {
+    const args = ["-s", "-f", `${base}/cgi-bin/token?mac=${hyphens(mac)}`];
+    return inNs ? execFileSync("sh", ["-c", '"$@" || true', "sh", "ip", "netns", "exec", ns, "curl", ...args]) : execFileSync("sh", ["-c", '"$@" || true', "sh", "curl", ...args]);
+  };
 
   beforeAll(() => {
     fs.chmodSync(stateRoot, 0o755);
@@ -103,15 +110,23 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`, false).body.trim()).toBe("#!ipxe\necho btw-img: m1 boots from its disk\nexit 1");
     // From the namespace with m1's MAC: m1's deploy script, not m2's.
     const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
-    expect(script).toContain(`btw.token=${token(m1.mac)} `);
-    expect(script).toContain(`btw.seed=${base}/seeds/${token(m1.mac)}/`);
+    // No token in it: the kernel gets it in an archive beside the initramfs, which only m1 gets.
+    expect(script).not.toContain(token(m1.mac));
+    expect(script).toContain(`initrd --name token.img ${base}/cgi-bin/token?mac=\${mac:hexhyp}`);
+    expect(script).toContain(` btw.seed=${base}/cgi-bin/seed `);
+    expect(archivedToken(tokenArchive(m1.mac))).toBe(token(m1.mac));
+    expect(tokenArchive(m1.mac, false).length).toBe(0);
+    expect(tokenArchive(m2.mac).length).toBe(0);
     expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body).toContain("m2 boots from its disk");
     expect(token(m1.mac)).toMatch(/^[0-9a-f]{32}$/);
     expect(token(m1.mac)).not.toBe(token(m2.mac));
-    // No seed by MAC or listing; with the token, the seed.
-    expect(fetch(`${base}/seeds/${m1.mac}/user-data`).code).toBe(404);
-    expect(fetch(`${base}/seeds/`).code).toBe(404);
-    expect(fetch(`${base}/seeds/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
+    // No seed by MAC, by another machine's token or to another address; with its token, to its address, the seed.
+    expect(fetch(`${base}/cgi-bin/seed/${m1.mac}/user-data`).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/seed/${token(m2.mac)}/user-data`).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/user-data`, false).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/../name`).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
+    expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/meta-data`).body).toContain("instance-id: m1");
     // Nothing the server wrote is readable by others, except the iPXE binaries TFTP serves
     // (and the files dnsmasq writes itself: pid, leases, log).
     for (const [file, mode] of [...modes(stateDir), ...modes(recordsDir)]) {
@@ -119,7 +134,12 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
       if (!open) expect({ file, mode: mode & 0o077 }).toEqual({ file, mode: 0 });
       if (fs.statSync(file).isFile() && fs.readFileSync(file, "utf8").includes("secret-of-")) expect({ file, mode }).toEqual({ file, mode: 0o600 });
     }
-    expect(fs.statSync(path.join(stateDir, "http", "seeds", token(m1.mac))).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(stateDir, "machines", m1.mac, "token.cpio")).mode & 0o777).toBe(0o600);
+    // The daemons (and so the CGI) do not carry the machines' data the start was given.
+    for (const daemon of ["dnsmasq", "httpd"]) {
+      const pid = fs.readFileSync(path.join(stateDir, `${daemon}.pid`), "utf8").trim();
+      expect([daemon, fs.readFileSync(`/proc/${pid}/environ`, "utf8").includes("PXE_MACHINES=")]).toEqual([daemon, false]);
+    }
     expect(fs.statSync(recordsDir).mode & 0o777).toBe(0o700);
   });
 
@@ -133,7 +153,9 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(record(m1.mac)).toBe("started");
     expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${m1Token}&status=done`).code).toBe(200);
     expect(record(m1.mac)).toBe("done");
-    expect(fetch(`${base}/seeds/${m1Token}/user-data`).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/seed/${m1Token}/user-data`).code).toBe(404);
+    expect(tokenArchive(m1.mac).length).toBe(0);
+    expect(fs.existsSync(path.join(stateDir, "machines", m1.mac, "token.cpio"))).toBe(false);
     expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.token`))).toBe(false);
     // The void token cannot mark it failed, and the boot script sends it to its disk.
     expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${m1Token}&status=failed`).code).toBe(403);
@@ -159,11 +181,11 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(reinstall.output).toContain("was done: its next network boot restores it");
     expect(record(m1.mac)).toBe("");
     const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
-    expect(script).toContain(`btw.token=${token(m1.mac)} `);
+    expect(archivedToken(tokenArchive(m1.mac))).toBe(token(m1.mac));
     // The reinstall, and only it, asks the restore to replace the install on the disks, until done.
     expect(script).toMatch(/ btw\.after=kexec btw\.replace=1$/m);
     expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.replace`))).toBe(true);
-    expect(fetch(`${base}/seeds/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
+    expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
     expect(start().status).toBe(0);
     expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("btw.replace=1");
     expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=done`).code).toBe(200);
@@ -172,9 +194,10 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     // m2's disks held another install (its records were lost): kept, it boots its disk, as installed.
     execFileSync("ip", ["netns", "exec", ns, "ip", "link", "set", `${hostIf}c`, "address", m2.mac]);
     const m2Script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body;
-    expect(m2Script).toContain(`btw.token=${token(m2.mac)} `);
+    expect(m2Script).toContain("deploying m2");
     expect(m2Script).not.toContain("btw.replace");
-    const m2Seed = `${base}/seeds/${token(m2.mac)}/user-data`;
+    const m2Seed = `${base}/cgi-bin/seed/${token(m2.mac)}/user-data`;
+    expect(fetch(m2Seed).body).toContain("secret-of-m2");
     expect(fetch(`${base}/cgi-bin/report?mac=${m2.mac}&token=${token(m2.mac)}&status=kept`).code).toBe(200);
     expect(record(m2.mac)).toBe("kept");
     expect(fetch(m2Seed).code).toBe(404);
@@ -271,7 +294,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fetch(`${base}/boot.ipxe`).body).toContain("iseq ${platform} efi && goto firmware ||");
     // The host learns m1's MAC by its address, as dnsmasq does for a machine without a lease.
     execFileSync("ip", ["netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "2", address]);
-    // m1 (not installed) reads its own folder: the loaders, then grub.cfg, which reads deploy.cfg: the deploy kernel, with its token.
+    // m1 (not installed) reads its own folder: the loaders, then grub.cfg, which reads deploy.cfg: the deploy kernel and its token archive.
     expect(tftp("shimx64.efi").body).toBe("stand-in for shim");
     expect(tftp("grubx64.efi").body).toBe("stand-in for grub");
     const grubCfg = tftp("grub/grub.cfg").body;
@@ -279,8 +302,9 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(grubSyntax(grubCfg)).toBe(0);
     const deploy = tftp("grub/deploy.cfg").body;
     expect(deploy).toContain(`linux (tftp,${address})/vmlinuz console=`);
-    expect(deploy).toContain(`btw.token=${token(m1.mac)} `);
-    expect(deploy).toContain(`initrd (tftp,${address})/initramfs.img`);
+    expect(deploy).not.toContain(token(m1.mac));
+    expect(deploy).toContain(`initrd (tftp,${address})/initramfs.img (tftp,${address})/token.img\n`);
+    expect(tftp("token.img").body).toContain(token(m1.mac));
     expect(tftp("vmlinuz").body).toBe("stand-in for the kernel");
     expect(tftp("initramfs.img").body).toBe("stand-in for the initramfs");
     // The rest of the deploy environment comes over Linux's own network, checked against its sha256.
@@ -288,11 +312,13 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(deploy).toContain(` btw.tools=${base}/deploy/minimal/tools.img btw.tools_sha256=${toolsSha} `);
     expect(deploy).not.toContain("ipxe");
     expect(grubSyntax(deploy)).toBe(0);
-    // The token is dnsmasq's user's alone on the host, and TFTP gives it to no other address.
+    // The deploy script and the token are dnsmasq's user's alone on the host, and TFTP gives them to no other address.
     const m1Folder = path.join(stateDir, "tftp", hyphens(m1.mac));
-    const deployFile = fs.statSync(path.join(m1Folder, "grub", "deploy.cfg"));
-    expect({ mode: deployFile.mode & 0o777, owner: deployFile.uid }).toEqual({ mode: 0o400, owner: Number(execFileSync("id", ["-u", "dnsmasq"], { encoding: "utf8" })) });
-    expect(tftp("grub/deploy.cfg", false).body).toBe("");
+    for (const file of ["grub/deploy.cfg", "token.img"]) {
+      const stat = fs.statSync(path.join(m1Folder, file));
+      expect({ file, mode: stat.mode & 0o777, owner: stat.uid }).toEqual({ file, mode: 0o400, owner: Number(execFileSync("id", ["-u", "dnsmasq"], { encoding: "utf8" })) });
+      expect(tftp(file, false).body).toBe("");
+    }
     // Without deploy.cfg (once installed) GRUB goes on to disk.cfg: its disk's own shim, chainloaded at once.
     const disk = fs.readFileSync(path.join(stateDir, "tftp", hyphens(m2.mac), "grub", "disk.cfg"), "utf8");
     expect(disk).toContain("btw-img: m2 boots from its disk");
@@ -308,9 +334,11 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     // At done the deploy script leaves m1's folder; reinstall brings it back with a new token.
     expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=done`).code).toBe(200);
     expect(fs.existsSync(path.join(m1Folder, "grub", "deploy.cfg"))).toBe(false);
+    expect(fs.existsSync(path.join(m1Folder, "token.img"))).toBe(false);
     expect(tftp("grub/disk.cfg").body).toContain("btw-img: m1 boots from its disk");
     expect(run("pxe-server.sh", ["reinstall", "--state-dir", stateDir, "--mac", m1.mac]).status).toBe(0);
-    expect(tftp("grub/deploy.cfg").body).toContain(`btw.token=${token(m1.mac)} `);
+    expect(tftp("grub/deploy.cfg").body).toContain("btw.replace=1");
+    expect(tftp("token.img").body).toContain(token(m1.mac));
     // A deploy environment without shim and GRUB: UEFI machines get iPXE, and the server says why.
     const fallback = start([m1, m2]);
     expect(fallback.output).toContain("warning: no deploy environment has Debian's signed shim and GRUB");

@@ -60,7 +60,7 @@ fetch_seed() {
     if fetch "${seed%/}/$_name" "$work_dir/seed/$_name" 2>/dev/null; then
       seed_files="$seed_files $_name"
     elif [ "$_name" != network-config ]; then
-      die "the seed has no $_name: ${seed%/}/$_name"
+      die "the seed has no $_name (the server refused it, or it is missing)"
     fi
   done
 }

@@ -11,10 +11,11 @@
 # A machine is installed once: its "done" record lives in DIR.records, which
 # no restart, replace or stop removes; only `reinstall` (btw metal reinstall)
 # or a start whose machines no longer include it forget it. Until then the
-# machine has a random token: its boot script, which carries it, goes only to
-# the address the host sees with the machine's MAC (GRUB's, in the MAC's TFTP
-# folder, readable by dnsmasq's user alone); its seed is served under the token
-# and removed at "done"; its reports need the token.
+# machine has a random token, given to its deploy kernel as an archive beside the
+# initramfs (never on a command line or in a file name): served only to the
+# address the host sees with the machine's MAC (GRUB's, in the MAC's TFTP folder,
+# readable by dnsmasq's user alone); its seed is served with the token to that
+# address only until "done"; its reports need the token.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 077
@@ -62,8 +63,8 @@ reinstall  forgets that the machine is installed: its next network boot restores
 Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI; with GRUB,
 one folder per MAC, aa-bb-cc-dd-ee-ff/, with the same loaders, the deploy kernel and
 initramfs, and grub/grub.cfg reading grub/deploy.cfg until done, then grub/disk.cfg),
-DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, seeds/<token>/, cgi-bin/boot
-and report: pxe/boot-cgi.sh), DIR/machines/<mac> (seed and boot scripts, root only), DIR/*.pid,
+DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, cgi-bin/boot, token, seed and
+report: pxe/boot-cgi.sh), DIR/machines/<mac> (seed, token archive and boot scripts, root only), DIR/*.pid,
 DIR/*.log; DIR.records/<mac> (state) and <mac>.token. The boot scripts are pxe/'s templates.
 A --deploy DIR with shimx64.efi and grubx64.efi (build-deploy-initramfs.sh copies
 them from the image) gives UEFI machines that chain; without, they get iPXE.
@@ -232,7 +233,7 @@ write_boot_files() {
   echo "$interface" >"$state_dir/interface"
   cp "$PXE_DIR/boot-cgi.sh" "$state_dir/http/cgi-bin/boot"
   chmod 700 "$state_dir/http/cgi-bin/boot"
-  ln -s boot "$state_dir/http/cgi-bin/report"
+  for _link in token seed report; do ln -s boot "$state_dir/http/cgi-bin/$_link"; done
 }
 
 cmd_start() {
@@ -249,7 +250,7 @@ cmd_start() {
   chmod 755 "$state_dir"
   chmod 700 "$records_dir"
   rm -rf "$state_dir/tftp" "$state_dir/http" "$state_dir/machines" "$state_dir/dnsmasq.conf"
-  mkdir -p "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/seeds" "$state_dir/http/cgi-bin" "$state_dir/machines"
+  mkdir -p "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/cgi-bin" "$state_dir/machines"
   (umask 022 && mkdir "$state_dir/tftp" && cp "$IPXE_DIR/undionly.kpxe" "$IPXE_DIR/snponly.efi" "$state_dir/tftp/")
   base_url=http://$address:$http_port
   serve_deploys

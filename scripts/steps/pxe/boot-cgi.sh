@@ -1,8 +1,11 @@
 #!/bin/sh
 # The PXE server's CGI (pxe-server.sh copies it as http/cgi-bin/boot, linked as
-# cgi-bin/report): boot, a MAC's iPXE script; report, the deploy environment's
-# reports. Both trust a request only from the address the host's neighbour table
-# gives the MAC on the server's bridge; a report also needs the machine's token.
+# cgi-bin/token, seed and report): boot, a MAC's iPXE script; token, the archive
+# with its token that iPXE loads beside the deploy initramfs; seed, its NoCloud
+# files; report, the deploy environment's reports. Each trusts a request only from
+# the address the host's neighbour table gives the machine's MAC on the server's
+# bridge; a seed and a report also need the machine's token, which this script
+# only compares (it never reaches a command line or a file name).
 # busybox httpd starts it in cgi-bin/, two folders under the server's folder.
 umask 077
 state_dir=$(cd ../.. && pwd)
@@ -46,6 +49,42 @@ boot() {
   answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") boots from its disk" "exit 1"
 }
 
+# token: the machine's token as a cpio archive (etc/btw-token), until it is installed.
+token_archive() {
+  if [ -n "$mac" ] && ! installed && [ "$seen" = "$mac" ] && [ -f "$machine/token.cpio" ]; then
+    printf 'Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n'
+    cat "$machine/token.cpio"
+    exit 0
+  fi
+  echo "btw-img: token ${mac:-?}: refused to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
+  answer "404 Not Found" "no token"
+}
+
+# seed: /cgi-bin/seed/TOKEN/FILE, a file of the seed of the machine whose token it is, to
+# that machine's address, until it is installed (its token is then gone).
+seed() {
+  _rest=${PATH_INFO#/}
+  _token=${_rest%%/*} _file=${_rest#*/}
+  case "$_file" in user-data|meta-data|network-config) ;; *) answer "404 Not Found" "no such seed file" ;; esac
+  _owner=""
+  case "$_token" in
+    ''|*[!0-9a-f]*) ;;
+    *)
+      for _record in "$records_dir"/*.token; do
+        { [ -f "$_record" ] && read -r _known <"$_record"; } || continue
+        if [ "$_known" = "$_token" ]; then _owner=${_record##*/}; _owner=${_owner%.token}; break; fi
+      done ;;
+  esac
+  if [ -z "$_owner" ] || [ "$seen" != "$_owner" ] || [ ! -f "$state_dir/machines/$_owner/$_file" ]; then
+    echo "btw-img: seed: refused $_file to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
+    answer "404 Not Found" "no such seed"
+  fi
+  echo "btw-img: seed $_owner: $_file (to $REMOTE_ADDR)" >&2
+  printf 'Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n'
+  cat "$state_dir/machines/$_owner/$_file"
+  exit 0
+}
+
 # report: a machine's state, from its own address with its token. Done or kept: the seed leaves
 # the server, the token is void and a reinstall's mark gone; the MAC boots its disk from now on.
 report() {
@@ -58,12 +97,15 @@ report() {
   case "$status" in started|done|failed|kept) ;; *) answer "400 Bad Request" "bad status" ;; esac
   echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
   record=$status
-  ! installed || rm -rf "$records_dir/$mac.token" "$records_dir/$mac.replace" "$state_dir/http/seeds/$expected" "$machine/boot.ipxe" "$state_dir/tftp/$(echo "$mac" | tr : -)/grub/deploy.cfg"
+  _tftp=$state_dir/tftp/$(echo "$mac" | tr : -)
+  ! installed || rm -f "$records_dir/$mac.token" "$records_dir/$mac.replace" "$machine/boot.ipxe" "$machine/token.cpio" "$_tftp/grub/deploy.cfg" "$_tftp/token.img"
   answer "200 OK" ok
 }
 
 case "${SCRIPT_NAME##*/}" in
   boot) boot ;;
+  token) token_archive ;;
+  seed) seed ;;
   report) report ;;
 esac
 answer "404 Not Found" "no such script"

@@ -64,14 +64,15 @@ CONF
 
 start_dnsmasq() {
   say "starting dnsmasq on $interface ($address, ${dhcp_range:-proxy DHCP})"
-  dnsmasq --conf-file="$state_dir/dnsmasq.conf" --pid-file="$state_dir/dnsmasq.pid" || die "dnsmasq did not start (see $state_dir/dnsmasq.log)"
+  # The daemons (and the CGI) get none of the machines' data the start was given.
+  env -u PXE_MACHINES dnsmasq --conf-file="$state_dir/dnsmasq.conf" --pid-file="$state_dir/dnsmasq.pid" || die "dnsmasq did not start (see $state_dir/dnsmasq.log)"
 }
 
 # start_httpd: busybox httpd on the bridge address; what answers must be it: it serves a
 # random value only this start knows.
 start_httpd() {
   say "starting busybox httpd on $base_url"
-  setsid busybox httpd -f -vv -p "$address:$http_port" -h "$state_dir/http" </dev/null >>"$state_dir/httpd.log" 2>&1 &
+  env -u PXE_MACHINES setsid busybox httpd -f -vv -p "$address:$http_port" -h "$state_dir/http" </dev/null >>"$state_dir/httpd.log" 2>&1 &
   _httpd_pid=$!
   echo "$_httpd_pid" >"$state_dir/httpd.pid"
   _probe=$(new_token)

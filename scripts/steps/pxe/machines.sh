@@ -20,34 +20,41 @@ grub_folder() {
   )
 }
 
-# publish MAC: serve the machine's seed under its token and arm its deploy scripts.
+# publish MAC: arm the machine's deploy: its token (kept until done), the token as the cpio
+# archive its deploy kernel gets beside the initramfs (the token is in no command line, URL
+# path or file name: the CGI compares it), and its deploy scripts.
 publish() {
   _machine=$state_dir/machines/$1
-  _token=$(cat "$records_dir/$1.token" 2>/dev/null) || _token=""
+  _token=""
+  [ ! -f "$records_dir/$1.token" ] || read -r _token <"$records_dir/$1.token" || _token=""
   if [ -z "$_token" ]; then
     _token=$(new_token)
     echo "$_token" | put "$records_dir/$1.token"
   fi
-  rm -rf "$state_dir/http/seeds/$_token"
-  mkdir "$state_dir/http/seeds/$_token"
-  for _file in user-data meta-data network-config; do
-    [ ! -f "$_machine/$_file" ] || cp "$_machine/$_file" "$state_dir/http/seeds/$_token/$_file"
-  done
+  _archive=$(mktemp -d "$_machine/token.XXXXXX")
+  mkdir "$_archive/etc"
+  printf '%s\n' "$_token" >"$_archive/etc/btw-token"
+  (cd "$_archive" && printf 'etc\netc/btw-token\n' | cpio -o -H newc --quiet -R 0:0) | put "$_machine/token.cpio"
+  rm -rf "$_archive"
   # A reinstall (its mark in the records) replaces the install the disks hold.
   _replace=""
   [ ! -f "$records_dir/$1.replace" ] || _replace=" btw.replace=1"
-  sed -e "s/@TOKEN@/$_token/g" -e "s/@REPLACE@/$_replace/" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
-  _grub=$(tftp_dir "$1")/grub
-  if [ -d "$_grub" ]; then
-    sed -e "s/@TOKEN@/$_token/g" -e "s/@REPLACE@/$_replace/" "$_machine/deploy.grub.in" >"$_grub/deploy.cfg.tmp.$$"
-    chown "$TFTP_USER" "$_grub/deploy.cfg.tmp.$$"
-    chmod 0400 "$_grub/deploy.cfg.tmp.$$"
-    mv -f "$_grub/deploy.cfg.tmp.$$" "$_grub/deploy.cfg"
+  sed -e "s/@REPLACE@/$_replace/" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
+  _tftp=$(tftp_dir "$1")
+  if [ -d "$_tftp/grub" ]; then
+    # GRUB's: dnsmasq's user's alone, in the MAC's own TFTP folder.
+    sed -e "s/@REPLACE@/$_replace/" "$_machine/deploy.grub.in" >"$_tftp/grub/deploy.cfg.tmp.$$"
+    cp "$_machine/token.cpio" "$_tftp/token.img.tmp.$$"
+    for _file in grub/deploy.cfg token.img; do
+      chown "$TFTP_USER" "$_tftp/$_file.tmp.$$"
+      chmod 0400 "$_tftp/$_file.tmp.$$"
+      mv -f "$_tftp/$_file.tmp.$$" "$_tftp/$_file"
+    done
   fi
 }
 
-# add_machine JSON: one machine of PXE_MACHINES: its seed, its deploy scripts (the token and a
-# reinstall's replace left as @TOKEN@ and @REPLACE@ for publish), its GRUB folder; published
+# add_machine JSON: one machine of PXE_MACHINES: its seed, its deploy scripts (a reinstall's
+# replace left as @REPLACE@ for publish), its GRUB folder; published
 # unless it is installed already (done, or kept: its disks hold an install left as it is).
 add_machine() {
   _json=$1
@@ -82,7 +89,7 @@ add_machine() {
   _options="$_options btw.after=$_first_boot@REPLACE@"
   # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
   # NIC driver while downloading) reboots into the network and restores again, not done yet.
-  _cmdline="console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$_mac btw.token=@TOKEN@ btw.manifest=$base_url/artifacts/$_profile/manifest.json btw.seed=$base_url/seeds/@TOKEN@/ $_options"
+  _cmdline="console=tty0 console=ttyS0,115200 panic=10 btw.server=$base_url btw.mac=$_mac btw.manifest=$base_url/artifacts/$_profile/manifest.json btw.seed=$base_url/cgi-bin/seed $_options"
   fill deploy.ipxe "NAME=$_name" "PROFILE=$_profile" "BASE_URL=$base_url" "CMDLINE=$_cmdline" >"$_dir/deploy.ipxe.in"
   # GRUB loads the kernel through shim, which checks its signature under Secure Boot.
   fill deploy.grub.cfg "NAME=$_name" "PROFILE=$_profile" "ADDRESS=$address" "CMDLINE=$_cmdline" >"$_dir/deploy.grub.in"
