@@ -1,32 +1,55 @@
 // `btw metal reinstall NAME`: the bare-metal machine NAME of the lab config is
 // restored again at its next network boot (scripts/steps/pxe-server.sh reinstall).
+// `btw metal power NAME on|off|cycle|status`: its power, through its BMC (lib/bmc).
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { ConfigError, loadConfig } from "../lib/config/config";
-import { SCRIPTS_DIR } from "../lib/constructs/host-step";
+import { bmcDriver, BmcError } from "../lib/bmc/driver";
+import { ConfigError, loadConfig, MachineConfig } from "../lib/config/config";
 import { pxeServerDir } from "../lib/config/names";
+import { SCRIPTS_DIR } from "../lib/paths";
+
+const USAGE = "usage: btw metal reinstall NAME\n       btw metal power NAME on|off|cycle|status";
+const POWER = ["on", "off", "cycle", "status"] as const;
 
 function main(args: string[]): number {
-  if (args.length !== 2 || args[0] !== "reinstall") {
-    console.error("usage: btw metal reinstall NAME");
+  const [command, name, action] = args;
+  if (!((command === "reinstall" && args.length === 2) || (command === "power" && args.length === 3))) {
+    console.error(USAGE);
     return 2;
   }
   const lab = loadConfig();
-  const machine = lab.baremetal.machines.find((m) => m.name === args[1]);
+  const machine = lab.baremetal.machines.find((m) => m.name === name);
   if (!machine) {
     const names = lab.baremetal.machines.map((m) => m.name).join(", ") || "none";
-    console.error(`btw: lab ${lab.name} has no bare-metal machine '${args[1]}' (its machines: ${names})`);
+    console.error(`btw: lab ${lab.name} has no bare-metal machine '${name}' (its machines: ${names})`);
     return 1;
   }
+  if (command === "power") return power(machine, action);
   const script = path.join(SCRIPTS_DIR, "pxe-server.sh");
   const result = spawnSync("sh", [script, "reinstall", "--state-dir", pxeServerDir(lab.baremetal.pxe.stateDir, lab.name), "--mac", machine.mac], { stdio: "inherit" });
   return result.status ?? 1;
 }
 
+function power(machine: MachineConfig, action: string): number {
+  if (!(POWER as readonly string[]).includes(action)) {
+    console.error(`btw: metal power: '${action}' is not one of ${POWER.join(", ")}\n${USAGE}`);
+    return 2;
+  }
+  const bmc = bmcDriver(machine);
+  if (action !== "status") bmc.power(action as "on" | "off" | "cycle");
+  console.log(`${machine.name}: ${bmc.powerState()}`);
+  return 0;
+}
+
 try {
   process.exitCode = main(process.argv.slice(2));
 } catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(`btw-img: ${error.message}`);
+  if (error instanceof ConfigError) {
+    console.error(`btw-img: ${error.message}`);
+  } else if (error instanceof BmcError || error instanceof Error) {
+    console.error(`btw: ${error.message}`);
+  } else {
+    throw error;
+  }
   process.exitCode = 1;
 }

@@ -11,7 +11,7 @@ import { collidingRoute, formatIpv4Net, HostNetworks, ipv4Number, netContains, p
 import { LAYOUT_NEEDS, missingPackages } from "./layout";
 import { ProfileError, readProfile } from "./profile";
 import { absolutePath, badPath, DEFAULT_HOST, formatPath, LabInput, labSchema, machineDisks } from "./schema";
-import { enforcesSecureBoot, LabConfig, OVMF_FILES } from "./types";
+import { BmcConfig, enforcesSecureBoot, LabConfig, OVMF_FILES } from "./types";
 
 export { DEFAULT_CONFIG_PATH, PROJECT_DIR } from "../paths";
 export { DEFAULT_HOST } from "./schema";
@@ -36,6 +36,19 @@ function describeIssue(issue: z.ZodIssue): string {
     return `${where}: '${String(issue.received)}' is not one of ${issue.options.map((o) => `'${String(o)}'`).join(", ")}`;
   }
   return `${where}: ${issue.message}`;
+}
+
+function bmcConfig(bmc: NonNullable<LabInput["baremetal"]["machines"][number]["bmc"]>): BmcConfig {
+  const [host, port] = bmc.address.split(":");
+  return {
+    driver: bmc.driver,
+    host,
+    ...(port ? { port: Number(port) } : {}),
+    username: bmc.username,
+    ...(bmc.password_env ? { passwordEnv: bmc.password_env } : {}),
+    ...(bmc.password_file ? { passwordFile: bmc.password_file } : {}),
+    ...(bmc.cipher_suite !== undefined ? { cipherSuite: bmc.cipher_suite } : {}),
+  };
 }
 
 function defaultCacheDir(): string {
@@ -220,6 +233,7 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
         wipe: machine.wipe,
         firstBoot: machine.first_boot,
         userData: machine.user_data ?? {},
+        ...(machine.bmc ? { bmc: bmcConfig(machine.bmc) } : {}),
       })),
     },
     profilesDir,

@@ -144,6 +144,27 @@ export function machineDisks(machine: { disk?: string; disks?: string[] }): stri
   return machine.disks ?? (machine.disk !== undefined ? [machine.disk] : []);
 }
 
+// A machine's BMC: how btw powers it and sets a one-time network boot. The password is never in
+// the config (nor then in the plan or the state): the environment variable or the file (mode 0600,
+// root's) it is read from when a command needs it.
+const bmcSchema = z
+  .object({
+    driver: z.enum(["ipmi"]),
+    /** The BMC's address, host or host:port (IPMI over LAN: UDP 623). */
+    address: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be a host name or IPv4 address, with :port optionally"),
+    username: z.string().regex(/^[A-Za-z0-9._@-]{1,32}$/, "must be a BMC user name: letters, digits, '._@-', at most 32"),
+    password_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be the name of an environment variable, such as BMC_PASSWORD").optional(),
+    password_file: absolutePath.optional(),
+    /** IPMI 2.0 cipher suite (3: SHA1 with AES, 17: SHA256 with AES); default: the one ipmitool finds the BMC offers. */
+    cipher_suite: z.number().int().min(0).max(17).optional(),
+  })
+  .strict()
+  .superRefine((bmc, ctx) => {
+    if ((bmc.password_env === undefined) === (bmc.password_file === undefined)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["password_env"], message: "give the password's source: password_env (a variable's name) or password_file (a 0600 file), one of them" });
+    }
+  });
+
 const machineSchema = z
   .object({
     name: hostname,
@@ -159,6 +180,7 @@ const machineSchema = z
     /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
     first_boot: z.enum(["kexec", "reboot"]).default("kexec"),
     user_data: cloudConfig.optional(),
+    bmc: bmcSchema.optional(),
   })
   .strict()
   .superRefine((machine, ctx) => {

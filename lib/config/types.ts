@@ -52,6 +52,17 @@ export interface PxeConfig {
   stateDir: string;
 }
 
+/** A machine's BMC (lib/bmc): where it is and who logs in; the password is read from passwordEnv or passwordFile when used. */
+export interface BmcConfig {
+  driver: "ipmi";
+  host: string;
+  port?: number;
+  username: string;
+  passwordEnv?: string;
+  passwordFile?: string;
+  cipherSuite?: number;
+}
+
 export interface MachineConfig {
   name: string;
   mac: string;
@@ -62,6 +73,7 @@ export interface MachineConfig {
   wipe: boolean;
   firstBoot: "kexec" | "reboot";
   userData: Record<string, unknown>;
+  bmc?: BmcConfig;
 }
 
 export interface BaremetalConfig {

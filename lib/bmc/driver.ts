@@ -1,0 +1,54 @@
+// A bare-metal machine's BMC (baremetal.machines[].bmc): power and a one-time
+// network boot, the same few operations whatever the protocol; each protocol is
+// a driver (./ipmi.ts). The password is read when a command needs it, from the
+// environment variable or the file the config names, and reaches the protocol's
+// program through its environment, never its arguments.
+import * as fs from "fs";
+import { MachineConfig } from "../config/types";
+import { IpmiDriver } from "./ipmi";
+
+export type PowerState = "on" | "off";
+
+export interface BmcDriver {
+  /** The chassis power as the BMC reports it. */
+  powerState(): PowerState;
+  /** on, off, or cycle (a machine that is off is powered on). */
+  power(action: "on" | "off" | "cycle"): void;
+  /** The next boot only from the network, in the machine's firmware mode; later boots follow its boot order. */
+  bootOnceFromNetwork(firmware: "uefi" | "bios"): void;
+}
+
+export class BmcError extends Error {}
+
+/** The BMC password of MACHINE: from the environment variable or the file (0600 or stricter, this user's) its config names. */
+export function bmcPassword(machine: MachineConfig, env: NodeJS.ProcessEnv = process.env): string {
+  const bmc = machine.bmc;
+  if (!bmc) throw new BmcError(`machine ${machine.name} has no bmc in baremetal.machines`);
+  if (bmc.passwordEnv) {
+    const value = env[bmc.passwordEnv];
+    if (!value) throw new BmcError(`machine ${machine.name}: the environment variable ${bmc.passwordEnv} (bmc.password_env) is not set: export it with the BMC's password`);
+    return value;
+  }
+  const file = bmc.passwordFile as string;
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    throw new BmcError(`machine ${machine.name}: no file ${file} (bmc.password_file)`);
+  }
+  if ((stat.mode & 0o077) !== 0 || stat.uid !== process.getuid?.()) {
+    throw new BmcError(`machine ${machine.name}: ${file} (bmc.password_file) must be this user's and readable by no one else: chmod 600 ${file}`);
+  }
+  const value = fs.readFileSync(file, "utf8").replace(/\r?\n$/, "");
+  if (!value) throw new BmcError(`machine ${machine.name}: ${file} (bmc.password_file) is empty`);
+  return value;
+}
+
+/** The driver for MACHINE's BMC. */
+export function bmcDriver(machine: MachineConfig, env: NodeJS.ProcessEnv = process.env): BmcDriver {
+  if (!machine.bmc) throw new BmcError(`machine ${machine.name} has no bmc in baremetal.machines: power it by hand, or give its BMC`);
+  switch (machine.bmc.driver) {
+    case "ipmi":
+      return new IpmiDriver(machine.name, machine.bmc, () => bmcPassword(machine, env));
+  }
+}
