@@ -11,7 +11,7 @@ import { SCRIPTS_DIR } from "../lib/paths";
 const USAGE = "usage: btw metal reinstall NAME\n       btw metal power NAME on|off|cycle|status";
 const POWER = ["on", "off", "cycle", "status"] as const;
 
-function main(args: string[]): number {
+async function main(args: string[]): Promise<number> {
   const [command, name, action] = args;
   if (!((command === "reinstall" && args.length === 2) || (command === "power" && args.length === 3))) {
     console.error(USAGE);
@@ -30,26 +30,29 @@ function main(args: string[]): number {
   return result.status ?? 1;
 }
 
-function power(machine: MachineConfig, action: string): number {
+async function power(machine: MachineConfig, action: string): Promise<number> {
   if (!(POWER as readonly string[]).includes(action)) {
     console.error(`btw: metal power: '${action}' is not one of ${POWER.join(", ")}\n${USAGE}`);
     return 2;
   }
   const bmc = bmcDriver(machine);
-  if (action !== "status") bmc.power(action as "on" | "off" | "cycle");
-  console.log(`${machine.name}: ${bmc.powerState()}`);
+  if (action !== "status") await bmc.power(action as "on" | "off" | "cycle");
+  console.log(`${machine.name}: ${await bmc.powerState()}`);
   return 0;
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (error) {
-  if (error instanceof ConfigError) {
-    console.error(`btw-img: ${error.message}`);
-  } else if (error instanceof BmcError || error instanceof Error) {
-    console.error(`btw: ${error.message}`);
-  } else {
-    throw error;
-  }
-  process.exitCode = 1;
-}
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof ConfigError) {
+      console.error(`btw-img: ${error.message}`);
+    } else if (error instanceof BmcError) {
+      console.error(`btw: ${error.message}`);
+    } else {
+      throw error;
+    }
+    process.exitCode = 1;
+  },
+);

@@ -73,9 +73,9 @@ describe("btw metal power through IPMI (ipmi_sim)", () => {
     expect(args).not.toContain(PASSWORD);
   }, 120_000);
 
-  test("the next boot from the network, in the firmware's mode", () => {
-    const machine = loadConfig(labFile({ password_env: "BTW_TEST_BMC_PASSWORD" })).baremetal.machines[0];
-    bmcDriver(machine, { BTW_TEST_BMC_PASSWORD: PASSWORD }).bootOnceFromNetwork("uefi");
+  test("the next boot from the network, in the firmware's mode", async () => {
+    const machine = loadConfig(labFile({ password_env: "BTW_TEST_BMC_PASSWORD", firmware: "uefi" })).baremetal.machines[0];
+    await bmcDriver(machine, { BTW_TEST_BMC_PASSWORD: PASSWORD }).bootOnceFromNetwork();
     expect(sim.actions()[sim.actions().length - 1]).toBe("boot pxe");
   }, 60_000);
 
@@ -116,5 +116,6 @@ describe("btw metal power through IPMI (ipmi_sim)", () => {
     expect(problems({ password_env: "A", password_file: "/root/x" })).toEqual([expect.stringContaining("bmc.password_env: give the password's source")]);
     expect(problems({ password_env: "A", password: "x" })).toEqual([expect.stringContaining("bmc: unknown key 'password'")]);
     expect(problems({ password_env: "lower-case" })).toEqual([expect.stringContaining("bmc.password_env: must be the name of an environment variable")]);
+    expect(problems({ password_env: "A", ca_file: "/root/ca.pem" })).toEqual([expect.stringContaining("bmc.ca_file: is a key of driver redfish, not ipmi")]);
   });
 });

@@ -1,21 +1,23 @@
 // A bare-metal machine's BMC (baremetal.machines[].bmc): power and a one-time
 // network boot, the same few operations whatever the protocol; each protocol is
-// a driver (./ipmi.ts). The password is read when a command needs it, from the
-// environment variable or the file the config names, and reaches the protocol's
-// program through its environment, never its arguments.
+// a driver (./ipmi.ts, ./redfish.ts). The password is read when a command needs
+// it, from the environment variable or the file the config names, and reaches
+// the protocol through a program's environment or a request header, never an
+// argument or a message.
 import * as fs from "fs";
 import { MachineConfig } from "../config/types";
 import { IpmiDriver } from "./ipmi";
+import { RedfishDriver } from "./redfish";
 
 export type PowerState = "on" | "off";
 
 export interface BmcDriver {
   /** The chassis power as the BMC reports it. */
-  powerState(): PowerState;
+  powerState(): Promise<PowerState>;
   /** on, off, or cycle (a machine that is off is powered on). */
-  power(action: "on" | "off" | "cycle"): void;
-  /** The next boot only from the network, in the machine's firmware mode; later boots follow its boot order. */
-  bootOnceFromNetwork(firmware: "uefi" | "bios"): void;
+  power(action: "on" | "off" | "cycle"): Promise<void>;
+  /** The next boot only from the network (in the firmware mode bmc.firmware names, if it names one); later boots follow the machine's boot order. */
+  bootOnceFromNetwork(): Promise<void>;
 }
 
 export class BmcError extends Error {}
@@ -46,9 +48,13 @@ export function bmcPassword(machine: MachineConfig, env: NodeJS.ProcessEnv = pro
 
 /** The driver for MACHINE's BMC. */
 export function bmcDriver(machine: MachineConfig, env: NodeJS.ProcessEnv = process.env): BmcDriver {
-  if (!machine.bmc) throw new BmcError(`machine ${machine.name} has no bmc in baremetal.machines: power it by hand, or give its BMC`);
-  switch (machine.bmc.driver) {
+  const bmc = machine.bmc;
+  if (!bmc) throw new BmcError(`machine ${machine.name} has no bmc in baremetal.machines: power it by hand, or give its BMC`);
+  const password = () => bmcPassword(machine, env);
+  switch (bmc.driver) {
     case "ipmi":
-      return new IpmiDriver(machine.name, machine.bmc, () => bmcPassword(machine, env));
+      return new IpmiDriver(machine.name, bmc, password);
+    case "redfish":
+      return new RedfishDriver(machine.name, bmc, password);
   }
 }

@@ -47,7 +47,11 @@ function bmcConfig(bmc: NonNullable<LabInput["baremetal"]["machines"][number]["b
     username: bmc.username,
     ...(bmc.password_env ? { passwordEnv: bmc.password_env } : {}),
     ...(bmc.password_file ? { passwordFile: bmc.password_file } : {}),
+    ...(bmc.firmware ? { firmware: bmc.firmware } : {}),
     ...(bmc.cipher_suite !== undefined ? { cipherSuite: bmc.cipher_suite } : {}),
+    ...(bmc.system ? { system: bmc.system } : {}),
+    ...(bmc.ca_file ? { caFile: bmc.ca_file } : {}),
+    ...(bmc.tls_insecure ? { tlsInsecure: true } : {}),
   };
 }
 

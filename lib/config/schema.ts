@@ -149,19 +149,36 @@ export function machineDisks(machine: { disk?: string; disks?: string[] }): stri
 // root's) it is read from when a command needs it.
 const bmcSchema = z
   .object({
-    driver: z.enum(["ipmi"]),
-    /** The BMC's address, host or host:port (IPMI over LAN: UDP 623). */
+    driver: z.enum(["ipmi", "redfish"]),
+    /** The BMC's address, host or host:port (IPMI over LAN: UDP 623; Redfish: HTTPS, 443). */
     address: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be a host name or IPv4 address, with :port optionally"),
     username: z.string().regex(/^[A-Za-z0-9._@-]{1,32}$/, "must be a BMC user name: letters, digits, '._@-', at most 32"),
     password_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be the name of an environment variable, such as BMC_PASSWORD").optional(),
     password_file: absolutePath.optional(),
-    /** IPMI 2.0 cipher suite (3: SHA1 with AES, 17: SHA256 with AES); default: the one ipmitool finds the BMC offers. */
+    /** The firmware mode of the one-time network boot; default: the mode the BMC has set. */
+    firmware: z.enum(["uefi", "bios"]).optional(),
+    /** ipmi: the IPMI 2.0 cipher suite (3: SHA1 with AES, 17: SHA256 with AES); default: the one ipmitool finds the BMC offers. */
     cipher_suite: z.number().int().min(0).max(17).optional(),
+    /** redfish: the Id of the machine's member of /redfish/v1/Systems; default: the only member. */
+    system: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a Redfish system Id, such as 1 or System.Embedded.1").optional(),
+    /** redfish: the CA certificate (PEM) that signed the BMC's TLS certificate; default: the host's trusted CAs. */
+    ca_file: absolutePath.optional(),
+    /** redfish: true to skip TLS verification (anyone on the path could then take the password). */
+    tls_insecure: z.literal(true).optional(),
   })
   .strict()
   .superRefine((bmc, ctx) => {
     if ((bmc.password_env === undefined) === (bmc.password_file === undefined)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["password_env"], message: "give the password's source: password_env (a variable's name) or password_file (a 0600 file), one of them" });
+    }
+    const only = { cipher_suite: "ipmi", system: "redfish", ca_file: "redfish", tls_insecure: "redfish" } as const;
+    for (const [key, driver] of Object.entries(only)) {
+      if (bmc[key as keyof typeof only] !== undefined && bmc.driver !== driver) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `is a key of driver ${driver}, not ${bmc.driver}` });
+      }
+    }
+    if (bmc.ca_file !== undefined && bmc.tls_insecure) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls_insecure"], message: "verifies nothing: give ca_file or tls_insecure, not both" });
     }
   });
 

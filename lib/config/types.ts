@@ -54,13 +54,19 @@ export interface PxeConfig {
 
 /** A machine's BMC (lib/bmc): where it is and who logs in; the password is read from passwordEnv or passwordFile when used. */
 export interface BmcConfig {
-  driver: "ipmi";
+  driver: "ipmi" | "redfish";
   host: string;
   port?: number;
   username: string;
   passwordEnv?: string;
   passwordFile?: string;
+  firmware?: "uefi" | "bios";
+  /** ipmi */
   cipherSuite?: number;
+  /** redfish: the member of /redfish/v1/Systems, its CA, whether TLS goes unverified. */
+  system?: string;
+  caFile?: string;
+  tlsInsecure?: boolean;
 }
 
 export interface MachineConfig {
