@@ -1,11 +1,13 @@
 // `btw metal reinstall NAME`: the bare-metal machine NAME of the lab config is
-// restored again at its next network boot (scripts/steps/pxe-server.sh reinstall).
+// restored again at its next network boot (scripts/steps/pxe-server.sh reinstall);
+// with a BMC, that boot is set and the machine powered (lib/bmc/install-power.ts).
 // `btw metal power NAME on|off|cycle|status`: its power, through its BMC (lib/bmc).
 import { spawnSync } from "child_process";
 import * as path from "path";
 import { bmcDriver, BmcError } from "../lib/bmc/driver";
+import { powerForInstall } from "../lib/bmc/install-power";
 import { ConfigError, loadConfig, MachineConfig } from "../lib/config/config";
-import { pxeServerDir } from "../lib/config/names";
+import { pxeRecordsDir, pxeServerDir } from "../lib/config/names";
 import { SCRIPTS_DIR } from "../lib/paths";
 
 const USAGE = "usage: btw metal reinstall NAME\n       btw metal power NAME on|off|cycle|status";
@@ -26,8 +28,11 @@ async function main(args: string[]): Promise<number> {
   }
   if (command === "power") return power(machine, action);
   const script = path.join(SCRIPTS_DIR, "pxe-server.sh");
-  const result = spawnSync("sh", [script, "reinstall", "--state-dir", pxeServerDir(lab.baremetal.pxe.stateDir, lab.name), "--mac", machine.mac], { stdio: "inherit" });
-  return result.status ?? 1;
+  const stateDir = pxeServerDir(lab.baremetal.pxe.stateDir, lab.name);
+  const result = spawnSync("sh", [script, "reinstall", "--state-dir", stateDir, "--mac", machine.mac], { stdio: "inherit" });
+  if (result.status !== 0 || !machine.bmc) return result.status ?? 1;
+  await powerForInstall(machine, pxeRecordsDir(stateDir), (line) => console.log(`btw-img: ${line}`));
+  return 0;
 }
 
 async function power(machine: MachineConfig, action: string): Promise<number> {

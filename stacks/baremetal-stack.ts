@@ -5,6 +5,7 @@ import { TerraformOutput, TerraformStack } from "../lib/cdk";
 import { LabConfig } from "../lib/config/config";
 import { DeployEnvironment } from "../lib/constructs/deploy-environment";
 import { ImagePipeline } from "../lib/constructs/image-pipeline";
+import { MachinePower } from "../lib/constructs/machine-power";
 import { PxeServer } from "../lib/constructs/pxe-server";
 
 export class BaremetalStack extends TerraformStack {
@@ -29,6 +30,10 @@ export class BaremetalStack extends TerraformStack {
     // Without machines the server resource stays, and only stops what an earlier deploy started.
     this.server = new PxeServer(this, "pxe", { lab, deployEnvironments, captures: images.captures });
     if (machines.length === 0) return;
+    // Machines with a BMC are powered into their install; the others by a person.
+    for (const machine of machines.filter((m) => m.bmc)) {
+      new MachinePower(this, `power-${machine.name}`, { machine, recordsDir: this.server.recordsDir, server: this.server.step });
+    }
     new TerraformOutput(this, "pxe-server", {
       value: { url: this.server.baseUrl, state_dir: this.server.stateDir, records_dir: this.server.recordsDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },
     });
