@@ -15,6 +15,7 @@ Commands for the lab in lab.yaml (or the file BTW_CONFIG names):
   down [--purge]   destroy the lab; --purge also clears the image cache
   console VM       attach to a VM's serial console (leave with Ctrl+])
   status           the lab's VMs with their state and address
+  metal status     the bare-metal machines' states and progress (metal inventory NAME: hardware)
   metal reinstall NAME  restore the bare-metal machine NAME again at its next network boot
   metal power NAME on|off|cycle|status  its power, through its BMC (baremetal.machines[].bmc)
 
@@ -41,16 +42,25 @@ Leave with Ctrl+].`,
   status: `usage: btw status
 
 Lists the lab's VMs with their libvirt domain, host (hosts[].name), state and IPv4 address.`,
-  metal: `usage: btw metal reinstall NAME
+  metal: `usage: btw metal status [--json]
+       btw metal inventory NAME [--json]
+       btw metal reinstall NAME
        btw metal power NAME on|off|cycle|status
 
-reinstall: forgets that the bare-metal machine NAME (baremetal.machines) is
-installed: its next network boot restores its image again, once, replacing the
-btw-img install its disks hold (without a reinstall, a restore never overwrites one);
-a machine with a BMC is then set to boot from the network once and powered on or cycled.
+status: each bare-metal machine (baremetal.machines) with its state as its
+deploy environment reported it (waiting, deploy-env-up, started, downloading,
+writing, configuring, done, failed, kept), how far it is, since when, and its
+last reports.
+inventory: the hardware its deploy environment reported: disks (model, serial,
+size, by-id path: the names the config's disks can take), NICs, CPUs, memory,
+firmware and Secure Boot.
+reinstall: forgets that the machine NAME is installed: its next network boot
+restores its image again, once, replacing the btw-img install its disks hold
+(without a reinstall, a restore never overwrites one); a machine with a BMC is
+then set to boot from the network once and powered on or cycled.
 power: powers NAME on, off or through a cycle (on when it is off), or prints its
-power state, through its BMC (bmc: driver ipmi or redfish; the password from bmc.password_env
-or bmc.password_file, never from the config).`,
+power state, through its BMC (bmc: driver ipmi or redfish; the password from
+bmc.password_env or bmc.password_file, never from the config).`,
 };
 
 /** A command's end: its exit status, after a message. */
@@ -205,9 +215,8 @@ function status(args: string[]): number {
 }
 
 function metal(args: string[]): number {
-  const [command] = args;
-  if (!((command === "reinstall" && args.length === 2) || (command === "power" && args.length === 3))) {
-    throw usageError("metal: expected 'reinstall NAME' or 'power NAME on|off|cycle|status'", HELP.metal);
+  if (!["status", "inventory", "reinstall", "power"].includes(args[0])) {
+    throw usageError("metal: expected 'status', 'inventory NAME', 'reinstall NAME' or 'power NAME on|off|cycle|status'", HELP.metal);
   }
   prepare();
   return run(TS_NODE, ["--transpile-only", path.join(PROJECT_DIR, "bin", "metal.ts"), ...args]);

@@ -61,20 +61,13 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
-# report STATUS [TRIES]: tell the server, trying every 3 seconds; fails when it never answered.
-report() {
-  [ -n "$server" ] && [ -n "$mac" ] || return 1
-  _tries=0
-  until timeout 15 wget -q -O /dev/null "$server/cgi-bin/report?mac=$mac&token=$token&status=$1" 2>/dev/null; do
-    _tries=$((_tries + 1))
-    [ "$_tries" -lt "${2:-1}" ] || { say "could not report '$1' to $server"; return 1; }
-    sleep 3
-  done
-}
+# report STATUS [TRIES [PERCENT [NOTE]]]: tell the server (btw-report), trying every 3 seconds;
+# fails when it never answered.
+report() { btw-report --tries "${2:-1}" "$1" "${3:-}" "${4:-}"; }
 
 fail() {
   say "FAILED: $*"
-  report failed || true
+  report failed 1 "" "$*" || true
   say "nothing more happens on its own; a shell is open on the console"
   exec sh </dev/console >/dev/console 2>&1
 }
@@ -117,6 +110,9 @@ ip link set lo up
 ip link set "$iface" up
 say "DHCP on $iface ($mac)"
 udhcpc -i "$iface" -n -q -t 20 -T 3 -s /etc/udhcpc.script || fail "no DHCP answer on $iface"
+# Where btw-report (this script's reports and the restore's progress) reaches the server.
+printf "server='%s'\nmac='%s'\n" "$server" "$mac" >/run/btw-report
+report deploy-env-up || true
 
 # The rest of the deploy environment, over Linux's network (much faster than the boot loader's).
 wget -q -O /tmp/tools.img "$tools" || fail "cannot download $tools"
@@ -127,6 +123,10 @@ say "tools unpacked; loading the storage drivers"
 load_drivers
 # No udev here: the disk's by-id and by-path links, for a disk named that way.
 disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
+# What the machine is made of, for `btw metal inventory` (disks by serial for the config).
+{ btw-inventory >/tmp/inventory.json && btw-report --tries 3 --inventory /tmp/inventory.json; } || say "could not report the inventory"
+# The restore reports how far it is through the same client.
+export BTW_PROGRESS=btw-report
 
 # The layouts this environment restores are its layout table's (build-deploy-initramfs.sh
 # --layout); anything else stops here, before anything is written, once the network is up

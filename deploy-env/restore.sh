@@ -17,6 +17,8 @@
 #   layout_root           the restored root to start from here (kexec, switch_root); none: reboot
 #   layout_release        what the deploy environment lets go of just before that start
 # Runs on the target machine (busybox sh in the deploy environment) and on hosts.
+# With BTW_PROGRESS set (btw-report in the deploy environment), it is told how far the
+# restore is: downloading N, writing N (per partition), configuring, every few seconds.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
@@ -145,14 +147,17 @@ else
   check_blank
 fi
 phase "disk checks"
+progress downloading 0
 fetch_artifacts
 fetch_seed
 phase "download and check"
+progress writing 0 "partition tables"
 write_tables
 phase "partition tables"
 layout_assemble
 write_partitions
 phase "partitions"
+progress configuring "" "$layout"
 layout_configure
 layout_finish
 sync

@@ -32,7 +32,8 @@ export class BaremetalStack extends TerraformStack {
     if (machines.length === 0) return;
     // Machines with a BMC are powered into their install; the others by a person.
     for (const machine of machines.filter((m) => m.bmc)) {
-      new MachinePower(this, `power-${machine.name}`, { machine, recordsDir: this.server.recordsDir, server: this.server.step });
+      const { reportTimeout, powerRetries } = lab.baremetal;
+      new MachinePower(this, `power-${machine.name}`, { machine, recordsDir: this.server.recordsDir, server: this.server.step, reportTimeout, powerRetries });
     }
     new TerraformOutput(this, "pxe-server", {
       value: { url: this.server.baseUrl, state_dir: this.server.stateDir, records_dir: this.server.recordsDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },

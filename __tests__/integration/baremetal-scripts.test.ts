@@ -143,6 +143,45 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fs.statSync(recordsDir).mode & 0o777).toBe(0o700);
   });
 
+  test("btw-report from the machine: states with percent and note become its log; its inventory is kept; bad ones are refused", () => {
+    // The deploy environment's client under busybox alone, from the machine's namespace.
+    const applets = path.join(work, "report-bin");
+    fs.mkdirSync(applets);
+    const busybox = execFileSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).trim();
+    for (const applet of execFileSync(busybox, ["--list"], { encoding: "utf8" }).split("\n").filter(Boolean)) fs.symlinkSync(busybox, path.join(applets, applet));
+    fs.writeFileSync(path.join(work, "btw-report.conf"), `server='${base}'\nmac='${m1.mac}'\n`);
+    fs.writeFileSync(path.join(work, "btw-token"), `${token(m1.mac)}\n`, { mode: 0o600 });
+    const ip = execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim();
+    const report = (...args: string[]) =>
+      spawnSync(ip, ["netns", "exec", ns, busybox, "sh", scriptPath("report.sh"), ...args], {
+        encoding: "utf8",
+        env: { PATH: applets, BTW_REPORT_CONFIG: path.join(work, "btw-report.conf"), BTW_TOKEN_FILE: path.join(work, "btw-token") },
+      });
+    expect(report("deploy-env-up").status).toBe(0);
+    expect(report("downloading", "40", "p2.ext4.pcl.zst").status).toBe(0);
+    expect(report("writing", "75", "vda2 (root); rm -rf $HOME").status).toBe(0);
+    expect(record(m1.mac)).toBe("writing");
+    const log = fs.readFileSync(path.join(recordsDir, `${m1.mac}.log`), "utf8").trim().split("\n");
+    expect(log.map((line) => line.split(" ").slice(1).join(" "))).toEqual(["deploy-env-up -", "downloading 40 p2.ext4.pcl.zst", "writing 75 vda2 (root)_ rm -rf _HOME"]);
+    expect(log.every((line) => Math.abs(Number(line.split(" ")[0]) - Date.now() / 1000) < 60)).toBe(true);
+    expect(fs.statSync(path.join(recordsDir, `${m1.mac}.log`)).mode & 0o077).toBe(0);
+    // Inventory: a JSON object, kept as it came; anything else refused.
+    const inventory = path.join(work, "inventory.json");
+    fs.writeFileSync(inventory, JSON.stringify({ disks: [{ name: "/dev/vda", serial: "s1" }], cpus: 2 }));
+    expect(report("--inventory", inventory).status).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(recordsDir, `${m1.mac}.inventory.json`), "utf8"))).toEqual({ disks: [{ name: "/dev/vda", serial: "s1" }], cpus: 2 });
+    fs.writeFileSync(inventory, "not json");
+    expect(report("--inventory", inventory).status).toBe(1);
+    expect(report("sideways").status).toBe(1);
+    expect(record(m1.mac)).toBe("writing");
+    // Another token is refused; the status command lists states only.
+    fs.writeFileSync(path.join(work, "btw-token"), `${"0".repeat(32)}\n`);
+    expect(report("failed").status).toBe(1);
+    expect(run("pxe-server.sh", ["status", "--state-dir", stateDir]).output.trim()).toBe(`${m1.mac} writing`);
+    // The machine reported nothing else, as far as the tests after this one know.
+    for (const suffix of ["", ".log", ".inventory.json"]) fs.rmSync(path.join(recordsDir, `${m1.mac}${suffix}`));
+  });
+
   test("reports need the machine's token and address; at done the seed leaves the server and the MAC boots its disk", () => {
     const m1Token = token(m1.mac);
     expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&status=done`).code).toBe(403);
@@ -465,6 +504,37 @@ describe("restore.sh refuses a wrong disk before reading any artifact", () => {
     expect(other.output).toContain("holds a partition table: pass --wipe");
     expect(sha(disk.file)).toBe(before);
   });
+});
+
+describe("the restore's progress (deploy-env/lib/output.sh), under busybox as in the deploy environment", () => {
+  test("follow reports a growing download every few seconds, a new state at once, and returns the job's status", () => {
+    const dir = fs.mkdtempSync(path.join(work, "progress-"));
+    const applets = path.join(dir, "bin");
+    fs.mkdirSync(applets);
+    const busybox = execFileSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).trim();
+    for (const applet of execFileSync(busybox, ["--list"], { encoding: "utf8" }).split("\n").filter(Boolean)) fs.symlinkSync(busybox, path.join(applets, applet));
+    fs.writeFileSync(path.join(dir, "report"), `#!${busybox} sh\necho "$*" >>${dir}/reports\n`, { mode: 0o755 });
+    const script = [
+      `. ${scriptPath("lib/output.sh")}`,
+      // A download of 1000 bytes, 100 a second, then a failure (exit 3).
+      `( for i in 1 2 3 4 5 6 7 8 9 10; do head -c 100 /dev/zero >>${dir}/file; sleep 1; done; exit 3 ) &`,
+      `follow $! downloading "percent \\$(stat -c %s ${dir}/file 2>/dev/null || echo 0) 1000" p2.ext4.pcl.zst; echo "status $?"`,
+      "progress writing 0 partition-tables",
+    ].join("\n");
+    const result = spawnSync(busybox, ["sh", "-c", script], { encoding: "utf8", env: { PATH: applets, BTW_PROGRESS: path.join(dir, "report"), PROG: "test" } });
+    expect(result.stdout.trim()).toBe("status 3");
+    const reports = fs.readFileSync(path.join(dir, "reports"), "utf8").trim().split("\n");
+    const downloads = reports.filter((line) => line.startsWith("downloading ")).map((line) => Number(line.split(" ")[1]));
+    // About every 3 seconds of 10: 3 or 4 reports, each further on, none past the whole.
+    expect(downloads.length).toBeGreaterThanOrEqual(3);
+    expect(downloads.length).toBeLessThanOrEqual(5);
+    expect([...downloads].sort((a, b) => a - b)).toEqual(downloads);
+    expect(new Set(downloads).size).toBe(downloads.length);
+    expect(Math.max(...downloads)).toBeLessThanOrEqual(100);
+    expect(reports.filter((line) => line.startsWith("downloading")).every((line) => line.endsWith(" p2.ext4.pcl.zst"))).toBe(true);
+    // A new state goes at once, whenever the last report was.
+    expect(reports[reports.length - 1]).toBe("writing 0 partition-tables");
+  }, 60_000);
 });
 
 describe("restore.sh reads its layouts from the table lib/config/layout.ts writes", () => {

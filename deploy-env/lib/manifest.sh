@@ -32,14 +32,20 @@ artifact() { if is_url "$source_base"; then echo "$work_dir/$1"; else echo "$sou
 
 # fetch_artifacts: every file of the manifest, downloaded (local ones read in place) and checked.
 fetch_artifacts() {
-  jq -r '.partition_table, .boot_code, .partitions[] | "\(.file // .artifact) \(.sha256)"' "$m" >"$work_dir/files"
-  while read -r _file _sha; do
+  jq -r '.partition_table, .boot_code, .partitions[] | "\(.file // .artifact) \(.sha256) \(.size // .artifact_size // 0)"' "$m" >"$work_dir/files"
+  _total=$(awk '{ s += $3 } END { printf "%d", s }' "$work_dir/files")
+  _fetched=0
+  while read -r _file _sha _size; do
     case "$_file" in */*|.*|'') die "manifest names an unsafe file: '$_file'" ;; esac
     if is_url "$source_base"; then
       say "downloading $_file"
       # To a file, then hashed: busybox tee moves about 1 KiB a system call, which made
       # a single pass through it slower under emulation than the two passes.
-      fetch "$source_base/$_file" "$work_dir/$_file" || die "cannot download $source_base/$_file"
+      fetch "$source_base/$_file" "$work_dir/$_file" &
+      follow $! downloading "percent \$((_fetched + \$(stat -c %s '$work_dir/$_file' 2>/dev/null || echo 0))) $_total" "$_file" ||
+        die "cannot download $source_base/$_file"
+      _fetched=$((_fetched + _size))
+      progress downloading "$(percent "$_fetched" "$_total")" "$_file"
     else
       [ -f "$source_base/$_file" ] || die "artifact missing: $source_base/$_file"
     fi

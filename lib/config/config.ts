@@ -228,6 +228,8 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
     baremetal: {
       outputDir: baremetal.output_dir ?? path.join(cacheDir, "artifacts", lab.name),
       pxe: { interface: pxe.interface, address: pxe.address, dhcpRange: pxe.dhcp_range, httpPort: pxe.http_port, stateDir: pxe.state_dir },
+      reportTimeout: baremetal.report_timeout,
+      powerRetries: baremetal.power_retries,
       machines: baremetal.machines.map((machine) => ({
         name: machine.name,
         mac: machine.mac,

@@ -250,6 +250,10 @@ const baremetalSchema = z
       .strict()
       .default({}),
     machines: z.array(machineSchema).default([]),
+    /** Machines with a BMC: seconds without a report from the machine before a power cycle retries its install. */
+    report_timeout: z.number().int().min(1).max(86400).default(900),
+    /** Machines with a BMC: power cycles before its install is marked failed. */
+    power_retries: z.number().int().min(0).max(10).default(2),
   })
   .strict()
   .default({});

@@ -87,6 +87,9 @@ export interface BaremetalConfig {
   outputDir: string;
   pxe: PxeConfig;
   machines: MachineConfig[];
+  /** Machines with a BMC: seconds without a report before a power cycle, and how many cycles before failed. */
+  reportTimeout: number;
+  powerRetries: number;
 }
 
 export interface VmConfig {

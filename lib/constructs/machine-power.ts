@@ -1,8 +1,10 @@
 // The power of one bare-metal machine that has a BMC (bin/install-power.ts):
 // once its PXE server has started (again), the machine's next boot is set to the
 // network, once, and the machine powered on or cycled, unless the server's
-// records hold it as installed. Its replacement follows the server's, so a new
-// seed or image reaches machines not yet installed without a person at them.
+// records hold it as installed; then the step follows its reports until done,
+// power cycling a silent machine, so the deploy ends when the machine is
+// installed or says why it is not. Its replacement follows the server's, so a
+// new seed or image reaches machines not yet installed without a person at them.
 // Destroying it does nothing: a machine removed from the config keeps running.
 import * as path from "path";
 import { Construct } from "constructs";
@@ -14,6 +16,9 @@ import { shellQuote } from "./host-step";
 
 export interface MachinePowerProps {
   machine: MachineConfig;
+  /** Seconds without a report before a power cycle, and how many cycles before failed. */
+  reportTimeout: number;
+  powerRetries: number;
   /** The server's records folder: which machines are installed. */
   recordsDir: string;
   /** The server's step: the power step runs after it, and again after each replacement. */
@@ -43,7 +48,9 @@ export class MachinePower extends Construct {
         provisioners: [
           {
             type: "local-exec",
-            command: [tsNode, "--transpile-only", entry, "--records", props.recordsDir].map(shellQuote).join(" "),
+            command: [tsNode, "--transpile-only", entry, "--records", props.recordsDir, "--report-timeout", String(props.reportTimeout), "--power-retries", String(props.powerRetries)]
+              .map(shellQuote)
+              .join(" "),
             // The machine's config without its user data; the password stays in the variable or file it names.
             environment: { BTW_MACHINE: JSON.stringify({ ...machine, userData: {} }) },
           },

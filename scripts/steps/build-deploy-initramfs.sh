@@ -178,9 +178,11 @@ assemble_trees() {
   mkdir -p "$tools/usr/bin" "$tools/usr/lib/btw"
   cp -R "$deploy_env/restore.sh" "$deploy_env/lib" "$deploy_env/layouts" "$tools/usr/lib/btw/"
   cp "$deploy_env/disk-links.sh" "$tools/usr/bin/"
+  cp "$deploy_env/inventory.sh" "$tools/usr/bin/btw-inventory"
   cp "$deploy_env/deploy-init.sh" "$root/init"
   cp "$deploy_env/udhcpc.script" "$root/etc/udhcpc.script"
-  chmod 755 "$root/init" "$root/etc/udhcpc.script" "$tools/usr/lib/btw/restore.sh" "$tools/usr/bin/disk-links.sh"
+  cp "$deploy_env/report.sh" "$root/usr/bin/btw-report"
+  chmod 755 "$root/init" "$root/etc/udhcpc.script" "$root/usr/bin/btw-report" "$tools/usr/lib/btw/restore.sh" "$tools/usr/bin/disk-links.sh" "$tools/usr/bin/btw-inventory"
   # The layout table: the layouts this environment restores, one a line, the default first.
   for _entry in $layout_entries; do echo "$_entry"; done >"$tools/usr/lib/btw/layouts.tab"
   ln -s /proc/mounts "$root/etc/mtab"

@@ -55,8 +55,9 @@ start      (re)starts the server; PXE_MACHINES is a JSON list of
            Records of machines no longer in PXE_MACHINES are forgotten.
 stop       stops both daemons and removes DIR (only when it carries $MARKER);
            DIR.records stays.
-status     prints each machine's reported state (started, done, failed, kept: its
-           disks hold another btw-img install, left as it is).
+status     prints each machine's reported state (deploy-env-up, started, downloading,
+           writing, configuring, done, failed, kept: its disks hold another btw-img
+           install, left as it is); btw metal status adds progress and the log.
 reinstall  forgets that the machine is installed: its next network boot restores it
            again, replacing the install its disks hold (a running server serves it
            at once).
@@ -129,7 +130,8 @@ cmd_stop() {
 
 cmd_status() {
   for _record in "$records_dir"/*; do
-    case "$_record" in *.token|*.replace|*"/*") continue ;; esac
+    # A machine's state is the file named by its MAC; its token, log and inventory have a suffix.
+    case "${_record##*/}" in *.*|"*") continue ;; esac
     printf '%s %s\n' "${_record##*/}" "$(cat "$_record")"
   done
 }

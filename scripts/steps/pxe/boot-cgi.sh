@@ -85,8 +85,10 @@ seed() {
   exit 0
 }
 
-# report: a machine's state, from its own address with its token. Done or kept: the seed leaves
-# the server, the token is void and a reinstall's mark gone; the MAC boots its disk from now on.
+# report: a machine's state, from its own address with its token: a state word, how far it is
+# (percent) and a note, each a line of <mac>.log (the last 200, with the time); or, POSTed, its
+# hardware inventory (<mac>.inventory.json). Done or kept: the seed leaves the server, the
+# token is void and a reinstall's mark gone; the MAC boots its disk from now on.
 report() {
   token=$(query token) status=$(query status)
   expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
@@ -94,11 +96,34 @@ report() {
     echo "btw-img: refused a report for ${mac:-no MAC} from $REMOTE_ADDR" >&2
     answer "403 Forbidden" "refused"
   fi
-  case "$status" in started|done|failed|kept) ;; *) answer "400 Bad Request" "bad status" ;; esac
+  case "$status" in
+    inventory) inventory ;;
+    deploy-env-up|started|downloading|writing|configuring|done|failed|kept) ;;
+    *) answer "400 Bad Request" "bad status" ;;
+  esac
+  percent=$(query percent | grep -x '[0-9]\{1,3\}') || percent="-"
+  # The note as it arrived (btw-report sends only these characters, spaces as %20).
+  note=$(query note | sed 's/%20/ /g' | tr -c 'A-Za-z0-9 ._:/()=,+\n-' '_' | cut -c1-200)
+  echo "$(date +%s) $status $percent${note:+ $note}" >>"$records_dir/$mac.log"
+  tail -n 200 "$records_dir/$mac.log" >"$records_dir/$mac.log.tmp.$$" && mv -f "$records_dir/$mac.log.tmp.$$" "$records_dir/$mac.log"
   echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
   record=$status
   _tftp=$state_dir/tftp/$(echo "$mac" | tr : -)
   ! installed || rm -f "$records_dir/$mac.token" "$records_dir/$mac.replace" "$machine/boot.ipxe" "$machine/token.cpio" "$_tftp/grub/deploy.cfg" "$_tftp/token.img"
+  answer "200 OK" ok
+}
+
+# inventory: the POSTed JSON object (at most 256 KiB) as the machine's inventory.
+inventory() {
+  case "${CONTENT_LENGTH:-}" in ''|*[!0-9]*) answer "411 Length Required" "no length" ;; esac
+  [ "$CONTENT_LENGTH" -le 262144 ] || answer "413 Payload Too Large" "inventory over 256 KiB"
+  head -c "$CONTENT_LENGTH" >"$records_dir/$mac.inventory.tmp.$$"
+  if ! jq -e 'type == "object"' "$records_dir/$mac.inventory.tmp.$$" >/dev/null 2>&1; then
+    rm -f "$records_dir/$mac.inventory.tmp.$$"
+    answer "400 Bad Request" "the inventory is not a JSON object"
+  fi
+  mv -f "$records_dir/$mac.inventory.tmp.$$" "$records_dir/$mac.inventory.json"
+  echo "btw-img: inventory $mac (from $REMOTE_ADDR)" >&2
   answer "200 OK" ok
 }
 
