@@ -251,6 +251,31 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(initramfsLoads()).toBe(lab.machines.length);
   }, 4_000_000);
 
+
+  test("btw metal status shows each machine's reports in order with moving progress; btw metal inventory its disks, NIC and firmware", () => {
+    const metal = (args: string[]) => spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", ...args], { encoding: "utf8", env: { ...process.env, BTW_CONFIG: workspace.configFile } });
+    const status = JSON.parse(metal(["status", "--json"]).stdout);
+    for (const machine of lab.machines) {
+      const entry = status.find((m: { name: string }) => m.name === machine.name);
+      expect({ machine: machine.name, state: entry.state }).toEqual({ machine: machine.name, state: "done" });
+      const reports = entry.reports as { state: string; percent?: number; at: number }[];
+      const states = reports.map((report) => report.state).filter((state, i, all) => state !== all[i - 1]);
+      expect({ machine: machine.name, states }).toEqual({ machine: machine.name, states: ["deploy-env-up", "started", "downloading", "writing", "configuring", "done"] });
+      const percents = (state: string) => reports.filter((report) => report.state === state).map((report) => report.percent as number);
+      // Moving: the download ends at 100; the write shows partclone's count at least twice.
+      expect(percents("downloading")[percents("downloading").length - 1]).toBe(100);
+      expect(new Set(percents("writing")).size).toBeGreaterThanOrEqual(2);
+      expect(reports.map((report) => report.at)).toEqual([...reports.map((report) => report.at)].sort((a, b) => a - b));
+      const inventory = JSON.parse(metal(["inventory", machine.name, "--json"]).stdout);
+      expect(inventory).toMatchObject({ firmware: machine.firmware === "bios" ? "bios" : "uefi", secure_boot: machine.firmware === "uefi-secure", cpus: 1 });
+      expect(inventory.nics).toEqual(expect.arrayContaining([expect.objectContaining({ mac: machine.mac, link: true, driver: "virtio_net" })]));
+      expect(inventory.disks).toEqual([expect.objectContaining({ name: "/dev/vda", size_bytes: 5 * 1024 ** 3 })]);
+    }
+    const [uefi] = lab.machines;
+    const uefiDisks = JSON.parse(metal(["inventory", uefi.name, "--json"]).stdout).disks;
+    expect(uefiDisks[0]).toMatchObject({ serial: "btw-uefi-disk", by_id: "/dev/disk/by-id/virtio-btw-uefi-disk" });
+    expect(metal(["status"]).stdout).toMatch(new RegExp(`^${uefi.name} +${uefi.mac} +done +- +\\d{4}-`, "m"));
+  });
   test("after done the seed leaves the server: its token reaches nothing, and no file others can read holds the user data", () => {
     for (const machine of lab.machines) {
       expect(lab.record(machine)).toBe("done");

@@ -52,6 +52,9 @@ fetch_artifacts() {
     _actual=$(sha256sum "$(artifact "$_file")" | cut -d' ' -f1)
     [ "$_actual" = "$_sha" ] || die "checksum mismatch for $_file: expected $_sha, got $_actual (nothing was written to$devices)"
   done <"$work_dir/files"
+  # The whole download, whenever the last report was.
+  progress_at=0
+  progress downloading 100
   say "all $(wc -l <"$work_dir/files") artifacts match their sha256"
 }
 
