@@ -3,6 +3,7 @@
 import { spawnSync, SpawnSyncOptions } from "child_process";
 import * as path from "path";
 import { labInfo, LabInfo } from "../lib/cli/lab-info";
+import { ConnStrError, pgEnvironment } from "../lib/cli/pg-env";
 import { ConfigError, loadConfig } from "../lib/config/config";
 import { PROJECT_DIR } from "../lib/paths";
 
@@ -127,10 +128,20 @@ function runCdktf(lab: LabInfo, args: string[]): number {
   const status = run("cdktf", args);
   if (status !== 0 && lab.state.backend === "pg") {
     const schemas = lab.state.schemas.flatMap((schema) => ["--schema", schema]);
+    // psql gets the connection as libpq's environment, never as an argument.
+    const { PG_CONN_STR: connStr = lab.state.connStr, ...env } = process.env;
+    let connection: Record<string, string>;
+    try {
+      connection = pgEnvironment(connStr || lab.state.connStr);
+    } catch (error) {
+      if (!(error instanceof ConnStrError)) throw error;
+      console.error(`btw: cannot name who holds the lock: PG_CONN_STR or state.conn_str: ${error.message}`);
+      return status;
+    }
     const holders = spawnSync("sh", ["scripts/host/state-lock-holder.sh", ...schemas], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, PG_CONN_STR: process.env.PG_CONN_STR || lab.state.connStr },
+      env: { ...env, ...connection },
     }).stdout.trim();
     if (holders) {
       console.error(`btw: ${holders}; another run of this lab is under way: wait for it (state.lock_timeout: ${lab.state.lockTimeout} s) or try again`);

@@ -119,12 +119,21 @@ describe("a lab's state in PostgreSQL", () => {
     expect(diff.output).not.toContain(pg.password);
   }, 600_000);
 
-  test("a run that meets another run's lock gives up at once, naming who holds it (state.lock_timeout 0)", async () => {
+  test("a run that meets another run's lock gives up at once, naming who holds it (state.lock_timeout 0), with no connection string in psql's arguments", async () => {
     writeLab({ backend: "pg", lock_timeout: 0 });
+    // psql as btw runs it, its arguments recorded (every local user can read them in /proc).
+    const bin = path.join(dir, "bin");
+    fs.mkdirSync(bin, { recursive: true });
+    const realPsql = spawnSync("sh", ["-c", "command -v psql"], { encoding: "utf8" }).stdout.trim();
+    fs.writeFileSync(path.join(bin, "psql"), `#!/bin/sh\nprintf '%s\\n' "$*" >>${path.join(dir, "psql-args")}\nexec ${realPsql} "$@"\n`, { mode: 0o755 });
     const holder = holdLock(300);
     await untilLockHeld();
-    const diff = await btw(["diff"]);
+    const diff = await btw(["diff"], { PATH: `${bin}:${process.env.PATH}` });
     holder.release();
+    const psqlArgs = fs.readFileSync(path.join(dir, "psql-args"), "utf8");
+    expect(psqlArgs).toContain("-v schema=btw_mhpg_lab");
+    expect(psqlArgs).not.toContain(pg.password);
+    expect(psqlArgs).not.toContain("postgres://");
     expect(diff.status).not.toBe(0);
     expect(diff.output).toContain("Error acquiring the state lock");
     expect(diff.output).toMatch(/btw: state btw_mhpg_lab is locked by btw-img alice@laptop: btw up mhpg \(connected from 127\.0\.0\.1 since /);

@@ -3,12 +3,13 @@
 # engine's own lock error describes the run that failed to take the lock, not the
 # holder. Prints one line per held lock (the holder's application name, which btw
 # sets to user@host and command, and since when); prints nothing when none is held.
-# The connection string comes from PG_CONN_STR and is never printed.
+# The connection comes from libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE,
+# PGPASSWORD, ...: bin/btw.ts sets them from PG_CONN_STR), never from an argument.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 
 PROG=state-lock-holder
-USAGE="usage: PG_CONN_STR=... state-lock-holder.sh --schema NAME [--schema NAME]..."
+USAGE="usage: PGHOST=... [PGUSER=... PGDATABASE=...] state-lock-holder.sh --schema NAME [--schema NAME]..."
 # shellcheck source=../steps/lib/messages.sh
 . "$(dirname "$0")/../steps/lib/messages.sh"
 
@@ -23,12 +24,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$schemas" ] || usage_error "missing --schema"
-[ -n "${PG_CONN_STR:-}" ] || die "PG_CONN_STR is not set"
+[ -n "${PGHOST:-}${PGSERVICE:-}${PGDATABASE:-}" ] || die "no connection: set PGHOST (or PGSERVICE, PGDATABASE) and the other libpq variables it needs"
 
 for schema in $schemas; do
   # The pg backend locks a state with pg_try_advisory_lock(<its row id>), or -1 while it
   # creates the row; a bigint key shows in pg_locks as classid (high half) and objid (low half).
-  psql "$PG_CONN_STR" -X -q -A -t -v ON_ERROR_STOP=1 -v schema="$schema" <<'SQL' 2>/dev/null || true
+  psql -X -q -A -t -v ON_ERROR_STOP=1 -v schema="$schema" <<'SQL' 2>/dev/null || true
 SELECT format('state %s is locked by %s (connected from %s since %s)',
               :'schema',
               coalesce(nullif(a.application_name, ''), 'a client without an application name'),
