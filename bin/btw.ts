@@ -18,6 +18,7 @@ Commands for the lab in lab.yaml (or the file BTW_CONFIG names):
   status           the lab's VMs with their state and address
   metal status     the bare-metal machines' states and progress (metal inventory NAME: hardware)
   metal reinstall NAME  restore the bare-metal machine NAME again at its next network boot
+  metal release NAME [--erase quick|full]  stop serving it; erase its disks
   metal power NAME on|off|cycle|status  its power, through its BMC (baremetal.machines[].bmc)
 
 \`btw COMMAND --help\` describes a command.`;
@@ -46,6 +47,7 @@ Lists the lab's VMs with their libvirt domain, host (hosts[].name), state and IP
   metal: `usage: btw metal status [--json]
        btw metal inventory NAME [--json]
        btw metal reinstall NAME
+       btw metal release NAME [--erase quick|full]
        btw metal power NAME on|off|cycle|status
 
 status: each bare-metal machine (baremetal.machines) with its state as its
@@ -58,7 +60,13 @@ firmware and Secure Boot.
 reinstall: forgets that the machine NAME is installed: its next network boot
 restores its image again, once, replacing the btw-img install its disks hold
 (without a reinstall, a restore never overwrites one); a machine with a BMC is
-then set to boot from the network once and powered on or cycled.
+then set to boot from the network once, powered on or cycled, and followed
+until done.
+release: the machine is not served any more (no disk written); with --erase its
+next network boot erases its disks (quick: signatures, tables, the first and
+last MiB of each partition and disk; full: discard, else zeroes), reports
+released and powers off; a machine with a BMC is powered for it, followed, and
+powered off. btw metal reinstall installs it again.
 power: powers NAME on, off or through a cycle (on when it is off), or prints its
 power state, through its BMC (bmc: driver ipmi or redfish; the password from
 bmc.password_env or bmc.password_file, never from the config).`,
@@ -226,8 +234,8 @@ function status(args: string[]): number {
 }
 
 function metal(args: string[]): number {
-  if (!["status", "inventory", "reinstall", "power"].includes(args[0])) {
-    throw usageError("metal: expected 'status', 'inventory NAME', 'reinstall NAME' or 'power NAME on|off|cycle|status'", HELP.metal);
+  if (!["status", "inventory", "reinstall", "release", "power"].includes(args[0])) {
+    throw usageError("metal: expected 'status', 'inventory NAME', 'reinstall NAME', 'release NAME' or 'power NAME on|off|cycle|status'", HELP.metal);
   }
   prepare();
   return run(TS_NODE, ["--transpile-only", path.join(PROJECT_DIR, "bin", "metal.ts"), ...args]);

@@ -4,6 +4,8 @@
 //   reinstall NAME              restored again at its next network boot (pxe-server.sh
 //                               reinstall); with a BMC, that boot is set, the machine powered
 //                               and its install followed until done
+//   release NAME [--erase quick|full]   not served any more; with --erase its next network boot
+//                               erases its disks (with a BMC: powered, followed, then off)
 //   power NAME on|off|cycle|status   its power, through its BMC (lib/bmc)
 import { spawnSync } from "child_process";
 import * as path from "path";
@@ -17,6 +19,7 @@ import { SCRIPTS_DIR } from "../lib/paths";
 export const METAL_USAGE = `usage: btw metal status [--json]
        btw metal inventory NAME [--json]
        btw metal reinstall NAME
+       btw metal release NAME [--erase quick|full]
        btw metal power NAME on|off|cycle|status`;
 const POWER = ["on", "off", "cycle", "status"] as const;
 
@@ -99,12 +102,35 @@ async function reinstall(lab: LabConfig, machine: MachineConfig): Promise<number
   return 0;
 }
 
+async function release(lab: LabConfig, machine: MachineConfig, erase: string | undefined): Promise<number> {
+  if (erase !== undefined && erase !== "quick" && erase !== "full") throw new UsageError(`metal release: --erase takes quick or full, not '${erase}'`);
+  const script = path.join(SCRIPTS_DIR, "pxe-server.sh");
+  const stateDir = pxeServerDir(lab.baremetal.pxe.stateDir, lab.name);
+  const result = spawnSync("sh", [script, "release", "--state-dir", stateDir, "--mac", machine.mac, ...(erase ? ["--erase", erase] : [])], { stdio: "inherit" });
+  if (result.status !== 0) return result.status ?? 1;
+  const say = (line: string) => console.log(`btw-img: ${line}`);
+  if (!machine.bmc) {
+    if (erase) say(`${machine.name}: power it on (network boot): its deploy environment erases its disks, reports released and powers it off`);
+    return 0;
+  }
+  const bmc = bmcDriver(machine);
+  if (erase) {
+    await powerForInstall(machine, recordsDir(lab), say);
+    await followInstall(machine, recordsDir(lab), { reportTimeout: lab.baremetal.reportTimeout, powerRetries: lab.baremetal.powerRetries, until: ["released"], what: "erase" }, say);
+  }
+  await bmc.power("off");
+  say(`${machine.name}: released${erase ? ` (disks erased, ${erase})` : ""}, powered off`);
+  return 0;
+}
+
 async function main(args: string[]): Promise<number> {
   const json = args.includes("--json");
-  const [command, name, action, ...rest] = args.filter((arg) => arg !== "--json");
-  const shape: Record<string, number> = { status: 1, inventory: 2, reinstall: 2, power: 3 };
-  const given = [command, name, action, ...rest].filter((arg) => arg !== undefined).length;
-  if (!(command in shape) || given !== shape[command] || (json && !["status", "inventory"].includes(command))) {
+  const eraseAt = args.indexOf("--erase");
+  const erase = eraseAt >= 0 ? args[eraseAt + 1] : undefined;
+  const words = args.filter((arg, i) => arg !== "--json" && (eraseAt < 0 || (i !== eraseAt && i !== eraseAt + 1)));
+  const [command, name, action] = words;
+  const shape: Record<string, number> = { status: 1, inventory: 2, reinstall: 2, release: 2, power: 3 };
+  if (!(command in shape) || words.length !== shape[command] || (json && !["status", "inventory"].includes(command)) || (eraseAt >= 0 && command !== "release")) {
     throw new UsageError(`metal: expected ${Object.keys(shape).map((c) => `'${c}'`).join(", ")} with their arguments`);
   }
   const lab = loadConfig();
@@ -112,6 +138,7 @@ async function main(args: string[]): Promise<number> {
   const machine = machineNamed(lab, name);
   if (command === "inventory") return inventory(lab, machine, json);
   if (command === "power") return power(machine, action);
+  if (command === "release") return release(lab, machine, erase);
   return reinstall(lab, machine);
 }
 

@@ -16,7 +16,7 @@
 #   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
 #   programs, fetched once the network is up)
 #   [btw.seed=URL (the seed is at URL/TOKEN/)] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
-#   [btw.after=kexec|reboot|poweroff]
+#   [btw.after=kexec|reboot|poweroff] [btw.erase=quick|full (a release: erase.sh, then off)]
 # btw.layout= names a line of the layout table (/usr/lib/btw/layouts.tab; none: its first);
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
 # Nothing here knows a layout: restore.sh and its drivers do.
@@ -43,7 +43,7 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
-server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" replace="" after=reboot
+server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" replace="" erase="" after=reboot
 # shellcheck disable=SC2013 # the kernel's command line is words
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -57,6 +57,7 @@ for arg in $(cat /proc/cmdline); do
     btw.layout=*) layout=${arg#*=} ;;
     btw.wipe=1) wipe=--wipe ;;
     btw.replace=1) replace=--replace ;;
+    btw.erase=quick|btw.erase=full) erase=${arg#*=} ;;
     btw.after=*) after=${arg#*=} ;;
   esac
 done
@@ -128,10 +129,34 @@ disk-links.sh 2>/dev/null || say "could not create all /dev/disk links"
 # The restore reports how far it is through the same client.
 export BTW_PROGRESS=btw-report
 
+# machine_disks: the machine's own disks (not removable, not empty), as /dev paths.
+machine_disks() {
+  for block in /sys/block/*; do
+    name=${block##*/}
+    case "$name" in loop*|ram*|sr*|zram*|nbd*|md*|dm-*|fd*) continue ;; esac
+    [ "$(cat "$block/removable" 2>/dev/null)" = 0 ] && [ "$(cat "$block/size")" -gt 0 ] && printf ' /dev/%s' "$name"
+  done
+  return 0
+}
+
+BTW=/usr/lib/btw
+# A release (btw.erase=): the disks named, else all of the machine's, erased; then released, off.
+if [ -n "$erase" ]; then
+  targets=${disks:-$(machine_disks)}
+  [ -n "$targets" ] || fail "no disk to erase"
+  report erasing 1 0 || true
+  # shellcheck disable=SC2046,SC2086 # disk paths, one a word
+  "$BTW/erase.sh" --mode "$erase" $(printf -- ' --disk %s' $targets) || fail "the $erase erase of$targets failed: its messages are above"
+  report released 20 || say "could not report released to $server"
+  say "erased ($erase):$targets; powering off"
+  sync
+  sleep 2
+  poweroff -f
+fi
+
 # The layouts this environment restores are its layout table's (build-deploy-initramfs.sh
 # --layout); anything else stops here, before anything is written, once the network is up
 # so that the server hears 'failed'.
-BTW=/usr/lib/btw
 # shellcheck source=lib/layout-table.sh # deploy-env/ is /usr/lib/btw there
 . "$BTW/lib/layout-table.sh"
 layout_lookup "$BTW/layouts.tab" "$layout" || fail "$layout_error: deploy the baremetal stack again"
@@ -143,12 +168,7 @@ if [ $# -gt 0 ] || ! layout_takes 1; then
 fi
 disk=${1:-}
 if [ -z "$disk" ]; then
-  candidates=""
-  for block in /sys/block/*; do
-    name=${block##*/}
-    case "$name" in loop*|ram*|sr*|zram*|nbd*|md*|dm-*|fd*) continue ;; esac
-    [ "$(cat "$block/removable" 2>/dev/null)" = 0 ] && [ "$(cat "$block/size")" -gt 0 ] && candidates="$candidates /dev/$name"
-  done
+  candidates=$(machine_disks)
   # shellcheck disable=SC2086 # disk paths, one a word
   set -- $candidates
   [ $# -eq 1 ] || fail "cannot choose the disk (found:${candidates:- none}); set the machine's disk in the config"
@@ -178,74 +198,9 @@ esac
 # shellcheck disable=SC2086 # options and disk paths, one a word
 restored_root=$("$BTW/restore.sh" $layout_args --work-dir /tmp/restore --print-root) || restored_root=""
 
-# load_restored_kernel: load the restored system's own kernel, initramfs and command
-# line (the first entry of its GRUB config) for kexec, so that its first boot skips
-# the firmware, the network boot and the boot loader: on a PC that is most of a
-# minute, under emulation more. Fails (nothing loaded) when any of it is not plain.
-load_restored_kernel() {
-  command -v kexec >/dev/null 2>&1 || { say "no kexec in this deploy environment"; return 1; }
-  [ -n "$restored_root" ] || { say "kexec: layout $layout starts its system by a reboot"; return 1; }
-  mkdir -p /sysroot
-  mount -t ext4 -o ro "$restored_root" /sysroot || return 1
-  _grub=/sysroot/boot/grub/grub.cfg
-  _kernel=$(awk '$1 == "linux" { print $2; exit }' "$_grub" 2>/dev/null)
-  _initrd=$(awk '$1 == "initrd" { print $2; exit }' "$_grub" 2>/dev/null)
-  _args=$(awk '$1 == "linux" { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }' "$_grub" 2>/dev/null)
-  _loaded=1
-  case "$_kernel$_initrd$_args" in
-    *'$'*|*'`'*) say "kexec: the restored GRUB config uses variables; rebooting instead" ;;
-    *)
-      if [ -f "/sysroot$_kernel" ] && [ -f "/sysroot$_initrd" ]; then
-        # A plain load first, without the integrity check (purgatory's sha256 of every segment:
-        # seconds under emulation, of what was just read from the disk); under Secure Boot's
-        # lockdown (only when "done" was not heard) the kernel refuses it: -s, it loads and checks.
-        if kexec -l -i "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args" 2>/dev/null ||
-          kexec -s -l "/sysroot$_kernel" --initrd="/sysroot$_initrd" --command-line="$_args"; then
-          _loaded=0
-          say "kexec: loaded ${_kernel##*/} with the restored system's command line: $_args"
-        else
-          say "kexec: the kernel refused ${_kernel##*/}; rebooting instead"
-        fi
-      else
-        say "kexec: no kernel or initramfs at '$_kernel' '$_initrd' in the restored GRUB config; rebooting instead"
-      fi ;;
-  esac
-  umount /sysroot
-  return "$_loaded"
-}
-
-# release_layout: what the layout holds let go of just before the restored system starts.
-# shellcheck disable=SC2086 # options and disk paths, one a word
-release_layout() { "$BTW/restore.sh" $layout_args --work-dir /tmp/restore --release || true; }
-
-# UEFI, when the restored system is not started from here: its first boot starts its
-# shim at once (BootNext, used once by the firmware), not through the network;
-# BootOrder stays as it is, network first, and every later boot reaches the disk
-# through the server's GRUB.
-boot_next_disk() {
-  [ -d /sys/firmware/efi ] || return 2
-  esp_number=$(jq -r '.partitions[] | select(.role == "esp") | .number' /tmp/restore/manifest.json)
-  [ -n "$esp_number" ] && [ "$esp_number" != null ] || return 2
-  modprobe -q efivarfs 2>/dev/null
-  grep -q ' /sys/firmware/efi/efivars ' /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars || return 1
-  # An entry of an earlier install of this machine goes first.
-  for old in $(efibootmgr | sed -n 's/^Boot\([0-9A-F]\{4\}\)\*\{0,1\} btw-img .*/\1/p'); do
-    efibootmgr -q -b "$old" -B || return 1
-  done
-  entry=$(efibootmgr --create-only --disk "$(readlink -f "$disk")" --part "$esp_number" --label "btw-img restored disk" \
-    --loader '\EFI\debian\shimx64.efi' | sed -n 's/^Boot\([0-9A-F]\{4\}\)\*\{0,1\} btw-img .*/\1/p' | tail -n 1)
-  [ -n "$entry" ] && efibootmgr -q --bootnext "$entry"
-}
-
-# Secure Boot on (the firmware's SecureBoot variable is 1): the first boot goes through the
-# firmware and shim as every later one will, so the first boot already proves the signed
-# chain (shim, GRUB, kernel) that each later boot depends on.
-secure_boot_on() {
-  [ -d /sys/firmware/efi ] || return 1
-  modprobe -q efivarfs 2>/dev/null
-  grep -q ' /sys/firmware/efi/efivars ' /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null || return 1
-  [ "$(od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | awk '{ print $NF }')" = 1 ]
-}
+# How the restored system starts from here (kexec, BootNext, Secure Boot): functions of lib/start.sh.
+# shellcheck source=lib/start.sh # deploy-env/ is /usr/lib/btw there
+. "$BTW/lib/start.sh"
 
 if report "$outcome" 20; then
   if [ "$after" = kexec ] && secure_boot_on; then

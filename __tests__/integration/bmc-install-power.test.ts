@@ -219,4 +219,29 @@ describe("deploy powers machines through their BMCs", () => {
     expect({ status: none.exitCode, stderr: none.stderr }).toMatchObject({ status: 1, stderr: expect.stringContaining("m-hand has reported no inventory yet") });
     expect((await btw(["status", "extra"])).exitCode).toBe(2);
   }, 180_000);
+
+  test("btw metal release --erase powers the machine into its erase, follows it until released, then powers it off; without --erase, off at once", async () => {
+    fs.writeFileSync(path.join(work, "lab.yaml"), labYaml());
+    const btw = (args: string[]) => execa(path.join(PROJECT_DIR, "bin", "btw"), ["metal", ...args], { reject: false, env: { ...ENV, BTW_CONFIG: path.join(work, "lab.yaml") } });
+    const before = redfish.actions("node1").length;
+    const erased = async () => {
+      await until(() => redfish.actions("node1").slice(before).some((action) => action.startsWith("power on from Pxe")));
+      expect(fs.readFileSync(path.join(records, `${MACHINES.redfish}.erase`), "utf8").trim()).toBe("quick");
+      reportAs(MACHINES.redfish, "erasing", 100, "/dev/vda");
+      await sleep(700);
+      reportAs(MACHINES.redfish, "released");
+    };
+    const [result] = await Promise.all([btw(["release", "m-redfish", "--erase", "quick"]), erased()]);
+    const output = `${result.stdout}${result.stderr}`;
+    expect({ status: result.exitCode, output }).toMatchObject({ status: 0, output: expect.stringContaining("m-redfish: released (disks erased, quick), powered off") });
+    expect(output).toContain("m-redfish: released");
+    expect(redfish.actions("node1").slice(before).filter((action) => action.startsWith("reset") || action.startsWith("boot"))).toEqual(["boot Pxe Once UEFI", expect.stringMatching(/^reset (On|PowerCycle)$/), "reset ForceOff"]);
+    // Without --erase: no boot, no disk written, off.
+    record(MACHINES.ipmi, "done");
+    const plain = await btw(["release", "m-ipmi"]);
+    expect({ status: plain.exitCode, output: `${plain.stdout}${plain.stderr}` }).toMatchObject({ status: 0, output: expect.stringContaining("m-ipmi: released, powered off") });
+    expect(fs.readFileSync(path.join(records, MACHINES.ipmi), "utf8").trim()).toBe("released");
+    expect(ipmi.actions()[ipmi.actions().length - 1]).toBe("power 0");
+    expect((await btw(["release", "m-ipmi", "--erase", "sideways"])).exitCode).toBe(2);
+  }, 180_000);
 });

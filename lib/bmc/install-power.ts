@@ -17,6 +17,9 @@ export interface FollowOptions {
   powerRetries: number;
   /** Seconds between looks at the records (default 2). */
   pollSeconds?: number;
+  /** The states that end it (default: done, kept), and what it is, for messages (default: install). */
+  until?: string[];
+  what?: string;
 }
 
 /** The machine's state in the server's records folder: installed (done or kept, no reinstall asked), or not. */
@@ -48,7 +51,7 @@ export async function powerForInstall(machine: MachineConfig, recordsDir: string
 const sleep = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 
 /**
- * Follows MACHINE's reports after it was powered into its install, saying each new state or
+ * Follows MACHINE's reports after it was powered into its install (or erase), saying each new state or
  * percent, until done or kept; a silence of reportTimeout seconds is retried by a power cycle.
  * Throws a BmcError with the reason when the install failed or retries ran out.
  */
@@ -67,8 +70,8 @@ export async function followInstall(machine: MachineConfig, recordsDir: string, 
     const line = `${state}${last?.percent !== undefined ? ` ${last.percent} %` : ""}${last?.note ? ` (${last.note})` : ""}`;
     if (line !== shown) say(`${machine.name}: ${line}`);
     shown = line;
-    if (last && (state === "done" || state === "kept")) return state;
-    if (last && state === "failed") throw new BmcError(`machine ${machine.name}: its install failed: ${last.note || "no reason given"} (btw metal status)`);
+    if (last && (options.until ?? ["done", "kept"]).includes(state)) return state;
+    if (last && state === "failed") throw new BmcError(`machine ${machine.name}: its ${options.what ?? "install"} failed: ${last.note || "no reason given"} (btw metal status)`);
     const quiet = now() - Math.max(since, last?.at ?? 0);
     if (quiet >= options.reportTimeout) {
       if (cycles >= options.powerRetries) {

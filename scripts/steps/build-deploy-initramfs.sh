@@ -25,7 +25,7 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
 # once the network is up, instead of initramfs.img, which the boot loader loads through
 # the firmware's network (GRUB's HTTP moved about 2 MB/s under emulation: each MB left
 # out is half a second). zstd, which unpacks tools.img, goes into initramfs.img.
-PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec"
+PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec wipefs blkdiscard"
 # Driver folders (of MODULE_DIRS) that go into tools.img too.
 TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs updates"
 
@@ -176,13 +176,13 @@ assemble_trees() {
   # Debian's merged /usr: /lib64 holds the dynamic loader.
   [ -e "$root/lib64" ] || [ ! -d "$root/usr/lib64" ] || ln -s usr/lib64 "$root/lib64"
   mkdir -p "$tools/usr/bin" "$tools/usr/lib/btw"
-  cp -R "$deploy_env/restore.sh" "$deploy_env/lib" "$deploy_env/layouts" "$tools/usr/lib/btw/"
+  cp -R "$deploy_env/restore.sh" "$deploy_env/erase.sh" "$deploy_env/lib" "$deploy_env/layouts" "$tools/usr/lib/btw/"
   cp "$deploy_env/disk-links.sh" "$tools/usr/bin/"
   cp "$deploy_env/inventory.sh" "$tools/usr/bin/btw-inventory"
   cp "$deploy_env/deploy-init.sh" "$root/init"
   cp "$deploy_env/udhcpc.script" "$root/etc/udhcpc.script"
   cp "$deploy_env/report.sh" "$root/usr/bin/btw-report"
-  chmod 755 "$root/init" "$root/etc/udhcpc.script" "$root/usr/bin/btw-report" "$tools/usr/lib/btw/restore.sh" "$tools/usr/bin/disk-links.sh" "$tools/usr/bin/btw-inventory"
+  chmod 755 "$root/init" "$root/etc/udhcpc.script" "$root/usr/bin/btw-report" "$tools/usr/lib/btw/restore.sh" "$tools/usr/lib/btw/erase.sh" "$tools/usr/bin/disk-links.sh" "$tools/usr/bin/btw-inventory"
   # The layout table: the layouts this environment restores, one a line, the default first.
   for _entry in $layout_entries; do echo "$_entry"; done >"$tools/usr/lib/btw/layouts.tab"
   ln -s /proc/mounts "$root/etc/mtab"

@@ -25,7 +25,8 @@ USAGE="usage: PXE_MACHINES=JSON pxe-server.sh start --state-dir DIR --interface 
          [--http-port PORT] --deploy PROFILE=DIR... --artifacts PROFILE=DIR...
        pxe-server.sh stop --state-dir DIR
        pxe-server.sh status --state-dir DIR
-       pxe-server.sh reinstall --state-dir DIR --mac MAC"
+       pxe-server.sh reinstall --state-dir DIR --mac MAC
+       pxe-server.sh release --state-dir DIR --mac MAC [--erase quick|full]"
 IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
 # dnsmasq serves TFTP as this user (Debian's dnsmasq-base makes it): GRUB's deploy scripts are its alone.
 TFTP_USER=dnsmasq
@@ -39,6 +40,7 @@ PXE_DIR=$(cd "$(dirname "$0")/pxe/" && pwd)
 . "$(dirname "$0")/pxe/folders.sh"
 . "$(dirname "$0")/pxe/daemons.sh"
 . "$(dirname "$0")/pxe/machines.sh"
+. "$(dirname "$0")/pxe/records.sh"
 
 print_help() {
   cat <<EOF
@@ -61,12 +63,17 @@ status     prints each machine's reported state (deploy-env-up, started, downloa
 reinstall  forgets that the machine is installed: its next network boot restores it
            again, replacing the install its disks hold (a running server serves it
            at once).
+release    with --erase: its next network boot erases its disks (quick: signatures,
+           tables, the first and last MiB of each partition and disk; full: discard,
+           else zeroes), reports released and powers it off; without: released at
+           once, no disk written. A released machine is not served until a reinstall.
 Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI; with GRUB,
 one folder per MAC, aa-bb-cc-dd-ee-ff/, with the same loaders, the deploy kernel and
 initramfs, and grub/grub.cfg reading grub/deploy.cfg until done, then grub/disk.cfg),
 DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, cgi-bin/boot, token, seed and
 report: pxe/boot-cgi.sh), DIR/machines/<mac> (seed, token archive and boot scripts, root only), DIR/*.pid,
-DIR/*.log; DIR.records/<mac> (state) and <mac>.token. The boot scripts are pxe/'s templates.
+DIR/*.log; DIR.records/<mac> (state), <mac>.token, .log (reports), .inventory.json, and the
+marks .replace (reinstall) and .erase (release). The boot scripts are pxe/'s templates.
 A --deploy DIR with shimx64.efi and grubx64.efi (build-deploy-initramfs.sh copies
 them from the image) gives UEFI machines that chain; without, they get iPXE.
 EOF
@@ -76,16 +83,16 @@ EOF
 command=$1
 shift
 case "$command" in
-  start|stop|status|reinstall) ;;
+  start|stop|status|reinstall|release) ;;
   -h|--help) print_help; exit 0 ;;
   *) usage_error "unknown command: $command" ;;
 esac
 
-state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploys="" artifacts="" mac=""
+state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploys="" artifacts="" mac="" erase=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
-    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts|--mac)
+    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts|--mac|--erase)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --state-dir) state_dir=$2 ;;
@@ -96,6 +103,7 @@ while [ $# -gt 0 ]; do
         --deploy) deploys="$deploys $2" ;;
         --artifacts) artifacts="$artifacts $2" ;;
         --mac) mac=$2 ;;
+        --erase) erase=$2 ;;
       esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -108,50 +116,6 @@ case "$state_dir" in *[!A-Za-z0-9._/@+:-]*) usage_error "--state-dir may hold on
 state_dir=${state_dir%/}
 [ -n "$state_dir" ] || usage_error "--state-dir must not be /"
 records_dir=$state_dir.records
-
-# ------------------------------------------------------------------ stop, status, reinstall
-
-cmd_stop() {
-  if ours "$state_dir"; then
-    stop_daemon dnsmasq
-    stop_daemon httpd
-    # A server from before the records folder kept "done" in state/: keep it.
-    for _report in "$state_dir"/state/*; do
-      [ "$(cat "$_report" 2>/dev/null)" = "done" ] || continue
-      own_dir "$records_dir"
-      echo "done" >"$records_dir/${_report##*/}"
-    done
-    rm -rf "$state_dir"
-    say "stopped; removed $state_dir (the machines' records stay in $records_dir)"
-  elif [ -e "$state_dir" ]; then
-    say "left $state_dir alone: it is not btw-img's (no $MARKER in it)"
-  fi
-}
-
-cmd_status() {
-  for _record in "$records_dir"/*; do
-    # A machine's state is the file named by its MAC; its token, log and inventory have a suffix.
-    case "${_record##*/}" in *.*|"*") continue ;; esac
-    printf '%s %s\n' "${_record##*/}" "$(cat "$_record")"
-  done
-}
-
-cmd_reinstall() {
-  is_mac "$mac" || usage_error "--mac must be a lowercase MAC such as 52:54:00:12:34:56"
-  if [ -d "$records_dir" ] && ! ours "$records_dir"; then die "$records_dir is not btw-img's (no $MARKER in it)"; fi
-  _was=$(cat "$records_dir/$mac" 2>/dev/null) || _was="no record"
-  rm -f "$records_dir/$mac" "$records_dir/$mac.token"
-  # The mark that its next restore replaces the install its disks hold (until done).
-  own_dir "$records_dir"
-  chmod 700 "$records_dir"
-  echo replace >"$records_dir/$mac.replace"
-  if ours "$state_dir" && [ -f "$state_dir/machines/$mac/deploy.ipxe.in" ]; then
-    publish "$mac"
-    say "$mac ($(cat "$state_dir/machines/$mac/name")) was $_was: its next network boot restores it"
-  else
-    say "$mac was $_was: forgotten; the server is not serving it now, its next start will"
-  fi
-}
 
 # ------------------------------------------------------------------ start
 

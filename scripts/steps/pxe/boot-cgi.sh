@@ -27,8 +27,9 @@ seen=$(awk -v ip="$REMOTE_ADDR" -v dev="$interface" '$1 == ip && $6 == dev && $3
 record=$(cat "$records_dir/$mac" 2>/dev/null) || record=""
 machine=$state_dir/machines/$mac
 
-# installed: the machine boots its disk: done, or kept (its disks hold another install, left as it is).
-installed() { case "$record" in done|kept) return 0 ;; *) return 1 ;; esac; }
+# installed: the machine boots its disk: done, or kept (its disks hold another install, left as it
+# is), or released (not served until a reinstall).
+installed() { case "$record" in done|kept|released) return 0 ;; *) return 1 ;; esac; }
 
 # boot: the deploy script to the machine's own address until it is installed, else its disk.
 # The log (httpd.log) says what each machine was sent: deploy or disk.
@@ -46,6 +47,7 @@ boot() {
   fi
   # iPXE gives the machine back to the firmware, which goes on to the next device.
   echo "btw-img: boot $mac: disk by ipxe (to $REMOTE_ADDR)" >&2
+  [ "$record" != released ] || answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") is released (btw metal reinstall installs it)" "exit 1"
   answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") boots from its disk" "exit 1"
 }
 
@@ -87,8 +89,8 @@ seed() {
 
 # report: a machine's state, from its own address with its token: a state word, how far it is
 # (percent) and a note, each a line of <mac>.log (the last 200, with the time); or, POSTed, its
-# hardware inventory (<mac>.inventory.json). Done or kept: the seed leaves the server, the
-# token is void and a reinstall's mark gone; the MAC boots its disk from now on.
+# hardware inventory (<mac>.inventory.json). Done, kept or released: the seed leaves the server,
+# the token is void and a reinstall's or release's mark gone; the MAC boots its disk from now on.
 report() {
   token=$(query token) status=$(query status)
   expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
@@ -98,7 +100,7 @@ report() {
   fi
   case "$status" in
     inventory) inventory ;;
-    deploy-env-up|started|downloading|writing|configuring|done|failed|kept) ;;
+    deploy-env-up|started|downloading|writing|configuring|done|failed|kept|erasing|released) ;;
     *) answer "400 Bad Request" "bad status" ;;
   esac
   percent=$(query percent | grep -x '[0-9]\{1,3\}') || percent="-"
@@ -109,7 +111,7 @@ report() {
   echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
   record=$status
   _tftp=$state_dir/tftp/$(echo "$mac" | tr : -)
-  ! installed || rm -f "$records_dir/$mac.token" "$records_dir/$mac.replace" "$machine/boot.ipxe" "$machine/token.cpio" "$_tftp/grub/deploy.cfg" "$_tftp/token.img"
+  ! installed || rm -f "$records_dir/$mac.token" "$records_dir/$mac.replace" "$records_dir/$mac.erase" "$machine/boot.ipxe" "$machine/token.cpio" "$_tftp/grub/deploy.cfg" "$_tftp/token.img"
   answer "200 OK" ok
 }
 

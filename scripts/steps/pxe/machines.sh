@@ -20,7 +20,7 @@ grub_folder() {
   )
 }
 
-# publish MAC: arm the machine's deploy: its token (kept until done), the token as the cpio
+# publish MAC: arm the machine's deploy (or erase): its token (kept until done), the token as the cpio
 # archive its deploy kernel gets beside the initramfs (the token is in no command line, URL
 # path or file name: the CGI compares it), and its deploy scripts.
 publish() {
@@ -36,9 +36,11 @@ publish() {
   printf '%s\n' "$_token" >"$_archive/etc/btw-token"
   (cd "$_archive" && printf 'etc\netc/btw-token\n' | cpio -o -H newc --quiet -R 0:0) | put "$_machine/token.cpio"
   rm -rf "$_archive"
-  # A reinstall (its mark in the records) replaces the install the disks hold.
+  # A reinstall (its mark in the records) replaces the install the disks hold; a release
+  # (its mark) erases the disks instead of restoring.
   _replace=""
   [ ! -f "$records_dir/$1.replace" ] || _replace=" btw.replace=1"
+  [ ! -f "$records_dir/$1.erase" ] || _replace="$_replace btw.erase=$(cat "$records_dir/$1.erase")"
   sed -e "s/@REPLACE@/$_replace/" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
   _tftp=$(tftp_dir "$1")
   if [ -d "$_tftp/grub" ]; then
@@ -98,6 +100,9 @@ add_machine() {
   if [ "$_record" = "done" ] || [ "$_record" = kept ]; then
     rm -f "$records_dir/$_mac.token"
     say "$_name ($_mac) is installed ($_record): it boots its disk (btw metal reinstall $_name restores it again)"
+  elif [ "$_record" = released ]; then
+    rm -f "$records_dir/$_mac.token"
+    say "$_name ($_mac) is released: not served (btw metal reinstall $_name installs it again)"
   else
     publish "$_mac"
   fi
@@ -108,9 +113,9 @@ forget_removed() {
   _macs=" $(printf '%s' "$PXE_MACHINES" | jq -r '.[].mac' | tr '\n' ' ') "
   for _record in "$records_dir"/*; do
     [ -e "$_record" ] || continue
+    # A MAC's records: its state, and files named MAC.SUFFIX (token, log, inventory, marks).
     _known=${_record##*/}
-    _known=${_known%.token}
-    _known=${_known%.replace}
+    _known=${_known%%.*}
     case "$_macs" in *" $_known "*) ;; *) rm -f "$_record"; say "forgot $_known: no longer in the config" ;; esac
   done
 }
