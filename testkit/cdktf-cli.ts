@@ -17,12 +17,12 @@ export class LabWorkspace {
   readonly outdir = path.join(this.dir, "cdktf.out");
   readonly configFile = path.join(this.dir, "lab.yaml");
 
-  /** Runs cdktf without blocking jest, so an interrupted run can still release what tests hold. */
-  cdktf(args: string[], timeoutMs = 1_800_000): Promise<CliRun> {
+  /** Runs cdktf without blocking jest, so an interrupted run can still release what tests hold (ENV: more variables, such as a BMC's password). */
+  cdktf(args: string[], timeoutMs = 1_800_000, env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
     return new Promise((resolve) => {
       const child = spawn("npx", ["cdktf", ...args, "--output", this.outdir], {
         cwd: PROJECT_DIR,
-        env: { ...process.env, BTW_CONFIG: this.configFile, BTW_STATE_DIR: path.join(this.dir, "state"), CI: "1", FORCE_COLOR: "0" },
+        env: { ...process.env, BTW_CONFIG: this.configFile, BTW_STATE_DIR: path.join(this.dir, "state"), CI: "1", FORCE_COLOR: "0", ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let output = "";

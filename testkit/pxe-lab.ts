@@ -141,6 +141,8 @@ export class PxeLab {
     stateDir?: string;
     /** The machines of the config (default: all of the lab's). */
     machines?: PxeMachine[];
+    /** A machine's bmc key (testkit/bmc-machines.ts), if it has one. */
+    bmc?: (machine: PxeMachine) => Record<string, unknown> | undefined;
   }): Record<string, unknown> {
     const release = options.release ?? "trixie";
     const fixture = fixtureImage(release);
@@ -171,6 +173,7 @@ export class PxeLab {
                 : {}),
             ...(machine.wipe ? { wipe: true } : {}),
             ...(options.userData ? { user_data: options.userData(machine) } : {}),
+            ...(options.bmc?.(machine) ? { bmc: options.bmc(machine) } : {}),
           })),
         },
       },
@@ -199,16 +202,27 @@ export class PxeLab {
   startMachines(workDir: string, machines: PxeMachine[] = this.machines): number {
     const started = Date.now();
     for (const machine of machines) {
-      for (const disk of this.disks(machine)) execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", disk, "5G"]);
-      const xml = path.join(workDir, `${machine.name}.xml`);
-      fs.writeFileSync(xml, this.domainXml(machine));
-      virsh(["define", xml]);
+      this.defineMachine(workDir, machine);
       virsh(["start", this.domain(machine)]);
     }
     return started;
   }
 
-  private domainXml(machine: PxeMachine): string {
+  /**
+   * The machine with blank 5 GiB disks, defined and off; boot order network first, or with
+   * diskFirst its disks first (as a machine its BMC boots from the network once). Returns the
+   * domain's XML files: as defined, and network first (the one a one-time network boot starts).
+   */
+  defineMachine(workDir: string, machine: PxeMachine, diskFirst = false): { defined: string; networkFirst: string } {
+    for (const disk of this.disks(machine)) execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", disk, "5G"]);
+    const files = { defined: path.join(workDir, `${machine.name}.xml`), networkFirst: path.join(workDir, `${machine.name}-network-first.xml`) };
+    fs.writeFileSync(files.defined, this.domainXml(machine, diskFirst));
+    fs.writeFileSync(files.networkFirst, this.domainXml(machine, false));
+    virsh(["define", files.defined]);
+    return files;
+  }
+
+  private domainXml(machine: PxeMachine, diskFirst = false): string {
     // uefi-secure: Secure Boot enforced with Microsoft's keys, as PCs ship; its OVMF needs SMM.
     const secure = machine.firmware === "uefi-secure";
     const firmware =
@@ -229,10 +243,10 @@ export class PxeLab {
     ${this.disks(machine)
       .map((disk, i) => {
         const serial = this.diskSerial(machine, i);
-        return `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${disk}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/>${serial ? `<serial>${serial}</serial>` : ""}<boot order='${i + 2}'/></disk>`;
+        return `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${disk}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/>${serial ? `<serial>${serial}</serial>` : ""}<boot order='${diskFirst ? i + 1 : i + 2}'/></disk>`;
       })
       .join("\n    ")}
-    <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/>${machine.optionRom === false && machine.firmware !== "bios" ? "<rom enabled='no'/>" : ""}<boot order='1'/></interface>
+    <interface type='network'><source network='${this.network}'/><mac address='${machine.mac}'/><model type='virtio'/>${machine.optionRom === false && machine.firmware !== "bios" ? "<rom enabled='no'/>" : ""}<boot order='${diskFirst ? this.disks(machine).length + 1 : 1}'/></interface>
     <serial type='pty'><log file='${this.consoleLog(machine)}' append='on'/><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>

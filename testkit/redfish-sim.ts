@@ -5,7 +5,9 @@
 // against the system's ETag (412 when it does not match); a one-time override
 // (Enabled Once) is used up by the next power-on. Basic authentication; its TLS
 // certificate is signed by a CA of its own (caFile). A system given a libvirt
-// domain powers that domain. It is not a vendor BMC: it stands in for one here,
+// domain powers that domain; one given a chassis folder powers it through
+// __tests__/fixtures/bmc-chassis.sh, as the IPMI simulator does (a domain booted
+// from the network once). It is not a vendor BMC: it stands in for one here,
 // where none runs.
 import { spawnSync } from "child_process";
 import { createHash } from "crypto";
@@ -13,6 +15,9 @@ import * as fs from "fs";
 import * as https from "https";
 import { AddressInfo } from "net";
 import * as path from "path";
+import { PROJECT_DIR } from "../lib/paths";
+
+const CHASSIS = path.join(PROJECT_DIR, "__tests__", "fixtures", "bmc-chassis.sh");
 
 const RESET_TYPES = ["On", "ForceOff", "ForceRestart", "GracefulShutdown", "PowerCycle"];
 const TARGETS = ["None", "Pxe", "Hdd", "Cd", "BiosSetup"];
@@ -21,6 +26,8 @@ const MODES = ["UEFI", "Legacy"];
 
 interface SimSystem {
   domain?: string;
+  /** The chassis folder of __tests__/fixtures/bmc-chassis.sh that powers it. */
+  chassisDir?: string;
   power: "On" | "Off";
   boot: { BootSourceOverrideTarget: string; BootSourceOverrideEnabled: string; BootSourceOverrideMode: string };
   /** What the system was told, a line each ("reset On", "boot Pxe Once UEFI", "power on from Pxe"). */
@@ -28,6 +35,12 @@ interface SimSystem {
   /** Bumped at every change: the ETag's source. */
   version: number;
   patches: number;
+}
+
+function chassis(dir: string, ...args: string[]): string {
+  const run = spawnSync("sh", [CHASSIS, dir, ...args], { encoding: "utf8" });
+  if (run.status !== 0) throw new Error(`bmc-chassis.sh ${args.join(" ")}: ${run.stderr}`);
+  return run.stdout;
 }
 
 function virsh(...args: string[]): string {
@@ -65,15 +78,16 @@ export class RedfishSim {
     return (this.server.address() as AddressInfo).port;
   }
 
-  /** Starts the service with its certificates in DIR (the caller's); each of SYSTEMS is an Id, with a libvirt domain to power or none. */
-  static async start(dir: string, username: string, password: string, systems: Record<string, string | undefined>): Promise<RedfishSim> {
+  /** Starts the service with its certificates in DIR (the caller's); each of SYSTEMS is an Id, with a libvirt domain or a chassis folder to power, or none. */
+  static async start(dir: string, username: string, password: string, systems: Record<string, string | { chassisDir: string } | undefined>): Promise<RedfishSim> {
     fs.mkdirSync(dir, { recursive: true });
     const tls = makeCertificates(dir);
     let sim: RedfishSim | undefined;
     const server = https.createServer({ key: fs.readFileSync(tls.key), cert: fs.readFileSync(tls.cert) }, (req, res) => sim?.handle(req, res));
     sim = new RedfishSim(server, tls.ca, username, password);
-    for (const [id, domain] of Object.entries(systems)) {
-      sim.systems.set(id, { domain, power: "Off", boot: { BootSourceOverrideTarget: "None", BootSourceOverrideEnabled: "Disabled", BootSourceOverrideMode: "UEFI" }, actions: [], version: 0, patches: 0 });
+    for (const [id, target] of Object.entries(systems)) {
+      const [domain, chassisDir] = typeof target === "object" ? [undefined, target.chassisDir] : [target, undefined];
+      sim.systems.set(id, { domain, chassisDir, power: "Off", boot: { BootSourceOverrideTarget: "None", BootSourceOverrideEnabled: "Disabled", BootSourceOverrideMode: "UEFI" }, actions: [], version: 0, patches: 0 });
     }
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     return sim;
@@ -104,6 +118,7 @@ export class RedfishSim {
   }
 
   private powerOf(system: SimSystem): "On" | "Off" {
+    if (system.chassisDir) system.power = chassis(system.chassisDir, "get", "power").trim() === "power:1" ? "On" : "Off";
     if (system.domain) system.power = virsh("domstate", system.domain) === "running" ? "On" : "Off";
     return system.power;
   }
@@ -113,7 +128,9 @@ export class RedfishSim {
   }
 
   private setPower(system: SimSystem, on: boolean): void {
-    if (on && system.boot.BootSourceOverrideEnabled !== "Disabled" && system.boot.BootSourceOverrideTarget !== "None") {
+    const override = on && system.boot.BootSourceOverrideEnabled !== "Disabled" && system.boot.BootSourceOverrideTarget !== "None";
+    if (system.chassisDir) chassis(system.chassisDir, "set", ...(override && system.boot.BootSourceOverrideTarget === "Pxe" ? ["boot", "pxe"] : []), "power", on ? "1" : "0");
+    if (override) {
       system.actions.push(`power on from ${system.boot.BootSourceOverrideTarget}`);
       // A one-time override is used up by the boot it applies to.
       if (system.boot.BootSourceOverrideEnabled === "Once") system.boot = { ...system.boot, BootSourceOverrideEnabled: "Disabled", BootSourceOverrideTarget: "None" };
