@@ -9,7 +9,8 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { bmcDriver } from "../../lib/bmc/driver";
-import { ConfigError, loadConfig } from "../../lib/config/config";
+import { loadConfig } from "../../lib/config/config";
+import { configProblems } from "../helpers/test-config";
 import { PROJECT_DIR } from "../../lib/paths";
 import { BmcSim } from "../../testkit/bmc-sim";
 import { testLab } from "../../testkit/lab-yaml";
@@ -103,15 +104,7 @@ describe("btw metal power through IPMI (ipmi_sim)", () => {
   }, 60_000);
 
   test("the config takes one password source, never the password itself", () => {
-    const problems = (bmc: Record<string, unknown>) => {
-      try {
-        loadConfig(labFile(bmc, "bad.yaml"));
-        return [];
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        return error.problems;
-      }
-    };
+    const problems = (bmc: Record<string, unknown>) => configProblems(labFile(bmc, "bad.yaml"));
     expect(problems({})).toEqual([expect.stringContaining("baremetal.machines[0].bmc.password_env: give the password's source")]);
     expect(problems({ password_env: "A", password_file: "/root/x" })).toEqual([expect.stringContaining("bmc.password_env: give the password's source")]);
     expect(problems({ password_env: "A", password: "x" })).toEqual([expect.stringContaining("bmc: unknown key 'password'")]);

@@ -11,7 +11,8 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { bmcDriver } from "../../lib/bmc/driver";
-import { ConfigError, loadConfig } from "../../lib/config/config";
+import { loadConfig } from "../../lib/config/config";
+import { configProblems } from "../helpers/test-config";
 import { PROJECT_DIR } from "../../lib/paths";
 import { RedfishSim } from "../../testkit/redfish-sim";
 import { testLab } from "../../testkit/lab-yaml";
@@ -102,15 +103,7 @@ describe("btw metal power through Redfish", () => {
   }, 60_000);
 
   test("the config keeps the drivers' keys apart and will not both trust a CA and skip TLS", () => {
-    const problems = (bmc: Record<string, unknown>) => {
-      try {
-        loadConfig(labFile(bmc, "bad.yaml"));
-        return [];
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        return error.problems;
-      }
-    };
+    const problems = (bmc: Record<string, unknown>) => configProblems(labFile(bmc, "bad.yaml"));
     expect(problems({ tls_insecure: true })).toEqual([expect.stringContaining("bmc.tls_insecure: verifies nothing: give ca_file or tls_insecure, not both")]);
     expect(problems({ cipher_suite: 3 })).toEqual([expect.stringContaining("bmc.cipher_suite: is a key of driver ipmi, not redfish")]);
     expect(problems({ tls_insecure: false, ca_file: undefined })).toEqual([expect.stringContaining("bmc.tls_insecure")]);
