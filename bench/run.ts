@@ -152,9 +152,20 @@ async function benchImage(acquireOnly = false): Promise<void> {
     // (the packages' and the earlier layers are cached in images/layers/), into a new image as the stack names it.
     const edited = path.join(work, "profiles");
     fs.cpSync(path.join(PROJECT_DIR, "profiles"), edited, { recursive: true });
-    const lastScript = path.join(edited, "minimal", "commands.d", fs.readdirSync(path.join(edited, "minimal", "commands.d")).sort().pop() ?? "");
+    const lastScript = path.join(
+      edited,
+      "minimal",
+      "commands.d",
+      fs
+        .readdirSync(path.join(edited, "minimal", "commands.d"))
+        .sort()
+        .pop() ?? "",
+    );
     fs.appendFileSync(lastScript, "echo edited >/etc/btw-bench-edit\n");
-    const rebuild = scriptCommand("customize-image.sh", customizeArgs(readProfile(edited, "minimal", "trixie"), "trixie", link, path.join(work, "images", "minimal-edited.qcow2"), { secureBoot: false }));
+    const rebuild = scriptCommand(
+      "customize-image.sh",
+      customizeArgs(readProfile(edited, "minimal", "trixie"), "trixie", link, path.join(work, "images", "minimal-edited.qcow2"), { secureBoot: false }),
+    );
     const edit = timed(`customize minimal again after a one-line change to ${path.basename(lastScript)}`, () => sh(rebuild));
     addRow("customize minimal: last commands.d script changed vs whole customization", edit, ours);
     // customize-image.sh itself again on the same input: every layer cached, the image checked, cleaned and written again.
@@ -199,17 +210,24 @@ async function benchBaremetal(firmwares: Firmware[]): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-bm-"));
   try {
     const artifacts = path.join(work, "artifacts");
-    const capture = timed("capture-partitions.sh", () =>
-      sh(`sh ${SCRIPTS_DIR}/capture-partitions.sh --image ${image} --output-dir ${artifacts} --profile minimal`),
-    );
+    const capture = timed("capture-partitions.sh", () => sh(`sh ${SCRIPTS_DIR}/capture-partitions.sh --image ${image} --output-dir ${artifacts} --profile minimal`));
     const raw = path.join(work, "disk.raw");
     execFileSync("qemu-img", ["convert", "-O", "raw", image, raw]);
     const dd = timed("dd of the whole disk (with zstd, like the artifacts)", () => sh(`dd if=${raw} bs=4M status=none | zstd -q -T0 -o ${work}/disk.raw.zst`));
     addRow("capture: partclone artifacts vs dd of the whole disk", capture, dd);
     const manifest = JSON.parse(fs.readFileSync(path.join(artifacts, "manifest.json"), "utf8"));
-    const artifactBytes = manifest.partitions.reduce((sum: number, p: any) => sum + p.artifact_size, 0);
-    const partitionBytes = manifest.partitions.reduce((sum: number, p: any) => sum + p.size_bytes, 0);
-    const rootUsed = Number(execFileSync("sh", ["-c", `. ${SCRIPTS_DIR}/lib/image-mount.sh; l=$(attach_loop ${raw} ro); r=$(root_partition $l); dumpe2fs -h $r 2>/dev/null | awk -F: '/^Block count/{c=$2} /^Free blocks/{f=$2} /^Block size/{b=$2} END{print (c-f)*b}'; losetup -d $l`], { encoding: "utf8" }).trim());
+    const artifactBytes = manifest.partitions.reduce((sum: number, p: { artifact_size: number }) => sum + p.artifact_size, 0);
+    const partitionBytes = manifest.partitions.reduce((sum: number, p: { size_bytes: number }) => sum + p.size_bytes, 0);
+    const rootUsed = Number(
+      execFileSync(
+        "sh",
+        [
+          "-c",
+          `. ${SCRIPTS_DIR}/lib/image-mount.sh; l=$(attach_loop ${raw} ro); r=$(root_partition $l); dumpe2fs -h $r 2>/dev/null | awk -F: '/^Block count/{c=$2} /^Free blocks/{f=$2} /^Block size/{b=$2} END{print (c-f)*b}'; losetup -d $l`,
+        ],
+        { encoding: "utf8" },
+      ).trim(),
+    );
     addRow("artifact bytes vs used bytes (root file system)", artifactBytes, rootUsed, mib);
     addRow("artifact bytes vs raw partition sizes", artifactBytes, partitionBytes, mib);
   } finally {

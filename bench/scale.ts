@@ -66,9 +66,7 @@ function multicast(net: FanOutNet, k: number, payload: string, outDir: string, p
   // The rendezvous on the all-hosts group: the default (broadcast) does not reach the sender here.
   const rdv = ["--mcast-rdv-address", "224.0.0.1", "--nokbd"];
   return measure(net, outputs, payloadSha, async () => {
-    const receivers = outputs.map((output, i) =>
-      run(net.inNs(net.receiverNs(i + 1), ["udp-receiver", "--interface", "r0", "--file", output, ...rdv]), `udp-receiver ${i + 1}`),
-    );
+    const receivers = outputs.map((output, i) => run(net.inNs(net.receiverNs(i + 1), ["udp-receiver", "--interface", "r0", "--file", output, ...rdv]), `udp-receiver ${i + 1}`));
     await new Promise((resolve) => setTimeout(resolve, 300));
     await run(net.inNs(net.serverNs, ["udp-sender", "--interface", "s0", "--file", payload, "--min-receivers", String(k), "--max-wait", "30", ...rdv]), "udp-sender");
     await Promise.all(receivers);
@@ -97,7 +95,10 @@ const HTTP_SERVERS: Record<string, { program: string; start: (dir: string, work:
     program: "lighttpd",
     start: (dir, work, address) => {
       const conf = path.join(work, "lighttpd.conf");
-      fs.writeFileSync(conf, `server.document-root = "${dir}"\nserver.bind = "${address}"\nserver.port = ${HTTP_PORT}\nserver.errorlog = "${work}/lighttpd-error.log"\nserver.network-backend = "sendfile"\n`);
+      fs.writeFileSync(
+        conf,
+        `server.document-root = "${dir}"\nserver.bind = "${address}"\nserver.port = ${HTTP_PORT}\nserver.errorlog = "${work}/lighttpd-error.log"\nserver.network-backend = "sendfile"\n`,
+      );
       return ["lighttpd", "-D", "-f", conf];
     },
   },

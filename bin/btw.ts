@@ -226,7 +226,14 @@ function status(args: string[]): number {
     for (const source of ["lease", "arp"]) {
       if (state !== "running" || addresses.length) break;
       const listed = virsh(vm.uri, "domifaddr", vm.domain, "--source", source);
-      addresses = listed.status === 0 ? listed.stdout.split("\n").map((line) => line.trim().split(/\s+/)).filter((cells) => cells[2] === "ipv4").map((cells) => cells[3]) : [];
+      addresses =
+        listed.status === 0
+          ? listed.stdout
+              .split("\n")
+              .map((line) => line.trim().split(/\s+/))
+              .filter((cells) => cells[2] === "ipv4")
+              .map((cells) => cells[3])
+          : [];
     }
     row(vm.name, vm.domain, vm.host, state, addresses.join(",") || "-");
   }

@@ -36,7 +36,11 @@ function machineNamed(lab: LabConfig, name: string): MachineConfig {
   throw new BmcError(`lab ${lab.name} has no bare-metal machine '${name}' (its machines: ${names})`);
 }
 
-const time = (seconds: number) => new Date(seconds * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+const time = (seconds: number) =>
+  new Date(seconds * 1000)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d+Z$/, "Z");
 const reportLine = (report: Report) => `${time(report.at)} ${report.state}${report.percent !== undefined ? ` ${report.percent} %` : ""}${report.note ? `: ${report.note}` : ""}`;
 
 function status(lab: LabConfig, json: boolean): number {
@@ -71,7 +75,9 @@ function inventory(lab: LabConfig, machine: MachineConfig, json: boolean): numbe
     return 0;
   }
   const gib = (bytes: unknown) => `${(Number(bytes) / 2 ** 30).toFixed(1)} GiB`;
-  console.log(`${machine.name}: ${found.cpus} CPU (${found.cpu_model || "unknown model"}), ${gib(found.memory_bytes)} memory, firmware ${found.firmware}${found.firmware === "uefi" ? `, Secure Boot ${found.secure_boot ? "on" : "off"}` : ""}`);
+  console.log(
+    `${machine.name}: ${found.cpus} CPU (${found.cpu_model || "unknown model"}), ${gib(found.memory_bytes)} memory, firmware ${found.firmware}${found.firmware === "uefi" ? `, Secure Boot ${found.secure_boot ? "on" : "off"}` : ""}`,
+  );
   console.log("disks:");
   for (const disk of found.disks ?? []) {
     console.log(`  ${disk.name} ${gib(disk.size_bytes)} ${disk.rotational ? "rotational" : "solid state"} model '${disk.model}' serial '${disk.serial}'${disk.by_id ? ` (${disk.by_id})` : ""}`);
@@ -131,7 +137,11 @@ async function main(args: string[]): Promise<number> {
   const [command, name, action] = words;
   const shape: Record<string, number> = { status: 1, inventory: 2, reinstall: 2, release: 2, power: 3 };
   if (!(command in shape) || words.length !== shape[command] || (json && !["status", "inventory"].includes(command)) || (eraseAt >= 0 && command !== "release")) {
-    throw new UsageError(`metal: expected ${Object.keys(shape).map((c) => `'${c}'`).join(", ")} with their arguments`);
+    throw new UsageError(
+      `metal: expected ${Object.keys(shape)
+        .map((c) => `'${c}'`)
+        .join(", ")} with their arguments`,
+    );
   }
   const lab = loadConfig();
   if (command === "status") return status(lab, json);

@@ -40,6 +40,7 @@ export function terraformLiterals<T>(value: T): T {
 const HCL_ESCAPES: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "${": "$${", "%{": "%%{" };
 
 function hclQuoted(text: string): string {
+  // eslint-disable-next-line no-control-regex -- it escapes control characters, so it names them
   return `"${text.replace(/[\\"\n\r\t\x00-\x1f\x7f]|\$\{|%\{/g, (match) => HCL_ESCAPES[match] ?? `\\u${match.charCodeAt(0).toString(16).padStart(4, "0")}`)}"`;
 }
 

@@ -36,7 +36,13 @@ export class BaremetalStack extends TerraformStack {
       new MachinePower(this, `power-${machine.name}`, { machine, recordsDir: this.server.recordsDir, server: this.server.step, reportTimeout, powerRetries });
     }
     new TerraformOutput(this, "pxe-server", {
-      value: { url: this.server.baseUrl, state_dir: this.server.stateDir, records_dir: this.server.recordsDir, interface: lab.baremetal.pxe.interface, machines: machines.map((m) => ({ name: m.name, mac: m.mac })) },
+      value: {
+        url: this.server.baseUrl,
+        state_dir: this.server.stateDir,
+        records_dir: this.server.recordsDir,
+        interface: lab.baremetal.pxe.interface,
+        machines: machines.map((m) => ({ name: m.name, mac: m.mac })),
+      },
     });
   }
 }

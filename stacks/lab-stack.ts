@@ -25,9 +25,7 @@ export class LabStack extends TerraformStack {
     // Nothing is created in libvirt until the host checks passed and the image was acquired.
     const ready = [...preflight.steps, images.cloudImage.step];
     // Each host the VMs use: its own provider, network, pool and base volumes.
-    const hosts = new Map(
-      lab.hosts.filter((host, index) => index === 0 || lab.vms.some((vm) => vm.host === host.name)).map((host) => [host.name, new LabHost(this, { lab, host, dependsOn: ready })]),
-    );
+    const hosts = new Map(lab.hosts.filter((host, index) => index === 0 || lab.vms.some((vm) => vm.host === host.name)).map((host) => [host.name, new LabHost(this, { lab, host, dependsOn: ready })]));
     this.machines = lab.vms.map((vm) => {
       const host = hosts.get(vm.host) as LabHost;
       return new LabMachine(this, `vm-${vm.name}`, {

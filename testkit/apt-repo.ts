@@ -102,12 +102,21 @@ export function buildRepository(served: string, layout: RepositoryLayout, packag
   const option = (field: string, value: string) => ["-o", `APT::FTPArchive::Release::${field}=${value}`];
   const release = execFileSync(
     "apt-ftparchive",
-    [...option("Origin", "btw-img tests"), ...option("Suite", layout.suite), ...option("Codename", layout.suite), ...option("Components", layout.component), ...option("Architectures", "amd64"), "release", "."],
+    [
+      ...option("Origin", "btw-img tests"),
+      ...option("Suite", layout.suite),
+      ...option("Codename", layout.suite),
+      ...option("Components", layout.component),
+      ...option("Architectures", "amd64"),
+      "release",
+      ".",
+    ],
     { cwd: suiteDir, encoding: "utf8" },
   );
   fs.writeFileSync(path.join(suiteDir, "Release"), release);
   if (!key) return;
-  const sign = (...args: string[]) => execFileSync("gpg", ["--homedir", key.gnupgHome, "--batch", "--yes", "--local-user", key.fingerprint, "--digest-algo", "SHA512", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const sign = (...args: string[]) =>
+    execFileSync("gpg", ["--homedir", key.gnupgHome, "--batch", "--yes", "--local-user", key.fingerprint, "--digest-algo", "SHA512", ...args], { stdio: ["ignore", "ignore", "pipe"] });
   sign("--clearsign", "--output", path.join(suiteDir, "InRelease"), path.join(suiteDir, "Release"));
   sign("--armor", "--detach-sign", "--output", path.join(suiteDir, "Release.gpg"), path.join(suiteDir, "Release"));
 }
@@ -119,10 +128,17 @@ export function proxmoxStandIns(release: "trixie" | "bookworm"): StandInPackage[
   const kernelVersion = pve9 ? "6.14.8-2-pve" : "6.8.12-11-pve";
   // pve-manager brings the enterprise repository, which the profile's commands.d removes (deb822 since PVE 9).
   const enterprise: Record<string, string> = pve9
-    ? { "/etc/apt/sources.list.d/pve-enterprise.sources": "Types: deb\nURIs: https://enterprise.proxmox.com/debian/pve\nSuites: trixie\nComponents: pve-enterprise\nSigned-By: /usr/share/keyrings/proxmox-archive-keyring.gpg\n" }
+    ? {
+        "/etc/apt/sources.list.d/pve-enterprise.sources":
+          "Types: deb\nURIs: https://enterprise.proxmox.com/debian/pve\nSuites: trixie\nComponents: pve-enterprise\nSigned-By: /usr/share/keyrings/proxmox-archive-keyring.gpg\n",
+      }
     : { "/etc/apt/sources.list.d/pve-enterprise.list": "deb https://enterprise.proxmox.com/debian/pve bookworm pve-enterprise\n" };
   return [
-    { name: `proxmox-kernel-${kernelSeries}`, version: `${kernelVersion.replace(/-pve$/, "")}`, files: { [`/boot/vmlinuz-${kernelVersion}`]: "stand-in kernel\n", [`/usr/lib/modules/${kernelVersion}/modules.order`]: "" } },
+    {
+      name: `proxmox-kernel-${kernelSeries}`,
+      version: `${kernelVersion.replace(/-pve$/, "")}`,
+      files: { [`/boot/vmlinuz-${kernelVersion}`]: "stand-in kernel\n", [`/usr/lib/modules/${kernelVersion}/modules.order`]: "" },
+    },
     { name: "proxmox-default-kernel", version: pve9 ? "2.0.0" : "1.1.0", depends: `proxmox-kernel-${kernelSeries}` },
     { name: "pve-manager", version: pve9 ? "9.0.3" : "8.4.1", depends: "postfix | mail-transport-agent, chrony | time-daemon", files: enterprise, conffiles: Object.keys(enterprise) },
     { name: "proxmox-ve", version: pve9 ? "9.0.0" : "8.4.0", depends: "proxmox-default-kernel, pve-manager, open-iscsi" },

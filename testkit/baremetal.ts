@@ -20,7 +20,12 @@ const PROFILES = path.join(PROJECT_DIR, "profiles");
  */
 export function layoutTableArgs(dir: string): string[] {
   const file = path.join(dir, "layouts.tab");
-  fs.writeFileSync(file, layoutTable().map((entry) => `${entry}\n`).join(""));
+  fs.writeFileSync(
+    file,
+    layoutTable()
+      .map((entry) => `${entry}\n`)
+      .join(""),
+  );
   return ["--layouts", file];
 }
 
@@ -58,6 +63,7 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
   }
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the capture's manifest.json, as each test reads it
 export function readManifest(dir: string): any {
   return JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"));
 }
@@ -70,7 +76,10 @@ export function sha256File(file: string): string {
 export class LoopDisk {
   readonly device: string;
 
-  constructor(readonly file: string, sizeBytes: number) {
+  constructor(
+    readonly file: string,
+    sizeBytes: number,
+  ) {
     fs.writeFileSync(file, "");
     fs.truncateSync(file, sizeBytes);
     this.device = execFileSync("losetup", ["-f", "--show", "-P", file], { encoding: "utf8" }).trim();

@@ -55,10 +55,7 @@ export class BmcSim {
       ].join("\n"),
       { mode: 0o600 },
     );
-    fs.writeFileSync(
-      path.join(dir, "bmc.emu"),
-      ["mc_setbmc 0x20", "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr", "mc_enable 0x20", ""].join("\n"),
-    );
+    fs.writeFileSync(path.join(dir, "bmc.emu"), ["mc_setbmc 0x20", "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr", "mc_enable 0x20", ""].join("\n"));
     const child = spawn("ipmi_sim", ["-c", path.join(dir, "lan.conf"), "-f", path.join(dir, "bmc.emu"), "-s", path.join(dir, "state"), "-n"], { stdio: "ignore" });
     const sim = new BmcSim(port, chassisDir, child);
     // Up once it answers a session (ipmitool with the right password).

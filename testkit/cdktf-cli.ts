@@ -52,6 +52,7 @@ export class LabWorkspace {
     return dir;
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the lab stack's outputs, as each test reads them
   outputs(): Record<string, any> {
     return JSON.parse(fs.readFileSync(path.join(this.dir, "outputs.json"), "utf8")).lab;
   }

@@ -38,11 +38,16 @@ export function acquireFixtureBase(release: "trixie" | "bookworm", work: string)
   const fixture = fixtureImage(release);
   const base = path.join(work, "base.raw");
   const acquire = runScript("prepare-cloud-img.sh", [
-    "--url", `file://${fixture.dir}/${fixture.archiveName}`,
-    "--sha512", fixture.sha512,
-    "--checksums", `file://${fixture.dir}/SHA512SUMS`,
-    "--cache-dir", process.env.BTW_CACHE_DIR as string,
-    "--link", base,
+    "--url",
+    `file://${fixture.dir}/${fixture.archiveName}`,
+    "--sha512",
+    fixture.sha512,
+    "--checksums",
+    `file://${fixture.dir}/SHA512SUMS`,
+    "--cache-dir",
+    process.env.BTW_CACHE_DIR as string,
+    "--link",
+    base,
   ]);
   if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr.slice(-3000)}`);
   return base;

@@ -115,7 +115,11 @@ function stopDescendants(pid: number): void {
 export function startHeldRecords(who: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-held-"));
   process.env.BTW_HELD_DIR = dir;
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+  ] as const) {
     process.once(signal, () => {
       // First what the run started (cdktf, the engine, QEMU by hand), so nothing recreates what is released.
       stopDescendants(process.pid);

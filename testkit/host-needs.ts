@@ -60,7 +60,11 @@ export function busyboxApplets(): Set<string> {
 export function connectionPlugin(fqcn: string): { file: string; imports: string[] } {
   const [namespace, collection, plugin] = fqcn.split(".");
   const ansiblePlaybook = execFileSync("sh", ["-c", "command -v ansible-playbook"], { encoding: "utf8" }).trim();
-  const python = fs.readFileSync(ansiblePlaybook, "utf8").split("\n")[0].replace(/^#!\s*/, "").split(/\s+/);
+  const python = fs
+    .readFileSync(ansiblePlaybook, "utf8")
+    .split("\n")[0]
+    .replace(/^#!\s*/, "")
+    .split(/\s+/);
   const probe =
     "import importlib.util, sys; " +
     `print(importlib.util.find_spec("ansible_collections.${namespace}.${collection}.plugins.connection.${plugin}").origin); ` +

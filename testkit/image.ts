@@ -115,8 +115,7 @@ export function bootToLogin(qcow2: string, timeoutMs = 600_000): Promise<string>
   execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", path.resolve(qcow2), overlay]);
   const qemu = spawn(
     "qemu-system-x86_64",
-    ["-accel", "tcg", "-m", "768", "-smp", "1", "-nic", "none", "-display", "none", "-monitor", "none",
-      "-drive", `file=${overlay},if=virtio,format=qcow2`, "-serial", `file:${consoleLog}`],
+    ["-accel", "tcg", "-m", "768", "-smp", "1", "-nic", "none", "-display", "none", "-monitor", "none", "-drive", `file=${overlay},if=virtio,format=qcow2`, "-serial", `file:${consoleLog}`],
     { stdio: "ignore" },
   );
   const read = () => (fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "utf8") : "");
@@ -129,7 +128,8 @@ export function bootToLogin(qcow2: string, timeoutMs = 600_000): Promise<string>
       clearInterval(timer);
       const finish = () => {
         fs.rmSync(work, { recursive: true, force: true });
-        done ? resolve(text) : reject(new Error(`${qcow2} did not reach a login prompt:\n${text.slice(-3000)}`));
+        if (done) resolve(text);
+        else reject(new Error(`${qcow2} did not reach a login prompt:\n${text.slice(-3000)}`));
       };
       if (qemu.exitCode !== null || qemu.signalCode !== null) return finish();
       qemu.once("close", finish);

@@ -10,20 +10,35 @@ export function virsh(args: string[], uri = URI): string {
 }
 
 export function virshNames(kind: "list" | "net-list" | "pool-list"): string[] {
-  return virsh([kind, "--all", "--name"]).split("\n").map((s) => s.trim()).filter(Boolean);
+  return virsh([kind, "--all", "--name"])
+    .split("\n")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export function volumeNames(pool: string): string[] {
   const result = spawnSync("virsh", ["-c", URI, "vol-list", pool], { encoding: "utf8" });
-  return result.status === 0 ? result.stdout.split("\n").slice(2).map((l) => l.trim().split(/\s+/)[0]).filter(Boolean) : [];
+  return result.status === 0
+    ? result.stdout
+        .split("\n")
+        .slice(2)
+        .map((l) => l.trim().split(/\s+/)[0])
+        .filter(Boolean)
+    : [];
 }
 
 /** Whatever libvirt holds whose name starts with one of our test prefixes. */
 export function leftovers(prefix: string): string[] {
   return [
-    ...virshNames("list").filter((n) => n.startsWith(prefix)).map((n) => `domain ${n}`),
-    ...virshNames("net-list").filter((n) => n.startsWith(prefix)).map((n) => `network ${n}`),
-    ...virshNames("pool-list").filter((n) => n.startsWith(prefix)).map((n) => `pool ${n}`),
+    ...virshNames("list")
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => `domain ${n}`),
+    ...virshNames("net-list")
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => `network ${n}`),
+    ...virshNames("pool-list")
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => `pool ${n}`),
   ];
 }
 
@@ -50,9 +65,7 @@ export function forceCleanup(prefix: string): void {
 
 /** Runs a command inside a guest through the QEMU guest agent (of the daemon at uri). */
 export function guestExec(domain: string, program: string, args: string[], uri = URI): { exitcode: number; stdout: string } {
-  const start = JSON.parse(
-    virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec", arguments: { path: program, arg: args, "capture-output": true } })], uri),
-  );
+  const start = JSON.parse(virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec", arguments: { path: program, arg: args, "capture-output": true } })], uri));
   for (let i = 0; i < 120; i++) {
     const status = JSON.parse(virsh(["qemu-agent-command", domain, JSON.stringify({ execute: "guest-exec-status", arguments: { pid: start.return.pid } })], uri));
     if (status.return.exited) {

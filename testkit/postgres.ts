@@ -46,8 +46,7 @@ export async function startPostgres(name: string): Promise<PostgresServer> {
   fs.rmSync(path.join(dir, "password"));
   asPostgres("pg_ctl", ["-D", data, "-l", path.join(dir, "server.log"), "-w", "-o", `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off`, "start"]);
   const connStr = (db: string) => `postgres://${role}:${password}@127.0.0.1:${port}/${db}?sslmode=disable`;
-  const psql = (db: string, query: string) =>
-    execFileSync("psql", [connStr(db), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], { encoding: "utf8" });
+  const psql = (db: string, query: string) => execFileSync("psql", [connStr(db), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", query], { encoding: "utf8" });
   psql("postgres", `CREATE DATABASE ${database}`);
   return {
     connStr: connStr(database),

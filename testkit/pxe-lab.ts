@@ -116,7 +116,10 @@ export class PxeLab {
     const log = path.join(this.serverDir, "dnsmasq.log");
     if (!fs.existsSync(log)) return 0;
     const sent = `sent ${path.join(this.tftpFolder(machine), file)} to `;
-    return fs.readFileSync(log, "utf8").split("\n").filter((line) => line.includes(sent)).length;
+    return fs
+      .readFileSync(log, "utf8")
+      .split("\n")
+      .filter((line) => line.includes(sent)).length;
   }
 
   /** The token the machine's boot script carries while it is not installed. */
@@ -190,10 +193,7 @@ export class PxeLab {
   /** Isolated (no <forward>), and without libvirt's own DHCP and DNS. */
   createNetwork(workDir: string): void {
     const xml = path.join(workDir, "net.xml");
-    fs.writeFileSync(
-      xml,
-      `<network><name>${this.network}</name><bridge name='${this.bridge}'/><dns enable='no'/><ip address='${this.serverAddress}' netmask='255.255.255.0'/></network>`,
-    );
+    fs.writeFileSync(xml, `<network><name>${this.network}</name><bridge name='${this.bridge}'/><dns enable='no'/><ip address='${this.serverAddress}' netmask='255.255.255.0'/></network>`);
     virsh(["net-define", xml]);
     virsh(["net-start", this.network]);
   }
@@ -274,12 +274,7 @@ export class PxeLab {
   }
 
   /** Polls each machine (default: all) until probe gives a value for each; returns the values and when each came. */
-  async waitForAll<T>(
-    what: string,
-    timeoutMs: number,
-    probe: (machine: PxeMachine) => T | undefined,
-    machines: PxeMachine[] = this.machines,
-  ): Promise<Map<PxeMachine, { value: T; at: number }>> {
+  async waitForAll<T>(what: string, timeoutMs: number, probe: (machine: PxeMachine) => T | undefined, machines: PxeMachine[] = this.machines): Promise<Map<PxeMachine, { value: T; at: number }>> {
     const results = new Map<PxeMachine, { value: T; at: number }>();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -301,12 +296,7 @@ export class PxeLab {
    * Per kind of machine ("uefi minimal"): from power-on (startMachines) to its restore's
    * report, and from that report to cloud-init done in the restored system.
    */
-  bootTimings(
-    started: number,
-    reports: Map<PxeMachine, { at: number }>,
-    cloudInitDone: Map<PxeMachine, { at: number }>,
-    machines: PxeMachine[] = this.machines,
-  ): Record<string, BootTiming> {
+  bootTimings(started: number, reports: Map<PxeMachine, { at: number }>, cloudInitDone: Map<PxeMachine, { at: number }>, machines: PxeMachine[] = this.machines): Record<string, BootTiming> {
     return Object.fromEntries(
       machines.map((machine) => {
         const restoredAt = reports.get(machine)!.at;

@@ -50,7 +50,14 @@ function virsh(...args: string[]): string {
 
 /** A CA and a certificate for 127.0.0.1 signed by it, in DIR. */
 function makeCertificates(dir: string): { ca: string; key: string; cert: string } {
-  const files = { ca: path.join(dir, "ca.pem"), caKey: path.join(dir, "ca.key"), key: path.join(dir, "bmc.key"), csr: path.join(dir, "bmc.csr"), cert: path.join(dir, "bmc.pem"), ext: path.join(dir, "bmc.ext") };
+  const files = {
+    ca: path.join(dir, "ca.pem"),
+    caKey: path.join(dir, "ca.key"),
+    key: path.join(dir, "bmc.key"),
+    csr: path.join(dir, "bmc.csr"),
+    cert: path.join(dir, "bmc.pem"),
+    ext: path.join(dir, "bmc.ext"),
+  };
   const openssl = (...args: string[]) => {
     const run = spawnSync("openssl", args, { encoding: "utf8" });
     if (run.status !== 0) throw new Error(`openssl ${args[0]} failed: ${run.stderr}`);
@@ -82,12 +89,19 @@ export class RedfishSim {
   static async start(dir: string, username: string, password: string, systems: Record<string, string | { chassisDir: string } | undefined>): Promise<RedfishSim> {
     fs.mkdirSync(dir, { recursive: true });
     const tls = makeCertificates(dir);
-    let sim: RedfishSim | undefined;
-    const server = https.createServer({ key: fs.readFileSync(tls.key), cert: fs.readFileSync(tls.cert) }, (req, res) => sim?.handle(req, res));
-    sim = new RedfishSim(server, tls.ca, username, password);
+    const server = https.createServer({ key: fs.readFileSync(tls.key), cert: fs.readFileSync(tls.cert) }, (req, res) => sim.handle(req, res));
+    const sim = new RedfishSim(server, tls.ca, username, password);
     for (const [id, target] of Object.entries(systems)) {
       const [domain, chassisDir] = typeof target === "object" ? [undefined, target.chassisDir] : [target, undefined];
-      sim.systems.set(id, { domain, chassisDir, power: "Off", boot: { BootSourceOverrideTarget: "None", BootSourceOverrideEnabled: "Disabled", BootSourceOverrideMode: "UEFI" }, actions: [], version: 0, patches: 0 });
+      sim.systems.set(id, {
+        domain,
+        chassisDir,
+        power: "Off",
+        boot: { BootSourceOverrideTarget: "None", BootSourceOverrideEnabled: "Disabled", BootSourceOverrideMode: "UEFI" },
+        actions: [],
+        version: 0,
+        patches: 0,
+      });
     }
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     return sim;
@@ -166,7 +180,13 @@ export class RedfishSim {
         return error(400, "MalformedJSON", "The request body submitted was malformed JSON and could not be parsed by the receiving service.");
       }
       if (req.method === "GET" && url === "/redfish/v1") {
-        return reply(200, { "@odata.id": "/redfish/v1/", "@odata.type": "#ServiceRoot.v1_15_0.ServiceRoot", Id: "RootService", RedfishVersion: "1.17.0", Systems: { "@odata.id": "/redfish/v1/Systems" } });
+        return reply(200, {
+          "@odata.id": "/redfish/v1/",
+          "@odata.type": "#ServiceRoot.v1_15_0.ServiceRoot",
+          Id: "RootService",
+          RedfishVersion: "1.17.0",
+          Systems: { "@odata.id": "/redfish/v1/Systems" },
+        });
       }
       if (req.method === "GET" && url === "/redfish/v1/Systems") {
         const members = [...this.systems.keys()].map((id) => ({ "@odata.id": `/redfish/v1/Systems/${id}` }));
@@ -180,7 +200,8 @@ export class RedfishSim {
       if (match[2]) {
         if (req.method !== "POST") return error(405, "OperationNotAllowed", "The HTTP method is not allowed on this resource.");
         const type = body.ResetType as string;
-        if (!RESET_TYPES.includes(type)) return error(400, "ActionParameterValueNotInList", `The value '${String(type)}' for the parameter ResetType in the action ComputerSystem.Reset is not in the list of acceptable values.`);
+        if (!RESET_TYPES.includes(type))
+          return error(400, "ActionParameterValueNotInList", `The value '${String(type)}' for the parameter ResetType in the action ComputerSystem.Reset is not in the list of acceptable values.`);
         system.actions.push(`reset ${type}`);
         const on = this.powerOf(system) === "On";
         if (type === "On" && !on) this.setPower(system, true);

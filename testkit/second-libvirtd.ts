@@ -69,7 +69,11 @@ export async function startSecondLibvirtd(name: string): Promise<SecondLibvirtd>
   fs.closeSync(out);
 
   const virsh = (args: string[]) => execFileSync("virsh", ["-c", uri, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  const names = (kind: string) => virsh([kind, "--all", "--name"]).split("\n").map((s) => s.trim()).filter(Boolean);
+  const names = (kind: string) =>
+    virsh([kind, "--all", "--name"])
+      .split("\n")
+      .map((s) => s.trim())
+      .filter(Boolean);
   const daemonPid = () => (fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, "utf8").trim()) : undefined);
   const alive = (pid: number) => spawnSync("kill", ["-0", String(pid)]).status === 0;
 
@@ -99,18 +103,17 @@ export async function startSecondLibvirtd(name: string): Promise<SecondLibvirtd>
         pidFile,
         private: privatePath,
         virsh,
-        objects: () => [
-          ...names("list").map((n) => `domain ${n}`),
-          ...names("net-list").map((n) => `network ${n}`),
-          ...names("pool-list").map((n) => `pool ${n}`),
-        ],
+        objects: () => [...names("list").map((n) => `domain ${n}`), ...names("net-list").map((n) => `network ${n}`), ...names("pool-list").map((n) => `pool ${n}`)],
         stop,
       };
     }
     if (child.exitCode !== null) break;
     await sleep(500);
   }
-  const log = ["daemon.out", "libvirtd.log"].map((file) => path.join(dir, file)).filter(fs.existsSync).map((file) => fs.readFileSync(file, "utf8").slice(-2000));
+  const log = ["daemon.out", "libvirtd.log"]
+    .map((file) => path.join(dir, file))
+    .filter(fs.existsSync)
+    .map((file) => fs.readFileSync(file, "utf8").slice(-2000));
   stop();
   throw new Error(`the second libvirtd did not answer on ${socket}:\n${log.join("\n")}`);
 }

@@ -82,7 +82,12 @@ export function userDataOf(iso: string): string {
 export function heldUnder(dir: string): string[] {
   const held: string[] = [];
   const loops = spawnSync("losetup", ["-l", "-n", "-O", "NAME,BACK-FILE"], { encoding: "utf8" }).stdout;
-  held.push(...loops.split("\n").filter((line) => line.includes(dir)).map((line) => `loop device: ${line.trim()}`));
+  held.push(
+    ...loops
+      .split("\n")
+      .filter((line) => line.includes(dir))
+      .map((line) => `loop device: ${line.trim()}`),
+  );
   for (const pid of fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
     let cmdline = "";
     let mounts = "";

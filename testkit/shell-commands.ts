@@ -59,7 +59,10 @@ class Lexer {
   private currentFunction: string | undefined;
   readonly out: Lexed = { commands: [], functions: new Map() };
 
-  constructor(private readonly src: string, firstLine = 1) {
+  constructor(
+    private readonly src: string,
+    firstLine = 1,
+  ) {
     this.line = firstLine;
   }
 
@@ -88,8 +91,10 @@ class Lexer {
       const c = this.at();
       const inPattern = cases[cases.length - 1] === "pattern";
       if (c === " " || c === "\t") this.pos++;
-      else if (c === "\\" && this.at(1) === "\n") (this.pos += 2), this.line++;
-      else if (c === "#") while (this.pos < this.src.length && this.at() !== "\n") this.pos++;
+      else if (c === "\\" && this.at(1) === "\n") {
+        this.pos += 2;
+        this.line++;
+      } else if (c === "#") while (this.pos < this.src.length && this.at() !== "\n") this.pos++;
       else if (c === "\n") {
         flush();
         this.pos++;
@@ -123,7 +128,10 @@ class Lexer {
           continue;
         }
         if (cases[cases.length - 1] === "header") {
-          if (word.raw === "in") (cases[cases.length - 1] = "pattern"), (words = []);
+          if (word.raw === "in") {
+            cases[cases.length - 1] = "pattern";
+            words = [];
+          }
           continue;
         }
         const atStart = words.every((previous) => OPENERS.has(previous.raw));
@@ -228,8 +236,10 @@ class Lexer {
       } else if (c === '"') {
         this.pos++;
         while (this.pos < this.src.length && this.at() !== '"') {
-          if (this.at() === "\\") (text += this.at(1)), (this.pos += 2);
-          else if ((this.at() === "$" || this.at() === "`") && this.expansion()) text += "\0";
+          if (this.at() === "\\") {
+            text += this.at(1);
+            this.pos += 2;
+          } else if ((this.at() === "$" || this.at() === "`") && this.expansion()) text += "\0";
           else {
             if (this.at() === "\n") this.line++;
             text += this.at();
@@ -344,7 +354,10 @@ function shellScripts(project: string, dirs: string[]): string[] {
 
 /** The files under DIRS of PROJECT, relative to it. */
 export function projectFiles(project: string, dirs: string[]): string[] {
-  return dirs.flatMap((dir) => filesUnder(path.join(project, dir))).map((file) => path.relative(project, file)).sort();
+  return dirs
+    .flatMap((dir) => filesUnder(path.join(project, dir)))
+    .map((file) => path.relative(project, file))
+    .sort();
 }
 
 function filesUnder(dir: string): string[] {

@@ -90,11 +90,16 @@ describe("acquire the cloud image", () => {
   /** The sha512 the release's SHA512SUMS gives, as synth reads it. */
   const published = (release: string) => checksumFor(fs.readFileSync(path.join(root, release, "SHA512SUMS"), "utf8"), ARCHIVE) as string;
   const args = (release: string, cache: string, sha512 = published(release)) => [
-    "--url", `${server.baseUrl}/${release}/${ARCHIVE}`,
-    "--sha512", sha512,
-    "--checksums", `${server.baseUrl}/${release}/SHA512SUMS`,
-    "--cache-dir", cache,
-    "--link", path.join(cache, "current.raw"),
+    "--url",
+    `${server.baseUrl}/${release}/${ARCHIVE}`,
+    "--sha512",
+    sha512,
+    "--checksums",
+    `${server.baseUrl}/${release}/SHA512SUMS`,
+    "--cache-dir",
+    cache,
+    "--link",
+    path.join(cache, "current.raw"),
   ];
   const acquire = (release: string, cache: string, sha512 = published(release)) => runScript("prepare-cloud-img.sh", args(release, cache, sha512));
   const files = (dir: string) => (fs.existsSync(dir) ? execFileSync("find", [dir, "-type", "f"], { encoding: "utf8" }).trim().split("\n").filter(Boolean) : []);
@@ -118,7 +123,11 @@ describe("acquire the cloud image", () => {
     expect(archiveRequests("good")).toHaveLength(1);
     // One copy kept: the raw disk (the archive is gone once it is unpacked).
     expect(leftovers(cache)).toEqual([]);
-    expect(files(path.join(cache, "base")).map((f) => path.basename(f)).sort()).toEqual(["disk.raw", "source.json"]);
+    expect(
+      files(path.join(cache, "base"))
+        .map((f) => path.basename(f))
+        .sort(),
+    ).toEqual(["disk.raw", "source.json"]);
 
     const second = acquire("good", cache);
     expect(second.status).toBe(0);
@@ -126,8 +135,7 @@ describe("acquire the cloud image", () => {
     expect(archiveRequests("good")).toHaveLength(1);
     expect(server.requests().filter((r) => r.path === "/good/SHA512SUMS")).toEqual([]);
     // What synth asks when SHA512SUMS cannot be read: the image a link points at.
-    const printAcquired = (link: string) =>
-      execFileSync("sh", [path.join(SCRIPTS_DIR, "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
+    const printAcquired = (link: string) => execFileSync("sh", [path.join(SCRIPTS_DIR, "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
     expect(printAcquired(path.join(cache, "current.raw")).trim()).toBe(sha512(path.join(root, "good", ARCHIVE)));
     expect(printAcquired(path.join(cache, "none.raw"))).toBe("");
   });
@@ -207,9 +215,7 @@ describe("acquire the cloud image", () => {
     const cache = path.join(root, "cache-corrupt");
     const run = acquire("corrupt", cache);
     expect(run.status).toBe(1);
-    expect(run.stderr).toContain(
-      `checksum mismatch for ${server.baseUrl}/corrupt/${ARCHIVE}: expected ${published("corrupt")} got ${sha512(path.join(root, "corrupt", ARCHIVE))}`,
-    );
+    expect(run.stderr).toContain(`checksum mismatch for ${server.baseUrl}/corrupt/${ARCHIVE}: expected ${published("corrupt")} got ${sha512(path.join(root, "corrupt", ARCHIVE))}`);
     expect(fs.existsSync(path.join(cache, "current.raw"))).toBe(false);
     expect(files(cache)).toEqual([]);
   });
@@ -218,7 +224,9 @@ describe("acquire the cloud image", () => {
     const cache = path.join(root, "cache-planned");
     const run = acquire("good", cache, "cd".repeat(64));
     expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(/checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/good\/debian-13-generic-amd64\.tar\.xz: expected cdcd.*; if a new image was published behind this URL since http:\/\/127\.0\.0\.1:\d+\/good\/SHA512SUMS was read, run the deploy again/);
+    expect(run.stderr).toMatch(
+      /checksum mismatch for http:\/\/127\.0\.0\.1:\d+\/good\/debian-13-generic-amd64\.tar\.xz: expected cdcd.*; if a new image was published behind this URL since http:\/\/127\.0\.0\.1:\d+\/good\/SHA512SUMS was read, run the deploy again/,
+    );
     expect(fs.existsSync(path.join(cache, "current.raw"))).toBe(false);
     expect(files(path.join(cache, "base"))).toEqual([]);
     expect(acquire("good", cache).status).toBe(0);
@@ -228,10 +236,14 @@ describe("acquire the cloud image", () => {
     const cache = path.join(root, "cache-no-sha512");
     const requestsBefore = server.requests().length;
     const run = runScript("prepare-cloud-img.sh", [
-      "--url", `${server.baseUrl}/good/${ARCHIVE}`,
-      "--checksums", `${server.baseUrl}/good/SHA512SUMS`,
-      "--cache-dir", cache,
-      "--link", path.join(cache, "current.raw"),
+      "--url",
+      `${server.baseUrl}/good/${ARCHIVE}`,
+      "--checksums",
+      `${server.baseUrl}/good/SHA512SUMS`,
+      "--cache-dir",
+      cache,
+      "--link",
+      path.join(cache, "current.raw"),
     ]);
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/missing --sha512: the sha512 of debian-13-generic-amd64\.tar\.xz is unknown \(http:\/\/127\.0\.0\.1:\d+\/good\/SHA512SUMS lists it\)/);
@@ -242,11 +254,16 @@ describe("acquire the cloud image", () => {
   test("an unreachable URL is named in the error", () => {
     const cache = path.join(root, "cache-unreachable");
     const run = runScript("prepare-cloud-img.sh", [
-      "--url", "http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz",
-      "--sha512", "ab".repeat(64),
-      "--checksums", "http://127.0.0.1:9/images/SHA512SUMS",
-      "--cache-dir", cache,
-      "--link", path.join(cache, "current.raw"),
+      "--url",
+      "http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz",
+      "--sha512",
+      "ab".repeat(64),
+      "--checksums",
+      "http://127.0.0.1:9/images/SHA512SUMS",
+      "--cache-dir",
+      cache,
+      "--link",
+      path.join(cache, "current.raw"),
     ]);
     expect(run.status).toBe(1);
     expect(run.stderr).toContain("cannot download http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz");
@@ -263,11 +280,16 @@ describe("acquire the cloud image", () => {
     fs.writeFileSync(path.join(dir, "SHA512SUMS"), `${sha512(source)}  disk.qcow2\n`);
     const cache = path.join(root, "cache-qcow2");
     const run = runScript("prepare-cloud-img.sh", [
-      "--url", `${server.baseUrl}/qcow2/disk.qcow2`,
-      "--sha512", sha512(source),
-      "--checksums", `${server.baseUrl}/qcow2/SHA512SUMS`,
-      "--cache-dir", cache,
-      "--link", path.join(cache, "current.raw"),
+      "--url",
+      `${server.baseUrl}/qcow2/disk.qcow2`,
+      "--sha512",
+      sha512(source),
+      "--checksums",
+      `${server.baseUrl}/qcow2/SHA512SUMS`,
+      "--cache-dir",
+      cache,
+      "--link",
+      path.join(cache, "current.raw"),
     ]);
     expect(run.status).toBe(0);
     const image = path.join(cache, "current.raw");

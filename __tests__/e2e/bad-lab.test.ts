@@ -55,9 +55,7 @@ describe("bad lab input", () => {
   }, 600_000);
 
   test("an NVRAM template path that does not exist is named, and nothing is created", async () => {
-    const run = await deploy(
-      testLab({ name: `${LAB}2`, extra: { libvirt: { accel: "tcg", firmware: "uefi", ovmf_vars: "/nonexistent/OVMF_VARS.fd" } } }),
-    );
+    const run = await deploy(testLab({ name: `${LAB}2`, extra: { libvirt: { accel: "tcg", firmware: "uefi", ovmf_vars: "/nonexistent/OVMF_VARS.fd" } } }));
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/file '\/nonexistent\/OVMF_VARS\.fd' \(libvirt\.ovmf_vars\) does not exist/);
     expect(leftovers(`${PREFIX}2`)).toEqual([]);
@@ -73,9 +71,7 @@ describe("bad lab input", () => {
   }, 600_000);
 
   test("user-data that fails the cloud-init schema is refused with cloud-init's message before the VM is created", async () => {
-    const run = await deploy(
-      testLab({ name: `${LAB}3`, imageBaseUrl: server.baseUrl, vms: [{ name: "schema", user_data: { runcmd: "echo not a list" } }] }),
-    );
+    const run = await deploy(testLab({ name: `${LAB}3`, imageBaseUrl: server.baseUrl, vms: [{ name: "schema", user_data: { runcmd: "echo not a list" } }] }));
     expect(run.status).not.toBe(0);
     expect(run.output).toMatch(/make-seed-iso: schema: user-data fails the cloud-init schema/);
     expect(run.output).toMatch(/make-seed-iso: schema: user-data fails the cloud-init schema:\n.*runcmd: <hidden> is not of type 'array'/);

@@ -48,7 +48,14 @@ describe("a fleet powered only through its BMCs", () => {
     release = hold("baremetal-fleet", lab.held());
     lab.cleanup();
     lab.createNetwork(workspace.dir);
-    bmcs = await BmcMachines.start(lab, workspace.dir, new Map([[BIOS, "ipmi"], [UEFI, "redfish"]]));
+    bmcs = await BmcMachines.start(
+      lab,
+      workspace.dir,
+      new Map([
+        [BIOS, "ipmi"],
+        [UEFI, "redfish"],
+      ]),
+    );
     writeConfig();
   }, 600_000);
 
@@ -87,7 +94,11 @@ describe("a fleet powered only through its BMCs", () => {
     }
     const firstBoot = bootId(UEFI);
     // What the server sent the machine's firmware over TFTP (its own folder): shim, GRUB, scripts.
-    const tftpSent = () => fs.readFileSync(path.join(lab.serverDir, "dnsmasq.log"), "utf8").split("\n").filter((line) => line.includes(`sent ${lab.tftpFolder(UEFI)}/`)).length;
+    const tftpSent = () =>
+      fs
+        .readFileSync(path.join(lab.serverDir, "dnsmasq.log"), "utf8")
+        .split("\n")
+        .filter((line) => line.includes(`sent ${lab.tftpFolder(UEFI)}/`)).length;
     const loads = tftpSent();
     expect(loads).toBeGreaterThan(0);
     const cycled = btw(["metal", "power", UEFI.name, "cycle"]);
@@ -111,7 +122,12 @@ describe("a fleet powered only through its BMCs", () => {
       expect(reinstall.status).toBe(1);
       expect(output).toContain(`${BIOS.name}: no report for 60 s in state powering-on: power cycle 1 of 1`);
       expect(output).toContain(`machine ${BIOS.name}: no report for 60 s in state powering-on after 1 power cycle (baremetal.report_timeout, baremetal.power_retries)`);
-      expect(bmcs.actions(BIOS).slice(before).filter((action) => action === "network boot once")).toHaveLength(2);
+      expect(
+        bmcs
+          .actions(BIOS)
+          .slice(before)
+          .filter((action) => action === "network boot once"),
+      ).toHaveLength(2);
     } finally {
       fs.writeFileSync(chassis, xml);
       writeConfig();

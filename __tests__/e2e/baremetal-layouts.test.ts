@@ -94,7 +94,10 @@ describe("layouts raid1 and zfs-mirror: root across two disks", () => {
         // Root and /boot are the pools' datasets, each pool a mirror of both disks, all ONLINE.
         expect(inGuest(machine, "/usr/bin/findmnt", ["-n", "-o", "SOURCE,FSTYPE", "/"]).trim()).toMatch(/^rpool\/ROOT\/debian +zfs$/);
         expect(inGuest(machine, "/usr/bin/findmnt", ["-n", "-o", "SOURCE,FSTYPE", "/boot"]).trim()).toMatch(/^bpool\/BOOT\/debian +zfs$/);
-        for (const [pool, partition] of [["rpool", 1], ["bpool", 2]] as const) {
+        for (const [pool, partition] of [
+          ["rpool", 1],
+          ["bpool", 2],
+        ] as const) {
           const status = poolStatus(machine, pool);
           expect(status).toMatch(/state: ONLINE/);
           expect(status).toMatch(/mirror-0 +ONLINE/);
@@ -107,7 +110,7 @@ describe("layouts raid1 and zfs-mirror: root across two disks", () => {
       // The apt hook's copy: a file put on the mounted ESP reaches the other disk's ESP.
       const sync = guestExec(lab.domain(machine), "/bin/sh", [
         "-c",
-        'echo btw-sync-test >/boot/efi/btw-sync-test && /usr/local/sbin/btw-esp-sync && mounted=$(findmnt -n -o PARTUUID /boot/efi | tail -n 1) && ' +
+        "echo btw-sync-test >/boot/efi/btw-sync-test && /usr/local/sbin/btw-esp-sync && mounted=$(findmnt -n -o PARTUUID /boot/efi | tail -n 1) && " +
           'for p in $(cat /etc/btw-img/esps); do [ "$p" = "$mounted" ] && continue; d=$(mktemp -d); mount /dev/disk/by-partuuid/$p $d && cat $d/btw-sync-test; umount $d; rmdir $d; done',
       ]);
       expect(sync).toEqual({ exitcode: 0, stdout: "btw-sync-test\n" });

@@ -50,8 +50,16 @@ function startLanServer(): void {
   ip("-n", LAN_NS, "addr", "add", `${LAN_SERVER}/24`, "dev", "bmproxy-lan");
   ip("-n", LAN_NS, "link", "set", "bmproxy-lan", "up");
   execFileSync("ip", [
-    "netns", "exec", LAN_NS, "dnsmasq", "--port=0", "--interface=bmproxy-lan", "--bind-interfaces",
-    "--dhcp-range=10.213.53.100,10.213.53.150,1h", `--dhcp-leasefile=${LAN_LEASES}`, `--pid-file=${LAN_PID}`,
+    "netns",
+    "exec",
+    LAN_NS,
+    "dnsmasq",
+    "--port=0",
+    "--interface=bmproxy-lan",
+    "--bind-interfaces",
+    "--dhcp-range=10.213.53.100,10.213.53.150,1h",
+    `--dhcp-leasefile=${LAN_LEASES}`,
+    `--pid-file=${LAN_PID}`,
   ]);
 }
 

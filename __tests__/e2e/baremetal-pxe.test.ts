@@ -164,8 +164,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     // Debian's generic image boots the generic kernel already; metal keeps it, and the deploy environment uses it.
     for (const profile of ["minimal", "metal"]) expect(kernel(profile)).toMatch(/^\d+\.\d+\.\d+.*-amd64$/);
     for (const profile of ["minimal", "metal"]) expect(kernel(profile)).not.toContain("-cloud-");
-    const list = (file: string) =>
-      execFileSync("sh", ["-c", `zstd -dc "${deployDir("metal")}/${file}" | cpio -t --quiet`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }).split("\n");
+    const list = (file: string) => execFileSync("sh", ["-c", `zstd -dc "${deployDir("metal")}/${file}" | cpio -t --quiet`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 }).split("\n");
     const [files, tools] = [list("initramfs.img"), list("tools.img")];
     // What the boot loader loads brings the network up; storage drivers and programs come after it.
     expect(files).toContain(`lib/modules/${kernel("metal")}/kernel/drivers/net/virtio_net.ko`);
@@ -251,7 +250,6 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     // No network boot after "done" loaded the deploy environment again.
     expect(initramfsLoads()).toBe(lab.machines.length);
   }, 4_000_000);
-
 
   test("btw metal status shows each machine's reports in order with moving progress; btw metal inventory its disks, NIC and firmware", () => {
     const metal = (args: string[]) => spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", ...args], { encoding: "utf8", env: { ...process.env, BTW_CONFIG: workspace.configFile } });
@@ -361,7 +359,12 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     lab.powerCycle(BIOS);
     const reports = await lab.waitForAll("the release to report", 900_000, (machine) => (["released", "failed"].includes(lab.record(machine)) ? lab.record(machine) : undefined), [BIOS]);
     expect({ report: reports.get(BIOS)!.value, console: reports.get(BIOS)!.value === "released" ? "" : lab.consoleTail(BIOS) }).toEqual({ report: "released", console: "" });
-    await lab.waitForAll("the machine to power itself off", 300_000, (machine) => (quiet("virsh", ["-c", "qemu:///system", "domstate", lab.domain(machine)]).stdout.trim() === "shut off" ? true : undefined), [BIOS]);
+    await lab.waitForAll(
+      "the machine to power itself off",
+      300_000,
+      (machine) => (quiet("virsh", ["-c", "qemu:///system", "domstate", lab.domain(machine)]).stdout.trim() === "shut off" ? true : undefined),
+      [BIOS],
+    );
     expect(get(`${BASE}/cgi-bin/boot?mac=${BIOS.mac.replace(/:/g, "-")}`).body).toContain(`${BIOS.name} is released`);
     const states = JSON.parse(spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", "status", "--json"], { env, encoding: "utf8" }).stdout);
     const bios = states.find((machine: { name: string }) => machine.name === BIOS.name);
@@ -393,7 +396,10 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     // Beside the lab's state folder, made by this test only.
     const movedStateDir = `${path.dirname(lab.serverDir)}-moved`;
     const movedServer = path.join(movedStateDir, path.basename(lab.serverDir));
-    const running = (serverDir: string) => quiet("pgrep", ["-f", `dnsmasq --conf-file=${serverDir}/`]).stdout.split("\n").filter(Boolean);
+    const running = (serverDir: string) =>
+      quiet("pgrep", ["-f", `dnsmasq --conf-file=${serverDir}/`])
+        .stdout.split("\n")
+        .filter(Boolean);
     try {
       expect(lab.dnsmasqPids()).toHaveLength(1);
       fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS], { stateDir: movedStateDir })));

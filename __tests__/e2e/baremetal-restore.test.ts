@@ -92,9 +92,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
         const root = table.partitions.find((p: any) => p.node.endsWith("p1"));
         const manifest = readManifest(capture);
         const sourceRoot = manifest.partitions.find((p: any) => p.role === "root");
-        expect(table.id).toBe(
-          execFileSync("sh", ["-c", "sed -n 's/^label-id: //p' \"$1\"", "sh", path.join(capture, "partition-table.sfdisk")], { encoding: "utf8" }).trim()
-        );
+        expect(table.id).toBe(execFileSync("sh", ["-c", "sed -n 's/^label-id: //p' \"$1\"", "sh", path.join(capture, "partition-table.sfdisk")], { encoding: "utf8" }).trim());
         expect(root.start).toBe(sourceRoot.start_sector);
         expect(root.size).toBeGreaterThan(sourceRoot.size_sectors);
         expect((root.start + root.size) * 512).toBeGreaterThan(5 * GiB - 2 * 1024 * 1024);
@@ -119,7 +117,7 @@ describe("capture the tested image as partclone artifacts and restore them onto 
         expect(again.status).toBe(1);
         expect(again.stderr).toMatch(/holds a partition table: pass --wipe/);
       }),
-    600_000
+    600_000,
   );
 
   test("a tampered artifact is refused before anything is written: the target stays all zeros", () => {

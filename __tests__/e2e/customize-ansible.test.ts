@@ -61,9 +61,7 @@ describe("customize-image.sh applies a profile's Ansible playbook in the chroot"
       expect([...before.packages].filter((name) => !packages.has(name))).toEqual([]);
       expect(fs.existsSync(path.join(root, "usr/bin/tree"))).toBe(true);
       // One value from group_vars, one from the role's defaults, one the build passes.
-      expect(fs.readFileSync(path.join(root, "etc/btw-hello.conf"), "utf8")).toBe(
-        "# Ansible managed\ngreeting = hello from group_vars\nport = 4242\nprofile = ansible-role\n",
-      );
+      expect(fs.readFileSync(path.join(root, "etc/btw-hello.conf"), "utf8")).toBe("# Ansible managed\ngreeting = hello from group_vars\nport = 4242\nprofile = ansible-role\n");
       expect(fs.readlinkSync(path.join(root, "etc/systemd/system/multi-user.target.wants/btw-hello.service"))).toBe("/etc/systemd/system/btw-hello.service");
       expect(fs.existsSync(path.join(root, "var/lib/btw-hello-started"))).toBe(false);
       expect(fs.existsSync(path.join(root, "root/.ansible"))).toBe(false);

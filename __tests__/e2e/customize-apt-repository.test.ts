@@ -101,7 +101,10 @@ describe("third-party apt repositories on Debian's real images", () => {
     expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
     expect(run.stderr).toContain(`repository ${server.baseUrl}/local stable: Release signed by a key of /etc/apt/keyrings/btw-local.gpg`);
     // apt in the chroot fetched the signed index and the package from the server.
-    const fetched = server.requests().filter((r) => r.status === 200).map((r) => r.path);
+    const fetched = server
+      .requests()
+      .filter((r) => r.status === 200)
+      .map((r) => r.path);
     expect(fetched).toEqual(expect.arrayContaining(["/local/dists/stable/InRelease", "/local/pool/stable/main/btw-hello_1.0-1_all.deb"]));
     withImageRoot(output, (root) => {
       expect(installedPackages(root).has("btw-hello")).toBe(true);
@@ -178,7 +181,10 @@ describe("third-party apt repositories on Debian's real images", () => {
         expect(run.stderr).toContain(`proxmox: removed ${enterprise[0]}`);
         expect(enterprise.filter((file) => fs.existsSync(path.join(root, file)))).toEqual([]);
         expect(fs.readFileSync(path.join(root, PROXMOX_KEYRING[release]))).toEqual(fs.readFileSync(good.keyring));
-        const apt = fs.readdirSync(sources).map((file) => fs.readFileSync(path.join(sources, file), "utf8")).join("\n");
+        const apt = fs
+          .readdirSync(sources)
+          .map((file) => fs.readFileSync(path.join(sources, file), "utf8"))
+          .join("\n");
         expect(apt).not.toContain("127.0.0.1");
       });
       fs.rmSync(output);

@@ -22,8 +22,7 @@ describe("customize the cloud image offline with a profile", () => {
   let baseSha256: string;
   const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
   // What the stack passes the script: the profile resolved by lib/config/profile.ts for the image's release.
-  const customize = (profilesDir: string, profile: string, output: string) =>
-    customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output, { secureBoot: false });
+  const customize = (profilesDir: string, profile: string, output: string) => customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output, { secureBoot: false });
 
   beforeAll(async () => {
     const fixture = fixtureImage("trixie");
@@ -31,11 +30,16 @@ describe("customize the cloud image offline with a profile", () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-customize-"));
     base = path.join(work, "base.raw");
     const run = runScript("prepare-cloud-img.sh", [
-      "--url", `${server.baseUrl}/${fixture.archiveName}`,
-      "--sha512", fixture.sha512,
-      "--checksums", `${server.baseUrl}/SHA512SUMS`,
-      "--cache-dir", path.join(work, "cache"),
-      "--link", base,
+      "--url",
+      `${server.baseUrl}/${fixture.archiveName}`,
+      "--sha512",
+      fixture.sha512,
+      "--checksums",
+      `${server.baseUrl}/SHA512SUMS`,
+      "--cache-dir",
+      path.join(work, "cache"),
+      "--link",
+      base,
     ]);
     expect(run.stderr).toContain("verif");
     expect(run.status).toBe(0);
@@ -83,7 +87,10 @@ describe("customize the cloud image offline with a profile", () => {
       for (const name of ["qemu-guest-agent", "curl", "less", "vim-tiny", "cloud-init"]) expect(packages.has(name)).toBe(true);
       expect(fs.readFileSync(path.join(root, "etc/machine-id"), "utf8")).toBe("");
       // The ESP is mounted on first use, not waited for at boot; root's line is Debian's.
-      const fstab = fs.readFileSync(path.join(root, "etc/fstab"), "utf8").split("\n").filter((l) => /^\S/.test(l) && !l.startsWith("#"));
+      const fstab = fs
+        .readFileSync(path.join(root, "etc/fstab"), "utf8")
+        .split("\n")
+        .filter((l) => /^\S/.test(l) && !l.startsWith("#"));
       expect(fstab.find((l) => l.split(/\s+/)[1] === "/boot/efi")?.split(/\s+/)[3]).toMatch(/^defaults,umask=077,x-systemd\.automount,nofail$/);
       expect(fstab.find((l) => l.split(/\s+/)[1] === "/")?.split(/\s+/)[3]).not.toContain("automount");
       expect(fs.readdirSync(path.join(root, "etc/ssh")).filter((f) => f.startsWith("ssh_host_"))).toEqual([]);
@@ -103,11 +110,10 @@ describe("customize the cloud image offline with a profile", () => {
           .split("\n")
           .map((l) => l.trim())
           .filter((l) => l.length > 20 && !/^(Types|Components|Signed-By|Suites|URIs):/.test(l) && !l.startsWith("deb "));
-        const found = execFileSync(
-          "sh",
-          ["-c", `for line in "$@"; do grep -rlsF -- "$line" etc var/lib root usr/local 2>/dev/null; done; true`, "sh", ...distinctive],
-          { cwd: root, encoding: "utf8" },
-        );
+        const found = execFileSync("sh", ["-c", `for line in "$@"; do grep -rlsF -- "$line" etc var/lib root usr/local 2>/dev/null; done; true`, "sh", ...distinctive], {
+          cwd: root,
+          encoding: "utf8",
+        });
         expect({ hostFile, found: found.trim() }).toEqual({ hostFile, found: "" });
       }
     });
@@ -121,14 +127,14 @@ describe("customize the cloud image offline with a profile", () => {
     fs.mkdirSync(path.join(profiles, "regrub/commands.d"), { recursive: true });
     fs.writeFileSync(path.join(profiles, "regrub/extends"), "minimal\n");
     fs.writeFileSync(path.join(profiles, "regrub/commands.d/10-update-grub.sh"), "update-grub\n");
-    const hostDev = () => execFileSync("find", ["/dev", "-xdev"], { encoding: "utf8" }).split("\n").filter((f) => !/^\/dev\/(pts|shm|loop)/.test(f)).sort();
+    const hostDev = () =>
+      execFileSync("find", ["/dev", "-xdev"], { encoding: "utf8" })
+        .split("\n")
+        .filter((f) => !/^\/dev\/(pts|shm|loop)/.test(f))
+        .sort();
     const devBefore = hostDev();
     const outputs = ["metal", "regrub"].map((profile) => path.join(work, `concurrent-${profile}.qcow2`));
-    const runs = await Promise.all(
-      ["metal", "regrub"].map((profile, i) =>
-        runScriptAsync("customize-image.sh", customize(profiles, profile, outputs[i])),
-      ),
-    );
+    const runs = await Promise.all(["metal", "regrub"].map((profile, i) => runScriptAsync("customize-image.sh", customize(profiles, profile, outputs[i]))));
     for (const run of runs) expect({ status: run.status, tail: run.status === 0 ? "" : run.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
     expect(runs[1].stderr).toMatch(/running commands\.d\/10-update-grub\.sh/);
     expect(hostDev()).toEqual(devBefore);

@@ -20,8 +20,17 @@ describe("a profile build is a chain of cached layers", () => {
   const lastScript = () => path.join(layered(), "commands.d/20-last.sh");
   const args = (output: string, store: string) => [...customizeArgs(readProfile(profiles, "layered", "trixie"), "trixie", base, output, { secureBoot: false }), "--layer-store", store];
   const build = (output: string, store: string) => runScript("customize-image.sh", args(output, store));
-  const layersIn = (store: string) => fs.readdirSync(store).filter((f) => f.endsWith(".qcow2")).sort();
-  const stepsIn = (store: string) => fs.readdirSync(store).filter((f) => f.endsWith(".step")).map((f) => fs.readFileSync(path.join(store, f), "utf8").trim()).sort();
+  const layersIn = (store: string) =>
+    fs
+      .readdirSync(store)
+      .filter((f) => f.endsWith(".qcow2"))
+      .sort();
+  const stepsIn = (store: string) =>
+    fs
+      .readdirSync(store)
+      .filter((f) => f.endsWith(".step"))
+      .map((f) => fs.readFileSync(path.join(store, f), "utf8").trim())
+      .sort();
   const daemons = () => spawnSync("pgrep", ["-af", `qemu-storage-daemon.*${work}`], { encoding: "utf8" }).stdout.trim();
   /** What matters of an image: its packages, what the profile wrote, and that it is clean. */
   const essentials = (image: string) =>

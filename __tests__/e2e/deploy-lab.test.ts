@@ -36,7 +36,10 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     lab = testLab({
       name: LAB,
       imageBaseUrl: server.baseUrl,
-      vms: [{ name: "alpha", user_data: { runcmd: [`printf '%s' '${LITERAL}' > /run/btw-literal`] } }, { name: "beta", memory: 1024 }],
+      vms: [
+        { name: "alpha", user_data: { runcmd: [`printf '%s' '${LITERAL}' > /run/btw-literal`] } },
+        { name: "beta", memory: 1024 },
+      ],
       extra: {
         // A profiles folder of the test's own, so a test can edit a profile of the deployed lab.
         profiles_dir: profilesDir,

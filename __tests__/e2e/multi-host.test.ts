@@ -83,7 +83,11 @@ describe("a two-host lab with its state in PostgreSQL", () => {
     fs.writeFileSync(path.join(dir, "lab.yaml"), stringify(config));
     fs.writeFileSync(other.configFile, stringify(config));
   };
-  const names = (uri: string) => virsh(["list", "--all", "--name"], uri).split("\n").map((s) => s.trim()).filter(Boolean);
+  const names = (uri: string) =>
+    virsh(["list", "--all", "--name"], uri)
+      .split("\n")
+      .map((s) => s.trim())
+      .filter(Boolean);
 
   beforeAll(async () => {
     releases.push(hold("multi-host", { libvirtPrefixes: [PREFIX, `${LAB}-net`] }));
@@ -170,7 +174,11 @@ describe("a two-host lab with its state in PostgreSQL", () => {
   test("`btw status` finds each VM through its own host", async () => {
     const status = await btw(["status"]);
     expect(status.status).toBe(0);
-    const rows = status.output.trim().split("\n").slice(-2).map((line) => line.split(/\s+/));
+    const rows = status.output
+      .trim()
+      .split("\n")
+      .slice(-2)
+      .map((line) => line.split(/\s+/));
     expect(rows.map((row) => row.slice(0, 4))).toEqual([
       ["vm1", `${PREFIX}-vm1`, "default", "running"],
       ["vm2", `${PREFIX}-vm2`, "mh2", "running"],

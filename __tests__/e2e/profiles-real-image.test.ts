@@ -42,23 +42,23 @@ describe.each(RELEASES)("shipped profiles on Debian's real $release image", ({ r
   // Debian 13's with the Secure Boot check (--secure-boot): nothing unsigned in them.
   if (profiles.length > 0)
     test(`${profiles.join(", ")} build at once, each holding every package of its chain`, async () => {
-    const outputs = profiles.map((profile) => path.join(work, `${profile}.qcow2`));
-    const runs = await Promise.all(
-      profiles.map((profile, i) => runScriptAsync("customize-image.sh", customizeArgs(readProfile(PROFILES, profile, release), release, base, outputs[i], { secureBoot: release === "trixie" }))),
-    );
-    profiles.forEach((profile, i) => {
-      expect({ profile, status: runs[i].status, tail: runs[i].status === 0 ? "" : runs[i].stderr.slice(-3000) }).toEqual({ profile, status: 0, tail: "" });
-      const wanted = readProfile(PROFILES, profile).packages.map((p) => p.split(/[=/]/)[0]);
-      withImageRoot(outputs[i], (root) => {
-        expect(fs.readFileSync(path.join(root, "etc/os-release"), "utf8")).toMatch(new RegExp(`^VERSION_CODENAME=${release}$`, "m"));
-        const installed = installedPackages(root);
-        expect({ profile, missing: wanted.filter((name) => !installed.has(name)) }).toEqual({ profile, missing: [] });
-        expect(fs.readdirSync(path.join(root, "dev"))).toEqual([]);
-        if (profile !== "metal") expect(fs.readlinkSync(path.join(root, "etc/systemd/system/default.target"))).toMatch(/graphical\.target$/);
+      const outputs = profiles.map((profile) => path.join(work, `${profile}.qcow2`));
+      const runs = await Promise.all(
+        profiles.map((profile, i) => runScriptAsync("customize-image.sh", customizeArgs(readProfile(PROFILES, profile, release), release, base, outputs[i], { secureBoot: release === "trixie" }))),
+      );
+      profiles.forEach((profile, i) => {
+        expect({ profile, status: runs[i].status, tail: runs[i].status === 0 ? "" : runs[i].stderr.slice(-3000) }).toEqual({ profile, status: 0, tail: "" });
+        const wanted = readProfile(PROFILES, profile).packages.map((p) => p.split(/[=/]/)[0]);
+        withImageRoot(outputs[i], (root) => {
+          expect(fs.readFileSync(path.join(root, "etc/os-release"), "utf8")).toMatch(new RegExp(`^VERSION_CODENAME=${release}$`, "m"));
+          const installed = installedPackages(root);
+          expect({ profile, missing: wanted.filter((name) => !installed.has(name)) }).toEqual({ profile, missing: [] });
+          expect(fs.readdirSync(path.join(root, "dev"))).toEqual([]);
+          if (profile !== "metal") expect(fs.readlinkSync(path.join(root, "etc/systemd/system/default.target"))).toMatch(/graphical\.target$/);
+        });
+        fs.rmSync(outputs[i]);
       });
-      fs.rmSync(outputs[i]);
-    });
-  }, 2_400_000);
+    }, 2_400_000);
 
   test("proxmox stops before changing anything, naming why it cannot build here", () => {
     // Built against a stand-in of Proxmox's repository: customize-apt-repository.test.ts.

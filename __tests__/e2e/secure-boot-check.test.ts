@@ -22,8 +22,7 @@ describe("customize-image.sh reports what Secure Boot would refuse", () => {
   let base: string;
   let baseSha256: string;
   const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
-  const customize = (output: string, secureBoot: boolean) =>
-    runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "unsigned-module", "trixie"), "trixie", base, output, { secureBoot }));
+  const customize = (output: string, secureBoot: boolean) => runScript("customize-image.sh", customizeArgs(readProfile(PROFILES, "unsigned-module", "trixie"), "trixie", base, output, { secureBoot }));
 
   beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-secure-boot-"));

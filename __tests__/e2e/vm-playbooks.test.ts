@@ -61,8 +61,8 @@ describe("a VM's Ansible playbooks run after readiness through its guest agent",
         "- name: Write the mark",
         "  ansible.builtin.copy:",
         "    dest: /etc/btw-playbook",
-        "    content: \"{{ mark_token }} {{ btw_vm }} {{ inventory_hostname }}\\n{{ cloud_init.stdout }}\\n\"",
-        "    mode: \"0644\"",
+        '    content: "{{ mark_token }} {{ btw_vm }} {{ inventory_hostname }}\\n{{ cloud_init.stdout }}\\n"',
+        '    mode: "0644"',
         "- name: Count the runs",
         "  ansible.builtin.shell: echo run >> /var/lib/btw-playbook-runs",
         "",
@@ -70,10 +70,7 @@ describe("a VM's Ansible playbooks run after readiness through its guest agent",
     );
     setToken("first-token");
     fs.mkdirSync(path.dirname(failing), { recursive: true });
-    fs.writeFileSync(
-      failing,
-      "- name: Break the VM\n  hosts: all\n  tasks:\n    - name: Fail on purpose\n      ansible.builtin.fail:\n        msg: failing on purpose\n",
-    );
+    fs.writeFileSync(failing, "- name: Break the VM\n  hosts: all\n  tasks:\n    - name: Fail on purpose\n      ansible.builtin.fail:\n        msg: failing on purpose\n");
     lab = testLab({
       name: LAB,
       imageBaseUrl: server.baseUrl,
@@ -140,9 +137,7 @@ describe("a VM's Ansible playbooks run after readiness through its guest agent",
     writeLab(["playbooks/site.yml", path.relative(workspace.dir, failing)]);
     const run = await workspace.deploy();
     expect(run.status).not.toBe(0);
-    expect(run.output).toContain(
-      `run-playbooks: error: web: playbook ${failing} failed in play 'Break the VM', task 'Fail on purpose': failing on purpose`,
-    );
+    expect(run.output).toContain(`run-playbooks: error: web: playbook ${failing} failed in play 'Break the VM', task 'Fail on purpose': failing on purpose`);
     expect(run.output).not.toContain(SECRET);
     // The playbooks before it ran, in order.
     expect(runs()).toBe(3);

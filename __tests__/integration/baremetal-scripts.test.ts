@@ -55,13 +55,28 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
   const deployDir = path.join(work, "deploy");
   const artifactsDir = path.join(work, "artifacts");
   const machines = (list: { name: string; mac: string }[]) =>
-    JSON.stringify(
-      list.map((m) => ({ ...m, profile: "minimal", wipe: true, user_data: `#cloud-config\n# secret-of-${m.name}\n`, meta_data: `instance-id: ${m.name}\n` })),
-    );
+    JSON.stringify(list.map((m) => ({ ...m, profile: "minimal", wipe: true, user_data: `#cloud-config\n# secret-of-${m.name}\n`, meta_data: `instance-id: ${m.name}\n` })));
   const start = (list = [m1, m2], extra: string[] = []) =>
     run(
       "pxe-server.sh",
-      ["start", "--state-dir", stateDir, "--interface", hostIf, "--address", address, "--dhcp-range", "10.213.97.100,10.213.97.150", "--http-port", port, "--deploy", `minimal=${deployDir}`, "--artifacts", `minimal=${artifactsDir}`, ...extra],
+      [
+        "start",
+        "--state-dir",
+        stateDir,
+        "--interface",
+        hostIf,
+        "--address",
+        address,
+        "--dhcp-range",
+        "10.213.97.100,10.213.97.150",
+        "--http-port",
+        port,
+        "--deploy",
+        `minimal=${deployDir}`,
+        "--artifacts",
+        `minimal=${artifactsDir}`,
+        ...extra,
+      ],
       { PXE_MACHINES: machines(list) },
     );
   /** curl from the machine's side (inNs) or from the host itself; returns status code and body. */
@@ -161,7 +176,10 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(report("downloading", "40", "p2.ext4.pcl.zst").status).toBe(0);
     expect(report("writing", "75", "vda2 (root); rm -rf $HOME").status).toBe(0);
     expect(record(m1.mac)).toBe("writing");
-    const log = fs.readFileSync(path.join(recordsDir, `${m1.mac}.log`), "utf8").trim().split("\n");
+    const log = fs
+      .readFileSync(path.join(recordsDir, `${m1.mac}.log`), "utf8")
+      .trim()
+      .split("\n");
     expect(log.map((line) => line.split(" ").slice(1).join(" "))).toEqual(["deploy-env-up -", "downloading 40 p2.ext4.pcl.zst", "writing 75 vda2 (root)_ rm -rf _HOME"]);
     expect(log.every((line) => Math.abs(Number(line.split(" ")[0]) - Date.now() / 1000) < 60)).toBe(true);
     expect(fs.statSync(path.join(recordsDir, `${m1.mac}.log`)).mode & 0o077).toBe(0);
@@ -266,7 +284,12 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(report("erasing&percent=50")).toBe(200);
     expect(report("released")).toBe(200);
     expect(record(m1.mac)).toBe("released");
-    expect(fs.readdirSync(recordsDir).filter((file) => file.startsWith(`${m1.mac}.`)).sort()).toEqual([`${m1.mac}.log`]);
+    expect(
+      fs
+        .readdirSync(recordsDir)
+        .filter((file) => file.startsWith(`${m1.mac}.`))
+        .sort(),
+    ).toEqual([`${m1.mac}.log`]);
     expect(fetch(boot).body).toContain("m1 is released (btw metal reinstall installs it)");
     expect(tokenArchive(m1.mac).length).toBe(0);
     // A restart does not serve it either.
@@ -290,9 +313,13 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     const otherDir = path.join(stateRoot, "other");
     try {
       await new Promise((resolve) => setTimeout(resolve, 500));
-      const refused = run("pxe-server.sh", ["start", "--state-dir", otherDir, "--interface", hostIf, "--address", address, "--http-port", "18198", "--deploy", `minimal=${deployDir}`, "--artifacts", `minimal=${artifactsDir}`], {
-        PXE_MACHINES: machines([m1]),
-      });
+      const refused = run(
+        "pxe-server.sh",
+        ["start", "--state-dir", otherDir, "--interface", hostIf, "--address", address, "--http-port", "18198", "--deploy", `minimal=${deployDir}`, "--artifacts", `minimal=${artifactsDir}`],
+        {
+          PXE_MACHINES: machines([m1]),
+        },
+      );
       expect(refused.status).toBe(1);
       expect(refused.output).toMatch(/something else listens on port 18198 .*busybox/);
       expect(spawnSync("pgrep", ["-f", `dnsmasq --conf-file=${otherDir}`]).status).toBe(1);
@@ -351,7 +378,23 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     };
     const started = run(
       "pxe-server.sh",
-      ["start", "--state-dir", stateDir, "--interface", hostIf, "--address", address, "--dhcp-range", "10.213.97.100,10.213.97.150", "--http-port", port, "--deploy", `minimal=${signed}`, "--artifacts", `minimal=${artifactsDir}`],
+      [
+        "start",
+        "--state-dir",
+        stateDir,
+        "--interface",
+        hostIf,
+        "--address",
+        address,
+        "--dhcp-range",
+        "10.213.97.100,10.213.97.150",
+        "--http-port",
+        port,
+        "--deploy",
+        `minimal=${signed}`,
+        "--artifacts",
+        `minimal=${artifactsDir}`,
+      ],
       { PXE_MACHINES: machines([m1, m2]) },
     );
     expect(started.output).not.toMatch(/warning|error/);
@@ -458,7 +501,13 @@ describe("restore.sh refuses a wrong disk before reading any artifact", () => {
   beforeAll(() => {
     // Only what the disk checks read: the artifacts it names do not exist.
     fs.mkdirSync(manifestDir);
-    const manifest = { format_version: 1, disk: { min_size_bytes: 100 * MiB }, partitions: [{ number: 1, role: "root", artifact: "p1.ext4.pcl.zst", sha256: "0" }], partition_table: { file: "partition-table.sfdisk", sha256: "0" }, boot_code: { file: "boot-code.bin", sha256: "0" } };
+    const manifest = {
+      format_version: 1,
+      disk: { min_size_bytes: 100 * MiB },
+      partitions: [{ number: 1, role: "root", artifact: "p1.ext4.pcl.zst", sha256: "0" }],
+      partition_table: { file: "partition-table.sfdisk", sha256: "0" },
+      boot_code: { file: "boot-code.bin", sha256: "0" },
+    };
     fs.writeFileSync(path.join(manifestDir, "manifest.json"), JSON.stringify(manifest));
   });
 
@@ -628,17 +677,35 @@ describe("erase.sh: a released machine's disks, under busybox with the deploy en
     expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status: 0, stderr: expect.stringContaining(`erase: erased (quick): ${device}`) });
     // wipefs made the kernel read the (now empty) table again: the partitions are looked at where they were.
     expect(signatures(device)).toBe("");
-    for (const [start, size] of [[1, 16], [17, 24], [41, 16]]) {
+    for (const [start, size] of [
+      [1, 16],
+      [17, 24],
+      [41, 16],
+    ]) {
       const part = execFileSync("losetup", ["-f", "--show", "-o", String(start * MiB), "--sizelimit", String(size * MiB), file], { encoding: "utf8" }).trim();
       loops.push(part);
       expect({ start, found: signatures(part) }).toEqual({ start, found: "" });
     }
     // Partitions start at 1, 17 and 41 MiB (sfdisk's 1 MiB alignment), the disk's backup GPT in its last MiB.
-    for (const [offset, length] of [[0, MiB], [63 * MiB, MiB], [1 * MiB, MiB], [16 * MiB, MiB], [17 * MiB, MiB], [40 * MiB, MiB], [41 * MiB, MiB], [56 * MiB, MiB]]) {
+    for (const [offset, length] of [
+      [0, MiB],
+      [63 * MiB, MiB],
+      [1 * MiB, MiB],
+      [16 * MiB, MiB],
+      [17 * MiB, MiB],
+      [40 * MiB, MiB],
+      [41 * MiB, MiB],
+      [56 * MiB, MiB],
+    ]) {
       expect({ offset: offset / MiB, zero: zero(file, offset, length) }).toEqual({ offset: offset / MiB, zero: true });
     }
     // Quick: only the ends.
-    expect(fs.readFileSync(file).subarray(20 * MiB, 21 * MiB).equals(middle)).toBe(true);
+    expect(
+      fs
+        .readFileSync(file)
+        .subarray(20 * MiB, 21 * MiB)
+        .equals(middle),
+    ).toBe(true);
     expect(fs.readFileSync(path.join(dir, "reports"), "utf8").trim().split("\n").pop()).toBe(`erasing 100 ${device}`);
   });
 
@@ -761,7 +828,12 @@ describe("disk-links.sh: udev's by-id and by-path names from sysfs", () => {
     expect(result.stderr).not.toMatch(/not found|invalid/);
     expect(result.status).toBe(0);
     const links = (kind: string) =>
-      Object.fromEntries(fs.readdirSync(path.join(dev, "disk", kind)).sort().map((name) => [name, fs.readlinkSync(path.join(dev, "disk", kind, name))]));
+      Object.fromEntries(
+        fs
+          .readdirSync(path.join(dev, "disk", kind))
+          .sort()
+          .map((name) => [name, fs.readlinkSync(path.join(dev, "disk", kind, name))]),
+      );
     expect(links("by-id")).toEqual({
       "virtio-disk-0001": "../../vda",
       "nvme-Samsung_SSD_980_PRO_1TB_S5GXNX0R123456": "../../nvme0n1",

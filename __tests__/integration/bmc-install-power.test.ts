@@ -41,7 +41,11 @@ function labYaml(): string {
       report_timeout: 4,
       power_retries: 1,
       machines: [
-        { name: "m-ipmi", mac: MACHINES.ipmi, bmc: { driver: "ipmi", address: `127.0.0.1:${ipmi.port}`, username: "admin", password_env: "BTW_TEST_IPMI_PASSWORD", cipher_suite: 3, firmware: "bios" } },
+        {
+          name: "m-ipmi",
+          mac: MACHINES.ipmi,
+          bmc: { driver: "ipmi", address: `127.0.0.1:${ipmi.port}`, username: "admin", password_env: "BTW_TEST_IPMI_PASSWORD", cipher_suite: 3, firmware: "bios" },
+        },
         {
           name: "m-redfish",
           mac: MACHINES.redfish,
@@ -202,13 +206,24 @@ describe("deploy powers machines through their BMCs", () => {
     const ipmiStatus = status.find((machine: any) => machine.name === "m-ipmi");
     expect(ipmiStatus).toMatchObject({ mac: MACHINES.ipmi, state: "writing", percent: 60 });
     expect(ipmiStatus.since).toBe(ipmiStatus.reports[ipmiStatus.reports.length - 2].at);
-    expect(ipmiStatus.reports.slice(-2).map((r: any) => [r.state, r.percent, r.note])).toEqual([["writing", 10, "vda2"], ["writing", 60, "vda2"]]);
+    expect(ipmiStatus.reports.slice(-2).map((r: any) => [r.state, r.percent, r.note])).toEqual([
+      ["writing", 10, "vda2"],
+      ["writing", 60, "vda2"],
+    ]);
     expect(status.find((machine: any) => machine.name === "m-hand")).toMatchObject({ state: "waiting", reports: [] });
     const table = (await btw(["status"])).stdout;
     expect(table).toMatch(/^m-ipmi +52:54:00:98:01:01 +writing +60 % +\d{4}-/m);
     expect(table).toMatch(/^m-hand +52:54:00:98:01:03 +waiting +- +-$/m);
     // inventory: as the deploy environment reported it; none yet is said so.
-    const inventory = { disks: [{ name: "/dev/vda", size_bytes: 5368709120, model: "", serial: "btw-disk-1", by_id: "/dev/disk/by-id/virtio-btw-disk-1", rotational: true }], nics: [{ name: "eth0", mac: MACHINES.ipmi, link: true, speed_mbps: null, driver: "virtio_net" }], cpus: 1, cpu_model: "QEMU Virtual CPU", memory_bytes: 1610612736, firmware: "uefi", secure_boot: true };
+    const inventory = {
+      disks: [{ name: "/dev/vda", size_bytes: 5368709120, model: "", serial: "btw-disk-1", by_id: "/dev/disk/by-id/virtio-btw-disk-1", rotational: true }],
+      nics: [{ name: "eth0", mac: MACHINES.ipmi, link: true, speed_mbps: null, driver: "virtio_net" }],
+      cpus: 1,
+      cpu_model: "QEMU Virtual CPU",
+      memory_bytes: 1610612736,
+      firmware: "uefi",
+      secure_boot: true,
+    };
     fs.writeFileSync(path.join(records, `${MACHINES.ipmi}.inventory.json`), JSON.stringify(inventory));
     expect(JSON.parse((await btw(["inventory", "m-ipmi", "--json"])).stdout)).toEqual(inventory);
     const text = (await btw(["inventory", "m-ipmi"])).stdout;
@@ -225,7 +240,12 @@ describe("deploy powers machines through their BMCs", () => {
     const btw = (args: string[]) => execa(path.join(PROJECT_DIR, "bin", "btw"), ["metal", ...args], { reject: false, env: { ...ENV, BTW_CONFIG: path.join(work, "lab.yaml") } });
     const before = redfish.actions("node1").length;
     const erased = async () => {
-      await until(() => redfish.actions("node1").slice(before).some((action) => action.startsWith("power on from Pxe")));
+      await until(() =>
+        redfish
+          .actions("node1")
+          .slice(before)
+          .some((action) => action.startsWith("power on from Pxe")),
+      );
       expect(fs.readFileSync(path.join(records, `${MACHINES.redfish}.erase`), "utf8").trim()).toBe("quick");
       reportAs(MACHINES.redfish, "erasing", 100, "/dev/vda");
       await sleep(700);
@@ -235,7 +255,12 @@ describe("deploy powers machines through their BMCs", () => {
     const output = `${result.stdout}${result.stderr}`;
     expect({ status: result.exitCode, output }).toMatchObject({ status: 0, output: expect.stringContaining("m-redfish: released (disks erased, quick), powered off") });
     expect(output).toContain("m-redfish: released");
-    expect(redfish.actions("node1").slice(before).filter((action) => action.startsWith("reset") || action.startsWith("boot"))).toEqual(["boot Pxe Once UEFI", expect.stringMatching(/^reset (On|PowerCycle)$/), "reset ForceOff"]);
+    expect(
+      redfish
+        .actions("node1")
+        .slice(before)
+        .filter((action) => action.startsWith("reset") || action.startsWith("boot")),
+    ).toEqual(["boot Pxe Once UEFI", expect.stringMatching(/^reset (On|PowerCycle)$/), "reset ForceOff"]);
     // Without --erase: no boot, no disk written, off.
     record(MACHINES.ipmi, "done");
     const plain = await btw(["release", "m-ipmi"]);

@@ -44,7 +44,8 @@ async function gitlabCiLocal(args: string[], variables: Record<string, string>):
   const result = await runAsync(GITLAB_CI_LOCAL, [
     "--no-color",
     // Relative to the project: gitlab-ci-local takes no absolute state folder.
-    "--state-dir", path.relative(PROJECT_DIR, stateDir),
+    "--state-dir",
+    path.relative(PROJECT_DIR, stateDir),
     ...Object.entries(variables).flatMap(([name, value]) => ["--variable", `${name}=${value}`]),
     ...(predefined.length > 0 ? ["--ignore-predefined-vars", predefined.join(",")] : []),
     ...args,
@@ -83,11 +84,7 @@ describe("the GitLab pipeline (gitlab-ci-local)", () => {
   }, 120_000);
 
   test("the default branch runs synth, the unit tests and the image build, and no plan", async () => {
-    expect(await jobNames({ CI_PIPELINE_SOURCE: "push", CI_COMMIT_BRANCH: "main", CI_DEFAULT_BRANCH: "main" })).toEqual([
-      "synth",
-      "unit-tests",
-      "build-images",
-    ]);
+    expect(await jobNames({ CI_PIPELINE_SOURCE: "push", CI_COMMIT_BRANCH: "main", CI_DEFAULT_BRANCH: "main" })).toEqual(["synth", "unit-tests", "build-images"]);
   }, 120_000);
 
   test("the synth and plan jobs run in a shell executor; the plan is an artifact and an MR note", async () => {

@@ -28,7 +28,7 @@ function deployEnvironmentPrograms(): Set<string> {
   const build = fs.readFileSync(path.join(PROJECT_DIR, "scripts", "steps", "build-deploy-initramfs.sh"), "utf8");
   const programs = /^PROGRAMS="([^"]+)"/m.exec(build)?.[1].split(/\s+/) ?? [];
   const intoInitramfs = [...build.matchAll(/^\s*copy_program "\$root" (\S+)$/gm)].map((match) => match[1]);
-  if (programs.length === 0 || intoInitramfs.length === 0) throw new Error("build-deploy-initramfs.sh no longer sets PROGRAMS or copies a program with copy_program \"$root\": read it again");
+  if (programs.length === 0 || intoInitramfs.length === 0) throw new Error('build-deploy-initramfs.sh no longer sets PROGRAMS or copies a program with copy_program "$root": read it again');
   const fromImage = Object.values(LAYOUT_NEEDS).flatMap((needs) => needs.programs);
   return new Set([...busyboxApplets(), ...programs, ...intoInitramfs, ...fromImage, ...fs.readdirSync(path.join(PROJECT_DIR, "deploy-env"))]);
 }

@@ -1,7 +1,9 @@
 // The lint gate: every shell script of the project passes shellcheck, every
-// directive that silences it says why, file modes follow one rule, and the
-// TypeScript compiles without an error. What it reads is the working tree's
-// tracked and new files, so a file added without `git add` is judged too.
+// directive that silences shellcheck or ESLint says why, file modes follow one
+// rule, the TypeScript compiles without an error, ESLint (eslint.config.js)
+// finds nothing and Prettier (.prettierrc.json) would change nothing. What it
+// reads is the working tree's tracked and new files, so a file added without
+// `git add` is judged too.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -111,6 +113,33 @@ describe("lint gate", () => {
       .map(({ file, mode, program }) => `${file}: ${mode.toString(8)}, ${program ? "has a #! line: 755" : "no #! line: 644"}`);
     expect(wrong).toEqual([]);
   });
+
+  const tool = (name: string, args: string[]) => {
+    const result = spawnSync(path.join(PROJECT_DIR, "node_modules", ".bin", name), args, { cwd: PROJECT_DIR, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    if (result.error) throw result.error;
+    return result;
+  };
+  const scriptFiles = () => projectFiles().filter((file) => /\.(ts|js)$/.test(file) && !file.startsWith(".gen/"));
+
+  test("ESLint finds nothing, and every directive that silences it says why, after --", () => {
+    const result = tool("eslint", ["--max-warnings", "0", ...scriptFiles()]);
+    expect(result.stdout + result.stderr).toBe("");
+    expect(result.status).toBe(0);
+    const silent = scriptFiles().flatMap((file) =>
+      fs
+        .readFileSync(path.join(PROJECT_DIR, file), "utf8")
+        .split("\n")
+        .map((line, index) => ({ line, where: `${file}:${index + 1}` }))
+        .filter(({ line }) => /eslint-disable/.test(line) && !/eslint-disable(-next-line|-line)?\s+[\w@/-]+(,\s*[\w@/-]+)*\s+--\s+\S/.test(line) && !/\/eslint-disable/.test(line))
+        .map(({ line, where }) => `${where}: ${line.trim()}`),
+    );
+    expect(silent).toEqual([]);
+  }, 300_000);
+
+  test("Prettier would change no TypeScript or JavaScript file", () => {
+    const result = tool("prettier", ["--list-different", ...scriptFiles()]);
+    expect(result.stdout.split("\n").filter(Boolean)).toEqual([]);
+  }, 300_000);
 
   test("the TypeScript compiles without an error (tsc --noEmit)", () => {
     const result = spawnSync(path.join(PROJECT_DIR, "node_modules", ".bin", "tsc"), ["--noEmit", "-p", PROJECT_DIR], { cwd: PROJECT_DIR, encoding: "utf8" });

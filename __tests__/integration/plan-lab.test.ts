@@ -56,7 +56,11 @@ describe("several labs from one checkout", () => {
   }
 
   test("`npm run plan` of lab A, lab B, then lab A again: each plans its own lab (exit 2), no 'Backend configuration changed'", () => {
-    for (const [config, vm, run] of [[labA, "a1", 1], [labB, "b1", 2], [labA, "a1", 3]] as const) {
+    for (const [config, vm, run] of [
+      [labA, "a1", 1],
+      [labB, "b1", 2],
+      [labA, "a1", 3],
+    ] as const) {
       const summary = path.join(dir, `summary-${run}.md`);
       const result = plan(config, summary);
       expect({ run, status: result.status, stderr: result.stderr }).toEqual({ run, status: 2, stderr: expect.not.stringContaining("Backend configuration changed") });
@@ -81,7 +85,11 @@ describe("several labs from one checkout", () => {
     // The path `cdktf deploy lab` takes: the CLI reads <outdir>/manifest.json and runs the engine where it says.
     const workspace = new LabWorkspace();
     try {
-      for (const [name, vm] of [["btwlaba", "a1"], ["btwlabb", "b1"], ["btwlaba", "a1"]]) {
+      for (const [name, vm] of [
+        ["btwlaba", "a1"],
+        ["btwlabb", "b1"],
+        ["btwlaba", "a1"],
+      ]) {
         writeLab(testLab({ name, vms: [{ name: vm }] }), workspace.dir);
         const diff = await workspace.cdktf(["diff", "lab", "--skip-provider-lock"], 600_000);
         expect({ name, status: diff.status, output: diff.output }).toEqual({

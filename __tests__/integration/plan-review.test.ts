@@ -190,9 +190,7 @@ describe("the summary explains why image steps run again (real engine plans agai
 
   test("a new image URL re-acquires the image, rebuilds from it; a removed VM's seed goes", () => {
     const text = steps(urlChangePlan);
-    expect(text).toContain(
-      "  - image URL changed: `http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz` → `http://127.0.0.1:9/mirror/debian-13-generic-amd64.tar.xz`\n",
-    );
+    expect(text).toContain("  - image URL changed: `http://127.0.0.1:9/images/debian-13-generic-amd64.tar.xz` → `http://127.0.0.1:9/mirror/debian-13-generic-amd64.tar.xz`\n");
     expect(text).toContain("  - checksums URL changed: `http://127.0.0.1:9/images/SHA512SUMS` → `http://127.0.0.1:9/mirror/SHA512SUMS`\n");
     expect(text).toMatch(/\*\*customize image minimal\*\* \(`[^`]+`, replace\):\n {2}- the cloud image is acquired again\n(?! {2}- profile)/);
     expect(text).toMatch(/\*\*cloud-init seed of vm vm2\*\* \(`[^`]+`, destroy\):\n {2}- removed: no longer in the configuration\n/);
@@ -232,7 +230,10 @@ describe("the btw CLI", () => {
     const config = path.relative(os.tmpdir(), path.join(dir, "lab.yaml"));
     const status = btw(["status"], { BTW_CONFIG: config });
     expect(status.status).toBe(0);
-    const rows = status.stdout.trim().split("\n").map((line) => line.split(/\s{2,}|\s(?=\S+$)/).map((cell) => cell.trim()));
+    const rows = status.stdout
+      .trim()
+      .split("\n")
+      .map((line) => line.split(/\s{2,}|\s(?=\S+$)/).map((cell) => cell.trim()));
     expect(rows[0]).toEqual(["VM", "DOMAIN", "HOST", "STATE", "ADDRESS"]);
     expect(rows.slice(1)).toEqual([
       ["vm1", "btw-btwplan5-vm1", "default", "not created", "-"],

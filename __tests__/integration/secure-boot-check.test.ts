@@ -71,9 +71,7 @@ describe("unsigned_boot_files: what Secure Boot would refuse", () => {
     write(root, "boot/vmlinuz-not-pe", Buffer.alloc(4096, 0x41));
     write(root, "boot/vmlinuz-truncated", peImage(1472).subarray(0, 0x90));
     write(root, "boot/config-signed", "not a kernel");
-    expect(unsignedBootFiles(root)).toEqual(
-      ["/boot/vmlinuz-empty-table", "/boot/vmlinuz-empty-table-pe32", "/boot/vmlinuz-no-table", "/boot/vmlinuz-not-pe", "/boot/vmlinuz-truncated"],
-    );
+    expect(unsignedBootFiles(root)).toEqual(["/boot/vmlinuz-empty-table", "/boot/vmlinuz-empty-table-pe32", "/boot/vmlinuz-no-table", "/boot/vmlinuz-not-pe", "/boot/vmlinuz-truncated"]);
   });
 
   test("modules no package ships are named unless their (decompressed) tail is the signature marker; packaged ones are not read", () => {
@@ -98,11 +96,7 @@ describe("unsigned_boot_files: what Secure Boot would refuse", () => {
     write(root, `usr/lib/modules/${KVER}/kernel/packaged.ko`, module);
     write(root, `usr/lib/modules/${KVER}/kernel/packaged-xz.ko.xz`, compress("xz", module));
     write(root, "var/lib/dpkg/info/linux-image-test.list", `/lib/modules/${KVER}/kernel/packaged.ko\n/usr/lib/modules/${KVER}/kernel/packaged-xz.ko.xz\n`);
-    expect(unsignedBootFiles(root)).toEqual(
-      ["marker-without-newline.ko", "unsigned-gz.ko.gz", "unsigned-xz.ko.xz", "unsigned-zst.ko.zst", "unsigned.ko"].map(
-        (file) => `/${updates}/${file}`,
-      ),
-    );
+    expect(unsignedBootFiles(root)).toEqual(["marker-without-newline.ko", "unsigned-gz.ko.gz", "unsigned-xz.ko.xz", "unsigned-zst.ko.zst", "unsigned.ko"].map((file) => `/${updates}/${file}`));
   });
 
   test("only the decompressed content counts: a marker after the compressed data is no signature, and xz says why it cannot read the module", () => {

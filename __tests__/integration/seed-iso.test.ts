@@ -67,9 +67,7 @@ describe("make-seed-iso.sh on Debian's real image", () => {
   }, 300_000);
 
   test("two VMs seeded at once from one image each get their own seed, and nothing is left held", async () => {
-    const [one, two] = await Promise.all(
-      ["sv-one", "sv-two"].map((name) => seedVm({ name, output: path.join(seeds, `${name}.iso`), image, userData: userData(name) })),
-    );
+    const [one, two] = await Promise.all(["sv-one", "sv-two"].map((name) => seedVm({ name, output: path.join(seeds, `${name}.iso`), image, userData: userData(name) })));
     expect(one.output).toMatch(/seed written to/);
     expect([one.status, two.status]).toEqual([0, 0]);
     expect(userDataOf(path.join(seeds, "sv-one.iso"))).toBe(userData("sv-one") + "\n");

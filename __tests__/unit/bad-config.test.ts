@@ -161,9 +161,7 @@ describe("paths are refused at synth when they would mislead scripts, libvirt or
   });
 
   test("a folder the lab creates things in is never / or a system folder, however it is spelled", () => {
-    const message = problemsOf(
-      withKeys({ libvirt: { pool_path: "/var/lib/" }, baremetal: { output_dir: "/srv/btw/../..", pxe: { state_dir: "//etc//" } } }),
-    );
+    const message = problemsOf(withKeys({ libvirt: { pool_path: "/var/lib/" }, baremetal: { output_dir: "/srv/btw/../..", pxe: { state_dir: "//etc//" } } }));
     expect(message).toContain("libvirt.pool_path: must not be the system folder /var/lib");
     expect(message).toContain("baremetal.output_dir: must not be the system folder /");
     expect(message).toContain("baremetal.pxe.state_dir: must not be the system folder /etc");
@@ -185,16 +183,19 @@ describe("MACs are unique across VMs and bare-metal machines", () => {
 
   test("a machine with a VM's MAC, and two machines with one MAC", () => {
     const message = problemsOf(
-      withKeys({
-        baremetal: {
-          pxe: PXE,
-          machines: [
-            { name: "m1", mac: "52:54:00:00:00:0a" },
-            { name: "m2", mac: "52:54:00:00:00:0b" },
-            { name: "m3", mac: "52:54:00:00:00:0b" },
-          ],
+      withKeys(
+        {
+          baremetal: {
+            pxe: PXE,
+            machines: [
+              { name: "m1", mac: "52:54:00:00:00:0a" },
+              { name: "m2", mac: "52:54:00:00:00:0b" },
+              { name: "m3", mac: "52:54:00:00:00:0b" },
+            ],
+          },
         },
-      }, [{ name: "vm1", mac: "52:54:00:00:00:0a" }]),
+        [{ name: "vm1", mac: "52:54:00:00:00:0a" }],
+      ),
     );
     expect(message).toContain("baremetal.machines[0].mac: duplicate machine mac '52:54:00:00:00:0a' (also vms[0].mac)");
     expect(message).toContain("baremetal.machines[2].mac: duplicate machine mac '52:54:00:00:00:0b' (also baremetal.machines[1].mac)");
@@ -227,9 +228,7 @@ describe("the PXE DHCP range lies in the PXE address's subnet", () => {
   });
 
   test("the first address must not come after the last", () => {
-    expect(problemsOf(withKeys(pxe("10.50.0.1", "10.50.0.200,10.50.0.100")), host)).toContain(
-      "baremetal.pxe.dhcp_range: the first address 10.50.0.200 comes after the last 10.50.0.100",
-    );
+    expect(problemsOf(withKeys(pxe("10.50.0.1", "10.50.0.200,10.50.0.100")), host)).toContain("baremetal.pxe.dhcp_range: the first address 10.50.0.200 comes after the last 10.50.0.100");
   });
 });
 
@@ -297,8 +296,7 @@ describe("a bare-metal machine's disk is a whole disk", () => {
   });
 
   test("first_boot is kexec unless set to reboot; anything else is refused naming the key", () => {
-    const machine = (extra: Record<string, unknown>) =>
-      withKeys({ baremetal: { pxe: { interface: "br50", address: "10.50.0.1" }, machines: [{ name: "m1", mac: "52:54:00:00:00:01", ...extra }] } });
+    const machine = (extra: Record<string, unknown>) => withKeys({ baremetal: { pxe: { interface: "br50", address: "10.50.0.1" }, machines: [{ name: "m1", mac: "52:54:00:00:00:01", ...extra }] } });
     expect(parseConfig(machine({}), "x.yaml").baremetal.machines[0].firstBoot).toBe("kexec");
     expect(parseConfig(machine({ first_boot: "reboot" }), "x.yaml").baremetal.machines[0].firstBoot).toBe("reboot");
     expect(problemsOf(machine({ first_boot: "warm" }))).toContain("baremetal.machines[0].first_boot: 'warm' is not one of 'kexec', 'reboot'");
@@ -333,7 +331,17 @@ describe("hosts: the libvirt connections a lab's VMs run on", () => {
   test("a VM naming an unknown host, a duplicate host and the reserved name 'default' name their keys", () => {
     const lab = (hosts: unknown, vms: unknown) => stringify(testLab({ vms: vms as Record<string, unknown>[], extra: { hosts } }));
     expect(problemsOf(lab([{ name: "h2", uri: "qemu+ssh://h2/system" }], [{ name: "a", host: "h3" }]))).toContain("vms[0].host: unknown host 'h3': hosts lists 'h2'");
-    expect(problemsOf(lab([{ name: "h2", uri: "qemu:///system" }, { name: "h2", uri: "qemu:///session" }], [{ name: "a" }]))).toContain("hosts[1].name: duplicate host name 'h2' (also hosts[0].name)");
+    expect(
+      problemsOf(
+        lab(
+          [
+            { name: "h2", uri: "qemu:///system" },
+            { name: "h2", uri: "qemu:///session" },
+          ],
+          [{ name: "a" }],
+        ),
+      ),
+    ).toContain("hosts[1].name: duplicate host name 'h2' (also hosts[0].name)");
     expect(problemsOf(lab([{ name: "default", uri: "qemu:///system" }], [{ name: "a" }]))).toContain("hosts[0].name: 'default' is the host of libvirt.uri");
     expect(problemsOf(lab([{ name: "h2", uri: "ssh h2" }], [{ name: "a" }]))).toContain("hosts[0].uri: must be a libvirt URI");
     expect(problemsOf(lab([{ name: "h2", uri: "qemu+ssh://h2/system?keyfile=${HOME}/k" }], [{ name: "a" }]))).toContain("hosts[0].uri: must not contain '${' or '%{'");

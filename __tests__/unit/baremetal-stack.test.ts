@@ -38,9 +38,7 @@ describe("the baremetal stack", () => {
     const all = commands(tf).join("\n");
     expect(all).toContain("capture-partitions.sh");
     expect(all).toContain("build-deploy-initramfs.sh");
-    expect(all).toMatch(
-      /pxe-server\.sh start --state-dir \/var\/lib\/btw-img\/pxe\/btwtest --interface br50 --address 10\.50\.0\.1 --dhcp-range 10\.50\.0\.100,10\.50\.0\.200/
-    );
+    expect(all).toMatch(/pxe-server\.sh start --state-dir \/var\/lib\/btw-img\/pxe\/btwtest --interface br50 --address 10\.50\.0\.1 --dhcp-range 10\.50\.0\.100,10\.50\.0\.200/);
     const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
     // The destroy stops the folder the server recorded when it started (a changed state_dir leaves none running).
     expect(server.input).toEqual({ state_dir: "/var/lib/btw-img/pxe/btwtest" });
@@ -76,7 +74,11 @@ describe("the baremetal stack", () => {
 
   test("its image steps are the lab's (same addresses and commands): whichever stack deploys first builds them", () => {
     const steps = (tf: any, pattern: RegExp) =>
-      Object.fromEntries(Object.entries(tf.resource.terraform_data).filter(([name]) => pattern.test(name)).map(([name, step]: [string, any]) => [name, step.provisioner]));
+      Object.fromEntries(
+        Object.entries(tf.resource.terraform_data)
+          .filter(([name]) => pattern.test(name))
+          .map(([name, step]: [string, any]) => [name, step.provisioner]),
+      );
     const pipeline = /^(cloud-image_acquire|image-minimal_customize|capture-minimal_capture)_/;
     const baremetal = steps(synth(BaremetalStack, { pxe: PXE, machines: [{ name: "metal1", mac: "52:54:00:00:00:01" }] }), pipeline);
     expect(Object.keys(baremetal)).toHaveLength(3);
@@ -95,7 +97,9 @@ describe("the baremetal stack", () => {
     expect(serverKey(tf)).toBeDefined();
     expect(serverKey(tf)).toBe(serverKey(withMachines));
     const server = tf.resource.terraform_data[serverKey(tf)!];
-    expect(server.provisioner[0]["local-exec"].command).toMatch(/pxe-server\.sh' stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest$|pxe-server\.sh stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest$/);
+    expect(server.provisioner[0]["local-exec"].command).toMatch(
+      /pxe-server\.sh' stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest$|pxe-server\.sh stop --state-dir \/var\/lib\/btw-img\/pxe\/btwtest$/,
+    );
     expect(server.provisioner[1]["local-exec"].when).toBe("destroy");
   });
 
@@ -137,7 +141,7 @@ describe("the baremetal config section", () => {
       expect.arrayContaining([
         expect.stringMatching(/baremetal\.machines\[1\]\.mac: duplicate machine mac '52:54:00:00:00:01'/),
         expect.stringMatching(/baremetal\.machines\[2\]\.mac: must be a lowercase MAC address/),
-      ])
+      ]),
     );
     expect(problems({ pxe: PXE, machines: [{ name: "m1", mac: "52:54:00:00:00:01", profile: "nosuch" }] })).toEqual([
       expect.stringMatching(/baremetal\.machines\[0\]\.profile: unknown profile 'nosuch'/),
@@ -151,7 +155,10 @@ describe("a machine's layout and disks reach the deploy environment", () => {
     // The shipped profiles, and two that carry what raid1 and the ZFS layouts need.
     profilesDir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-layout-stack-"));
     fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
-    for (const [name, packages] of [["raid", ["mdadm"]], ["zfs", ["zfs-dkms", "zfs-initramfs", "zfsutils-linux"]]] as const) {
+    for (const [name, packages] of [
+      ["raid", ["mdadm"]],
+      ["zfs", ["zfs-dkms", "zfs-initramfs", "zfsutils-linux"]],
+    ] as const) {
       fs.mkdirSync(path.join(profilesDir, name, "install.d"), { recursive: true });
       fs.writeFileSync(path.join(profilesDir, name, "install.d", `${name}.list`), packages.join("\n") + "\n");
       fs.writeFileSync(path.join(profilesDir, name, "extends"), "metal\n");
@@ -198,7 +205,9 @@ describe("a machine's layout and disks reach the deploy environment", () => {
 
   test("a zfs-mirror machine's deploy environment carries the image's zpool, zfs, GNU cp and ZFS's modules", () => {
     const all = synthMachines([{ name: "pool", mac: "52:54:00:00:00:01", profile: "zfs", layout: "zfs-mirror", disks: ["sda", "sdb"] }]);
-    expect(build(all, "zfs")).toMatch(/ --layout single:single:1:1 --layout zfs-mirror:zfs:2:- --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data \/usr\/share\/zfs\/compatibility\.d$/);
+    expect(build(all, "zfs")).toMatch(
+      / --layout single:single:1:1 --layout zfs-mirror:zfs:2:- --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data \/usr\/share\/zfs\/compatibility\.d$/,
+    );
   });
 
   test("zfs and zfs-mirror take ZFS's module, tools and GNU cp once for both", () => {

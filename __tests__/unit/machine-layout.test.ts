@@ -59,8 +59,11 @@ describe("a machine's disks and layout", () => {
   });
 
   test("kernel names become /dev paths; by-id and by-path names stay as written, in order", () => {
-    const machine = lab({ profile: "raid", layout: "raid1", disks: ["sda", "nvme0n1", "/dev/vdb", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PUNX0R123456A", "/dev/disk/by-path/pci-0000:00:17.0-ata-1"] })
-      .baremetal.machines[0];
+    const machine = lab({
+      profile: "raid",
+      layout: "raid1",
+      disks: ["sda", "nvme0n1", "/dev/vdb", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PUNX0R123456A", "/dev/disk/by-path/pci-0000:00:17.0-ata-1"],
+    }).baremetal.machines[0];
     expect(machine.disks).toEqual(["/dev/sda", "/dev/nvme0n1", "/dev/vdb", "/dev/disk/by-id/ata-Samsung_SSD_870_EVO_1TB_S6PUNX0R123456A", "/dev/disk/by-path/pci-0000:00:17.0-ata-1"]);
   });
 
@@ -123,7 +126,9 @@ describe("a layout needs its packages in the machine's profile", () => {
 
   test("zfs-mirror with a profile that has part of ZFS is refused, naming the machine, the profile and what it lacks", () => {
     expect(problems({ profile: "zfs-tools-only", layout: "zfs-mirror", disks: ["sda", "sdb"] })).toEqual([
-      expect.stringMatching(/^baremetal\.machines\[0\]\.layout: machine metal1 has layout zfs-mirror, which needs zfs-initramfs, zfs-dkms in its profile, and profile zfs-tools-only does not install them/),
+      expect.stringMatching(
+        /^baremetal\.machines\[0\]\.layout: machine metal1 has layout zfs-mirror, which needs zfs-initramfs, zfs-dkms in its profile, and profile zfs-tools-only does not install them/,
+      ),
     ]);
   });
 
@@ -150,9 +155,7 @@ describe("a layout needs its packages in the machine's profile", () => {
   });
 
   test("an unknown profile is named once, by its key, not again by the layout", () => {
-    expect(problems({ profile: "nosuch", layout: "raid1", disks: ["sda", "sdb"] })).toEqual([
-      expect.stringMatching(/^baremetal\.machines\[0\]\.profile: unknown profile 'nosuch'/),
-    ]);
+    expect(problems({ profile: "nosuch", layout: "raid1", disks: ["sda", "sdb"] })).toEqual([expect.stringMatching(/^baremetal\.machines\[0\]\.profile: unknown profile 'nosuch'/)]);
   });
 
   test("each machine is checked with its own profile", () => {
@@ -179,11 +182,17 @@ describe("a layout needs its packages in the machine's profile", () => {
   });
 
   test("the shipped metal profile has neither mdadm nor ZFS", () => {
-    expect(problems({ profile: "metal", layout: "raid1", disks: ["sda", "sdb"] }, SHIPPED_PROFILES)[0]).toContain("machine metal1 has layout raid1, which needs mdadm in its profile, and profile metal does not install it");
+    expect(problems({ profile: "metal", layout: "raid1", disks: ["sda", "sdb"] }, SHIPPED_PROFILES)[0]).toContain(
+      "machine metal1 has layout raid1, which needs mdadm in its profile, and profile metal does not install it",
+    );
   });
 
   test("the shipped mdadm profile (metal and mdadm) is accepted for raid1", () => {
-    expect(lab({ profile: "mdadm", layout: "raid1", disks: ["sda", "sdb"] }, SHIPPED_PROFILES).baremetal.machines[0]).toMatchObject({ profile: "mdadm", layout: "raid1", disks: ["/dev/sda", "/dev/sdb"] });
+    expect(lab({ profile: "mdadm", layout: "raid1", disks: ["sda", "sdb"] }, SHIPPED_PROFILES).baremetal.machines[0]).toMatchObject({
+      profile: "mdadm",
+      layout: "raid1",
+      disks: ["/dev/sda", "/dev/sdb"],
+    });
   });
 });
 

@@ -29,7 +29,9 @@ describe("pgEnvironment", () => {
   });
 
   test("a parameter libpq has no variable for, and a string that is neither form, are refused by name", () => {
-    expect(() => pgEnvironment("postgres://h/db?keepalives=1")).toThrow(new ConnStrError("the connection string's parameter 'keepalives' has no libpq environment variable; leave it out or use a service file (service=)"));
+    expect(() => pgEnvironment("postgres://h/db?keepalives=1")).toThrow(
+      new ConnStrError("the connection string's parameter 'keepalives' has no libpq environment variable; leave it out or use a service file (service=)"),
+    );
     expect(() => pgEnvironment("host=h what")).toThrow(ConnStrError);
   });
 });

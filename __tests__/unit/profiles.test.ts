@@ -305,9 +305,7 @@ describe("a profile is resolved once, at synth, and the script gets the result",
     const profilesDir = profilesWith({ "old/releases": "bookworm\n", "old-extra/extends": "old\n", "both/releases": "# any stable\nbookworm trixie\n" });
     expect(() => readProfile(profilesDir, "old", "trixie")).toThrow("profile old supports releases: bookworm but the lab's release is trixie");
     expect(readProfile(profilesDir, "old", "bookworm").releases).toEqual(["bookworm"]);
-    expect(configProblems(testLab({ vms: [{ name: "vm1", profile: "old" }] }), profilesDir)).toContain(
-      "vms[0].profile: profile old supports releases: bookworm but the lab's release is trixie",
-    );
+    expect(configProblems(testLab({ vms: [{ name: "vm1", profile: "old" }] }), profilesDir)).toContain("vms[0].profile: profile old supports releases: bookworm but the lab's release is trixie");
     // A parent's releases hold for every profile that extends it; one line may name several.
     expect(() => readProfile(profilesDir, "old-extra", "trixie")).toThrow("profile old supports releases: bookworm but the lab's release is trixie (profile old-extra extends it)");
     expect(readProfile(profilesDir, "both", "trixie").releases).toEqual(["bookworm", "trixie"]);

@@ -17,9 +17,7 @@ describe("cloud-init seed rendering", () => {
     expect(seed.userData.startsWith("#cloud-config\n")).toBe(true);
     const userData = parse(seed.userData);
     expect(userData).toMatchObject({ hostname: "web1", package_update: false, package_upgrade: false, ssh_pwauth: false });
-    expect(userData.users).toEqual([
-      expect.objectContaining({ name: "admin", lock_passwd: true, ssh_authorized_keys: [KEY], sudo: "ALL=(ALL) NOPASSWD:ALL" }),
-    ]);
+    expect(userData.users).toEqual([expect.objectContaining({ name: "admin", lock_passwd: true, ssh_authorized_keys: [KEY], sudo: "ALL=(ALL) NOPASSWD:ALL" })]);
     expect(seed.userData).not.toMatch(/(^|\s)(passwd|hashed_passwd|plain_text_passwd):|chpasswd/m);
   });
 

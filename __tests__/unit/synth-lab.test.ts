@@ -165,12 +165,31 @@ describe("a lab across several libvirt hosts", () => {
     const providers = (tf as any).provider.libvirt;
     expect(providers).toEqual([{ uri: "qemu:///system" }, { alias: "h2", uri: "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&socket=/run/h2/libvirt-sock" }]);
     const onHost = (resources: Record<string, any>) =>
-      Object.values(resources).map((r: any) => [r.name, r.provider ?? "libvirt"]).sort();
-    expect(onHost(tf.resource.libvirt_network)).toEqual([["mh-net", "libvirt"], ["mh-net-h2", "libvirt.h2"]]);
-    expect(Object.values(tf.resource.libvirt_network).map((n: any) => n.addresses[0]).sort()).toEqual(["10.213.7.0/24", "10.213.72.0/24"]);
-    expect(onHost(tf.resource.libvirt_pool)).toEqual([["btw-mh", "libvirt"], ["btw-mh.h2", "libvirt.h2"]]);
-    expect(Object.values(tf.resource.libvirt_pool).map((p: any) => p.target.path).sort()).toEqual(["/var/lib/libvirt/btw-img/mh", "/var/lib/libvirt/btw-img/mh.h2"]);
-    expect(onHost(tf.resource.libvirt_domain)).toEqual([["btw-mh-a", "libvirt"], ["btw-mh-b", "libvirt.h2"]]);
+      Object.values(resources)
+        .map((r: any) => [r.name, r.provider ?? "libvirt"])
+        .sort();
+    expect(onHost(tf.resource.libvirt_network)).toEqual([
+      ["mh-net", "libvirt"],
+      ["mh-net-h2", "libvirt.h2"],
+    ]);
+    expect(
+      Object.values(tf.resource.libvirt_network)
+        .map((n: any) => n.addresses[0])
+        .sort(),
+    ).toEqual(["10.213.7.0/24", "10.213.72.0/24"]);
+    expect(onHost(tf.resource.libvirt_pool)).toEqual([
+      ["btw-mh", "libvirt"],
+      ["btw-mh.h2", "libvirt.h2"],
+    ]);
+    expect(
+      Object.values(tf.resource.libvirt_pool)
+        .map((p: any) => p.target.path)
+        .sort(),
+    ).toEqual(["/var/lib/libvirt/btw-img/mh", "/var/lib/libvirt/btw-img/mh.h2"]);
+    expect(onHost(tf.resource.libvirt_domain)).toEqual([
+      ["btw-mh-a", "libvirt"],
+      ["btw-mh-b", "libvirt.h2"],
+    ]);
     const volumes = Object.values(tf.resource.libvirt_volume) as any[];
     // One base volume per host, both uploaded from the one image built on the build host.
     const bases = volumes.filter((v) => v.source && v.format === "qcow2");
@@ -178,7 +197,9 @@ describe("a lab across several libvirt hosts", () => {
     expect(new Set(bases.map((v) => v.source)).size).toBe(1);
     expect(volumes.filter((v) => ["btw-mh-b.qcow2", "btw-mh-b-seed.iso"].includes(v.name)).map((v) => v.provider)).toEqual(["libvirt.h2", "libvirt.h2"]);
     // Readiness asks the guest agent through the VM's own host.
-    const waits = Object.values(tf.resource.terraform_data).map((d: any) => d.provisioner?.[0]?.["local-exec"]?.command ?? "").filter((c: string) => c.includes("wait-for-cloud-init.sh"));
+    const waits = Object.values(tf.resource.terraform_data)
+      .map((d: any) => d.provisioner?.[0]?.["local-exec"]?.command ?? "")
+      .filter((c: string) => c.includes("wait-for-cloud-init.sh"));
     expect(waits.find((c: string) => c.includes("btw-mh-b"))).toContain("'qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k/id&socket=/run/h2/libvirt-sock'");
     expect(waits.find((c: string) => c.includes("btw-mh-a"))).toContain("--uri qemu:///system");
   });

@@ -34,14 +34,30 @@ export class IpmiDriver implements BmcDriver {
   }
 
   private ipmitool(command: string[]): string {
-    const args = ["-I", "lanplus", "-H", this.bmc.host, ...(this.bmc.port ? ["-p", String(this.bmc.port)] : []), "-U", this.bmc.username, "-E", "-N", "2", "-R", "3",
-      ...(this.bmc.cipherSuite !== undefined ? ["-C", String(this.bmc.cipherSuite)] : []), ...command];
+    const args = [
+      "-I",
+      "lanplus",
+      "-H",
+      this.bmc.host,
+      ...(this.bmc.port ? ["-p", String(this.bmc.port)] : []),
+      "-U",
+      this.bmc.username,
+      "-E",
+      "-N",
+      "2",
+      "-R",
+      "3",
+      ...(this.bmc.cipherSuite !== undefined ? ["-C", String(this.bmc.cipherSuite)] : []),
+      ...command,
+    ];
     const run = spawnSync("ipmitool", args, { encoding: "utf8", env: { ...process.env, IPMI_PASSWORD: this.password() }, timeout: 60_000 });
     if (run.error) throw new BmcError(`machine ${this.machine}: cannot run ipmitool (${run.error.message}): install ipmitool`);
     // Simulators and older BMCs do not list their cipher suites; ipmitool then goes on with its default.
     const errors = run.stderr.split("\n").filter((line) => line.trim() && !/Unable to Get Channel Cipher Suites/.test(line));
     if (run.status !== 0) {
-      throw new BmcError(`machine ${this.machine}: the BMC at ${this.where()} (user ${this.bmc.username}) refused or did not answer 'ipmitool ${command.join(" ")}': ${errors.join("; ") || `exit ${run.status}`}`);
+      throw new BmcError(
+        `machine ${this.machine}: the BMC at ${this.where()} (user ${this.bmc.username}) refused or did not answer 'ipmitool ${command.join(" ")}': ${errors.join("; ") || `exit ${run.status}`}`,
+      );
     }
     return run.stdout;
   }

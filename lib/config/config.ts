@@ -18,7 +18,10 @@ export { DEFAULT_HOST } from "./schema";
 export * from "./types";
 
 export class ConfigError extends Error {
-  constructor(readonly file: string, readonly problems: string[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
     super(`${file}: invalid lab config:\n` + problems.map((p) => `  - ${p}`).join("\n"));
     this.name = "ConfigError";
   }
@@ -120,8 +123,7 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
     throw new ConfigError(sourceFile, result.error.issues.map(describeIssue));
   }
   const lab = result.data;
-  const profilesDir =
-    options.profilesDir ?? (lab.profiles_dir ? path.resolve(path.dirname(sourceFile), lab.profiles_dir) : path.join(PROJECT_DIR, "profiles"));
+  const profilesDir = options.profilesDir ?? (lab.profiles_dir ? path.resolve(path.dirname(sourceFile), lab.profiles_dir) : path.join(PROJECT_DIR, "profiles"));
   if (lab.profiles_dir && !fs.existsSync(profilesDir)) {
     throw new ConfigError(sourceFile, [`profiles_dir: folder ${profilesDir} does not exist`]);
   }

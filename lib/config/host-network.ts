@@ -30,12 +30,12 @@ export function formatIpv4Net(net: Ipv4Net): string {
 }
 
 export function netContains(net: Ipv4Net, address: number): boolean {
-  return ((address & mask(net.bits)) >>> 0) === net.address;
+  return (address & mask(net.bits)) >>> 0 === net.address;
 }
 
 function netsOverlap(a: Ipv4Net, b: Ipv4Net): boolean {
   const shared = mask(Math.min(a.bits, b.bits));
-  return ((a.address & shared) >>> 0) === ((b.address & shared) >>> 0);
+  return (a.address & shared) >>> 0 === (b.address & shared) >>> 0;
 }
 
 export interface HostRoute {

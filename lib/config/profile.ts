@@ -184,15 +184,14 @@ export function readProfile(profilesDir: string, name: string, release?: string)
       if (rel === "releases") {
         const supported = readLines(full).flatMap((line) => line.text.split(/\s+/));
         if (release !== undefined && !supported.includes(release)) {
-          throw new ProfileError(
-            `profile ${member} supports releases: ${supported.join(" ")} but the lab's release is ${release}` +
-              (member === name ? "" : ` (profile ${name} extends it)`),
-          );
+          throw new ProfileError(`profile ${member} supports releases: ${supported.join(" ")} but the lab's release is ${release}` + (member === name ? "" : ` (profile ${name} extends it)`));
         }
         releases = releases ? releases.filter((r) => supported.includes(r)) : supported;
       }
       if (rel === "no-secure-boot" && noSecureBoot === undefined) {
-        const reason = readLines(full).map((line) => line.text).join(" ");
+        const reason = readLines(full)
+          .map((line) => line.text)
+          .join(" ");
         noSecureBoot = `profile ${member}${member === name ? "" : ` (which ${name} extends)`} cannot boot with Secure Boot enforced${reason ? `: ${reason}` : ""}`;
       }
     }

@@ -12,12 +12,7 @@ export function formatPath(keyPath: (string | number)[]): string {
 
 // RFC 1123 label: VM names are also hostnames and libvirt object names.
 
-const hostname = z
-  .string()
-  .regex(
-    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
-    "must be a valid hostname: 1-63 lowercase letters, digits or '-', not starting or ending with '-'",
-  );
+const hostname = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "must be a valid hostname: 1-63 lowercase letters, digits or '-', not starting or ending with '-'");
 const sizeGiB = z.number().int().positive().max(65536);
 const memoryMiB = z.number().int().min(256).max(1048576);
 const cidr = z
@@ -28,9 +23,7 @@ const cidr = z
     return address.split(".").every((octet) => Number(octet) <= 255) && Number(bits) >= 8 && Number(bits) <= 30;
   }, "must be an IPv4 CIDR with octets <= 255 and a prefix between /8 and /30");
 const url = z.string().regex(/^(https?|file):\/\/\S+$/, "must be an http(s):// or file:// URL");
-const mac = z
-  .string()
-  .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, "must be a lowercase MAC address such as 52:54:00:12:34:56");
+const mac = z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, "must be a lowercase MAC address such as 52:54:00:12:34:56");
 const cloudConfig = z.record(z.string(), z.unknown());
 // Nothing in the config is expanded: `${HOME}` in a path would be a folder of that name
 // (and a template to the engine, which cdk.tf.json hands these to as they are).
@@ -40,6 +33,7 @@ const NO_TEMPLATE = "must not contain '${' or '%{': nothing in the lab config is
 export const absolutePath = z
   .string()
   .startsWith("/", "must be an absolute path")
+  // eslint-disable-next-line no-control-regex -- it refuses control characters, so it names them
   .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
   .refine(noTemplate, NO_TEMPLATE);
 /** Why a resolved path may not reach scripts and the engine, if it may not. */
@@ -50,10 +44,40 @@ export function badPath(value: string): string | undefined {
 // Folders the lab creates and removes things in (one subfolder per lab or profile, named by the
 // config): never a system folder, where such a name may already be taken.
 const SYSTEM_FOLDERS = new Set([
-  "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
-  "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/lib64",
-  "/usr/local", "/usr/sbin", "/usr/share", "/var", "/var/cache", "/var/lib", "/var/lib/libvirt", "/var/log",
-  "/var/spool", "/var/tmp",
+  "/",
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/home",
+  "/lib",
+  "/lib32",
+  "/lib64",
+  "/libx32",
+  "/media",
+  "/mnt",
+  "/opt",
+  "/proc",
+  "/root",
+  "/run",
+  "/sbin",
+  "/srv",
+  "/sys",
+  "/tmp",
+  "/usr",
+  "/usr/bin",
+  "/usr/lib",
+  "/usr/lib64",
+  "/usr/local",
+  "/usr/sbin",
+  "/usr/share",
+  "/var",
+  "/var/cache",
+  "/var/lib",
+  "/var/lib/libvirt",
+  "/var/log",
+  "/var/spool",
+  "/var/tmp",
 ]);
 const ownFolder = absolutePath.superRefine((value, ctx) => {
   const folder = path.posix.normalize(value).replace(/(?<=.)\/+$/, "");
@@ -90,6 +114,7 @@ const wholeDisk = z.preprocess(
 const labRelativePath = z
   .string()
   .min(1)
+  // eslint-disable-next-line no-control-regex -- it refuses control characters, so it names them
   .regex(/^[^\s\x00-\x1f\x7f]*$/, "must not contain whitespace or control characters")
   .refine(noTemplate, NO_TEMPLATE);
 
@@ -153,14 +178,20 @@ const bmcSchema = z
     /** The BMC's address, host or host:port (IPMI over LAN: UDP 623; Redfish: HTTPS, 443). */
     address: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, "must be a host name or IPv4 address, with :port optionally"),
     username: z.string().regex(/^[A-Za-z0-9._@-]{1,32}$/, "must be a BMC user name: letters, digits, '._@-', at most 32"),
-    password_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "must be the name of an environment variable, such as BMC_PASSWORD").optional(),
+    password_env: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, "must be the name of an environment variable, such as BMC_PASSWORD")
+      .optional(),
     password_file: absolutePath.optional(),
     /** The firmware mode of the one-time network boot; default: the mode the BMC has set. */
     firmware: z.enum(["uefi", "bios"]).optional(),
     /** ipmi: the IPMI 2.0 cipher suite (3: SHA1 with AES, 17: SHA256 with AES); default: the one ipmitool finds the BMC offers. */
     cipher_suite: z.number().int().min(0).max(17).optional(),
     /** redfish: the Id of the machine's member of /redfish/v1/Systems; default: the only member. */
-    system: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a Redfish system Id, such as 1 or System.Embedded.1").optional(),
+    system: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a Redfish system Id, such as 1 or System.Embedded.1")
+      .optional(),
     /** redfish: the CA certificate (PEM) that signed the BMC's TLS certificate; default: the host's trusted CAs. */
     ca_file: absolutePath.optional(),
     /** redfish: true to skip TLS verification (anyone on the path could then take the password). */
@@ -316,7 +347,10 @@ export const labSchema = z
         mode: z.enum(["nat", "isolated", "bridge"]).default("nat"),
         create: z.boolean().default(true),
         cidr: cidr.optional(),
-        bridge: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50").optional(),
+        bridge: z
+          .string()
+          .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50")
+          .optional(),
       })
       .strict(),
     defaults: z

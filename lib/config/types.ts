@@ -138,4 +138,3 @@ export interface LabConfig {
   profilesDir: string;
   cacheDir: string;
 }
-

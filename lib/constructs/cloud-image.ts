@@ -47,17 +47,7 @@ export class CloudImage extends Construct {
     }
     this.sha512 = resolved.get(key)!.sha512;
     this.contentKey = this.sha512 ?? this.basePath;
-    const args = [
-      "--url",
-      props.url,
-      "--checksums",
-      props.checksums,
-      ...(this.sha512 ? ["--sha512", this.sha512] : []),
-      "--cache-dir",
-      props.cacheDir,
-      "--link",
-      this.basePath,
-    ];
+    const args = ["--url", props.url, "--checksums", props.checksums, ...(this.sha512 ? ["--sha512", this.sha512] : []), "--cache-dir", props.cacheDir, "--link", this.basePath];
     this.ensureCommand = `{ test -e ${shellQuote(this.basePath)} || ${scriptCommand("prepare-cloud-img.sh", args)}; }`;
     this.step = hostStep(this, "acquire", {
       script: "prepare-cloud-img.sh",

@@ -25,13 +25,7 @@ export class CloudInitReadiness extends Construct {
     const { lab, vm, names } = props;
     this.step = hostStep(this, MAIN_CHILD_ID, {
       script: "wait-for-cloud-init.sh",
-      args: [
-        "--uri", virshUri(props.uri),
-        "--domain", names.domain,
-        "--hostname", vm.name,
-        "--timeout", String(lab.readiness.timeout),
-        "--console-log", names.consoleLog,
-      ],
+      args: ["--uri", virshUri(props.uri), "--domain", names.domain, "--hostname", vm.name, "--timeout", String(lab.readiness.timeout), "--console-log", names.consoleLog],
       // A new domain (a new disk or seed recreates it) is waited for again.
       triggers: { domain: props.domain.id },
       // Only a run that saw cloud-init done gets here: a failed wait fails the apply.

@@ -16,14 +16,22 @@ export function shellQuote(value: string): string {
 
 // How a script names another script it sources or runs, "$(dirname "$0")/lib/image-mount.sh",
 // or a folder whose files it copies, "$(dirname "$0")/../../deploy-env/".
-const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_.\/-]+(?:\.sh|\.py|\/))"/g;
+const SCRIPT_REFERENCE = /"\$\(dirname "\$0"\)\/([A-Za-z0-9_./-]+(?:\.sh|\.py|\/))"/g;
 
 /** Every file under a folder of SCRIPTS_DIR (relative to it), sorted. */
 function folderFiles(folder: string): string[] {
   return fs
     .readdirSync(path.join(SCRIPTS_DIR, folder), { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile())
-    .map((entry) => path.posix.join(path.relative(SCRIPTS_DIR, entry.parentPath ?? entry.path).split(path.sep).join("/"), entry.name))
+    .map((entry) =>
+      path.posix.join(
+        path
+          .relative(SCRIPTS_DIR, entry.parentPath ?? entry.path)
+          .split(path.sep)
+          .join("/"),
+        entry.name,
+      ),
+    )
     .sort();
 }
 
@@ -48,7 +56,11 @@ export function scriptParts(script: string): string[] {
 
 /** sha256 of a script and the scripts it sources or runs, so a new version of any of them re-runs its step. */
 export function scriptHash(script: string): string {
-  const sha256 = (part: string) => crypto.createHash("sha256").update(fs.readFileSync(path.join(SCRIPTS_DIR, part))).digest("hex");
+  const sha256 = (part: string) =>
+    crypto
+      .createHash("sha256")
+      .update(fs.readFileSync(path.join(SCRIPTS_DIR, part)))
+      .digest("hex");
   const parts = scriptParts(script);
   // A script on its own keeps the hash of its content alone.
   if (parts.length === 1) return sha256(script);

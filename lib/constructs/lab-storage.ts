@@ -20,7 +20,11 @@ export class LabStorage extends Construct {
   readonly pool: Pool;
   private readonly baseVolumes = new Map<string, Volume>();
 
-  constructor(scope: Construct, id: string, private readonly props: LabStorageProps) {
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly props: LabStorageProps,
+  ) {
     super(scope, id);
     this.pool = new Pool(this, "pool", {
       provider: props.provider,

@@ -36,9 +36,7 @@ export class SeedDisk extends Construct {
       triggers: { user_data: sensitiveText(seed.userData), meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
       // Destroyed after the domain (which needs the seed), so this also takes the
       // console log and libvirt's QEMU log of the domain once nothing writes them.
-      destroyCommand:
-        `rm -f ${[this.isoPath, names.consoleLog, names.qemuLog].map(shellQuote).join(" ")}` +
-        ` && { rmdir -p ${shellQuote(path.dirname(this.isoPath))} 2>/dev/null || true; }`,
+      destroyCommand: `rm -f ${[this.isoPath, names.consoleLog, names.qemuLog].map(shellQuote).join(" ")}` + ` && { rmdir -p ${shellQuote(path.dirname(this.isoPath))} 2>/dev/null || true; }`,
       dependsOn: [props.image.step, ...props.dependsOn],
     });
   }

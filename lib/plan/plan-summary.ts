@@ -255,7 +255,7 @@ function cloudConfigChange(before: unknown, after: unknown): string {
   return `${counts.join(", ")}${keys.length > 0 ? ` (${keys.join(", ")})` : ""}`;
 }
 
-function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown, sensitive: boolean): string[] {
+function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown): string[] {
   const now = after === UNKNOWN ? "(known after apply)" : code(String(after));
   if (key === "script_sha256") return [`${code(`scripts/steps/${type.script}`)} changed`];
   switch (`${type.kind}.${key}`) {
@@ -306,9 +306,7 @@ function layerRebuild(before: Triggers, after: Triggers): string[] {
   if (!old || !now) return [];
   const oldFiles = (before.profile_files ?? {}) as Record<string, string>;
   const newFiles = (after.profile_files ?? {}) as Record<string, string>;
-  const changed = new Set(
-    [...new Set([...Object.keys(oldFiles), ...Object.keys(newFiles)])].filter((file) => oldFiles[file] !== newFiles[file]).map(layerOfFile),
-  );
+  const changed = new Set([...new Set([...Object.keys(oldFiles), ...Object.keys(newFiles)])].filter((file) => oldFiles[file] !== newFiles[file]).map(layerOfFile));
   const first = now.findIndex((layer, i) => layer !== old[i] || changed.has(layer));
   if (first < 0) return now.length < old.length ? ["layers removed at the end: only the image is written again (every layer cached)"] : [];
   if (first === 0) return [`rebuilds every layer, from ${code(now[0])}`];
@@ -326,17 +324,10 @@ function triggerReasons(type: ImageStepType, subject: string, change: ResourceCh
   const before = triggersOf(change.change.before);
   const after = triggersOf(change.change.after);
   const unknown = triggersOf(change.change.after_unknown);
-  const sensitive = (key: string) =>
-    [change.change.before_sensitive, change.change.after_sensitive].some((marks) => {
-      const triggers = (marks as { triggers_replace?: unknown } | null)?.triggers_replace;
-      return triggers === true || triggersOf(marks)[key] === true;
-    });
-  const changedKeys = [...new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(unknown)])].filter(
-    (key) => unknown[key] === true || !isDeepStrictEqual(before[key], after[key]),
-  );
+  const changedKeys = [...new Set([...Object.keys(before), ...Object.keys(after), ...Object.keys(unknown)])].filter((key) => unknown[key] === true || !isDeepStrictEqual(before[key], after[key]));
   const reasons = changedKeys
     .filter((key) => !(DERIVED_TRIGGERS[`${type.kind}.${key}`] ?? []).some((source) => changedKeys.includes(source)))
-    .flatMap((key) => explainTrigger(type, subject, key, before[key], unknown[key] === true ? UNKNOWN : after[key], sensitive(key)));
+    .flatMap((key) => explainTrigger(type, subject, key, before[key], unknown[key] === true ? UNKNOWN : after[key]));
   // Only the profile changed: its layers before the first changed one are reused (customize-image.sh).
   const profileOnly = changedKeys.every((key) => ["profile_files", "layers"].includes(key));
   return type.kind === "customize" && profileOnly && changedKeys.length > 0 ? [...reasons, ...layerRebuild(before, after)] : reasons;
@@ -406,12 +397,7 @@ function stackChanges(plan: PlanJson): { change: ResourceChange; action: Action 
 function renderStackSummary({ stack, plan }: StackPlan): string[] {
   const changes = stackChanges(plan);
   const count = (action: Action) => changes.filter((entry) => entry.action === action).length;
-  const lines = [
-    `## Stack ${code(stack)}`,
-    "",
-    `**${count("add")} to add, ${count("change")} to change, ${count("replace")} to replace, ${count("destroy")} to destroy.**`,
-    "",
-  ];
+  const lines = [`## Stack ${code(stack)}`, "", `**${count("add")} to add, ${count("change")} to change, ${count("replace")} to replace, ${count("destroy")} to destroy.**`, ""];
   if (changes.length === 0) return [...lines, "No changes: what is deployed matches the configuration.", ""];
   lines.push("| Action | Resource | What changes |", "|---|---|---|", ...changes.map(({ change, action }) => changedRow(change, action)), "");
   const runs = changes
