@@ -8,7 +8,7 @@
 // The synthesized steps are run as the engine runs them, against a real IPMI BMC
 // simulator (ipmi_sim) and the Redfish stand-in (testkit/redfish-sim.ts); the
 // machine's reports are written into the records folder as the server's CGI
-// writes them (its own tests: baremetal-scripts); no machine boots.
+// writes them (its own tests: pxe-server-script); no machine boots.
 import execa from "execa";
 import * as fs from "fs";
 import * as os from "os";
