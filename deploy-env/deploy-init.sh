@@ -15,7 +15,7 @@
 # Kernel command line: btw.server=URL btw.mac=MAC btw.manifest=URL
 #   btw.tools=URL btw.tools_sha256=HEX (tools.img: storage drivers and the restore's
 #   programs, fetched once the network is up)
-#   [btw.seed=URL (the seed is at URL/TOKEN/)] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
+#   [btw.manifest_sha256=HEX] [btw.seed=URL (the seed is at URL/TOKEN/) btw.seed_sha256=HEX] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
 #   [btw.after=kexec|reboot|poweroff] [btw.erase=quick|full (a release: erase.sh, then off)]
 # btw.layout= names a line of the layout table (/usr/lib/btw/layouts.tab; none: its first);
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
@@ -43,13 +43,15 @@ echo /bin/modprobe >/proc/sys/kernel/modprobe
 say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
-server="" mac="" token="" manifest="" tools="" tools_sha256="" seed="" disks="" layout="" wipe="" replace="" erase="" after=reboot
+server="" mac="" token="" manifest="" manifest_sha256="" tools="" tools_sha256="" seed="" seed_sha256="" disks="" layout="" wipe="" replace="" erase="" after=reboot
 # shellcheck disable=SC2013 # the kernel's command line is words
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     btw.server=*) server=${arg#*=} ;;
     btw.mac=*) mac=$(echo "${arg#*=}" | tr 'A-F' 'a-f') ;;
     btw.manifest=*) manifest=${arg#*=} ;;
+    btw.manifest_sha256=*) manifest_sha256=${arg#*=} ;;
+    btw.seed_sha256=*) seed_sha256=${arg#*=} ;;
     btw.tools=*) tools=${arg#*=} ;;
     btw.tools_sha256=*) tools_sha256=${arg#*=} ;;
     btw.seed=*) seed=${arg#*=} ;;
@@ -184,7 +186,7 @@ layout_args="--layout $layout"
 for each in ${disks:-$disk}; do layout_args="$layout_args --disk $each"; done
 status=0
 # shellcheck disable=SC2086 # options and disk paths, one a word
-"$BTW/restore.sh" $layout_args --manifest "$manifest" ${seed:+--seed-dir "$seed/$token/"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
+"$BTW/restore.sh" $layout_args --manifest "$manifest" ${manifest_sha256:+--manifest-sha256 "$manifest_sha256"} ${seed:+--seed-dir "$seed/$token/"} ${seed_sha256:+--seed-sha256 "$seed_sha256"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
 # What the server hears: done (restored now or before), or kept (another install left as it is).
 outcome="done" outcome_text="restore done"
 case "$status" in

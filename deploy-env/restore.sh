@@ -26,6 +26,7 @@ umask 022
 PROG=restore
 USAGE="usage: restore.sh --manifest URL_OR_DIR --disk /dev/X [--disk ...] [--layout NAME] [--layouts FILE]
          [--wipe] [--replace] [--seed-dir URL_OR_DIR] [--work-dir DIR] [--install-id ID]
+         [--manifest-sha256 HEX] [--seed-sha256 HEX]
        restore.sh --print-root|--release --disk /dev/X [--disk ...] [--layout NAME] [--layouts FILE] --work-dir DIR"
 BTW_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BTW_DIR/lib/output.sh"
@@ -58,6 +59,11 @@ $USAGE
                that already hold this ID are left as they are (exit 3); a restore
                of this ID cut short (power loss after the tables) is written again
                without --wipe (the tables carry a disk GUID made from the ID)
+  --manifest-sha256  the manifest's sha256, as its boot script carries it: a manifest
+               that does not match is refused (its sha256s cover the artifacts)
+  --seed-sha256  sha256 of what sha256sum prints for the seed's files (user-data,
+               meta-data, network-config if there is one), as its boot script carries
+               it: a seed that does not match is refused
   --print-root after a restore (the same --disk, --layout, --work-dir): the restored
                root to start from the deploy environment; nothing: reboot instead
   --release    after a restore: let go of what the layout holds before that start
@@ -66,7 +72,7 @@ Nothing is written to a disk before every artifact matches its sha256.
 HELP
 }
 
-mode=restore manifest="" disks="" layout_name="" table=$BTW_DIR/layouts.tab wipe="" replace="" seed="" work_dir="" install_id=""
+mode=restore manifest="" disks="" layout_name="" table=$BTW_DIR/layouts.tab wipe="" replace="" seed="" work_dir="" install_id="" manifest_sha256="" seed_sha256=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
@@ -74,7 +80,7 @@ while [ $# -gt 0 ]; do
     --replace) replace=1; shift ;;
     --print-root) mode=root; shift ;;
     --release) mode=release; shift ;;
-    --manifest|--disk|--layout|--layouts|--seed-dir|--work-dir|--install-id)
+    --manifest|--disk|--layout|--layouts|--seed-dir|--work-dir|--install-id|--manifest-sha256|--seed-sha256)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --manifest) manifest=$2 ;;
@@ -84,6 +90,8 @@ while [ $# -gt 0 ]; do
         --seed-dir) seed=$2 ;;
         --work-dir) work_dir=$2 ;;
         --install-id) install_id=$2 ;;
+        --manifest-sha256) manifest_sha256=$2 ;;
+        --seed-sha256) seed_sha256=$2 ;;
       esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;

@@ -103,6 +103,11 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(script).not.toContain(token(m1.mac));
     expect(script).toContain(`initrd --name token.img ${base}/cgi-bin/token?mac=\${mac:hexhyp}`);
     expect(script).toContain(` btw.seed=${base}/cgi-bin/seed `);
+    // What the deploy environment fetches is checked against the boot script: the manifest and the seed.
+    const sha256 = (data: string | Buffer) => crypto.createHash("sha256").update(data).digest("hex");
+    expect(script).toContain(` btw.manifest_sha256=${sha256(fs.readFileSync(path.join(artifactsDir, "manifest.json")))} `);
+    const seedList = ["user-data", "meta-data"].map((name) => `${sha256(fs.readFileSync(path.join(stateDir, "machines", m1.mac, name)))}  ${name}\n`).join("");
+    expect(script).toContain(` btw.seed_sha256=${sha256(seedList)} `);
     expect(archivedToken(tokenArchive(m1.mac))).toBe(token(m1.mac));
     expect(tokenArchive(m1.mac, false).length).toBe(0);
     expect(tokenArchive(m2.mac).length).toBe(0);

@@ -48,6 +48,37 @@ describe("restore.sh refuses a wrong disk before reading any artifact", () => {
     for (const device of loops) spawnSync("losetup", ["-d", device]);
   });
 
+  test("a manifest or a seed that does not match the sha256 its boot script gave, before any disk is looked at", () => {
+    const result = restore("/dev/disk/by-id/virtio-no-such-disk", ["--manifest-sha256", "0".repeat(64)]);
+    expect(result.status).toBe(1);
+    expect(result.output).toContain("does not match the sha256 its boot script gave (--manifest-sha256): nothing written");
+    expect(result.output).not.toContain("no-such-disk");
+    // The seed, as fetch_seed reads it (lib/manifest.sh), from a folder.
+    const seed = path.join(work, "seed");
+    fs.mkdirSync(seed, { recursive: true });
+    fs.writeFileSync(path.join(seed, "user-data"), "#cloud-config\n");
+    fs.writeFileSync(path.join(seed, "meta-data"), "instance-id: m1\n");
+    const listed = execFileSync("sh", ["-c", 'cd "$1" && sha256sum user-data meta-data | sha256sum | cut -d" " -f1', "sh", seed], { encoding: "utf8" }).trim();
+    const fetchSeed = (sha: string) =>
+      spawnSync(
+        "sh",
+        [
+          "-c",
+          `PROG=restore; . ${scriptPath("lib/output.sh")}; . ${scriptPath("lib/manifest.sh")}; work_dir=$1; seed=$2; seed_sha256=$3; fetch_seed && echo "seed:$seed_files"`,
+          "sh",
+          fs.mkdtempSync(path.join(work, "w-")),
+          seed,
+          sha,
+        ],
+        {
+          encoding: "utf8",
+        },
+      );
+    expect(fetchSeed(listed).stdout.trim()).toBe("seed: user-data meta-data");
+    const wrong = fetchSeed("0".repeat(64));
+    expect({ status: wrong.status, stderr: wrong.stderr }).toEqual({ status: 1, stderr: "restore: error: the seed does not match the sha256 its boot script gave (--seed-sha256): nothing written\n" });
+  });
+
   test("a partition", () => {
     const disk = loopDisk("parted", 200 * MiB, "label: gpt\nsize=150MiB\n");
     const before = sha(disk.file);

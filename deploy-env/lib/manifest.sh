@@ -14,6 +14,9 @@ read_manifest() {
   say "reading $manifest"
   m=$work_dir/manifest.json
   fetch "$manifest" "$m" || die "cannot read the manifest $manifest"
+  if [ -n "$manifest_sha256" ] && [ "$(sha256sum "$m" | cut -d' ' -f1)" != "$manifest_sha256" ]; then
+    die "the manifest $manifest does not match the sha256 its boot script gave (--manifest-sha256): nothing written"
+  fi
   _version=$(jq -r '.format_version // "none"' "$m" 2>/dev/null) || die "the manifest is not JSON: $manifest"
   [ "$_version" = "$FORMAT_VERSION" ] || die "manifest format version $_version is not supported (this restore reads format $FORMAT_VERSION)"
   manifest_numbers
@@ -72,6 +75,10 @@ fetch_seed() {
       die "the seed has no $_name (the server refused it, or it is missing)"
     fi
   done
+  # shellcheck disable=SC2086 # seed file names, one a word
+  if [ -n "$seed_sha256" ] && [ "$(cd "$work_dir/seed" && sha256sum $seed_files | sha256sum | cut -d' ' -f1)" != "$seed_sha256" ]; then
+    die "the seed does not match the sha256 its boot script gave (--seed-sha256): nothing written"
+  fi
 }
 
 # write_seed_and_id ROOT: the seed (on the root file system, not a cidata partition: it then

@@ -87,6 +87,11 @@ add_machine() {
   field '.network_config // empty' >"$_dir/network-config"
   [ -s "$_dir/network-config" ] || rm "$_dir/network-config"
   _options="$_options btw.tools=$base_url/deploy/$_profile/tools.img btw.tools_sha256=$(sha256sum "$state_dir/http/deploy/$_profile/tools.img" | cut -c1-64)"
+  # What the deploy environment fetches is checked against what its boot script says: the
+  # manifest (whose sha256s cover the artifacts) and the seed (restore.sh --seed-sha256).
+  _options="$_options btw.manifest_sha256=$(sha256sum "$state_dir/http/artifacts/$_profile/manifest.json" | cut -c1-64)"
+  # shellcheck disable=SC2046 # the seed's file names, one a word
+  _options="$_options btw.seed_sha256=$(cd "$_dir" && sha256sum user-data meta-data $(ls network-config 2>/dev/null) | sha256sum | cut -c1-64)"
   [ "$(field '.wipe // false')" != true ] || _options="$_options btw.wipe=1"
   _options="$_options btw.after=$_first_boot@REPLACE@"
   # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
