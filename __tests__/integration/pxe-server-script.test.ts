@@ -137,6 +137,22 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fs.statSync(recordsDir).mode & 0o777).toBe(0o700);
   });
 
+  test("DHCP answers only the machines of the config: an address for m1's MAC, none for a stranger on the bridge", () => {
+    const conf = fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8");
+    expect(conf).toContain(`dhcp-host=${m1.mac}\ndhcp-host=${m2.mac}\ndhcp-ignore=tag:!known`);
+    // busybox's udhcpc from the namespace (answers broadcast, -B: the namespace has its own address already).
+    const dhcp = () => spawnSync("ip", ["netns", "exec", ns, "busybox", "udhcpc", "-B", "-i", `${hostIf}c`, "-n", "-q", "-t", "3", "-T", "1", "-s", "/bin/true"], { encoding: "utf8" });
+    const known = dhcp();
+    expect({ status: known.status, output: known.stdout + known.stderr }).toMatchObject({ status: 0, output: expect.stringMatching(/lease of 10\.213\.97\.1[0-5]\d obtained/) });
+    execFileSync("ip", ["netns", "exec", ns, "ip", "link", "set", `${hostIf}c`, "address", "52:54:00:97:00:99"]);
+    try {
+      expect(dhcp().status).not.toBe(0);
+      expect(fs.readFileSync(path.join(stateDir, "dnsmasq.log"), "utf8")).toMatch(/52:54:00:97:00:99 ignored/);
+    } finally {
+      execFileSync("ip", ["netns", "exec", ns, "ip", "link", "set", `${hostIf}c`, "address", m1.mac]);
+    }
+  }, 60_000);
+
   test("btw-report from the machine: states with percent and note become its log; its inventory is kept; bad ones are refused", () => {
     // The deploy environment's client under busybox alone, from the machine's namespace.
     const applets = busyboxPath(path.join(work, "report-bin"));

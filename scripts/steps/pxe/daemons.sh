@@ -45,6 +45,14 @@ pxe-service=tag:!ipxe,x86PC,btw-img,undionly.kpxe
 pxe-service=tag:!ipxe,X86-64_EFI,btw-img,$uefi_boot_file
 dhcp-boot=tag:ipxe,$base_url/boot.ipxe"
   fi
+  # Only the machines of the config get an answer (an address, a PXE reply): not every host on the bridge.
+  for _machine in "$state_dir"/machines/*; do
+    [ -d "$_machine" ] || continue
+    _dhcp="$_dhcp
+dhcp-host=${_machine##*/}"
+  done
+  _dhcp="$_dhcp
+dhcp-ignore=tag:!known"
   cat >"$state_dir/dnsmasq.conf" <<CONF
 # Written by pxe-server.sh: DHCP and TFTP on $interface only, no DNS.
 port=0
