@@ -80,9 +80,12 @@ describe("the image checksum behind a URL", () => {
     expect(fresh.sha512).toBeUndefined();
     expect(fresh.warning).toContain(`cannot read ${unreachable}`);
     expect(fresh.warning).toContain("the image cannot be acquired until it can be read");
-    // A link as prepare-cloud-img.sh leaves it (base/<sha512>/disk.raw); the script reads it back (--print-acquired).
+    // A link as prepare-cloud-img.sh leaves it (base/<sha512>/disk.raw), with link.json beside it.
     fs.mkdirSync(path.join(dir, "base", SUM_A), { recursive: true });
+    fs.writeFileSync(path.join(dir, "base", SUM_A, "disk.raw"), "");
     fs.symlinkSync(path.join(dir, "base", SUM_A, "disk.raw"), link);
+    expect(resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link).sha512).toBeUndefined();
+    fs.writeFileSync(`${link}.json`, JSON.stringify({ sha512: SUM_A, url: `file://${dir}/nowhere/${FILE}`, checksums: unreachable }));
     const cached = resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link);
     expect(cached.sha512).toBe(SUM_A);
     expect(cached.warning).toContain("planning with the image acquired before");

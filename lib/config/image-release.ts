@@ -3,8 +3,8 @@
 // (and rebuilds what depends on it) instead of being missed or slipping in.
 // The only reader of SHA512SUMS: the acquire step is handed the sha512.
 import { spawnSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
-import { SCRIPTS_DIR } from "../paths";
 
 export interface ImageChecksum {
   /** The sha512 the plan is made for, or undefined when it cannot be known at synth (then the image cannot be acquired). */
@@ -27,11 +27,15 @@ export function checksumFor(sums: string, file: string): string | undefined {
   return undefined;
 }
 
-/** The sha512 of the image prepare-cloud-img.sh last linked at link: the script owns its cache layout, so it is asked. */
+/** The sha512 of the image prepare-cloud-img.sh last linked at link, as it wrote it beside the link (link.json). */
 function acquiredChecksum(link: string): string | undefined {
-  const run = spawnSync("sh", [path.join(SCRIPTS_DIR, "prepare-cloud-img.sh"), "--print-acquired", "--link", link], { encoding: "utf8" });
-  const sum = run.status === 0 ? run.stdout.trim() : "";
-  return /^[0-9a-f]{128}$/.test(sum) ? sum : undefined;
+  let sum: unknown;
+  try {
+    sum = (JSON.parse(fs.readFileSync(`${link}.json`, "utf8")) as { sha512?: unknown }).sha512;
+  } catch {
+    return undefined;
+  }
+  return typeof sum === "string" && /^[0-9a-f]{128}$/.test(sum) && fs.existsSync(link) ? sum : undefined;
 }
 
 export class ImageChecksumError extends Error {}

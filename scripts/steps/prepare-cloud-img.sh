@@ -14,16 +14,16 @@ set -eu
 
 PROG=prepare-cloud-img
 USAGE="usage: prepare-cloud-img.sh --url URL --sha512 HEX [--checksums URL] --cache-dir DIR --link PATH
-       prepare-cloud-img.sh --print-acquired --link PATH
   --sha512          the image's sha512: its line in the release's SHA512SUMS
                     (curl -fsSL .../SHA512SUMS | grep FILE)
   --checksums       the SHA512SUMS the sha512 was read from (recorded, named in errors)
-  --link            the symlink to point at the cached raw disk (base/SHA512/disk.raw)
-  --print-acquired  print the sha512 of the image PATH points at (nothing when none) and exit"
+  --link            the symlink to point at the cached raw disk (base/SHA512/disk.raw); beside
+                    it PATH.json says which image that is ({sha512, url, checksums}), what
+                    synth reads when SHA512SUMS cannot be read (lib/config/image-release.ts)"
 
 . "$(dirname "$0")/lib/messages.sh"
 
-url="" sums_url="" cache="" link="" expected="" print_acquired=""
+url="" sums_url="" cache="" link="" expected=""
 while [ $# -gt 0 ]; do
   case $1 in
     --url) [ $# -ge 2 ] || usage_error "--url needs a value"; url=$2; shift 2 ;;
@@ -31,7 +31,6 @@ while [ $# -gt 0 ]; do
     --sha512) [ $# -ge 2 ] || die "--sha512 needs a value"; expected=$2; shift 2 ;;
     --cache-dir) [ $# -ge 2 ] || usage_error "--cache-dir needs a value"; cache=$2; shift 2 ;;
     --link) [ $# -ge 2 ] || usage_error "--link needs a value"; link=$2; shift 2 ;;
-    --print-acquired) print_acquired=1; shift ;;
     -h|--help) echo "$USAGE"; exit 0 ;;
     *) usage_error "unknown argument: $1" ;;
   esac
@@ -39,16 +38,7 @@ done
 
 is_sha512() { printf '%s\n' "$1" | grep -Eqx '[0-9a-f]{128}'; }
 
-# The cache layout below is this script's own: callers ask it, they do not read it.
-if [ -n "$print_acquired" ]; then
-  [ -n "$link" ] || usage_error "missing --link"
-  target=$(readlink "$link" 2>/dev/null) || exit 0
-  acquired=${target%/disk.raw}
-  acquired=${acquired##*/}
-  if is_sha512 "$acquired"; then echo "$acquired"; fi
-  exit 0
-fi
-
+# The cache layout below is this script's own: callers read only LINK.json (point_link).
 [ -n "$url" ] || usage_error "missing --url"
 [ -n "$cache" ] || usage_error "missing --cache-dir"
 [ -n "$link" ] || usage_error "missing --link"
@@ -98,9 +88,12 @@ flock -n 9 || { say "waiting for another $PROG using $cache"; flock 9; }
 rm -rf "$cache"/.acquire.*
 tmp=$(mktemp -d "$cache/.acquire.XXXXXX")
 
+# point_link TARGET: the link at TARGET, and LINK.json beside it, each replaced whole.
 point_link() {
   ln -sfn "$1" "$tmp/link"
+  jq -n --arg sha512 "$expected" --arg url "$url" --arg checksums "$sums_url" '{sha512: $sha512, url: $url, checksums: $checksums}' >"$tmp/link.json"
   mv -T "$tmp/link" "$link"
+  mv -f "$tmp/link.json" "$link.json"
   say "$link -> $1"
 }
 
