@@ -9,7 +9,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { MachineConfig } from "../config/types";
-import { machineRecord } from "../metal/records";
+import { machineRecord, recordReport } from "../metal/records";
 import { BmcDriver, bmcDriver, BmcError } from "./driver";
 
 export interface FollowOptions {
@@ -30,11 +30,14 @@ export function installedRecord(recordsDir: string, mac: string): string | undef
   return undefined;
 }
 
-async function bootIntoInstall(machine: MachineConfig, bmc: BmcDriver, say: (line: string) => void): Promise<void> {
+async function bootIntoInstall(machine: MachineConfig, bmc: BmcDriver, recordsDir: string, say: (line: string) => void): Promise<void> {
   await bmc.bootOnceFromNetwork();
   const state = await bmc.powerState();
   await bmc.power(state === "on" ? "cycle" : "on");
-  say(`${machine.name}: next boot from the network, once; ${state === "on" ? "power cycled" : "powered on"} through its BMC (${machine.bmc?.driver} ${machine.bmc?.host})`);
+  const done = `${state === "on" ? "power cycled" : "powered on"} through its BMC (${machine.bmc?.driver} ${machine.bmc?.host})`;
+  // btw metal status shows it until the deploy environment reports.
+  recordReport(recordsDir, machine.mac, "powering-on", done);
+  say(`${machine.name}: next boot from the network, once; ${done}`);
 }
 
 /** Boots MACHINE into its install through its BMC unless it is installed; says what it did. */
@@ -44,7 +47,7 @@ export async function powerForInstall(machine: MachineConfig, recordsDir: string
     say(`${machine.name}: installed (${installed} in ${recordsDir}): left as it is`);
     return "installed";
   }
-  await bootIntoInstall(machine, bmcDriver(machine, env), say);
+  await bootIntoInstall(machine, bmcDriver(machine, env), recordsDir, say);
   return "powered";
 }
 
@@ -81,7 +84,7 @@ export async function followInstall(machine: MachineConfig, recordsDir: string, 
       }
       cycles++;
       say(`${machine.name}: no report for ${options.reportTimeout} s in state ${state}: power cycle ${cycles} of ${options.powerRetries}`);
-      await bootIntoInstall(machine, bmc, say);
+      await bootIntoInstall(machine, bmc, recordsDir, say);
       since = now();
     }
     await sleep(options.pollSeconds ?? 2);

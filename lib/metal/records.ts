@@ -60,3 +60,16 @@ export function machineInventory(recordsDir: string, mac: string): Record<string
   const text = read(path.join(recordsDir, `${mac}.inventory.json`));
   return text === undefined ? undefined : (JSON.parse(text) as Record<string, unknown>);
 }
+
+/**
+ * A report made on the server's side (the machine powered through its BMC), kept as the CGI keeps
+ * the machine's own: its state, and a line of its log. Only in a records folder that exists.
+ */
+export function recordReport(recordsDir: string, mac: string, state: string, note = ""): void {
+  if (!fs.existsSync(recordsDir)) return;
+  const line = `${Math.floor(Date.now() / 1000)} ${state} -${note ? ` ${note.replace(/[^A-Za-z0-9 ._:/()=,+-]/g, "_")}` : ""}\n`;
+  fs.appendFileSync(path.join(recordsDir, `${mac}.log`), line, { mode: 0o600 });
+  const temporary = path.join(recordsDir, `${mac}.tmp.${process.pid}`);
+  fs.writeFileSync(temporary, `${state}\n`, { mode: 0o600 });
+  fs.renameSync(temporary, path.join(recordsDir, mac));
+}
