@@ -2,10 +2,12 @@
 // started by bin/btw. Each command is what the npm scripts run, after host setup.
 import { spawnSync, SpawnSyncOptions } from "child_process";
 import * as path from "path";
-import { labInfo, LabInfo } from "../lib/cli/lab-info";
+import * as fs from "fs";
+import { labInfo, LabInfo, LabVm } from "../lib/cli/lab-info";
+import { consoleHostKeys, knownHosts } from "../lib/cli/ssh";
 import { ConnStrError, pgEnvironment } from "../lib/cli/pg-env";
 import { ConfigError, loadConfig } from "../lib/config/config";
-import { PROJECT_DIR } from "../lib/paths";
+import { LOGIN_KEY, PROJECT_DIR } from "../lib/paths";
 
 const USAGE = `usage: btw COMMAND [ARGS]
 
@@ -15,6 +17,7 @@ Commands for the lab in lab.yaml (or the file BTW_CONFIG names):
   diff             the engine's own plan of the lab (cdktf diff lab)
   down [--purge]   destroy the lab; --purge also clears the image cache
   console VM       attach to a VM's serial console (leave with Ctrl+])
+  ssh VM [-- CMD]  log in to a VM (or run CMD there) as the lab's first user
   status           the lab's VMs with their state and address
   metal status     the bare-metal machines' states and progress (metal inventory NAME: hardware)
   metal reinstall NAME  restore the bare-metal machine NAME again at its next network boot
@@ -41,6 +44,13 @@ bare-metal stack (the PXE server stops; installed machines stay recorded).
 
 Attaches to the serial console of the lab's VM (libvirt domain btw-<lab>-<VM>).
 Leave with Ctrl+].`,
+  ssh: `usage: btw ssh VM [-- COMMAND...]
+
+Logs in to the lab's VM over SSH (or runs COMMAND there) as the lab's first user
+(users[0]; without users, the image's default user debian), with the project's
+login key (.btw/ssh/id_ed25519, made by setup) when that user lists no keys of its
+own. The VM's host keys are taken from what its first boot printed on its serial
+console, so nothing else can answer in its place.`,
   status: `usage: btw status
 
 Lists the lab's VMs with their libvirt domain, host (hosts[].name), state and IPv4 address.`,
@@ -211,33 +221,71 @@ function console_(args: string[]): number {
   return run("virsh", ["-c", vm.uri, "console", vm.domain]);
 }
 
+/** The VM's IPv4 addresses: DHCP leases know VMs on networks we create; ARP also finds them on bridges. */
+function vmAddresses(vm: LabVm): string[] {
+  for (const source of ["lease", "arp"]) {
+    const listed = spawnSync("virsh", ["-c", vm.uri, "domifaddr", vm.domain, "--source", source], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    const found =
+      listed.status === 0
+        ? listed.stdout
+            .split("\n")
+            .map((line) => line.trim().split(/\s+/))
+            .filter((cells) => cells[2] === "ipv4")
+            .map((cells) => cells[3].replace(/\/\d+$/, ""))
+        : [];
+    if (found.length > 0) return found;
+  }
+  return [];
+}
+
+function domainState(vm: LabVm): string {
+  const domstate = spawnSync("virsh", ["-c", vm.uri, "domstate", vm.domain], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  return domstate.status === 0 ? domstate.stdout.trim() : "not created";
+}
+
 function status(args: string[]): number {
   noArguments("status", args);
   prepare();
   const lab = readLab("status");
   const row = (...cells: string[]) => console.log(`${cells[0].padEnd(16)} ${cells[1].padEnd(32)} ${cells[2].padEnd(12)} ${cells[3].padEnd(12)} ${cells[4]}`);
-  const virsh = (uri: string, ...args: string[]) => spawnSync("virsh", ["-c", uri, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
   row("VM", "DOMAIN", "HOST", "STATE", "ADDRESS");
   for (const vm of lab.vms) {
-    const domstate = virsh(vm.uri, "domstate", vm.domain);
-    const state = domstate.status === 0 ? domstate.stdout.trim() : "not created";
-    let addresses: string[] = [];
-    // DHCP leases know VMs on networks we create; ARP also finds them on bridges.
-    for (const source of ["lease", "arp"]) {
-      if (state !== "running" || addresses.length) break;
-      const listed = virsh(vm.uri, "domifaddr", vm.domain, "--source", source);
-      addresses =
-        listed.status === 0
-          ? listed.stdout
-              .split("\n")
-              .map((line) => line.trim().split(/\s+/))
-              .filter((cells) => cells[2] === "ipv4")
-              .map((cells) => cells[3])
-          : [];
-    }
-    row(vm.name, vm.domain, vm.host, state, addresses.join(",") || "-");
+    const state = domainState(vm);
+    row(vm.name, vm.domain, vm.host, state, (state === "running" ? vmAddresses(vm) : []).join(",") || "-");
   }
   return 0;
+}
+
+function ssh(args: string[]): number {
+  const dash = args.indexOf("--");
+  const [name, ...extra] = dash >= 0 ? args.slice(0, dash) : args;
+  if (name === undefined || extra.length > 0) throw usageError("ssh: expected one VM name, then -- and a command if any", HELP.ssh);
+  prepare();
+  const lab = readLab("ssh");
+  const vm = vmOf(lab, name);
+  const state = domainState(vm);
+  const [address] = state === "running" ? vmAddresses(vm) : [];
+  if (!address) throw new Exit(1, `btw: VM ${name} (${vm.domain}) is ${state === "running" ? "running but has no IPv4 address yet" : state}: btw status shows it; btw up deploys the lab`);
+  const keys = vm.consoleLog && fs.existsSync(vm.consoleLog) ? consoleHostKeys(fs.readFileSync(vm.consoleLog, "utf8")) : [];
+  const sshDir = path.dirname(LOGIN_KEY);
+  fs.mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+  let hostKeys: string[];
+  // This login's own list of the VM's keys, gone after it.
+  const file = path.join(sshDir, `known_hosts.${vm.domain}.${process.pid}`);
+  if (keys.length > 0) {
+    fs.writeFileSync(file, knownHosts(address, keys), { mode: 0o600 });
+    hostKeys = ["-o", `UserKnownHostsFile=${file}`, "-o", "StrictHostKeyChecking=yes"];
+  } else {
+    // No console here (a VM on another host), or its first boot printed no keys: the first answer is kept.
+    console.error(`btw: no host keys of ${name} on its console here: trusting the first answer from ${address} (kept in ${sshDir}/known_hosts)`);
+    hostKeys = ["-o", `UserKnownHostsFile=${path.join(sshDir, "known_hosts")}`, "-o", "StrictHostKeyChecking=accept-new"];
+  }
+  const key = lab.login.key ? ["-i", lab.login.key, "-o", "IdentitiesOnly=yes"] : [];
+  try {
+    return run("ssh", [...key, ...hostKeys, "-o", "ConnectTimeout=15", `${lab.login.user}@${address}`, ...(dash >= 0 ? args.slice(dash + 1) : [])]);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 }
 
 function metal(args: string[]): number {
@@ -248,7 +296,7 @@ function metal(args: string[]): number {
   return run(TS_NODE, ["--transpile-only", path.join(PROJECT_DIR, "bin", "metal.ts"), ...args]);
 }
 
-const COMMANDS: Record<string, (args: string[]) => number> = { up, plan, diff, down, console: console_, status, metal };
+const COMMANDS: Record<string, (args: string[]) => number> = { up, plan, diff, down, console: console_, ssh, status, metal };
 
 function main(argv: string[]): number {
   const [command, ...args] = argv;

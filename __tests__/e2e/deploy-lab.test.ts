@@ -2,6 +2,7 @@
 // real generic image on an isolated network; a profile edit reaches every VM
 // that boots it; `cdktf destroy lab` leaves nothing.
 import * as crypto from "crypto";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config/config";
@@ -46,6 +47,8 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
         libvirt: { accel: "tcg", firmware: "uefi" },
         network: { name: `${LAB}-net`, mode: "isolated", cidr: "10.213.21.0/24" },
         readiness: { timeout: 900 },
+        // No keys of its own: it gets the project's login key (btw ssh).
+        users: [{ name: "debian" }],
       },
     });
     fs.writeFileSync(workspace.configFile, stringify(lab));
@@ -92,6 +95,16 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       expect(guestExec(`${PREFIX}-${name}`, "/bin/hostname", []).stdout.trim()).toBe(name);
     }
     expect(guestExec(`${PREFIX}-alpha`, "/bin/cat", ["/run/btw-literal"]).stdout).toBe(LITERAL);
+  }, 300_000);
+
+  test("`btw ssh` logs in as the lab's user with the project's key, checking the host keys the VM printed on its console", () => {
+    const btw = (args: string[]) => spawnSync(path.join(PROJECT_DIR, "bin", "btw"), args, { encoding: "utf8", env: { ...process.env, BTW_CONFIG: workspace.configFile } });
+    const status = btw(["ssh", "alpha", "--", "cloud-init", "status"]);
+    expect({ status: status.status, stdout: status.stdout, stderr: status.status === 0 ? "" : status.stderr }).toEqual({ status: 0, stdout: "status: done\n", stderr: "" });
+    expect(btw(["ssh", "beta", "--", "id", "-un"]).stdout).toBe("debian\n");
+    // Nothing on stderr: the host keys were the ones alpha's first boot printed on its console (none trusted blindly).
+    expect(fs.readdirSync(path.join(PROJECT_DIR, ".btw", "ssh")).filter((file) => file.startsWith("known_hosts."))).toEqual([]);
+    expect(btw(["ssh", "gamma"]).stderr).toContain(`btw: lab ${LAB} has no VM 'gamma' (its VMs: alpha beta)`);
   }, 300_000);
 
   test("ten VMs would cost overlays, not images: each VM disk is a qcow2 backed by the shared base volume", () => {

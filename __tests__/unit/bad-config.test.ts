@@ -57,7 +57,7 @@ describe("a lab config is validated before any stack is built", () => {
       { host: { routes: () => [], networkBridge: () => undefined } },
     );
     expect(lab.libvirt).toMatchObject({ poolPath: "/srv/pools", ovmfCode: "/fw/CODE.fd", ovmfVars: "/fw/VARS.fd" });
-    expect(lab.users).toEqual([{ name: "admin", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nz admin@example"], sudo: true }]);
+    expect(lab.users).toEqual([{ name: "admin", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nz admin@example"], loginKey: false, sudo: true }]);
     expect(lab.baremetal.outputDir).toBe("/srv/artifacts");
     expect(lab.baremetal.pxe).toEqual({ interface: "br50", address: "10.50.0.1", dhcpRange: "10.50.0.100,10.50.0.200", httpPort: 8282, stateDir: "/srv/pxe" });
     expect(lab.baremetal.machines[0].userData).toEqual({ runcmd: ["true"] });

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { DEFAULT_CONFIG_PATH, PROJECT_DIR } from "../paths";
+import { DEFAULT_CONFIG_PATH, LOGIN_KEY, PROJECT_DIR } from "../paths";
 import { collidingRoute, formatIpv4Net, HostNetworks, ipv4Number, netContains, parseIpv4Net, thisHost } from "./host-network";
 import { LAYOUT_NEEDS, missingPackages } from "./layout";
 import { ProfileError, readProfile } from "./profile";
@@ -65,6 +65,8 @@ function defaultCacheDir(): string {
 export interface LoadOptions {
   profilesDir?: string;
   cacheDir?: string;
+  /** The public key a user without ssh_authorized_keys gets (loadConfig: the project's login key, when setup made it). */
+  loginKey?: string;
   /** The host the lab's networks are checked against (default: this one). */
   host?: HostNetworks;
 }
@@ -128,7 +130,7 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
     throw new ConfigError(sourceFile, [`profiles_dir: folder ${profilesDir} does not exist`]);
   }
   const cacheDir = options.cacheDir ?? defaultCacheDir();
-  const config = toLabConfig(lab, sourceFile, profilesDir, cacheDir);
+  const config = toLabConfig(lab, sourceFile, profilesDir, cacheDir, options.loginKey);
   const problems: string[] = [];
   config.vms.forEach((vm, index) =>
     vm.playbooks.forEach((playbook, position) => {
@@ -187,7 +189,7 @@ export function parseConfig(text: string, sourceFile: string, options: LoadOptio
 }
 
 /** The one place YAML keys become the names the code uses. */
-function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cacheDir: string): LabConfig {
+function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cacheDir: string, loginKey?: string): LabConfig {
   const { libvirt, baremetal } = lab;
   const { pxe } = baremetal;
   return {
@@ -205,7 +207,12 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
       ovmfVars: libvirt.ovmf_vars ?? OVMF_FILES[libvirt.firmware === "bios" ? "uefi" : libvirt.firmware].vars,
     },
     network: lab.network,
-    users: lab.users.map((user) => ({ name: user.name, sshAuthorizedKeys: user.ssh_authorized_keys, sudo: user.sudo })),
+    users: lab.users.map((user) => ({
+      name: user.name,
+      sshAuthorizedKeys: user.ssh_authorized_keys.length > 0 ? user.ssh_authorized_keys : loginKey ? [loginKey] : [],
+      loginKey: user.ssh_authorized_keys.length === 0 && loginKey !== undefined,
+      sudo: user.sudo,
+    })),
     readiness: lab.readiness,
     state: { backend: lab.state.backend, connStr: lab.state.conn_str, lockTimeout: lab.state.lock_timeout },
     hosts: [
@@ -257,5 +264,14 @@ export function loadConfig(file: string = process.env.BTW_CONFIG || DEFAULT_CONF
   } catch (error) {
     throw new ConfigError(absolute, [`cannot read the file: ${(error as Error).message} (set BTW_CONFIG to a lab YAML file)`]);
   }
-  return parseConfig(text, absolute, options);
+  return parseConfig(text, absolute, { loginKey: projectLoginKey(), ...options });
+}
+
+/** The public half of the project's login key (LOGIN_KEY), when setup made it. */
+function projectLoginKey(): string | undefined {
+  try {
+    return fs.readFileSync(`${LOGIN_KEY}.pub`, "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -39,6 +39,8 @@ export interface NetworkConfig {
 export interface UserConfig {
   name: string;
   sshAuthorizedKeys: string[];
+  /** Its key is the project's login key (it listed none of its own). */
+  loginKey: boolean;
   sudo: boolean;
 }
 

@@ -100,6 +100,15 @@ export PATH="$project_dir/node_modules/.bin:\$PATH"
 ENV
 mv "$state_dir/env.sh.$$.tmp" "$state_dir/env.sh"
 
+# The project's login key: a lab's users without keys of their own get it (lib/config/config.ts),
+# and `btw ssh` logs in with it. Root's alone.
+if [ ! -f "$state_dir/ssh/id_ed25519" ]; then
+  mkdir -p "$state_dir/ssh"
+  chmod 700 "$state_dir/ssh"
+  ssh-keygen -q -t ed25519 -N "" -C "btw-img@$(hostname)" -f "$state_dir/ssh/id_ed25519"
+  log "made the login key $state_dir/ssh/id_ed25519 (btw ssh VM)"
+fi
+
 # Bindings are committed in .gen; regenerate only when they are missing.
 if [ ! -f .gen/providers/libvirt/provider/index.ts ]; then
   log "generating libvirt provider bindings (cdktf get)"
