@@ -108,9 +108,3 @@ main().catch((error) => {
   console.error(`bench: ${(error as Error).message}`);
   process.exit(1);
 });
-
-main().catch((error) => {
-  if (rows.length > 0) printTable();
-  console.error(`bench: ${(error as Error).message}`);
-  process.exit(1);
-});
