@@ -147,7 +147,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
       const hyphens = machine.mac.replace(/:/g, "-");
       const script = get(`${BASE}/cgi-bin/boot?mac=${hyphens}`).body;
       expect(script).toContain(`${machine.name} boots from its disk`);
-      expect(get(`${BASE}/cgi-bin/token?mac=${hyphens}`).code).toBe(404);
+      expect(get(`${BASE}/cgi-bin/initrd?mac=${hyphens}`).code).toBe(404);
       tokens.set(machine, lab.token(machine));
       expect(get(`${BASE}/cgi-bin/seed/${lab.token(machine)}/user-data`).code).toBe(404);
       expect(get(`${BASE}/cgi-bin/seed/${machine.mac}/user-data`).code).toBe(404);

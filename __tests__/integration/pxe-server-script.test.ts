@@ -65,10 +65,19 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
   const hyphens = (mac: string) => mac.replace(/:/g, "-");
   /** The token in a token archive (cpio: etc/btw-token), as the deploy kernel unpacks it. */
   const archivedToken = (archive: Buffer) => execFileSync("cpio", ["-i", "--quiet", "--to-stdout", "etc/btw-token"], { input: archive, encoding: "utf8" }).trim();
-  /** The machine's token archive over HTTP, from the machine's side (the namespace, with its MAC) or from the host; empty when refused. */
+  /**
+   * The token archive of the machine's iPXE initrd (cgi-bin/initrd: the deploy initramfs, zero bytes to a 4-byte
+   * boundary, the archive), from the machine's side (the namespace, with its MAC) or from the host; empty when refused.
+   */
   const tokenArchive = (mac: string, inNs = true) => {
-    const args = ["-s", "-f", `${base}/cgi-bin/token?mac=${hyphens(mac)}`];
-    return inNs ? execFileSync("sh", ["-c", '"$@" || true', "sh", "ip", "netns", "exec", ns, "curl", ...args]) : execFileSync("sh", ["-c", '"$@" || true', "sh", "curl", ...args]);
+    const args = ["-s", "-f", `${base}/cgi-bin/initrd?mac=${hyphens(mac)}`];
+    const body = inNs ? execFileSync("sh", ["-c", '"$@" || true', "sh", "ip", "netns", "exec", ns, "curl", ...args]) : execFileSync("sh", ["-c", '"$@" || true', "sh", "curl", ...args]);
+    if (body.length === 0) return body;
+    const initramfs = fs.readFileSync(path.join(deployDir, "initramfs.img"));
+    const start = initramfs.length + ((4 - (initramfs.length % 4)) % 4);
+    expect(body.subarray(0, initramfs.length).equals(initramfs)).toBe(true);
+    expect(body.subarray(initramfs.length, start).every((byte) => byte === 0)).toBe(true);
+    return body.subarray(start);
   };
 
   beforeAll(() => {
@@ -78,7 +87,9 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     sh(`ip addr add ${address}/24 dev ${hostIf} && ip link set ${hostIf} up`);
     sh(`ip netns exec ${ns} sh -c 'ip link set ${hostIf}c address ${m1.mac} && ip addr add 10.213.97.2/24 dev ${hostIf}c && ip link set ${hostIf}c up'`);
     fs.mkdirSync(deployDir);
-    for (const file of ["vmlinuz", "initramfs.img"]) fs.writeFileSync(path.join(deployDir, file), "");
+    fs.writeFileSync(path.join(deployDir, "vmlinuz"), "");
+    // Not a multiple of 4 bytes: the token archive after it starts at the next boundary.
+    fs.writeFileSync(path.join(deployDir, "initramfs.img"), "initramfs");
     fs.writeFileSync(path.join(deployDir, "tools.img"), "stand-in for tools");
     fs.mkdirSync(artifactsDir);
     fs.writeFileSync(path.join(artifactsDir, "manifest.json"), '{"format_version": 1}');
@@ -101,7 +112,8 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
     // No token in it: the kernel gets it in an archive beside the initramfs, which only m1 gets.
     expect(script).not.toContain(token(m1.mac));
-    expect(script).toContain(`initrd --name token.img ${base}/cgi-bin/token?mac=\${mac:hexhyp}`);
+    expect(script).toContain(`initrd --name initramfs.img ${base}/cgi-bin/initrd?mac=\${mac:hexhyp}`);
+    expect(script).toMatch(/^kernel \S+\/deploy\/minimal\/vmlinuz initrd=initramfs\.img /m);
     expect(script).toContain(` btw.seed=${base}/cgi-bin/seed `);
     // What the deploy environment fetches is checked against the boot script: the manifest and the seed.
     const sha256 = (data: string | Buffer) => crypto.createHash("sha256").update(data).digest("hex");

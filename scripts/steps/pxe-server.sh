@@ -199,7 +199,7 @@ write_boot_files() {
   echo "$interface" >"$state_dir/interface"
   cp "$PXE_DIR/boot-cgi.sh" "$state_dir/http/cgi-bin/boot"
   chmod 700 "$state_dir/http/cgi-bin/boot"
-  for _link in token seed report; do ln -s boot "$state_dir/http/cgi-bin/$_link"; done
+  for _link in initrd seed report; do ln -s boot "$state_dir/http/cgi-bin/$_link"; done
 }
 
 cmd_start() {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The PXE server's CGI (pxe-server.sh copies it as http/cgi-bin/boot, linked as
-# cgi-bin/token, seed and report): boot, a MAC's iPXE script; token, the archive
-# with its token that iPXE loads beside the deploy initramfs; seed, its NoCloud
+# cgi-bin/initrd, seed and report): boot, a MAC's iPXE script; initrd, the deploy
+# initramfs with the machine's token archive after it, for iPXE; seed, its NoCloud
 # files; report, the deploy environment's reports. Each trusts a request only from
 # the address the host's neighbour table gives the machine's MAC on the server's
 # bridge; a seed and a report also need the machine's token, which this script
@@ -51,15 +51,23 @@ boot() {
   answer "200 OK" "#!ipxe" "echo btw-img: $(cat "$machine/name") boots from its disk" "exit 1"
 }
 
-# token: the machine's token as a cpio archive (etc/btw-token), until it is installed.
-token_archive() {
-  if [ -n "$mac" ] && ! installed && [ "$seen" = "$mac" ] && [ -f "$machine/token.cpio" ]; then
-    printf 'Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n'
+# initrd: iPXE's one initrd: the deploy initramfs of the machine's profile, then (at a 4-byte
+# boundary) its token as a cpio archive (etc/btw-token), to the machine's own address until it
+# is installed. One file, as a kernel started by UEFI iPXE reads only one.
+initrd() {
+  _initramfs=$state_dir/http/deploy/$(cat "$machine/profile" 2>/dev/null)/initramfs.img
+  if [ -n "$mac" ] && ! installed && [ "$seen" = "$mac" ] && [ -f "$machine/token.cpio" ] && [ -f "$_initramfs" ]; then
+    _size=$(stat -c %s "$_initramfs")
+    _pad=$(((4 - _size % 4) % 4))
+    echo "btw-img: initrd $mac: deploy/$(cat "$machine/profile")/initramfs.img and its token (to $REMOTE_ADDR)" >&2
+    printf 'Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %s\r\n\r\n' "$((_size + _pad + $(stat -c %s "$machine/token.cpio")))"
+    cat "$_initramfs"
+    head -c "$_pad" /dev/zero
     cat "$machine/token.cpio"
     exit 0
   fi
-  echo "btw-img: token ${mac:-?}: refused to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
-  answer "404 Not Found" "no token"
+  echo "btw-img: initrd ${mac:-?}: refused to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
+  answer "404 Not Found" "no initrd"
 }
 
 # seed: /cgi-bin/seed/TOKEN/FILE, a file of the seed of the machine whose token it is, to
@@ -131,7 +139,7 @@ inventory() {
 
 case "${SCRIPT_NAME##*/}" in
   boot) boot ;;
-  token) token_archive ;;
+  initrd) initrd ;;
   seed) seed ;;
   report) report ;;
 esac

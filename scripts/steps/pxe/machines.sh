@@ -82,6 +82,7 @@ add_machine() {
   _dir=$state_dir/machines/$_mac
   mkdir "$_dir"
   echo "$_name" >"$_dir/name"
+  echo "$_profile" >"$_dir/profile"
   field .user_data >"$_dir/user-data"
   field .meta_data >"$_dir/meta-data"
   field '.network_config // empty' >"$_dir/network-config"
