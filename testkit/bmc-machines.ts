@@ -5,6 +5,7 @@
 // bmcKey(machine) is the machine's bmc config; env() the password's variable.
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { BmcSim } from "./bmc-sim";
 import { PxeLab, PxeMachine } from "./pxe-lab";
@@ -19,14 +20,16 @@ export class BmcMachines {
     // IPMI 2.0 passwords have at most 20 bytes.
     private readonly password: string,
     private readonly bmcs: Map<PxeMachine, { driver: BmcDriverName; chassisDir: string; ipmi?: BmcSim; redfish?: RedfishSim }>,
+    /** The BMCs' own files (their configuration holds the password), apart from the lab's. */
+    private readonly dir: string,
   ) {}
 
-  /** Defines each machine (disks first, off) and starts its BMC, with their files in workDir/bmc-<name>. */
+  /** Defines each machine (disks first, off; its XML in workDir) and starts its BMC, with its files in a folder of its own. */
   static async start(lab: PxeLab, workDir: string, drivers: Map<PxeMachine, BmcDriverName>): Promise<BmcMachines> {
-    const machines = new BmcMachines(crypto.randomBytes(8).toString("hex"), new Map());
+    const machines = new BmcMachines(crypto.randomBytes(8).toString("hex"), new Map(), fs.mkdtempSync(path.join(os.tmpdir(), "btw-bmcs-")));
     try {
       for (const [machine, driver] of drivers) {
-        const dir = path.join(workDir, `bmc-${machine.name}`);
+        const dir = path.join(machines.dir, machine.name);
         const xml = lab.defineMachine(workDir, machine, true);
         const ipmi = driver === "ipmi" ? await BmcSim.start(dir, machines.password, lab.domain(machine)) : undefined;
         const chassisDir = ipmi?.chassisDir ?? path.join(dir, "chassis");
@@ -58,6 +61,13 @@ export class BmcMachines {
     return { [PASSWORD_ENV]: this.password };
   }
 
+  /** The machine's chassis folder (__tests__/fixtures/bmc-chassis.sh): network-first.xml is what a one-time network boot starts. */
+  chassisDir(machine: PxeMachine): string {
+    const bmc = this.bmcs.get(machine);
+    if (!bmc) throw new Error(`${machine.name} has no BMC here`);
+    return bmc.chassisDir;
+  }
+
   /** What the machine's chassis was told, a line each ("boot pxe", "power 1", "network boot once"). */
   actions(machine: PxeMachine): string[] {
     const file = path.join(this.bmcs.get(machine)?.chassisDir ?? "/nonexistent", "actions");
@@ -69,5 +79,6 @@ export class BmcMachines {
       await bmc.ipmi?.stop();
       await bmc.redfish?.stop();
     }
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -111,7 +111,7 @@ describe("a fleet powered only through its BMCs", () => {
 
   test("a machine whose link is down is power cycled into its install again, then failed with the reason", () => {
     // The cable out: the NIC of the network-first definition its BMC boots has no link.
-    const chassis = path.join(workspace.dir, `bmc-${BIOS.name}`, "chassis", "network-first.xml");
+    const chassis = path.join(bmcs.chassisDir(BIOS), "network-first.xml");
     const xml = fs.readFileSync(chassis, "utf8");
     fs.writeFileSync(chassis, xml.replace(`<mac address='${BIOS.mac}'/>`, `<mac address='${BIOS.mac}'/><link state='down'/>`));
     try {
