@@ -30,29 +30,19 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
   const artifactsDir = path.join(work, "artifacts");
   const machines = (list: { name: string; mac: string }[]) =>
     JSON.stringify(list.map((m) => ({ ...m, profile: "minimal", wipe: true, user_data: `#cloud-config\n# secret-of-${m.name}\n`, meta_data: `instance-id: ${m.name}\n` })));
-  const start = (list = [m1, m2], extra: string[] = []) =>
-    run(
-      "pxe-server.sh",
-      [
-        "start",
-        "--state-dir",
-        stateDir,
-        "--interface",
-        hostIf,
-        "--address",
-        address,
-        "--dhcp-range",
-        "10.213.97.100,10.213.97.150",
-        "--http-port",
-        port,
-        "--deploy",
-        `minimal=${deployDir}`,
-        "--artifacts",
-        `minimal=${artifactsDir}`,
-        ...extra,
-      ],
-      { PXE_MACHINES: machines(list) },
-    );
+  /** pxe-server.sh start for the machines of LIST, with the deploy environment in DEPLOY. */
+  const start = (list = [m1, m2], extra: string[] = [], deploy = deployDir) => {
+    const options = {
+      "--state-dir": stateDir,
+      "--interface": hostIf,
+      "--address": address,
+      "--dhcp-range": "10.213.97.100,10.213.97.150",
+      "--http-port": port,
+      "--deploy": `minimal=${deploy}`,
+      "--artifacts": `minimal=${artifactsDir}`,
+    };
+    return run("pxe-server.sh", ["start", ...Object.entries(options).flat(), ...extra], { PXE_MACHINES: machines(list) });
+  };
   /** curl from the machine's side (inNs) or from the host itself; returns status code and body. */
   const fetch = (url: string, inNs = true) => {
     const args = ["-s", "-w", "\n%{http_code}", url];
@@ -381,27 +371,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
       const got = inNs ? spawnSync("ip", ["netns", "exec", ns, "curl", ...args], { encoding: "utf8" }) : spawnSync("curl", args, { encoding: "utf8" });
       return { status: got.status, body: got.stdout };
     };
-    const started = run(
-      "pxe-server.sh",
-      [
-        "start",
-        "--state-dir",
-        stateDir,
-        "--interface",
-        hostIf,
-        "--address",
-        address,
-        "--dhcp-range",
-        "10.213.97.100,10.213.97.150",
-        "--http-port",
-        port,
-        "--deploy",
-        `minimal=${signed}`,
-        "--artifacts",
-        `minimal=${artifactsDir}`,
-      ],
-      { PXE_MACHINES: machines([m1, m2]) },
-    );
+    const started = start([m1, m2], [], signed);
     expect(started.output).not.toMatch(/warning|error/);
     expect(started.status).toBe(0);
     const conf = fs.readFileSync(path.join(stateDir, "dnsmasq.conf"), "utf8");
