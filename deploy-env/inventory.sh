@@ -39,6 +39,11 @@ nics() {
 firmware=bios secure_boot=false
 if [ -d /sys/firmware/efi ]; then
   firmware=uefi
+  # The firmware's variables, where nothing has mounted them yet.
+  if ! grep -q ' /sys/firmware/efi/efivars ' /proc/mounts; then
+    modprobe -q efivarfs 2>/dev/null || true
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null || true
+  fi
   variable=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
   [ "$(od -An -tu1 "$variable" 2>/dev/null | awk '{ print $NF }')" != 1 ] || secure_boot=true
 fi
