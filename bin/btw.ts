@@ -221,7 +221,7 @@ function console_(args: string[]): number {
   return run("virsh", ["-c", vm.uri, "console", vm.domain]);
 }
 
-/** The VM's IPv4 addresses: DHCP leases know VMs on networks we create; ARP also finds them on bridges. */
+/** The VM's IPv4 addresses with their prefix (10.0.0.5/24): DHCP leases know VMs on networks we create; ARP also finds them on bridges. */
 function vmAddresses(vm: LabVm): string[] {
   for (const source of ["lease", "arp"]) {
     const listed = spawnSync("virsh", ["-c", vm.uri, "domifaddr", vm.domain, "--source", source], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
@@ -231,7 +231,7 @@ function vmAddresses(vm: LabVm): string[] {
             .split("\n")
             .map((line) => line.trim().split(/\s+/))
             .filter((cells) => cells[2] === "ipv4")
-            .map((cells) => cells[3].replace(/\/\d+$/, ""))
+            .map((cells) => cells[3])
         : [];
     if (found.length > 0) return found;
   }
@@ -264,7 +264,7 @@ function ssh(args: string[]): number {
   const lab = readLab("ssh");
   const vm = vmOf(lab, name);
   const state = domainState(vm);
-  const [address] = state === "running" ? vmAddresses(vm) : [];
+  const [address] = (state === "running" ? vmAddresses(vm) : []).map((cidr) => cidr.replace(/\/\d+$/, ""));
   if (!address) throw new Exit(1, `btw: VM ${name} (${vm.domain}) is ${state === "running" ? "running but has no IPv4 address yet" : state}: btw status shows it; btw up deploys the lab`);
   const keys = vm.consoleLog && fs.existsSync(vm.consoleLog) ? consoleHostKeys(fs.readFileSync(vm.consoleLog, "utf8")) : [];
   const sshDir = path.dirname(LOGIN_KEY);
