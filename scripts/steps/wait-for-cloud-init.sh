@@ -62,7 +62,7 @@ show_console_tail() {
 console_line() {
   [ -n "$console_log" ] && [ -r "$console_log" ] || return 0
   _line=$(tail -n 40 "$console_log" | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tr -cd '[:print:]\n' |
-    grep -v 'cloud-init\[' | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-120)
+    grep -v 'cloud-init\[' | sed 's/^[[:space:]]*//' | grep -v '^$' | tail -n 1 | cut -c1-120)
   [ -z "$_line" ] || printf ': %s' "$_line"
 }
 
