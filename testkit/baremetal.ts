@@ -8,7 +8,7 @@ import { PROJECT_DIR } from "../lib/config/config";
 import { customizeArgs, customizedImageKey } from "../lib/constructs/customized-image";
 import { layoutTable } from "../lib/config/layout";
 import { readProfile } from "../lib/config/profile";
-import { fixtureImage } from "./fixture-image";
+import { acquireArgs, fixtureImage } from "./fixture-image";
 import { serveDirectory } from "./http-server";
 import { runScript } from "./image";
 
@@ -42,18 +42,7 @@ export async function customizedTestImage(profile = "minimal"): Promise<string> 
   const server = await serveDirectory(fixture.dir);
   try {
     const base = path.join(cacheDir, "base", `test-fixture-${key}.raw`);
-    const acquire = runScript("prepare-cloud-img.sh", [
-      "--url",
-      `${server.baseUrl}/${fixture.archiveName}`,
-      "--sha512",
-      fixture.sha512,
-      "--checksums",
-      `${server.baseUrl}/SHA512SUMS`,
-      "--cache-dir",
-      cacheDir,
-      "--link",
-      base,
-    ]);
+    const acquire = runScript("prepare-cloud-img.sh", acquireArgs(server.baseUrl, fixture, cacheDir, base));
     if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr}`);
     const customize = runScript("customize-image.sh", customizeArgs(resolved, "trixie", base, image, requirements));
     if (customize.status !== 0) throw new Error(`customize-image.sh failed:\n${customize.stderr}`);

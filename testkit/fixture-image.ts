@@ -37,18 +37,12 @@ export function fixtureImage(release: "trixie" | "bookworm" = "trixie"): Fixture
 export function acquireFixtureBase(release: "trixie" | "bookworm", work: string): string {
   const fixture = fixtureImage(release);
   const base = path.join(work, "base.raw");
-  const acquire = runScript("prepare-cloud-img.sh", [
-    "--url",
-    `file://${fixture.dir}/${fixture.archiveName}`,
-    "--sha512",
-    fixture.sha512,
-    "--checksums",
-    `file://${fixture.dir}/SHA512SUMS`,
-    "--cache-dir",
-    process.env.BTW_CACHE_DIR as string,
-    "--link",
-    base,
-  ]);
+  const acquire = runScript("prepare-cloud-img.sh", acquireArgs(`file://${fixture.dir}`, fixture, process.env.BTW_CACHE_DIR as string, base));
   if (acquire.status !== 0) throw new Error(`prepare-cloud-img.sh failed:\n${acquire.stderr.slice(-3000)}`);
   return base;
+}
+
+/** prepare-cloud-img.sh's arguments for FIXTURE served at BASE_URL (its folder: the archive and SHA512SUMS), into CACHE, linked at LINK. */
+export function acquireArgs(baseUrl: string, fixture: FixtureImage, cache: string, link: string): string[] {
+  return ["--url", `${baseUrl}/${fixture.archiveName}`, "--sha512", fixture.sha512, "--checksums", `${baseUrl}/SHA512SUMS`, "--cache-dir", cache, "--link", link];
 }

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from "child_process";
 import { PROJECT_DIR } from "../../lib/config/config";
 import { customizeArgs } from "../../lib/constructs/customized-image";
 import { readProfile } from "../../lib/config/profile";
-import { fixtureImage } from "../../testkit/fixture-image";
+import { acquireArgs, fixtureImage } from "../../testkit/fixture-image";
 import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
 import { holdStarted } from "../../testkit/held";
@@ -29,18 +29,7 @@ describe("customize the cloud image offline with a profile", () => {
     server = await serveDirectory(fixture.dir);
     work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-customize-"));
     base = path.join(work, "base.raw");
-    const run = runScript("prepare-cloud-img.sh", [
-      "--url",
-      `${server.baseUrl}/${fixture.archiveName}`,
-      "--sha512",
-      fixture.sha512,
-      "--checksums",
-      `${server.baseUrl}/SHA512SUMS`,
-      "--cache-dir",
-      path.join(work, "cache"),
-      "--link",
-      base,
-    ]);
+    const run = runScript("prepare-cloud-img.sh", acquireArgs(server.baseUrl, fixture, path.join(work, "cache"), base));
     expect(run.stderr).toContain("verif");
     expect(run.status).toBe(0);
     baseSha256 = sha256(base);
