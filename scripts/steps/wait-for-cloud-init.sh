@@ -57,14 +57,7 @@ show_console_tail() {
   tail -n 15 "$console_log" | tr -d '\r' >&2
 }
 
-# console_line: ": " and the console's last line, to read while waiting; not cloud-init's own
-# lines, which carry what the user data's commands print.
-console_line() {
-  [ -n "$console_log" ] && [ -r "$console_log" ] || return 0
-  _line=$(tail -n 40 "$console_log" | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tr -cd '[:print:]\n' |
-    grep -v 'cloud-init\[' | sed 's/^[[:space:]]*//' | grep -v '^$' | tail -n 1 | cut -c1-120)
-  [ -z "$_line" ] || printf ': %s' "$_line"
-}
+. "$(dirname "$0")/lib/console-line.sh"
 
 start=$(date +%s)
 deadline=$((start + timeout))
@@ -110,7 +103,7 @@ while :; do
     esac
   fi
   if [ $((now - last_note)) -ge 30 ]; then
-    log "still booting ($((now - start))s)$(console_line)"
+    log "still booting ($((now - start))s)$(console_line "$console_log")"
     last_note=$now
   fi
   sleep 3
