@@ -11,20 +11,13 @@ restore_partition() {
   _mode="-r -i"
   [ "$1" = partclone.dd ] && _mode="-i"
   rm -f "$work_dir/partclone.failed"
-  if [ -n "${4:-}" ]; then
-    # A new file (the zfs layouts' staging root): in the foreground and quiet. Run under follow,
-    # partclone could not create it on the staging dataset (ENOENT, e2e baremetal-layouts).
-    # shellcheck disable=SC2086,SC2094 # the mode and the output options are several options; the log is only appended to
-    zstd -dc "$(artifact "$2")" | { "$1" $_mode -q -L "$work_dir/partclone.log" -s - $4 "$3" >>"$work_dir/partclone.log" 2>&1 || echo $? >"$work_dir/partclone.failed"; }
-  else
-    # partclone's progress (-B: a line every 2 seconds, -f 2) goes to its own file, which follow reads.
-    : >"$work_dir/partclone.progress"
-    # shellcheck disable=SC2086,SC2094 # the mode is several options; the log is only appended to
-    zstd -dc "$(artifact "$2")" | { "$1" $_mode -B -f 2 -L "$work_dir/partclone.log" -s - -o "$3" 2>"$work_dir/partclone.progress" >>"$work_dir/partclone.log" || echo $? >"$work_dir/partclone.failed"; } &
-    # shellcheck disable=SC2016 # the command is follow's, run by it
-    follow $! writing 'tr "\r" "\n" <"$work_dir/partclone.progress" | sed -n "s/.*Completed: *\([0-9]*\).*/\1/p" | tail -n 1' "${3##*/}"
-    cat "$work_dir/partclone.progress" >>"$work_dir/partclone.log"
-  fi
+  # partclone's progress (-B: a line every 2 seconds, -f 2) goes to its own file, which follow reads.
+  : >"$work_dir/partclone.progress"
+  # shellcheck disable=SC2086,SC2094 # the mode and the output options are several options; the log is only appended to
+  zstd -dc "$(artifact "$2")" | { "$1" $_mode -B -f 2 -L "$work_dir/partclone.log" -s - ${4:--o} "$3" 2>"$work_dir/partclone.progress" >>"$work_dir/partclone.log" || echo $? >"$work_dir/partclone.failed"; } &
+  # shellcheck disable=SC2016 # the command is follow's, run by it
+  follow $! writing 'tr "\r" "\n" <"$work_dir/partclone.progress" | sed -n "s/.*Completed: *\([0-9]*\).*/\1/p" | tail -n 1' "${3##*/}"
+  cat "$work_dir/partclone.progress" >>"$work_dir/partclone.log"
   if [ -e "$work_dir/partclone.failed" ]; then
     cat "$work_dir/partclone.log" >&2
     die "$1 could not restore $3"
