@@ -335,7 +335,7 @@ describe("a profile is resolved once, at synth, and the script gets the result",
     expect(parts).toEqual(expect.arrayContaining(["customize-image.sh", "lib/image-mount.sh", "lib/private-dev.sh", ...inFolder]));
     expect(inFolder.length).toBeGreaterThan(3);
     // Even the shared messages a step sources are part of its hash.
-    expect(scriptParts("wait-for-cloud-init.sh")).toEqual(["wait-for-cloud-init.sh", "lib/messages.sh"]);
+    expect(scriptParts("wait-for-cloud-init.sh")).toEqual(["wait-for-cloud-init.sh", "lib/messages.sh", "lib/console-line.sh"]);
     // And a program a step runs that is not sh: the seed's schema check, run with the image's python.
     expect(scriptParts("make-seed-iso.sh")).toEqual(expect.arrayContaining(["lib/image-view.sh", "lib/schema-check.py"]));
     expect(scriptHash("customize-image.sh")).toMatch(/^[0-9a-f]{64}$/);
