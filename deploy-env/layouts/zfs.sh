@@ -97,7 +97,11 @@ layout_write_root() {
   [ "$1" = partclone.ext4 ] || die "the root partition is $1, the zfs layouts copy files of ext4 only"
   mkdir -p "$work_dir/staging" "$work_dir/staged"
   mount -t zfs rpool/btw-staging "$work_dir/staging" || die "cannot mount rpool/btw-staging"
+  grep -q " $work_dir/staging zfs " /proc/mounts ||
+    die "rpool/btw-staging is not mounted at $work_dir/staging (zfs mounts: $(grep ' zfs ' /proc/mounts | tr '\n' ';'))"
   _image=$work_dir/staging/root.ext4
+  # The file exists before partclone writes it (-O opens it for writing).
+  : >"$_image" || die "cannot create $_image on rpool/btw-staging"
   say "unpacking the root file system into rpool/btw-staging"
   # A new file (-O; -C: a file has no size to check), sparse: partclone writes the used blocks only,
   # so it ends at the last of them; the file system's own size again for the kernel to mount it.
