@@ -1,9 +1,7 @@
-// Four projects, so the fast ones can run alone:
+// Three projects, so the fast ones can run alone:
 // - unit: pure (config, synth in memory, rendering): no engine, no network, no root;
 // - integration: the real engine, the cdktf CLI, the CI tools, scripts on files (no VM);
 // - e2e: real libvirt/QEMU, Debian's real images;
-// - fleet: machines driven only through their BMCs (npm run test:fleet; not in npm test,
-//   whose emulated machines already fill CI's time).
 const transform = { "^.+\\.ts$": ["ts-jest", { isolatedModules: true }] };
 module.exports = {
   reporters: ["default", "<rootDir>/__tests__/helpers/summary-reporter.js"],
@@ -21,14 +19,6 @@ module.exports = {
       testEnvironment: "node",
       transform,
       testMatch: ["<rootDir>/__tests__/e2e/**/*.test.ts"],
-      globalSetup: "<rootDir>/__tests__/helpers/e2e-global-setup.ts",
-      globalTeardown: "<rootDir>/__tests__/helpers/e2e-global-teardown.ts",
-    },
-    {
-      displayName: "fleet",
-      testEnvironment: "node",
-      transform,
-      testMatch: ["<rootDir>/__tests__/fleet/**/*.test.ts"],
       globalSetup: "<rootDir>/__tests__/helpers/e2e-global-setup.ts",
       globalTeardown: "<rootDir>/__tests__/helpers/e2e-global-teardown.ts",
     },

@@ -4,7 +4,7 @@ import { App } from "./lib/cdk";
 import { ConfigError, loadConfig } from "./lib/config/config";
 import { ImageChecksumError } from "./lib/config/image-release";
 import { ProfileError } from "./lib/config/profile";
-import { useStateBackend } from "./lib/plan/state-backend";
+import { protectStateDir, useStateBackend } from "./lib/plan/state-backend";
 import { DEFAULT_OUTDIR, forgetMovedBackend, labOutdir, publishLabManifest, stackWorkingDirs } from "./lib/plan/synth-output";
 import { BaremetalStack } from "./stacks/baremetal-stack";
 import { ImagesStack } from "./stacks/images-stack";
@@ -15,7 +15,10 @@ try {
   // Each lab in its own folder (lib/plan/synth-output.ts); cdktf's App creates only its last folder.
   const outdir = process.env.CDKTF_OUTDIR || DEFAULT_OUTDIR;
   const labDir = labOutdir(outdir, lab.name);
-  fs.mkdirSync(labDir, { recursive: true });
+  // Its stacks hold the machines' user data (the seed steps' environment): the owner's alone.
+  fs.mkdirSync(labDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(labDir, 0o700);
+  if (lab.state.backend !== "pg") protectStateDir();
   // cdktf's only validation here runs `terraform version` for terraform_data;
   // setup-host.sh already guarantees an engine >= 1.5, and synth must work without one.
   const app = new App({ outdir: labDir, skipValidation: true });

@@ -7,12 +7,16 @@ import { stringify } from "yaml";
 import { PROJECT_DIR } from "../lib/config/config";
 import { SCRIPTS_DIR } from "../lib/constructs/host-step";
 import { customizedTestImage } from "../testkit/baremetal";
+import { BmcDriverName, BmcMachines } from "../testkit/bmc-machines";
 import { LabWorkspace } from "../testkit/cdktf-cli";
 import { hold } from "../testkit/held";
 import { bootBreakdown } from "../testkit/libvirt";
 import { BootTiming, Firmware, PxeLab, PxeMachine } from "../testkit/pxe-lab";
 import { addRow, mib, oneVmDeployMs, rows, seconds, sh, timed } from "./table";
 import { labVmBaselines } from "./lab";
+
+/** The kind (as BootTiming's keys) of the BIOS machine its BMC powers. */
+const BMC_KIND = "bios metal, through its BMC,";
 
 export async function benchBaremetal(firmwares: Firmware[]): Promise<void> {
   const image = await customizedTestImage("minimal");
@@ -50,9 +54,12 @@ export async function benchBaremetal(firmwares: Firmware[]): Promise<void> {
     rows.push({ measure: "blank machine: power-on to cloud-init done", ours: "failed", baseline: "", ratio: "n/a" });
     return;
   }
+  const total = (timing: BootTiming) => timing.restoreMs + timing.firstBootMs;
+  if (timings[BMC_KIND] && timings["bios metal"]) {
+    addRow("blank bios machine powered through its BMC (IPMI, disk first) vs by hand (network first), power-on to cloud-init done", total(timings[BMC_KIND]), total(timings["bios metal"]));
+  }
   for (const [kind, { restoreMs, firstBootMs, firmware }] of Object.entries(timings)) {
-    const total = restoreMs + firstBootMs;
-    addRow(`blank ${kind} machine power-on to cloud-init done vs ${firmware} lab VM deploy to ready`, total, oneVmDeployMs.get(firmware)!);
+    addRow(`blank ${kind} machine power-on to cloud-init done vs ${firmware} lab VM deploy to ready`, restoreMs + firstBootMs, oneVmDeployMs.get(firmware)!);
     addRow(`blank ${kind} machine: PXE restore vs reboot to cloud-init done`, restoreMs, firstBootMs);
   }
 }
@@ -60,24 +67,43 @@ export async function benchBaremetal(firmwares: Firmware[]): Promise<void> {
 /**
  * Runs `measure` on a deployed bare-metal lab: the PXE server of `lab` on its own network
  * (labConfig as given), held while it runs, destroyed and removed after, whatever happened.
+ * Machines in `bmcs` get a BMC (testkit/bmc-machines.ts): the deploy powers them into their
+ * install and returns when they are done.
  */
-export async function withDeployedPxeLab<T>(lab: PxeLab, holder: string, config: Parameters<PxeLab["labConfig"]>[0], measure: (workspace: LabWorkspace) => Promise<T>): Promise<T> {
+export async function withDeployedPxeLab<T>(
+  lab: PxeLab,
+  holder: string,
+  config: Parameters<PxeLab["labConfig"]>[0],
+  measure: (workspace: LabWorkspace) => Promise<T>,
+  bmcs = new Map<PxeMachine, BmcDriverName>(),
+): Promise<T> {
   const workspace = new LabWorkspace();
   const release = hold(holder, lab.held());
+  let machines: BmcMachines | undefined;
   try {
-    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig(config)));
     lab.createNetwork(workspace.dir);
+    if (bmcs.size > 0) machines = await BmcMachines.start(lab, workspace.dir, bmcs);
+    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ ...config, bmc: machines && ((machine) => machines!.bmcKey(machine)) })));
     process.stderr.write(`bench: cdktf deploy baremetal (${lab.machines.map((m) => `${m.name}: ${m.profile}`).join(", ")}) ...\n`);
-    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000, machines?.env());
     if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
     return await measure(workspace);
   } finally {
     lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000, machines?.env());
+    await machines?.stop();
     lab.cleanup();
     release();
     workspace.remove();
   }
+}
+
+/** When the machine's records first say `state` (ms since the epoch, whole seconds). */
+function recordedAt(lab: PxeLab, machine: PxeMachine, state: string): number {
+  const log = fs.readFileSync(path.join(lab.recordsDir, `${machine.mac}.log`), "utf8");
+  const line = log.split("\n").find((entry) => entry.split(" ")[1] === state);
+  if (!line) throw new Error(`${machine.name}: no "${state}" in its records:\n${log}`);
+  return Number(line.split(" ")[0]) * 1000;
 }
 
 /**
@@ -95,15 +121,29 @@ export async function blankMachineTimings(firmwares: Firmware[]): Promise<Record
     { name: "bench-uefi-sb", mac: "52:54:00:bd:55:03", firmware: "uefi-secure", profile: "minimal" },
     { name: "bench-bios", mac: "52:54:00:bd:55:02", firmware: "bios", profile: "metal", wipe: true },
   ];
+  // The BIOS one again, powered only through its BMC (ipmi_sim), disk first: the deploy boots it from the network once.
+  const bmcMachine: PxeMachine = { name: "bench-bios-bmc", mac: "52:54:00:bd:55:04", firmware: "bios", profile: "metal", wipe: true };
+  const byHand = machines.filter((machine) => firmwares.includes(machine.firmware));
   const lab = new PxeLab({
     lab: "bmbench",
     subnet: "10.213.55",
     stateDir: "/var/lib/btw-img/pxe-bench",
-    machines: machines.filter((machine) => firmwares.includes(machine.firmware)),
+    machines: [...byHand, ...(firmwares.includes("bios") ? [bmcMachine] : [])],
   });
+  const bmcs = new Map<PxeMachine, BmcDriverName>(lab.machines.includes(bmcMachine) ? [[bmcMachine, "ipmi"]] : []);
   return withDeployedPxeLab(lab, "bench-pxe", { labCidr: "10.213.56.0/24", httpPort: 18183, dhcpRange: "10.213.55.100,10.213.55.150" }, async (workspace) => {
     const timings: Record<string, BootTiming & { firmware: Firmware }> = {};
-    for (const machine of lab.machines) {
+    if (bmcs.has(bmcMachine)) {
+      // The deploy powered it on through its BMC and returned at its "done": its first boot is on its way.
+      const poweredOn = recordedAt(lab, bmcMachine, "powering-on");
+      const done = recordedAt(lab, bmcMachine, "done");
+      const statuses = await lab.waitForAll("cloud-init in the machine its BMC powered", 1_500_000, (m) => lab.cloudInitStatus(m), [bmcMachine]);
+      if (!statuses.get(bmcMachine)!.value.includes("status: done")) throw new Error(`cloud-init in ${bmcMachine.name}:\n${statuses.get(bmcMachine)!.value}`);
+      lab.stopMachines([bmcMachine]);
+      timings[BMC_KIND] = { restoreMs: done - poweredOn, firstBootMs: statuses.get(bmcMachine)!.at - done, firmware: "bios" };
+      process.stderr.write(`bench: ${BMC_KIND}: PXE restore ${seconds(done - poweredOn)}; reboot to cloud-init done ${seconds(statuses.get(bmcMachine)!.at - done)}\n`);
+    }
+    for (const machine of byHand) {
       process.stderr.write(`bench: blank machine ${machine.name}: power-on to cloud-init done ...\n`);
       const started = lab.startMachines(workspace.dir, [machine]);
       const reports = await lab.waitForReports(900_000, [machine]);
@@ -123,7 +163,7 @@ export async function blankMachineTimings(firmwares: Firmware[]): Promise<Record
       await labVmBaselines([machine.firmware]);
     }
     return timings;
-  });
+  }, bmcs);
 }
 
 /**

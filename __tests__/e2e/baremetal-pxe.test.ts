@@ -13,8 +13,8 @@
 // A seed is served only under its machine's token and only until done. Then the BIOS machine (wipe: true), with a
 // file written on it, gets a new user_data, and the server is redeployed without its records (as after a rebuilt
 // host or a new state folder): rebooted, its deploy environment finds another btw-img install on the disk, keeps
-// it, reports "kept" and boots it with the file; `btw metal reinstall` replaces it, exactly once;
-// `btw metal release --erase quick` erases its disk at its next network boot (it reports released and powers off).
+// it, reports "kept" and boots it with the file; `btw metal reinstall` replaces it, exactly once.
+// (`btw metal release --erase quick`: baremetal-fleet.test.ts, through a BMC.)
 // `cdktf destroy baremetal` leaves nothing.
 import { execFileSync, spawnSync } from "child_process";
 import * as crypto from "crypto";
@@ -346,50 +346,6 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(bootAnswers(BIOS, "disk")).toBe(diskAnswers);
     expect(get(`${BASE}/cgi-bin/seed/${token}/user-data`).code).toBe(404);
   }, 3_000_000);
-
-  test("`btw metal release --erase quick`: at its next network boot the machine erases its disk, reports released, powers off and is not served", async () => {
-    const env = { ...process.env, BTW_CONFIG: workspace.configFile };
-    const release = spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", "release", BIOS.name, "--erase", "quick"], { env, encoding: "utf8" });
-    expect({ status: release.status, output: `${release.stdout}${release.stderr}` }).toMatchObject({
-      status: 0,
-      output: expect.stringContaining(`${BIOS.mac} (${BIOS.name}) was done: its next network boot erases its disks (quick) and powers it off`),
-    });
-    expect(release.stdout).toContain(`${BIOS.name}: power it on (network boot)`);
-    const manifest = JSON.parse(fs.readFileSync(path.join(lab.serverDir, "http", "artifacts", BIOS.profile, "manifest.json"), "utf8"));
-    lab.powerCycle(BIOS);
-    const reports = await lab.waitForAll("the release to report", 900_000, (machine) => (["released", "failed"].includes(lab.record(machine)) ? lab.record(machine) : undefined), [BIOS]);
-    expect({ report: reports.get(BIOS)!.value, console: reports.get(BIOS)!.value === "released" ? "" : lab.consoleTail(BIOS) }).toEqual({ report: "released", console: "" });
-    await lab.waitForAll(
-      "the machine to power itself off",
-      300_000,
-      (machine) => (quiet("virsh", ["-c", "qemu:///system", "domstate", lab.domain(machine)]).stdout.trim() === "shut off" ? true : undefined),
-      [BIOS],
-    );
-    expect(get(`${BASE}/cgi-bin/boot?mac=${BIOS.mac.replace(/:/g, "-")}`).body).toContain(`${BIOS.name} is released`);
-    const states = JSON.parse(spawnSync(path.join(PROJECT_DIR, "bin", "btw"), ["metal", "status", "--json"], { env, encoding: "utf8" }).stdout);
-    const bios = states.find((machine: { name: string }) => machine.name === BIOS.name);
-    expect(bios.state).toBe("released");
-    expect(bios.reports.map((report: { state: string }) => report.state)).toEqual(expect.arrayContaining(["erasing", "released"]));
-    // The disk as the machine left it: no signature on it, none where its partitions were.
-    const raw = path.join(workspace.dir, "released.raw");
-    execFileSync("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", lab.disk(BIOS), raw]);
-    const loops: string[] = [];
-    try {
-      const attach = (args: string[]) => {
-        const device = execFileSync("losetup", ["-f", "--show", "-r", ...args, raw], { encoding: "utf8" }).trim();
-        loops.push(device);
-        return device;
-      };
-      expect(execFileSync("wipefs", ["-n", attach([])], { encoding: "utf8" })).toBe("");
-      for (const partition of manifest.partitions as { number: number; start_sector: number }[]) {
-        const device = attach(["-o", String(partition.start_sector * 512), "--sizelimit", String(2 * 1024 * 1024)]);
-        expect({ partition: partition.number, signatures: execFileSync("wipefs", ["-n", device], { encoding: "utf8" }) }).toEqual({ partition: partition.number, signatures: "" });
-      }
-    } finally {
-      for (const device of loops) spawnSync("losetup", ["-d", device]);
-      fs.rmSync(raw, { force: true });
-    }
-  }, 1_500_000);
 
   test("a new state_dir stops the server in its old folder and starts it in the new one; with the last machine gone, no server runs", async () => {
     lab.stopMachines();

@@ -1,7 +1,7 @@
 // Every shipped profile that builds offline here, on Debian's real generic
 // images of both releases: the desktops build and hold their packages (on Debian
 // 13 with the Secure Boot check, which fails on anything unsigned), metal builds
-// on Debian 12 too (on 13: secure-boot-lab.test.ts), and proxmox stops at its
+// on Debian 12 too (on 13: two-labs-at-once.test.ts), and proxmox stops at its
 // offline check (Proxmox's repository is not reachable from this machine) naming
 // what is at fault, on both (built against a stand-in: customize-apt-repository.test.ts). slim drops
 // documentation, manual pages and translations and keeps the copyright files.

@@ -268,5 +268,9 @@ describe("deploy powers machines through their BMCs", () => {
     expect(fs.readFileSync(path.join(records, MACHINES.ipmi), "utf8").trim()).toBe("released");
     expect(ipmi.actions()[ipmi.actions().length - 1]).toBe("power 0");
     expect((await btw(["release", "m-ipmi", "--erase", "sideways"])).exitCode).toBe(2);
+    // Without a BMC: marked, and the person is told to power it on; it erases at that network boot.
+    const byHand = await btw(["release", "m-hand", "--erase", "quick"]);
+    expect({ status: byHand.exitCode, stdout: byHand.stdout }).toMatchObject({ status: 0, stdout: expect.stringContaining("m-hand: power it on (network boot): its deploy environment erases its disks") });
+    expect(fs.readFileSync(path.join(records, `${MACHINES.hand}.erase`), "utf8").trim()).toBe("quick");
   }, 180_000);
 });

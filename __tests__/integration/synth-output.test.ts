@@ -53,4 +53,20 @@ describe("`cdktf synth` of two labs into one output folder", () => {
     expect(fs.readdirSync(labDir).sort()).toEqual(["manifest.json", "stacks"]);
     expect(stackWorkingDirs(labDir).get("lab")).toBe(path.join(labDir, "stacks", "lab"));
   }, 120_000);
+
+  test("the lab's synth folder and the state folder are its owner's alone; a state file the engine left 0644 becomes 0600", () => {
+    const outdir = path.join(tmpDir(), "cdktf.out");
+    const stateDir = path.join(tmpDir(), "state");
+    fs.mkdirSync(stateDir, { mode: 0o755 });
+    fs.chmodSync(stateDir, 0o755);
+    fs.writeFileSync(path.join(stateDir, "btwsynthd.tfstate"), "{}\n", { mode: 0o644 });
+    fs.chmodSync(path.join(stateDir, "btwsynthd.tfstate"), 0o644);
+    cdktfSynth(outdir, testLab({ name: "btwsynthd" }), stateDir);
+    const mode = (file: string) => fs.statSync(file).mode & 0o777;
+    expect({ labDir: mode(path.join(outdir, "labs", "btwsynthd")), stateDir: mode(stateDir), state: mode(path.join(stateDir, "btwsynthd.tfstate")) }).toEqual({
+      labDir: 0o700,
+      stateDir: 0o700,
+      state: 0o600,
+    });
+  }, 120_000);
 });

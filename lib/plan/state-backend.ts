@@ -1,5 +1,6 @@
 // Where each stack of a lab keeps its state: a local file per lab and stack in
 // BTW_STATE_DIR, or a schema per lab and stack in PostgreSQL (state.backend pg).
+import * as fs from "fs";
 import * as path from "path";
 import { LocalBackend, PgBackend, TerraformStack } from "../cdk";
 import { LabConfig, PROJECT_DIR } from "../config/config";
@@ -27,4 +28,18 @@ export function useStateBackend(stack: TerraformStack, lab: LabConfig, stackName
   const statePath = localStatePath(lab.name, stackName);
   new LocalBackend(stack, { path: statePath });
   return statePath;
+}
+
+/**
+ * The local state folder as only its owner may read it: its state files hold the lab's outputs
+ * and what its steps were given. The engine writes new state files 0644 (umask), so the folder
+ * is 0700, and older files are made 0600.
+ */
+export function protectStateDir(): void {
+  const dir = stateDir();
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+  for (const file of fs.readdirSync(dir)) {
+    if (/\.tfstate(\.backup)?$/.test(file)) fs.chmodSync(path.join(dir, file), 0o600);
+  }
 }

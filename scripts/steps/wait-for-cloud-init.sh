@@ -63,7 +63,7 @@ start=$(date +%s)
 deadline=$((start + timeout))
 log "waiting for the guest agent and cloud-init (timeout ${timeout}s)"
 agent_seen=""
-last_note=0
+last_note=$start
 while :; do
   now=$(date +%s)
   if [ "$now" -ge "$deadline" ]; then

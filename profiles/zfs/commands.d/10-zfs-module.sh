@@ -16,3 +16,9 @@ for modules in /lib/modules/*; do
   [ -n "$module" ] || { echo "zfs: dkms built no zfs module for kernel $kver" >&2; exit 1; }
   echo "zfs: kernel $kver has ${module#"$modules"/}"
 done
+
+# dkms signed the module with a private key it made here, which every machine of the
+# image would share (and so could anyone holding the image): it leaves the image. A
+# machine's dkms makes a key of its own when it next builds (after a kernel update).
+rm -f /var/lib/dkms/mok.key
+echo "zfs: dkms's private signing key removed from the image (its public half stays: /var/lib/dkms/mok.pub)"

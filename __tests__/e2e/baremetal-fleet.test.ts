@@ -8,6 +8,7 @@
 // with the reason; `btw metal release --erase quick` leaves a disk without a
 // signature and the machine off.
 import { execFileSync, spawnSync } from "child_process";
+import execa from "execa";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
@@ -28,6 +29,7 @@ const lab = new PxeLab({
   ],
 });
 const [BIOS, UEFI] = lab.machines;
+const HTTP_PORT = 18186;
 
 describe("a fleet powered only through its BMCs", () => {
   const workspace = new LabWorkspace();
@@ -36,11 +38,12 @@ describe("a fleet powered only through its BMCs", () => {
 
   /** The lab config, its machines' BMCs in it; report_timeout and power_retries as given (an install needs its minutes). */
   const writeConfig = (reportTimeout = 600, powerRetries = 1) => {
-    const config = lab.labConfig({ labCidr: "10.213.57.0/24", httpPort: 18186, dhcpRange: "10.213.56.100,10.213.56.150", bmc: (machine) => bmcs.bmcKey(machine) });
+    const config = lab.labConfig({ labCidr: "10.213.57.0/24", httpPort: HTTP_PORT, dhcpRange: "10.213.56.100,10.213.56.150", bmc: (machine) => bmcs.bmcKey(machine) });
     config.baremetal = { ...(config.baremetal as Record<string, unknown>), report_timeout: reportTimeout, power_retries: powerRetries };
     fs.writeFileSync(workspace.configFile, stringify(config));
   };
-  const btw = (args: string[]) => spawnSync(path.join(PROJECT_DIR, "bin", "btw"), args, { encoding: "utf8", env: { ...process.env, ...bmcs.env(), BTW_CONFIG: workspace.configFile } });
+  // Not spawnSync: the Redfish stand-in answers from this process.
+  const btw = (args: string[]) => execa(path.join(PROJECT_DIR, "bin", "btw"), args, { reject: false, env: { ...bmcs.env(), BTW_CONFIG: workspace.configFile } });
   const domstate = (machine: PxeMachine) => quiet("virsh", ["-c", "qemu:///system", "domstate", lab.domain(machine)]).stdout.trim();
   const bootId = (machine: PxeMachine) => guestExec(lab.domain(machine), "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim();
 
@@ -101,15 +104,15 @@ describe("a fleet powered only through its BMCs", () => {
         .filter((line) => line.includes(`sent ${lab.tftpFolder(UEFI)}/`)).length;
     const loads = tftpSent();
     expect(loads).toBeGreaterThan(0);
-    const cycled = btw(["metal", "power", UEFI.name, "cycle"]);
-    expect({ status: cycled.status, stdout: cycled.stdout }).toEqual({ status: 0, stdout: `${UEFI.name}: on\n` });
+    const cycled = await btw(["metal", "power", UEFI.name, "cycle"]);
+    expect({ status: cycled.exitCode, stdout: cycled.stdout }).toEqual({ status: 0, stdout: `${UEFI.name}: on` });
     await lab.waitForAll("the UEFI machine's disk boot", 900_000, (machine) => (lab.cloudInitStatus(machine) && bootId(machine) !== firstBoot ? true : undefined), [UEFI]);
     // Its firmware loaded nothing from the server: the disk comes first.
     expect(tftpSent()).toBe(loads);
     expect(bmcs.actions(UEFI).slice(-2)).toEqual(["power 0", "power 1"]);
   }, 2_400_000);
 
-  test("a machine whose link is down is power cycled into its install again, then failed with the reason", () => {
+  test("a machine whose link is down is power cycled into its install again, then failed with the reason", async () => {
     // The cable out: the NIC of the network-first definition its BMC boots has no link.
     const chassis = path.join(bmcs.chassisDir(BIOS), "network-first.xml");
     const xml = fs.readFileSync(chassis, "utf8");
@@ -117,9 +120,9 @@ describe("a fleet powered only through its BMCs", () => {
     try {
       writeConfig(60, 1);
       const before = bmcs.actions(BIOS).length;
-      const reinstall = btw(["metal", "reinstall", BIOS.name]);
+      const reinstall = await btw(["metal", "reinstall", BIOS.name]);
       const output = `${reinstall.stdout}${reinstall.stderr}`;
-      expect(reinstall.status).toBe(1);
+      expect(reinstall.exitCode).toBe(1);
       expect(output).toContain(`${BIOS.name}: no report for 60 s in state powering-on: power cycle 1 of 1`);
       expect(output).toContain(`machine ${BIOS.name}: no report for 60 s in state powering-on after 1 power cycle (baremetal.report_timeout, baremetal.power_retries)`);
       expect(
@@ -134,21 +137,36 @@ describe("a fleet powered only through its BMCs", () => {
     }
   }, 900_000);
 
-  test("`btw metal release --erase quick` through Redfish: the disk without a signature, the machine off and not served", () => {
-    const released = btw(["metal", "release", UEFI.name, "--erase", "quick"]);
-    expect({ status: released.status, output: `${released.stdout}${released.stderr}` }).toMatchObject({
+  test("`btw metal release --erase quick` through Redfish: the disk without a signature, the machine off and not served", async () => {
+    const released = await btw(["metal", "release", UEFI.name, "--erase", "quick"]);
+    expect({ status: released.exitCode, output: `${released.stdout}${released.stderr}` }).toMatchObject({
       status: 0,
       output: expect.stringContaining(`${UEFI.name}: released (disks erased, quick), powered off`),
     });
     expect(domstate(UEFI)).toBe("shut off");
     expect(lab.record(UEFI)).toBe("released");
+    const states = JSON.parse((await btw(["metal", "status", "--json"])).stdout);
+    const uefi = states.find((machine: { name: string }) => machine.name === UEFI.name);
+    expect(uefi.reports.map((report: { state: string }) => report.state)).toEqual(expect.arrayContaining(["erasing", "released"]));
+    expect((await execa("curl", ["-s", `http://${lab.serverAddress}:${HTTP_PORT}/cgi-bin/boot?mac=${UEFI.mac.replace(/:/g, "-")}`])).stdout).toContain(`${UEFI.name} is released`);
+    // The disk as the machine left it: no signature on it, none where its partitions were.
+    const manifest = JSON.parse(fs.readFileSync(path.join(lab.serverDir, "http", "artifacts", UEFI.profile, "manifest.json"), "utf8"));
     const raw = path.join(workspace.dir, "released.raw");
     execFileSync("qemu-img", ["convert", "-f", "qcow2", "-O", "raw", lab.disk(UEFI), raw]);
-    const loop = execFileSync("losetup", ["-f", "--show", "-r", raw], { encoding: "utf8" }).trim();
+    const loops: string[] = [];
     try {
-      expect(execFileSync("wipefs", ["-n", loop], { encoding: "utf8" })).toBe("");
+      const attach = (args: string[]) => {
+        const device = execFileSync("losetup", ["-f", "--show", "-r", ...args, raw], { encoding: "utf8" }).trim();
+        loops.push(device);
+        return device;
+      };
+      expect(execFileSync("wipefs", ["-n", attach([])], { encoding: "utf8" })).toBe("");
+      for (const partition of manifest.partitions as { number: number; start_sector: number }[]) {
+        const device = attach(["-o", String(partition.start_sector * 512), "--sizelimit", String(2 * 1024 * 1024)]);
+        expect({ partition: partition.number, signatures: execFileSync("wipefs", ["-n", device], { encoding: "utf8" }) }).toEqual({ partition: partition.number, signatures: "" });
+      }
     } finally {
-      spawnSync("losetup", ["-d", loop]);
+      for (const device of loops) spawnSync("losetup", ["-d", device]);
       fs.rmSync(raw, { force: true });
     }
   }, 1_200_000);
