@@ -131,39 +131,45 @@ export async function blankMachineTimings(firmwares: Firmware[]): Promise<Record
     machines: [...byHand, ...(firmwares.includes("bios") ? [bmcMachine] : [])],
   });
   const bmcs = new Map<PxeMachine, BmcDriverName>(lab.machines.includes(bmcMachine) ? [[bmcMachine, "ipmi"]] : []);
-  return withDeployedPxeLab(lab, "bench-pxe", { labCidr: "10.213.56.0/24", httpPort: 18183, dhcpRange: "10.213.55.100,10.213.55.150" }, async (workspace) => {
-    const timings: Record<string, BootTiming & { firmware: Firmware }> = {};
-    if (bmcs.has(bmcMachine)) {
-      // The deploy powered it on through its BMC and returned at its "done": its first boot is on its way.
-      const poweredOn = recordedAt(lab, bmcMachine, "powering-on");
-      const done = recordedAt(lab, bmcMachine, "done");
-      const statuses = await lab.waitForAll("cloud-init in the machine its BMC powered", 1_500_000, (m) => lab.cloudInitStatus(m), [bmcMachine]);
-      if (!statuses.get(bmcMachine)!.value.includes("status: done")) throw new Error(`cloud-init in ${bmcMachine.name}:\n${statuses.get(bmcMachine)!.value}`);
-      lab.stopMachines([bmcMachine]);
-      timings[BMC_KIND] = { restoreMs: done - poweredOn, firstBootMs: statuses.get(bmcMachine)!.at - done, firmware: "bios" };
-      process.stderr.write(`bench: ${BMC_KIND}: PXE restore ${seconds(done - poweredOn)}; reboot to cloud-init done ${seconds(statuses.get(bmcMachine)!.at - done)}\n`);
-    }
-    for (const machine of byHand) {
-      process.stderr.write(`bench: blank machine ${machine.name}: power-on to cloud-init done ...\n`);
-      const started = lab.startMachines(workspace.dir, [machine]);
-      const reports = await lab.waitForReports(900_000, [machine]);
-      const notDone = lab.notDone(reports, [machine]);
-      if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
-      const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (m) => lab.cloudInitStatus(m), [machine]);
-      if (!statuses.get(machine)!.value.includes("status: done")) throw new Error(`cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`);
-      for (const line of bootBreakdown(lab.domain(machine))) process.stderr.write(`bench: ${machine.name} first boot: ${line}\n`);
-      lab.stopMachines([machine]);
-      // Where the restore's time went: the firmware and boot loader before the first line, then each step.
-      for (const line of lab.deployProgress(machine)) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
-      for (const [kind, t] of Object.entries(lab.bootTimings(started, reports, statuses, [machine]))) {
-        process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
-        timings[kind] = { ...t, firmware: machine.firmware };
+  return withDeployedPxeLab(
+    lab,
+    "bench-pxe",
+    { labCidr: "10.213.56.0/24", httpPort: 18183, dhcpRange: "10.213.55.100,10.213.55.150" },
+    async (workspace) => {
+      const timings: Record<string, BootTiming & { firmware: Firmware }> = {};
+      if (bmcs.has(bmcMachine)) {
+        // The deploy powered it on through its BMC and returned at its "done": its first boot is on its way.
+        const poweredOn = recordedAt(lab, bmcMachine, "powering-on");
+        const done = recordedAt(lab, bmcMachine, "done");
+        const statuses = await lab.waitForAll("cloud-init in the machine its BMC powered", 1_500_000, (m) => lab.cloudInitStatus(m), [bmcMachine]);
+        if (!statuses.get(bmcMachine)!.value.includes("status: done")) throw new Error(`cloud-init in ${bmcMachine.name}:\n${statuses.get(bmcMachine)!.value}`);
+        lab.stopMachines([bmcMachine]);
+        timings[BMC_KIND] = { restoreMs: done - poweredOn, firstBootMs: statuses.get(bmcMachine)!.at - done, firmware: "bios" };
+        process.stderr.write(`bench: ${BMC_KIND}: PXE restore ${seconds(done - poweredOn)}; reboot to cloud-init done ${seconds(statuses.get(bmcMachine)!.at - done)}\n`);
       }
-      // Its baseline right after it, so both see the same host (unless the lab section measured it).
-      await labVmBaselines([machine.firmware]);
-    }
-    return timings;
-  }, bmcs);
+      for (const machine of byHand) {
+        process.stderr.write(`bench: blank machine ${machine.name}: power-on to cloud-init done ...\n`);
+        const started = lab.startMachines(workspace.dir, [machine]);
+        const reports = await lab.waitForReports(900_000, [machine]);
+        const notDone = lab.notDone(reports, [machine]);
+        if (notDone.length > 0) throw new Error(notDone.map((m) => `${m.machine} reported ${m.report}\n${m.console}`).join("\n"));
+        const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (m) => lab.cloudInitStatus(m), [machine]);
+        if (!statuses.get(machine)!.value.includes("status: done")) throw new Error(`cloud-init in ${machine.name}:\n${statuses.get(machine)!.value}`);
+        for (const line of bootBreakdown(lab.domain(machine))) process.stderr.write(`bench: ${machine.name} first boot: ${line}\n`);
+        lab.stopMachines([machine]);
+        // Where the restore's time went: the firmware and boot loader before the first line, then each step.
+        for (const line of lab.deployProgress(machine)) process.stderr.write(`bench: ${machine.name}: ${line}\n`);
+        for (const [kind, t] of Object.entries(lab.bootTimings(started, reports, statuses, [machine]))) {
+          process.stderr.write(`bench: ${kind}: PXE restore ${seconds(t.restoreMs)}; reboot to cloud-init done ${seconds(t.firstBootMs)}\n`);
+          timings[kind] = { ...t, firmware: machine.firmware };
+        }
+        // Its baseline right after it, so both see the same host (unless the lab section measured it).
+        await labVmBaselines([machine.firmware]);
+      }
+      return timings;
+    },
+    bmcs,
+  );
 }
 
 /**

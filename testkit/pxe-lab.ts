@@ -237,7 +237,12 @@ export class PxeLab {
         : `<loader readonly='yes' type='pflash'${secure ? " secure='yes'" : ""}>${OVMF_FILES[machine.firmware].code}</loader>
     <nvram template='${OVMF_FILES[machine.firmware].vars}'/>`;
     // One UUID for both of its definitions, so a BMC's one-time network boot can define the other over it.
-    const uuid = crypto.createHash("sha256").update(this.domain(machine)).digest("hex").slice(0, 32).replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
+    const uuid = crypto
+      .createHash("sha256")
+      .update(this.domain(machine))
+      .digest("hex")
+      .slice(0, 32)
+      .replace(/^(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
     return `<domain type='qemu'>
   <name>${this.domain(machine)}</name>
   <uuid>${uuid}</uuid>

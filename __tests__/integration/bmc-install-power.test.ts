@@ -270,7 +270,10 @@ describe("deploy powers machines through their BMCs", () => {
     expect((await btw(["release", "m-ipmi", "--erase", "sideways"])).exitCode).toBe(2);
     // Without a BMC: marked, and the person is told to power it on; it erases at that network boot.
     const byHand = await btw(["release", "m-hand", "--erase", "quick"]);
-    expect({ status: byHand.exitCode, stdout: byHand.stdout }).toMatchObject({ status: 0, stdout: expect.stringContaining("m-hand: power it on (network boot): its deploy environment erases its disks") });
+    expect({ status: byHand.exitCode, stdout: byHand.stdout }).toMatchObject({
+      status: 0,
+      stdout: expect.stringContaining("m-hand: power it on (network boot): its deploy environment erases its disks"),
+    });
     expect(fs.readFileSync(path.join(records, `${MACHINES.hand}.erase`), "utf8").trim()).toBe("quick");
   }, 180_000);
 });
