@@ -14,7 +14,7 @@
 // file written on it, gets a new user_data, and the server is redeployed without its records (as after a rebuilt
 // host or a new state folder): rebooted, its deploy environment finds another btw-img install on the disk, keeps
 // it, reports "kept" and boots it with the file; `btw metal reinstall` replaces it, exactly once.
-// (`btw metal release --erase quick`: baremetal-fleet.test.ts, through a BMC.)
+// (`btw metal release --erase quick`: baremetal-layouts.test.ts, through a BMC.)
 // `cdktf destroy baremetal` leaves nothing.
 import { execFileSync, spawnSync } from "child_process";
 import * as crypto from "crypto";
