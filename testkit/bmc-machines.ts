@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { BmcSim } from "./bmc-sim";
+import { holdStarted } from "./held";
 import { PxeLab, PxeMachine } from "./pxe-lab";
 import { RedfishSim } from "./redfish-sim";
 
@@ -23,6 +24,9 @@ export class BmcMachines {
     /** The BMCs' own files (their configuration holds the password), apart from the lab's. */
     private readonly dir: string,
   ) {}
+
+  /** Releases what a killed run would leave: the simulators' processes and their folder. */
+  private release = () => {};
 
   /** Defines each machine (disks first, off; its XML in workDir) and starts its BMC, with its files in a folder of its own. */
   static async start(lab: PxeLab, workDir: string, drivers: Map<PxeMachine, BmcDriverName>): Promise<BmcMachines> {
@@ -44,6 +48,8 @@ export class BmcMachines {
       await machines.stop();
       throw error;
     }
+    const pidFiles = [...machines.bmcs.values()].flatMap((bmc) => (bmc.ipmi ? [bmc.ipmi.pidFile] : []));
+    machines.release = holdStarted(`bmcs-${path.basename(machines.dir)}`, { pidFiles, paths: [machines.dir] });
     return machines;
   }
 
@@ -80,5 +86,6 @@ export class BmcMachines {
       await bmc.redfish?.stop();
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
+    this.release();
   }
 }

@@ -57,6 +57,8 @@ export class BmcSim {
     );
     fs.writeFileSync(path.join(dir, "bmc.emu"), ["mc_setbmc 0x20", "mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr", "mc_enable 0x20", ""].join("\n"));
     const child = spawn("ipmi_sim", ["-c", path.join(dir, "lan.conf"), "-f", path.join(dir, "bmc.emu"), "-s", path.join(dir, "state"), "-n"], { stdio: "ignore" });
+    // For a run that is killed before stop (testkit/held.ts).
+    fs.writeFileSync(path.join(dir, "ipmi_sim.pid"), `${child.pid}\n`);
     const sim = new BmcSim(port, chassisDir, child);
     // Up once it answers a session (ipmitool with the right password).
     for (let tries = 0; ; tries++) {
@@ -78,6 +80,11 @@ export class BmcSim {
   actions(): string[] {
     const file = path.join(this.chassisDir, "actions");
     return fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
+  }
+
+  /** Its pid file (in the folder it was started with). */
+  get pidFile(): string {
+    return path.join(path.dirname(this.chassisDir), "ipmi_sim.pid");
   }
 
   async stop(): Promise<void> {

@@ -203,12 +203,17 @@ export class RedfishSim {
         if (!RESET_TYPES.includes(type))
           return error(400, "ActionParameterValueNotInList", `The value '${String(type)}' for the parameter ResetType in the action ComputerSystem.Reset is not in the list of acceptable values.`);
         system.actions.push(`reset ${type}`);
-        const on = this.powerOf(system) === "On";
-        if (type === "On" && !on) this.setPower(system, true);
-        if ((type === "ForceOff" || type === "GracefulShutdown") && on) this.setPower(system, false);
-        if (type === "ForceRestart" || type === "PowerCycle") {
-          if (on) this.setPower(system, false);
-          this.setPower(system, true);
+        try {
+          const on = this.powerOf(system) === "On";
+          if (type === "On" && !on) this.setPower(system, true);
+          if ((type === "ForceOff" || type === "GracefulShutdown") && on) this.setPower(system, false);
+          if (type === "ForceRestart" || type === "PowerCycle") {
+            if (on) this.setPower(system, false);
+            this.setPower(system, true);
+          }
+        } catch (failed) {
+          // What the machine behind it said (the chassis script, virsh), as a BMC's internal error.
+          return error(500, "InternalError", `The request failed due to an internal service error: ${(failed as Error).message}`);
         }
         return reply(204);
       }
