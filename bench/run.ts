@@ -4,7 +4,7 @@
 //   npm run bench                 all sections
 //   npm run bench -- image        acquire + customize only
 //   npm run bench -- acquire      acquire only
-//   npm run bench -- baremetal    partition capture and blank machines over PXE only
+//   npm run bench -- baremetal    partition capture and blank machines over PXE only (the BIOS one also through its BMC)
 //   npm run bench -- lab          lab deploy only
 //   npm run bench -- seed         a VM's cloud-init seed (the first and a second VM of one image) only
 //   npm run bench -- layouts      restore time of raid1 and zfs-mirror (two disks each) next to single, same image
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   if (sections.includes("--help") || sections.includes("-h")) {
     console.log("usage: npm run bench [-- image|acquire|seed|lab|baremetal[:FIRMWARE,...]|layouts ...]   (default: all sections)");
     console.log("  layouts                     restore time of raid1 and zfs-mirror (two disks each) next to single, same image");
-    console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure)");
+    console.log("  baremetal:uefi,uefi-secure  only the blank machines of these firmwares (bios, uefi, uefi-secure; bios: also through its BMC)");
     console.log("  scale[:1,2,4,8,16]          one server, K receivers (network namespaces): HTTP servers and udpcast multicast");
     return;
   }
