@@ -175,6 +175,7 @@ describe("layouts raid1 and zfs-mirror: root across two disks, on machines only 
       expect(reinstall.exitCode).toBe(1);
       expect(output).toContain(`${raid1.name}: no report for 20 s in state powering-on: power cycle 1 of 1`);
       expect(output).toContain(`machine ${raid1.name}: no report for 20 s in state powering-on after 1 power cycle (baremetal.report_timeout, baremetal.power_retries)`);
+      expect(lab.record(raid1)).toBe("failed");
       expect(
         bmcs
           .actions(raid1)

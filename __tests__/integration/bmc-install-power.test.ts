@@ -164,6 +164,15 @@ describe("deploy powers machines through their BMCs", () => {
     expect(silent.output).toContain(
       "machine m-ipmi: no report for 4 s in state powering-on after 1 power cycle (baremetal.report_timeout, baremetal.power_retries): check its console, network link and boot order",
     );
+    // Marked failed with the reason, as btw metal status shows it.
+    expect(fs.readFileSync(path.join(records, MACHINES.ipmi), "utf8").trim()).toBe("failed");
+    expect(
+      fs
+        .readFileSync(path.join(records, `${MACHINES.ipmi}.log`), "utf8")
+        .trim()
+        .split("\n")
+        .pop(),
+    ).toMatch(/^\d+ failed - no report for 4 s in state powering-on after 1 power cycle$/);
     // Both were cycles of a machine that was on; ipmi_sim powers it on again a second after each off.
     await until(() => ipmi.actions().length >= before + 6);
     expect(ipmi.actions().slice(before)).toEqual(["boot pxe", "power 0", "power 1", "boot pxe", "power 0", "power 1"]);

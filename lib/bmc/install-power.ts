@@ -2,7 +2,7 @@
 // network, once, then power on (or a cycle when it is on); then its reports until
 // done. A machine that reports nothing for reportTimeout seconds is power cycled
 // into its install again, up to powerRetries times, then marked failed with the
-// reason. A machine the server's records hold as installed (done, or kept: its
+// reason (in the records: btw metal status). A machine the server's records hold as installed (done, or kept: its
 // disks hold an install left as it was) is left as it is, unless a reinstall
 // marked it; so a deploy never restarts a machine in use, and a managed machine
 // may keep its disk first in its boot order.
@@ -78,9 +78,10 @@ export async function followInstall(machine: MachineConfig, recordsDir: string, 
     const quiet = now() - Math.max(since, last?.at ?? 0);
     if (quiet >= options.reportTimeout) {
       if (cycles >= options.powerRetries) {
-        throw new BmcError(
-          `machine ${machine.name}: no report for ${options.reportTimeout} s in state ${state} after ${cycles} power cycle${cycles === 1 ? "" : "s"} (baremetal.report_timeout, baremetal.power_retries): check its console, network link and boot order`,
-        );
+        const silence = `no report for ${options.reportTimeout} s in state ${state} after ${cycles} power cycle${cycles === 1 ? "" : "s"}`;
+        // btw metal status shows it failed, with why.
+        recordReport(recordsDir, machine.mac, "failed", silence);
+        throw new BmcError(`machine ${machine.name}: ${silence} (baremetal.report_timeout, baremetal.power_retries): check its console, network link and boot order`);
       }
       cycles++;
       say(`${machine.name}: no report for ${options.reportTimeout} s in state ${state}: power cycle ${cycles} of ${options.powerRetries}`);
