@@ -9,12 +9,9 @@ import { PROJECT_DIR } from "../../lib/config/config";
 import { planStack } from "../../lib/plan/engine";
 import { renderPlanSummary } from "../../lib/plan/plan-summary";
 import { stringify } from "yaml";
-import { LabWorkspace } from "../../testkit/cdktf-cli";
 import { planChanges } from "../../testkit/engine";
-import { fixtureImage } from "../../testkit/fixture-image";
-import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { testLab } from "../../testkit/lab-yaml";
-import { hold } from "../../testkit/held";
+import { LabUnderTest } from "../../testkit/lab-test";
 import { guestExec, hostLeftovers, leftovers, virsh, volumeNames } from "../../testkit/libvirt";
 
 const LAB = "btwe2e";
@@ -23,22 +20,19 @@ const PREFIX = `btw-${LAB}`;
 const LITERAL = "${HOME} %{x} $${y}";
 
 describe("deploy a two-VM lab, change it, destroy it", () => {
-  let server: FileServer;
-  const workspace = new LabWorkspace();
+  const labUnderTest = new LabUnderTest(LAB, "deploy-lab");
+  const { workspace } = labUnderTest;
   const profilesDir = path.join(workspace.dir, "profiles");
   let lab: Record<string, unknown>;
-  let release = () => {};
   /** The lab with beta's memory raised from 1024 to 1280 MiB. */
   const withBetaMemory = () => ({ ...lab, vms: [(lab.vms as unknown[])[0], { name: "beta", memory: 1280 }] });
 
   beforeAll(async () => {
-    release = hold("deploy-lab", { libvirtPrefixes: [PREFIX, `${LAB}-net`] });
-    const fixture = fixtureImage("trixie");
-    server = await serveDirectory(fixture.dir);
+    const imageBaseUrl = await labUnderTest.start();
     fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
     lab = testLab({
       name: LAB,
-      imageBaseUrl: server.baseUrl,
+      imageBaseUrl,
       vms: [
         { name: "alpha", user_data: { runcmd: [`printf '%s' '${LITERAL}' > /run/btw-literal`] } },
         { name: "beta", memory: 1024 },
@@ -56,12 +50,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     fs.writeFileSync(workspace.configFile, stringify(lab));
   }, 1_500_000);
 
-  afterAll(async () => {
-    await workspace.destroy();
-    release();
-    workspace.remove();
-    await server?.close();
-  }, 900_000);
+  afterAll(() => labUnderTest.stop(), 900_000);
 
   test("deploy waits until cloud-init is done in both VMs and outputs their addresses", async () => {
     const run = await workspace.deploy();

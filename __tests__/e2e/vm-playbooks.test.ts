@@ -7,11 +7,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../../lib/config/config";
-import { LabWorkspace } from "../../testkit/cdktf-cli";
-import { fixtureImage } from "../../testkit/fixture-image";
-import { hold } from "../../testkit/held";
-import { FileServer, serveDirectory } from "../../testkit/http-server";
 import { testLab } from "../../testkit/lab-yaml";
+import { LabUnderTest } from "../../testkit/lab-test";
 import { guestExec, hostLeftovers, leftovers } from "../../testkit/libvirt";
 
 const LAB = "pbe2e";
@@ -22,14 +19,13 @@ const SECRET = "pb-s3cr3t-41c9";
 const playbookLines = (output: string) => output.split("\n").filter((line) => /vm-web_playbooks|run-playbooks/.test(line));
 
 describe("a VM's Ansible playbooks run after readiness through its guest agent", () => {
-  let server: FileServer;
-  const workspace = new LabWorkspace();
+  const labUnderTest = new LabUnderTest(LAB, "vm-playbooks");
+  const { workspace } = labUnderTest;
   const profilesDir = path.join(workspace.dir, "profiles");
   const playbooksDir = path.join(workspace.dir, "playbooks");
   const site = path.join(playbooksDir, "site.yml");
   const failing = path.join(workspace.dir, "failing", "site.yml");
   let lab: Record<string, unknown>;
-  let release = () => {};
 
   const cat = (file: string) => guestExec(DOMAIN, "/bin/cat", [file]);
   const runs = () => cat("/var/lib/btw-playbook-runs").stdout.split("\n").filter(Boolean).length;
@@ -40,9 +36,7 @@ describe("a VM's Ansible playbooks run after readiness through its guest agent",
   const setToken = (token: string) => fs.writeFileSync(path.join(playbooksDir, "group_vars", "all.yml"), `mark_token: ${token}\n`);
 
   beforeAll(async () => {
-    release = hold("vm-playbooks", { libvirtPrefixes: [PREFIX, `${LAB}-net`] });
-    const fixture = fixtureImage("trixie");
-    server = await serveDirectory(fixture.dir);
+    const imageBaseUrl = await labUnderTest.start();
     // The fixture profile over minimal (the guest agent), in a profiles folder of the lab's own.
     fs.cpSync(path.join(PROJECT_DIR, "profiles", "minimal"), path.join(profilesDir, "minimal"), { recursive: true });
     fs.cpSync(path.join(PROJECT_DIR, "__tests__", "fixtures", "profiles", "ansible-role"), path.join(profilesDir, "ansible-role"), { recursive: true });
@@ -73,7 +67,7 @@ describe("a VM's Ansible playbooks run after readiness through its guest agent",
     fs.writeFileSync(failing, "- name: Break the VM\n  hosts: all\n  tasks:\n    - name: Fail on purpose\n      ansible.builtin.fail:\n        msg: failing on purpose\n");
     lab = testLab({
       name: LAB,
-      imageBaseUrl: server.baseUrl,
+      imageBaseUrl,
       extra: {
         profile: "ansible-role",
         profiles_dir: profilesDir,
@@ -87,12 +81,7 @@ describe("a VM's Ansible playbooks run after readiness through its guest agent",
     writeLab(["playbooks/site.yml"]);
   }, 1_500_000);
 
-  afterAll(async () => {
-    await workspace.destroy();
-    release();
-    workspace.remove();
-    await server?.close();
-  }, 900_000);
+  afterAll(() => labUnderTest.stop(), 900_000);
 
   test("deploy applies the playbook after cloud-init is done, with the VM as the inventory's host; nothing secret printed", async () => {
     const run = await workspace.deploy();
