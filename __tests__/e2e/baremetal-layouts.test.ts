@@ -190,8 +190,10 @@ describe("layouts raid1 and zfs-mirror: root across two disks, on machines only 
 
   test("powered off and on through their BMCs with the first disk taken out, each boots its second, degraded, to cloud-init done, asking the server nothing", async () => {
     const definitions = new Map<PxeMachine, Map<string, string>>();
-    // What the machines' firmware asks the server: iPXE's boot script (BIOS and UEFI: QEMU's NICs carry iPXE).
-    const bootRequests = () => lab.machines.map((machine) => fs.readFileSync(path.join(lab.serverDir, "httpd.log"), "utf8").split(`btw-img: boot ${machine.mac}:`).length - 1);
+    // What the machines' firmware got from the server: the BIOS one's iPXE its boot script (the CGI's log line), the
+    // UEFI one (handed back by iPXE to its firmware's PXE: shim and GRUB) files from its TFTP folder.
+    const read = (file: string) => fs.readFileSync(path.join(lab.serverDir, file), "utf8");
+    const bootRequests = () => [read("httpd.log").split(`btw-img: boot ${raid1.mac}:`).length - 1, read("dnsmasq.log").split(`sent ${lab.tftpFolder(zfsMirror)}/`).length - 1];
     const bootsBefore = bootRequests();
     expect(bootsBefore.every((count) => count > 0)).toBe(true);
     for (const machine of lab.machines) {
