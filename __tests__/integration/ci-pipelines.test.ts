@@ -4,6 +4,7 @@
 // executor, the plan posting its summary to a stand-in GitLab API on 127.0.0.1.
 // A fork's merge request never reaches the libvirt host's plan.
 import { execFileSync, spawn, spawnSync } from "child_process";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as http from "http";
 import { AddressInfo } from "net";
@@ -156,5 +157,37 @@ describe("publish-image.sh (what the image jobs upload)", () => {
     const missing = runScript("publish-image.sh", ["--image", path.join(dir, "none.qcow2"), "--output", path.join(dir, "y.qcow2")]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toContain(`no such image: ${path.join(dir, "none.qcow2")}`);
+  });
+});
+
+describe("split-download.sh (a published file over a host's limit)", () => {
+  test("splits it into parts of at most the size given, which the printed command joins and checks; a changed part fails the check; a file that fits is left alone", () => {
+    const dir = fs.mkdtempSync(path.join(workDir, "split-"));
+    const file = path.join(dir, "btw-img-tiny.qcow2");
+    const data = crypto.randomBytes(5 * 1024 * 1024 + 123);
+    fs.writeFileSync(file, data);
+    const run = runScript("split-download.sh", ["--file", file, "--part-mib", "2"]);
+    expect({ status: run.status, stderr: run.stderr }).toMatchObject({ status: 0, stderr: expect.stringContaining("into 3 parts of at most 2 MiB") });
+    const files = fs.readdirSync(dir).sort();
+    expect(files).toEqual(["btw-img-tiny.qcow2.part-00", "btw-img-tiny.qcow2.part-01", "btw-img-tiny.qcow2.part-02", "btw-img-tiny.qcow2.sha256"]);
+    for (const part of files.filter((name) => name.includes(".part-"))) expect(fs.statSync(path.join(dir, part)).size).toBeLessThanOrEqual(2 * 1024 * 1024);
+    // The command it printed, as someone who downloaded the parts runs it.
+    const join = /join and check: (.*)$/m.exec(run.stderr)![1];
+    execFileSync("sh", ["-c", join], { cwd: dir });
+    expect(crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex")).toBe(crypto.createHash("sha256").update(data).digest("hex"));
+    // One byte changed in a part: the joined file fails its check.
+    fs.rmSync(file);
+    const part = path.join(dir, "btw-img-tiny.qcow2.part-01");
+    const bytes = fs.readFileSync(part);
+    bytes[1000] ^= 0xff;
+    fs.writeFileSync(part, bytes);
+    expect(spawnSync("sh", ["-c", join], { cwd: dir, encoding: "utf8" }).status).not.toBe(0);
+    // A file that fits stays one file.
+    const small = path.join(dir, "small.qcow2");
+    fs.writeFileSync(small, crypto.randomBytes(1024));
+    const fits = runScript("split-download.sh", ["--file", small, "--part-mib", "2"]);
+    expect({ status: fits.status, stderr: fits.stderr }).toMatchObject({ status: 0, stderr: expect.stringContaining("fits in one part of 2 MiB: left as it is") });
+    expect(fs.existsSync(small)).toBe(true);
+    expect(runScript("split-download.sh", ["--file", small, "--part-mib", "0"]).status).toBe(2);
   });
 });
