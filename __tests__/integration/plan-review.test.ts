@@ -13,17 +13,12 @@ import { runEngine } from "../../lib/plan/engine";
 import { hasChanges, PlanJson, renderPlanSummary } from "../../lib/plan/plan-summary";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
+import { tempDirs } from "../helpers/temp-dirs";
 
 // Stands for a password or token in user-data: no summary may hold it.
 const SECRET = "s3cr3t-7f3a9c";
 const TS_NODE = path.join(PROJECT_DIR, "node_modules", ".bin", "ts-node");
-const tmpDirs: string[] = [];
-
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-plan-"));
-  tmpDirs.push(dir);
-  return dir;
-}
+const tmpDir = tempDirs("btw-plan-");
 
 interface Run {
   status: number | null;
@@ -55,8 +50,6 @@ function section(markdown: string, heading: string): string {
   const end = rest.search(/^#/m);
   return end < 0 ? rest : rest.slice(0, end);
 }
-
-afterAll(() => tmpDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
 
 describe("npm run plan writes the summary reviewers read", () => {
   test("a fresh lab: everything is to add, exit 2, and each image step will run for the first time", () => {

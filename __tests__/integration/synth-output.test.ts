@@ -2,20 +2,13 @@
 // <outdir>/labs/<name>, and <outdir>/manifest.json names the lab synthesized last.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "../../lib/config/config";
 import { stackWorkingDirs } from "../../lib/plan/synth-output";
 import { testLab, writeLab } from "../../testkit/lab-yaml";
+import { tempDirs } from "../helpers/temp-dirs";
 
-const tmpDirs: string[] = [];
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-out-"));
-  tmpDirs.push(dir);
-  return dir;
-}
-afterAll(() => tmpDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
-
+const tmpDir = tempDirs("btw-synth-out-");
 function cdktfSynth(outdir: string, lab: Record<string, unknown>, stateDir: string): void {
   const result = spawnSync("npx", ["cdktf", "synth", "--output", outdir], {
     cwd: PROJECT_DIR,

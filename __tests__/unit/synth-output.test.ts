@@ -1,18 +1,11 @@
 // Each lab synthesizes into its own folder <outdir>/labs/<name> (lib/plan/synth-output.ts),
 // and <outdir>/manifest.json points cdktf commands given outdir at the last lab.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { labOutdir, publishLabManifest, relocateManifest, stackWorkingDirs, SynthManifest } from "../../lib/plan/synth-output";
+import { tempDirs } from "../helpers/temp-dirs";
 
-const tmpDirs: string[] = [];
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "btw-synth-out-"));
-  tmpDirs.push(dir);
-  return dir;
-}
-afterAll(() => tmpDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
-
+const tmpDir = tempDirs("btw-synth-out-");
 function labManifest(): SynthManifest {
   const stack = (name: string) => ({
     name,
