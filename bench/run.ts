@@ -13,9 +13,11 @@
 //
 // Whatever it holds outside its temporary folders (libvirt objects, the PXE
 // server) is recorded (testkit/held.ts): an interrupted run releases it.
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { PROJECT_DIR } from "../lib/paths";
 import { benchScale } from "./scale";
 import { finishHeldRecords, startHeldRecords } from "../testkit/held";
 import { Firmware } from "../testkit/pxe-lab";
@@ -94,6 +96,11 @@ async function benchScaleSection(section: string | undefined): Promise<void> {
   const counts = section?.includes(":") ? section.split(":")[1].split(",").map(Number) : undefined;
   if (counts && (counts.length === 0 || counts.some((k) => !Number.isInteger(k) || k < 1 || k > 64) || !counts.includes(1))) {
     throw new Error(`'${section}': receiver counts from 1 to 64, 1 among them (the baseline), such as scale:1,2,4`);
+  }
+  const requirements = path.join(PROJECT_DIR, "scripts", "host", "bench-requirements.txt");
+  const check = spawnSync("sh", [path.join(PROJECT_DIR, "scripts", "host", "check-requirements.sh"), "--requirements", requirements], { encoding: "utf8" });
+  if (check.status !== 0) {
+    throw new Error(`the scale section needs what ${path.relative(PROJECT_DIR, requirements)} lists (install the packages it names; they enable system services on port 80):\n${check.stderr.trim()}`);
   }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-bench-scale-"));
   try {
