@@ -4,12 +4,12 @@ import { z } from "zod";
 import { LAYOUT_NEEDS, LAYOUTS } from "./layout";
 import { absolutePath, cloudConfig, hostname, mac, ownFolder, profileName, wholeDisk } from "./schema-fields";
 
-export const octetsValid = (value: string) => value.split(/[.,]/).every((octet) => Number(octet) <= 255);
-export const ipv4 = z
+const octetsValid = (value: string) => value.split(/[.,]/).every((octet) => Number(octet) <= 255);
+const ipv4 = z
   .string()
   .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "must be an IPv4 address such as 10.77.0.1")
   .refine(octetsValid, "must be an IPv4 address with octets <= 255");
-export const bridgeName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50");
+const bridgeName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "must be a Linux bridge name such as br50");
 
 /** A machine's disks as the YAML gives them: disk: X is disks: [X]; neither is [] (its only disk). */
 export function machineDisks(machine: { disk?: string; disks?: string[] }): string[] {
@@ -19,7 +19,7 @@ export function machineDisks(machine: { disk?: string; disks?: string[] }): stri
 // A machine's BMC: how btw powers it and sets a one-time network boot. The password is never in
 // the config (nor then in the plan or the state): the environment variable or the file (mode 0600,
 // root's) it is read from when a command needs it.
-export const bmcSchema = z
+const bmcSchema = z
   .object({
     driver: z.enum(["ipmi", "redfish"]),
     /** The BMC's address, host or host:port (IPMI over LAN: UDP 623; Redfish: HTTPS, 443). */
@@ -60,7 +60,7 @@ export const bmcSchema = z
     }
   });
 
-export const machineSchema = z
+const machineSchema = z
   .object({
     name: hostname,
     mac,

@@ -36,7 +36,7 @@ export function badPath(value: string): string | undefined {
 }
 // Folders the lab creates and removes things in (one subfolder per lab or profile, named by the
 // config): never a system folder, where such a name may already be taken.
-export const SYSTEM_FOLDERS = new Set([
+const SYSTEM_FOLDERS = new Set([
   "/",
   "/bin",
   "/boot",
@@ -80,10 +80,10 @@ export const ownFolder = absolutePath.superRefine((value, ctx) => {
 });
 export const profileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be a profile folder name: letters, digits, '.', '_' or '-'");
 // A partition would be overwritten by a whole partition table: the restore takes whole disks only.
-export const PARTITION = /^\/dev\/((?:[shv]d|xvd)[a-z]+)\d+$|^\/dev\/((?:nvme\d+n|mmcblk|loop|md)\d+)p\d+$|^(\/dev\/disk\/by-(?:id|path)\/.+)-part\d+$/;
+const PARTITION = /^\/dev\/((?:[shv]d|xvd)[a-z]+)\d+$|^\/dev\/((?:nvme\d+n|mmcblk|loop|md)\d+)p\d+$|^(\/dev\/disk\/by-(?:id|path)\/.+)-part\d+$/;
 // A disk's kernel name (sda, nvme0n1) is the same disk as /dev/sda: the code only sees /dev paths.
-export const KERNEL_NAME = /^[a-z][a-z0-9]*$/;
-export const WHOLE_DISK = /^\/dev\/([a-z0-9/]+|disk\/by-(id|path)\/[A-Za-z0-9_.:+@-]+)$/;
+const KERNEL_NAME = /^[a-z][a-z0-9]*$/;
+const WHOLE_DISK = /^\/dev\/([a-z0-9/]+|disk\/by-(id|path)\/[A-Za-z0-9_.:+@-]+)$/;
 export const wholeDisk = z.preprocess(
   (value) => (typeof value === "string" && KERNEL_NAME.test(value) ? `/dev/${value}` : value),
   z
