@@ -7,6 +7,7 @@
 # restored system's configuration. The layout's driver (layouts/DRIVER.sh, named by
 # the layout table, lib/layout-table.sh) says how, in these hooks:
 #   layout_tools          the programs it needs beyond every layout's
+#   layout_prepared       what of the capture's preparations it writes in place of captured partitions
 #   layout_installed_id   the install ID on the root these disks hold, if any
 #   layout_table          the sfdisk table every disk gets
 #   layout_assemble       what holds the root (an array, pools), once the tables are written

@@ -72,6 +72,22 @@ describe("the baremetal stack", () => {
     expect(start).toMatch(/--artifacts minimal=\S+\/minimal --artifacts metal=\S+\/metal/);
   });
 
+  test("a raid1 machine's profile is captured with its BIOS boot partition prepared; other profiles' without, as the lab captures them", () => {
+    const baremetal = {
+      pxe: PXE,
+      machines: [
+        { name: "raid", mac: "52:54:00:00:00:01", profile: "mdadm", layout: "raid1", disks: ["sda", "sdb"] },
+        { name: "plain", mac: "52:54:00:00:00:02" },
+      ],
+    };
+    const captures = (stack: typeof BaremetalStack | typeof LabStack) => commands(synth(stack, baremetal)).filter((c) => c.includes("capture-partitions.sh"));
+    const [metal, lab] = [captures(BaremetalStack), captures(LabStack)];
+    expect(metal.find((c) => c.includes("--profile mdadm"))).toMatch(/--profile mdadm --prepare bios-boot-mdraid$/);
+    // The lab's VMs boot minimal: both stacks capture it the same way, into the same folder.
+    expect(lab).toEqual([metal.find((c) => c.includes("--profile minimal"))]);
+    expect(lab[0]).not.toContain("--prepare");
+  });
+
   test("its image steps are the lab's (same addresses and commands): whichever stack deploys first builds them", () => {
     const steps = (tf: any, pattern: RegExp) =>
       Object.fromEntries(

@@ -6,7 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
 import { ConfigError, LabConfig, PROJECT_DIR } from "../../lib/config/config";
-import { LAYOUT_NEEDS, layoutTable, missingPackages } from "../../lib/config/layout";
+import { LAYOUT_NEEDS, layoutTable, missingPackages, preparations, PREPARATIONS } from "../../lib/config/layout";
 import { readProfile } from "../../lib/config/profile";
 import { parseConfig } from "../helpers/test-config";
 import { testLab } from "../../testkit/lab-yaml";
@@ -198,7 +198,14 @@ describe("a layout needs its packages in the machine's profile", () => {
 
 describe("the table of what each layout needs", () => {
   test("single needs nothing beyond today's deploy environment", () => {
-    expect(LAYOUT_NEEDS.single).toEqual({ driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] });
+    expect(LAYOUT_NEEDS.single).toEqual({ driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [], prepared: [] });
+  });
+
+  test("what the capture prepares: raid1's BIOS boot partition, once however many machines ask; every name one capture-partitions.sh knows", () => {
+    expect(preparations(["single", "raid1", "zfs-mirror", "raid1"])).toEqual(["bios-boot-mdraid"]);
+    expect(preparations(["single", "zfs"])).toEqual([]);
+    const known = /^PREPARATIONS="([^"]*)"$/m.exec(fs.readFileSync(path.join(PROJECT_DIR, "scripts", "steps", "capture", "prepare.sh"), "utf8"))?.[1];
+    expect(known?.split(" ")).toEqual([...PREPARATIONS]);
   });
 
   test("the deploy environment's layout table: single first, each layout's driver and disk counts, a line per layout", () => {

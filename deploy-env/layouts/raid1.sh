@@ -1,9 +1,10 @@
 # shellcheck shell=sh disable=SC2154,SC2034 # restore.sh's globals, set and read across its parts
 # Layout driver raid1 (sourced by restore.sh; the hooks are described there): an md
 # RAID1 of every disk's root partition holding the captured root file system block
-# for block; the ESP and BIOS boot partition on every disk; from a chroot into the
-# restored system: mdadm.conf, fstab and GRUB's root by the file system's UUID (an
-# md device has no PARTUUID), the initramfs and GRUB on every disk.
+# for block; the ESP and the prepared BIOS boot partition (GRUB reading the array,
+# capture-partitions.sh --prepare bios-boot-mdraid) on every disk; in the restored
+# system: mdadm.conf (also added to its initramfs, which the image's mdadm package
+# made), fstab and GRUB's root by the file system's UUID (an md device has no PARTUUID).
 
 ARRAY=/dev/md0
 # Only to read an earlier install's ID; stopped at once.
@@ -11,6 +12,7 @@ CHECK_ARRAY=/dev/md9
 RAID_TYPE=A19D880F-05FC-4D3B-A006-743F0F84911E
 
 layout_tools() { echo mdadm e2fsck resize2fs chroot; }
+layout_prepared() { echo bios-boot-mdraid; }
 
 # The install ID on the root of an array of any one root partition, assembled read-only.
 layout_installed_id() {
@@ -53,17 +55,18 @@ layout_configure() {
   write_seed_and_id "$TARGET"
   _uuid=$(in_target blkid -s UUID -o value "$ARRAY")
   [ -n "$_uuid" ] || die "no file system UUID on $ARRAY"
-  # No udev here: grub-mkconfig writes root=UUID only when this link exists.
-  mkdir -p /dev/disk/by-uuid
-  ln -sf "../../${ARRAY#/dev/}" "/dev/disk/by-uuid/$_uuid"
-  say "mdadm.conf, fstab and GRUB's settings in the restored system"
+  [ -f "$TARGET/usr/share/initramfs-tools/hooks/mdadm" ] || die "the restored system has no mdadm hook for its initramfs (package mdadm)"
+  say "mdadm.conf, fstab, GRUB's root and settings in the restored system"
   sed -i '/^ARRAY /d' "$TARGET/etc/mdadm/mdadm.conf"
   in_target mdadm --detail --scan >>"$TARGET/etc/mdadm/mdadm.conf"
+  # The array's line, so that the initramfs names it /dev/md0 (without it: /dev/md127).
+  initramfs_add etc/mdadm/mdadm.conf
   fstab_lines "UUID=$_uuid" ""
+  grub_cfg_root "UUID=$_uuid"
+  # For the restored system's own update-grub (kernel updates): root=UUID= as above.
   grub_settings "GRUB_DISABLE_LINUX_PARTUUID=true
 GRUB_DISABLE_LINUX_UUID="
   write_esp_sync
-  boot_in_target "UUID=$_uuid"
 }
 
 # The array stays assembled: the restored system may start from it (layout_root).

@@ -4,6 +4,7 @@
 # PARTUUID), root grown to the disk's end, the seed written into the restored root.
 
 layout_tools() { echo e2fsck resize2fs; }
+layout_prepared() { :; }
 
 layout_installed_id() {
   _root=$(layout_root)

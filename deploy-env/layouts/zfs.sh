@@ -23,6 +23,8 @@ layout_tools() {
   echo zpool zfs losetup modprobe chroot truncate
 }
 
+layout_prepared() { :; }
+
 # load_zfs: the module zfs-dkms built for the image's kernel, signed with dkms's own key.
 load_zfs() {
   modprobe zfs || die "cannot load the zfs module: the machine's profile must build it (zfs-dkms), and with Secure Boot on the kernel refuses it (dkms signs it with its own key): turn Secure Boot off for this machine"

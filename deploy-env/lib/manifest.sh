@@ -20,6 +20,10 @@ read_manifest() {
   _version=$(jq -r '.format_version // "none"' "$m" 2>/dev/null) || die "the manifest is not JSON: $manifest"
   [ "$_version" = "$FORMAT_VERSION" ] || die "manifest format version $_version is not supported (this restore reads format $FORMAT_VERSION)"
   manifest_numbers
+  for _name in $(layout_prepared); do
+    jq -e --arg name "$_name" '.prepared[$name].artifact' "$m" >/dev/null 2>&1 ||
+      die "the capture has no $_name, which layout $layout writes: capture the image again with --prepare $_name (cdktf deploy baremetal does for machines of this layout)"
+  done
 }
 
 # manifest_numbers: root_number and esp_number ("" without an ESP) of the manifest in the work folder.
@@ -33,9 +37,19 @@ manifest_numbers() {
 # artifact FILE: where the restore reads FILE: downloaded into the work folder, or in place.
 artifact() { if is_url "$source_base"; then echo "$work_dir/$1"; else echo "$source_base/$1"; fi; }
 
-# fetch_artifacts: every file of the manifest, downloaded (local ones read in place) and checked.
+# prepared_for NUMBER: "TOOL ARTIFACT" of what the layout writes for partition NUMBER in place of
+# the captured one (a preparation of the capture it uses, layout_prepared), "" for the captured one.
+prepared_for() {
+  jq -r --argjson number "$1" --arg used " $(layout_prepared) " '.prepared // {} | to_entries[]
+    | select(. as $entry | $used | contains(" \($entry.key) ")) | .value | select(.number == $number)
+    | "\(.tool) \(.artifact)"' "$m" | head -n 1
+}
+
+# fetch_artifacts: every file of the manifest the layout writes, downloaded (local ones read in place) and checked.
 fetch_artifacts() {
-  jq -r '.partition_table, .boot_code, .partitions[] | "\(.file // .artifact) \(.sha256) \(.size // .artifact_size // 0)"' "$m" >"$work_dir/files"
+  jq -r --arg used " $(layout_prepared) " '.partition_table, .boot_code, .partitions[],
+      (.prepared // {} | to_entries[] | select(. as $entry | $used | contains(" \($entry.key) ")) | .value)
+    | "\(.file // .artifact) \(.sha256) \(.size // .artifact_size // 0)"' "$m" >"$work_dir/files"
   _total=$(awk '{ s += $3 } END { printf "%d", s }' "$work_dir/files")
   _fetched=0
   while read -r _file _sha _size; do

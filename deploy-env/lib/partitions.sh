@@ -34,6 +34,8 @@ write_partitions() {
       layout_write_root "$_tool" "$_file"
       continue
     fi
+    _prepared=$(prepared_for "$_number")
+    [ -z "$_prepared" ] || { _tool=${_prepared%% *} _file=${_prepared#* }; }
     for _device in $devices; do
       _node=$(part_node "$_device" "$_number")
       say "restoring partition $_number ($_role) with $_tool onto $_node"

@@ -77,6 +77,30 @@ SYNC
     >"$TARGET/etc/apt/apt.conf.d/90btw-esp-sync"
 }
 
+# grub_cfg_root ROOT_ARGUMENT: the captured grub.cfg boots root=ROOT_ARGUMENT instead of the captured
+# root partition's PARTUUID (grub_settings makes the restored system's own update-grub agree).
+grub_cfg_root() {
+  _cfg=$TARGET/boot/grub/grub.cfg
+  sed -i "s/root=PARTUUID=[0-9A-Fa-f-]*/root=$1/g" "$_cfg" || die "cannot rewrite $_cfg"
+  grep -q "root=$1 " "$_cfg" || die "the restored grub.cfg does not boot root=$1"
+  ! grep -q "root=PARTUUID=" "$_cfg" || die "the restored grub.cfg still boots a root by PARTUUID"
+}
+
+# initramfs_add FILE...: the restored system's FILEs (paths under /) after every initramfs of its
+# kernels, as an uncompressed cpio archive at a 4-byte boundary: the kernel unpacks it last, so
+# its files replace the image's. The restored system's next update-initramfs makes it whole.
+initramfs_add() {
+  printf '%s\n' "$@" | in_target sh -c 'cd / && cpio -o -H newc --quiet -R 0:0' >"$work_dir/initramfs-add.cpio" ||
+    die "cpio could not archive $* in the restored system"
+  for _initrd in "$TARGET"/boot/initrd.img-*; do
+    [ -f "$_initrd" ] || die "the restored system has no initramfs in /boot"
+    _size=$(stat -c %s "$_initrd")
+    head -c $(((4 - _size % 4) % 4)) /dev/zero >>"$_initrd"
+    cat "$work_dir/initramfs-add.cpio" >>"$_initrd"
+    say "added $* to ${_initrd#"$TARGET"}"
+  done
+}
+
 # boot_in_target ROOT_ARGUMENT: the initramfs and GRUB's configuration made in the restored
 # system for its layout (grub.cfg must boot root=ROOT_ARGUMENT), and GRUB for BIOS on every disk.
 boot_in_target() {

@@ -1,7 +1,8 @@
-// A bare-metal machine's disk layout (baremetal.machines[].layout, issue 14): how
+// A bare-metal machine's disk layout (baremetal.machines[].layout): how
 // the captured partitions go onto its disks. The one table of what each layout
 // needs: how many disks, what the machine's profile must install (synth refuses a
-// profile without it) and what the deploy environment takes from the image.
+// profile without it), what the deploy environment takes from the image and what
+// the capture prepares on the build host.
 // docs/layouts.md describes the restore of each.
 
 export const LAYOUTS = ["single", "raid1", "zfs", "zfs-mirror"] as const;
@@ -23,7 +24,17 @@ export interface LayoutNeeds {
   modules: string[];
   /** Files or folders of the image those programs read, copied to the same path. */
   data: string[];
+  /** What the capture prepares on the build host for it (capture-partitions.sh --prepare), the same for every machine. */
+  prepared: Preparation[];
 }
+
+/**
+ * What a capture can prepare on the build host, once for every machine of a layout:
+ * bios-boot-mdraid is the BIOS boot partition with the core.img of the image's own GRUB
+ * that reads md RAID1 (mdraid1x) and finds /boot by the captured file system's UUID.
+ */
+export const PREPARATIONS = ["bios-boot-mdraid"] as const;
+export type Preparation = (typeof PREPARATIONS)[number];
 
 // ZFS: the module is the one zfs-dkms built for the image's kernel, and zpool/zfs must match it;
 // GNU cp keeps the xattrs (file capabilities) and ACLs that busybox's cp drops; zpool reads
@@ -35,14 +46,29 @@ const ZFS: Omit<LayoutNeeds, "disks"> = {
   programs: ["zpool", "zfs", "cp"],
   modules: ["zfs", "spl", "loop", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"],
   data: ["/usr/share/zfs/compatibility.d"],
+  prepared: [],
 };
 
 export const LAYOUT_NEEDS: Record<Layout, LayoutNeeds> = {
-  single: { driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [] },
-  raid1: { driver: "raid1", disks: { min: 2 }, packages: ["mdadm"], programs: ["mdadm"], modules: ["md_mod", "raid1"], data: [] },
+  single: { driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [], prepared: [] },
+  raid1: {
+    driver: "raid1",
+    disks: { min: 2 },
+    packages: ["mdadm"],
+    programs: ["mdadm"],
+    modules: ["md_mod", "raid1"],
+    data: [],
+    prepared: ["bios-boot-mdraid"],
+  },
   zfs: { disks: { min: 1, max: 1 }, ...ZFS },
   "zfs-mirror": { disks: { min: 2 }, ...ZFS },
 };
+
+/** What the capture of an image prepares for machines of these layouts, in PREPARATIONS' order. */
+export function preparations(layouts: readonly Layout[]): Preparation[] {
+  const wanted = new Set(layouts.flatMap((layout) => LAYOUT_NEEDS[layout].prepared));
+  return PREPARATIONS.filter((name) => wanted.has(name));
+}
 
 /** A package line as profiles write it (name, name=version, name/suite, name:arch): its name. */
 function packageName(line: string): string {

@@ -6,6 +6,7 @@ import { Construct } from "constructs";
 import { ITerraformDependable } from "../cdk";
 import { CloudImage } from "./cloud-image";
 import { enforcesSecureBoot, LabConfig } from "../config/config";
+import { preparations } from "../config/layout";
 import { CustomizedImage } from "./customized-image";
 import { PartitionCapture } from "./partition-capture";
 
@@ -49,7 +50,9 @@ export class ImagePipeline extends Construct {
         cacheDir: lab.cacheDir,
       });
       this.images.set(profile, image);
-      if (props.capture) this.captures.set(profile, new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir }));
+      if (!props.capture) continue;
+      const layouts = lab.baremetal.machines.filter((machine) => machine.profile === profile).map((machine) => machine.layout);
+      this.captures.set(profile, new PartitionCapture(this, `capture-${profile}`, { image, outputRoot: lab.baremetal.outputDir, prepared: preparations(layouts) }));
     }
   }
 

@@ -1,9 +1,11 @@
 // Bare-metal artifacts of a customized image: partclone images of its
 // partitions, its partition table and boot code, and a manifest
-// (scripts/steps/capture-partitions.sh). Captured again only when the image changed.
+// (scripts/steps/capture-partitions.sh), with what its machines' layouts need
+// prepared. Captured again only when the image or those needs changed.
 import * as path from "path";
 import { Construct } from "constructs";
 import { TerraformData } from "../cdk";
+import { Preparation } from "../config/layout";
 import { CustomizedImage } from "./customized-image";
 import { hostStep } from "./host-step";
 
@@ -11,6 +13,8 @@ export interface PartitionCaptureProps {
   image: CustomizedImage;
   /** Folder holding one capture folder per profile. */
   outputRoot: string;
+  /** What the layouts of the machines that boot it need prepared (lib/config/layout.ts). */
+  prepared: Preparation[];
 }
 
 export class PartitionCapture extends Construct {
@@ -26,8 +30,8 @@ export class PartitionCapture extends Construct {
     this.manifestPath = path.join(this.outputDir, "manifest.json");
     this.step = hostStep(this, "capture", {
       script: "capture-partitions.sh",
-      args: ["--image", props.image.imagePath, "--output-dir", this.outputDir, "--profile", profile],
-      triggers: { image: props.image.step.id, image_path: props.image.imagePath, output_dir: this.outputDir },
+      args: ["--image", props.image.imagePath, "--output-dir", this.outputDir, "--profile", profile, ...props.prepared.flatMap((name) => ["--prepare", name])],
+      triggers: { image: props.image.step.id, image_path: props.image.imagePath, output_dir: this.outputDir, prepared: props.prepared.join(" ") },
       dependsOn: [props.image.step],
     });
   }

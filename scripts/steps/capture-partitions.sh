@@ -1,13 +1,15 @@
 #!/bin/sh
 # Capture a customized disk image as bare-metal artifacts: one partclone image
 # per partition (only used blocks, zstd-compressed), the partition table, the
-# MBR boot code and a manifest.json that deploy-env/restore.sh reads.
+# MBR boot code, what the machines' layouts need prepared (capture/prepare.sh) and
+# a manifest.json that deploy-env/restore.sh reads.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 022
 
 PROG=capture-partitions
-USAGE="usage: capture-partitions.sh --image IMG.qcow2 --output-dir DIR [--profile NAME] [--source-checksum SHA256]"
+USAGE="usage: capture-partitions.sh --image IMG.qcow2 --output-dir DIR [--profile NAME] [--source-checksum SHA256]
+         [--prepare NAME ...]"
 # Bump when deploy-env/restore.sh could no longer read what this script writes.
 FORMAT_VERSION=1
 ROOT_TYPE=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709
@@ -16,6 +18,9 @@ ESP_TYPE=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
+. "$(dirname "$0")/lib/private-dev.sh"
+. "$(dirname "$0")/capture/prepare.sh"
+own_mount_namespace "$@"
 
 print_help() {
   cat <<EOF
@@ -27,21 +32,31 @@ only when the whole capture succeeded):
   partition-table.sfdisk   sfdisk -d of the image
   boot-code.bin            first 440 bytes of the disk (GRUB's boot.img for BIOS)
   pN.<fs>.pcl.zst          partclone image of partition N, zstd-compressed
+  pN.<fs>.<name>.pcl.zst   with --prepare NAME: partition N as layouts that ask for NAME
+                           write it, made by the image's own programs (manifest: prepared)
+--prepare, once per name ($PREPARATIONS):
+  bios-boot-mdraid         the BIOS boot partition with GRUB's core.img reading md RAID1
+                           (layout raid1); the image's grub-install writes it
+A capture that is up to date (same image, profile and format, every --prepare
+in it) is left as it is.
 Needs root, qemu-img, losetup, partx, sfdisk, blkid, partclone, zstd, jq.
 EOF
 }
 
-image="" output_dir="" profile="" source_checksum=""
+image="" output_dir="" profile="" source_checksum="" prepared=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
-    --image|--output-dir|--profile|--source-checksum)
+    --image|--output-dir|--profile|--source-checksum|--prepare)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --image) image=$2 ;;
         --output-dir) output_dir=$2 ;;
         --profile) profile=$2 ;;
         --source-checksum) source_checksum=$2 ;;
+        --prepare)
+          is_preparation "$2" || usage_error "--prepare: unknown preparation '$2' (known: $PREPARATIONS)"
+          prepared="$prepared $2" ;;
       esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -52,7 +67,7 @@ done
 case "$source_checksum" in ''|[0-9a-f]*) ;; *) usage_error "--source-checksum must be a hex sha256" ;; esac
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (loop devices)"
-for tool in qemu-img losetup partx sfdisk blkid blockdev dd flock partclone.ext4 partclone.vfat partclone.dd zstd jq sha256sum; do
+for tool in qemu-img losetup partx sfdisk blkid blockdev dd flock partclone.ext4 partclone.vfat partclone.dd zstd jq sha256sum chroot mknod; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
 done
 [ -f "$image" ] || die "image not found: $image"
@@ -68,14 +83,23 @@ if [ -z "$source_checksum" ]; then
   source_checksum=$(sha256sum "$image" | cut -d' ' -f1)
 fi
 if [ -f "$output_dir/manifest.json" ] &&
-   jq -e --arg sha "$source_checksum" --arg profile "$profile" --argjson version "$FORMAT_VERSION" \
-     '.format_version == $version and .source_image.sha256 == $sha and .profile == $profile' "$output_dir/manifest.json" >/dev/null 2>&1; then
+   jq -e --arg sha "$source_checksum" --arg profile "$profile" --argjson version "$FORMAT_VERSION" --arg prepared "$prepared" \
+     '.format_version == $version and .source_image.sha256 == $sha and .profile == $profile and
+      ([$prepared | splits(" ") | select(. != "")] - ((.prepared // {}) | keys) | length == 0)' "$output_dir/manifest.json" >/dev/null 2>&1; then
   say "up to date: $output_dir holds the capture of this image"
   exit 0
 fi
 
-work="" loop=""
-on_exit release_taken
+# The prepared root's mounts first; release_taken then reads the script's status.
+release_capture() {
+  _capture_status=$?
+  set +e
+  close_image_root
+  (exit "$_capture_status")
+  release_taken
+}
+work="" loop="" mnt=""
+on_exit release_capture
 
 # Built beside the output so the final rename stays on one file system.
 work=$(mktemp -d "$output_dir.capture-XXXXXX")
@@ -135,6 +159,8 @@ sfdisk -J "$loop" | jq -c '.partitiontable.partitions[]' | while read -r part; d
 done
 [ -s "$partitions_json" ] || die "the image has no partitions"
 jq -e -s 'map(select(.role == "root")) | length == 1' "$partitions_json" >/dev/null || die "expected exactly one ext4 root partition (type $ROOT_TYPE)"
+# shellcheck disable=SC2086 # preparation names, one a word
+prepare $prepared
 
 file_entry() {
   jq -cn --arg file "$1" --argjson size "$(stat -c %s "$staging/$1")" --arg sha "$(sha256sum "$staging/$1" | cut -d' ' -f1)" \
@@ -143,13 +169,13 @@ file_entry() {
 jq -n --argjson version "$FORMAT_VERSION" --arg profile "$profile" --arg image "$(basename "$image")" --arg checksum "$source_checksum" \
   --argjson disk_bytes "$disk_bytes" --argjson sector "$sector_size" \
   --argjson table "$(file_entry partition-table.sfdisk)" --argjson boot "$(file_entry boot-code.bin)" \
-  --slurpfile partitions "$partitions_json" \
+  --slurpfile partitions "$partitions_json" --slurpfile prepared "$work/prepared.json" \
   '{format_version: $version, profile: $profile,
     source_image: {file: $image, sha256: $checksum},
     disk: {label: "gpt", sector_size: $sector, size_bytes: $disk_bytes,
            min_size_bytes: ((([$partitions[] | .start_sector + .size_sectors] | max) + 34) * $sector)},
     partition_table: $table, boot_code: $boot,
-    partitions: ($partitions | sort_by(.start_sector))}' >"$staging/manifest.json"
+    partitions: ($partitions | sort_by(.start_sector)), prepared: $prepared[0]}' >"$staging/manifest.json"
 
 losetup -d "$loop"
 loop=""
