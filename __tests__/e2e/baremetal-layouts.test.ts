@@ -108,12 +108,23 @@ describe("layouts raid1 and zfs-mirror: root across two disks, on machines only 
       const console = fs.readFileSync(lab.consoleLog(machine), "utf8");
       if (isRaid1(machine)) {
         expect(console).toMatch(/restore: creating \/dev\/md0 \(RAID1 of \/dev\/vda1 \/dev\/vdb1\)/);
+        // What the capture prepared: GRUB's BIOS boot partition that reads the array, on each disk;
+        // the image's initramfs with the array's line; nothing of GRUB or the initramfs made here.
+        expect(console).toMatch(/restore: restoring partition 14 \(bios-boot\) from p14\.raw\.mdraid\.pcl\.zst with partclone\.dd onto \/dev\/vdb14/);
+        expect(console).toMatch(/restore: added etc\/mdadm\/mdadm\.conf to \/boot\/initrd\.img-/);
+        expect(console).not.toMatch(/update-initramfs|update-grub|GRUB for BIOS/);
       } else {
         expect(console).toMatch(/restore: creating bpool \(mirror \/dev\/vda2 \/dev\/vdb2\) and rpool \(mirror \/dev\/vda1 \/dev\/vdb1\)/);
+        // The capture's root tar, unpacked once (no partclone image of root downloaded or written).
+        expect(console).toMatch(/restore: unpacking the root file system's files into rpool\/ROOT\/debian and bpool\/BOOT\/debian/);
+        expect(console).not.toMatch(/downloading p1\.ext4\.pcl\.zst/);
+        // The image's initramfs with this machine's host ID, not one made here.
+        expect(console).toMatch(/restore: added etc\/hostid to \/boot\/initrd\.img-/);
+        expect(console).not.toMatch(/update-initramfs/);
+        expect(console).toMatch(/restore: GRUB for BIOS onto \/dev\/vdb/);
         expect(console).toMatch(/restore: GRUB for UEFI onto \/dev\/vda15 \(reading bpool\)/);
       }
-      expect(console).toMatch(/restore: restoring partition 15 \(esp\) with partclone\.vfat onto \/dev\/vdb15/);
-      expect(console).toMatch(/restore: GRUB for BIOS onto \/dev\/vdb/);
+      expect(console).toMatch(/restore: restoring partition 15 \(esp\) from p15\.vfat\.pcl\.zst with partclone\.vfat onto \/dev\/vdb15/);
     }
     const statuses = await lab.waitForAll("cloud-init to finish in the restored system", 1_500_000, (machine) => lab.cloudInitStatus(machine));
     for (const machine of lab.machines) {
@@ -140,6 +151,10 @@ describe("layouts raid1 and zfs-mirror: root across two disks, on machines only 
         }
         // The copy kept owners and modes (su is setuid root).
         expect(inGuest(machine, "/usr/bin/stat", ["-c", "%a %U", "/usr/bin/su"]).trim()).toBe("4755 root");
+        // rpool was imported (by the initramfs) under the machine's own host ID, /etc/hostid's.
+        const hostid = inGuest(machine, "/usr/bin/hostid", []).trim();
+        const imported = inGuest(machine, "/bin/sh", ["-c", "zdb -l /dev/vda1 | awk '$1 == \"hostid:\" { print $2; exit }'"]).trim();
+        expect({ hostid, imported: Number(imported).toString(16).padStart(8, "0") }).toEqual({ hostid, imported: hostid });
         // dkms's private signing key, made while customizing, is in no image (its public half is).
         expect(inGuest(machine, "/bin/sh", ["-c", "ls /var/lib/dkms/mok.*"]).trim()).toBe("/var/lib/dkms/mok.pub");
         // Where its partitions start, for the release below (the erase leaves no table to read).

@@ -219,16 +219,16 @@ describe("a machine's layout and disks reach the deploy environment", () => {
     expect(build(all, "raid")).toMatch(/ --layout single:single:1:1 --layout raid1:raid1:2:- --image-program mdadm --image-module md_mod --image-module raid1$/);
   });
 
-  test("a zfs-mirror machine's deploy environment carries the image's zpool, zfs, GNU cp and ZFS's modules", () => {
+  test("a zfs-mirror machine's deploy environment carries the image's zpool, zfs, GNU tar and ZFS's modules", () => {
     const all = synthMachines([{ name: "pool", mac: "52:54:00:00:00:01", profile: "zfs", layout: "zfs-mirror", disks: ["sda", "sdb"] }]);
     expect(build(all, "zfs")).toMatch(
-      / --layout single:single:1:1 --layout zfs-mirror:zfs:2:- --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data \/usr\/share\/zfs\/compatibility\.d$/,
+      / --layout single:single:1:1 --layout zfs-mirror:zfs:2:- --image-program zpool --image-program zfs --image-program tar --image-module zfs --image-module spl --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data \/usr\/share\/zfs\/compatibility\.d$/,
     );
   });
 
-  test("zfs and zfs-mirror take ZFS's module, tools and GNU cp once for both", () => {
+  test("zfs and zfs-mirror take ZFS's module, tools and GNU tar once for both", () => {
     expect(layoutArgs(["zfs", "zfs-mirror", "zfs"]).join(" ")).toBe(
-      "--layout single:single:1:1 --layout zfs:zfs:1:1 --layout zfs-mirror:zfs:2:- --image-program zpool --image-program zfs --image-program cp --image-module zfs --image-module spl --image-module loop --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data /usr/share/zfs/compatibility.d",
+      "--layout single:single:1:1 --layout zfs:zfs:1:1 --layout zfs-mirror:zfs:2:- --image-program zpool --image-program zfs --image-program tar --image-module zfs --image-module spl --image-module vfat --image-module nls_cp437 --image-module nls_ascii --image-module nls_utf8 --image-data /usr/share/zfs/compatibility.d",
     );
   });
 

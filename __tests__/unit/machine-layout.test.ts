@@ -201,9 +201,10 @@ describe("the table of what each layout needs", () => {
     expect(LAYOUT_NEEDS.single).toEqual({ driver: "single", disks: { min: 1, max: 1 }, packages: [], programs: [], modules: [], data: [], prepared: [] });
   });
 
-  test("what the capture prepares: raid1's BIOS boot partition, once however many machines ask; every name one capture-partitions.sh knows", () => {
-    expect(preparations(["single", "raid1", "zfs-mirror", "raid1"])).toEqual(["bios-boot-mdraid"]);
-    expect(preparations(["single", "zfs"])).toEqual([]);
+  test("what the capture prepares: ZFS's root tar, raid1's BIOS boot partition, once however many machines ask; every name one capture-partitions.sh knows, in its order", () => {
+    expect(preparations(["single", "raid1", "zfs-mirror", "raid1", "zfs"])).toEqual(["root-tar", "bios-boot-mdraid"]);
+    expect(preparations(["single", "raid1"])).toEqual(["bios-boot-mdraid"]);
+    expect(preparations(["single"])).toEqual([]);
     const known = /^PREPARATIONS="([^"]*)"$/m.exec(fs.readFileSync(path.join(PROJECT_DIR, "scripts", "steps", "capture", "prepare.sh"), "utf8"))?.[1];
     expect(known?.split(" ")).toEqual([...PREPARATIONS]);
   });

@@ -2,9 +2,9 @@
 # Layout driver zfs (sourced by restore.sh; the hooks are described there): bpool
 # (/boot, GRUB's features) and rpool (/) as OpenZFS's "Debian Root on ZFS" makes
 # them, on one disk or mirrored across all; the captured root file system's files
-# copied into rpool/ROOT/debian (the artifact restored into a file on the pool, read
-# through a loop device); from a chroot: hostid, the bpool import unit, fstab, GRUB
-# for ZFS; the pools exported at the end, so the restored system imports them.
+# unpacked into rpool/ROOT/debian (the capture's root-tar); from a chroot: hostid (added to the image's initramfs too),
+# the bpool import unit, fstab, GRUB for ZFS; the pools exported at the end, so the
+# restored system imports them.
 
 # As OpenZFS's guide types them (sgdisk BF00 for rpool, BF01 for bpool).
 RPOOL_TYPE=6A85CF4D-1DD2-11B2-99A6-080020736631
@@ -12,18 +12,18 @@ BPOOL_TYPE=6A898CC3-1DD2-11B2-99A6-080020736631
 # bpool's partition (p2) at the captured root's start; rpool (p1) after it.
 BPOOL_NUMBER=2
 BPOOL_SECTORS=2097152
-# The image's GNU cp, by the path of its wrapper (build-deploy-initramfs.sh --image-program cp):
-# busybox's shell runs its own cp applet whatever PATH says, and that copies the root without
-# its xattrs and ACLs, silently.
-IMAGE_CP=/usr/sbin/cp
+# The image's GNU tar, by the path of its wrapper (build-deploy-initramfs.sh --image-program tar):
+# busybox's shell may run its own tar applet whatever PATH says, and that unpacks without the
+# xattrs and ACLs, silently.
+IMAGE_TAR=/usr/sbin/tar
 
 layout_tools() {
-  "$IMAGE_CP" --version 2>/dev/null | grep -q GNU ||
-    die "$IMAGE_CP is not GNU cp: this deploy environment lacks the image's cp (build-deploy-initramfs.sh --image-program cp)"
-  echo zpool zfs losetup modprobe chroot truncate
+  "$IMAGE_TAR" --version 2>/dev/null | grep -q GNU ||
+    die "$IMAGE_TAR is not GNU tar: this deploy environment lacks the image's tar (build-deploy-initramfs.sh --image-program tar)"
+  echo zpool zfs modprobe chroot
 }
 
-layout_prepared() { :; }
+layout_prepared() { echo root-tar; }
 
 # load_zfs: the module zfs-dkms built for the image's kernel, signed with dkms's own key.
 load_zfs() {
@@ -88,39 +88,24 @@ layout_assemble() {
   zfs create -o canmount=noauto -o mountpoint=/ rpool/ROOT/debian
   # /boot by fstab (legacy): systemd then mounts it before /boot/efi, which lies on it.
   zfs create -o mountpoint=legacy bpool/BOOT/debian
-  # Where the root artifact is unpacked; removed before the pools are exported.
-  zfs create -o mountpoint=legacy -o compression=lz4 rpool/btw-staging
 }
 
-# The captured root restored into a sparse file on rpool/btw-staging (only its used blocks are
-# written), read through a loop device, its files copied into rpool/ROOT/debian (/boot's into
-# bpool/BOOT/debian) with GNU cp: owners, modes, times, hard links, ACLs and xattrs.
+# The root file system's files, as the capture prepared them (root-tar), unpacked once by the
+# image's GNU tar into rpool/ROOT/debian (/boot's into bpool/BOOT/debian): owners, modes, times,
+# hard links, ACLs and xattrs. Progress: what the pools hold of the tar's own size.
 layout_write_root() {
-  [ "$1" = partclone.ext4 ] || die "the root partition is $1, the zfs layouts copy files of ext4 only"
-  mkdir -p "$work_dir/staging" "$work_dir/staged"
-  mount -t zfs rpool/btw-staging "$work_dir/staging" || die "cannot mount rpool/btw-staging"
-  grep -q " $work_dir/staging zfs " /proc/mounts ||
-    die "rpool/btw-staging is not mounted at $work_dir/staging (zfs mounts: $(grep ' zfs ' /proc/mounts | tr '\n' ';'))"
-  _image=$work_dir/staging/root.ext4
-  # The file exists before partclone writes it (-O opens it for writing).
-  : >"$_image" || die "cannot create $_image on rpool/btw-staging"
-  say "unpacking the root file system into rpool/btw-staging"
-  # A new file (-O; -C: a file has no size to check), sparse: partclone writes the used blocks only,
-  # so it ends at the last of them; the file system's own size again for the kernel to mount it.
-  restore_partition "$1" "$2" "$_image" "-C -O"
-  truncate -s "$(jq -r '.partitions[] | select(.role == "root") | .size_bytes' "$m")" "$_image"
-  modprobe loop 2>/dev/null || true
-  staging_loop=$(losetup -f) || die "no free loop device for the staged root"
-  losetup -r "$staging_loop" "$_image" || die "cannot attach the staged root to $staging_loop"
-  mount -t ext4 -o ro,noload "$staging_loop" "$work_dir/staged" || die "cannot mount the staged root file system"
+  [ "$1" = tar ] || die "the zfs layouts write the root from the capture's root-tar, not from $1"
   mount -t zfs rpool/ROOT/debian "$TARGET" || die "cannot mount rpool/ROOT/debian at $TARGET"
   mkdir -p "$TARGET/boot"
   mount -t zfs bpool/BOOT/debian "$TARGET/boot" || die "cannot mount bpool/BOOT/debian at $TARGET/boot"
-  say "copying the root file system's files into rpool/ROOT/debian and bpool/BOOT/debian"
-  "$IMAGE_CP" -a "$work_dir/staged/." "$TARGET/" || die "cp could not copy the root file system onto the pools"
-  release_staging
-  umount "$work_dir/staging"
-  zfs destroy rpool/btw-staging || die "cannot remove rpool/btw-staging"
+  _unpacked=$(jq -r '.prepared["root-tar"].unpacked_bytes // 0' "$m")
+  say "unpacking the root file system's files into rpool/ROOT/debian and bpool/BOOT/debian"
+  rm -f "$work_dir/tar.failed"
+  { zstd -dc "$(artifact "$2")" | "$IMAGE_TAR" -x -p --numeric-owner --acls --xattrs --xattrs-include='*' -C "$TARGET" ||
+    echo $? >"$work_dir/tar.failed"; } 2>"$work_dir/tar.log" &
+  # shellcheck disable=SC2016 # the command is follow's, run by it
+  follow $! writing 'percent "$(zfs get -Hp -o value logicalused rpool/ROOT/debian bpool/BOOT/debian | awk "{ s += \$1 } END { printf \"%d\", s }")" "$_unpacked"' root
+  [ ! -e "$work_dir/tar.failed" ] || { cat "$work_dir/tar.log" >&2; die "tar could not unpack the root file system onto the pools"; }
 }
 
 # As OpenZFS's guide: a host ID of the machine's own, bpool imported by its own unit, /boot from
@@ -131,6 +116,8 @@ layout_configure() {
   say "hostid, fstab, the bpool import unit and GRUB's settings in the restored system"
   rm -f "$TARGET/etc/hostid"
   in_target zgenhostid >&2 || die "zgenhostid failed in the restored system"
+  # The image's initramfs (zfs-initramfs made it) imports rpool under the host ID it holds: this one's.
+  initramfs_add etc/hostid
   fstab_lines - "bpool/BOOT/debian /boot zfs nodev,relatime,x-systemd.requires=zfs-import-bpool.service 0 0"
   cat >"$TARGET/etc/systemd/system/zfs-import-bpool.service" <<'UNIT'
 # Written by btw-img's restore (driver zfs), as OpenZFS's "Debian Root on ZFS" has it:
@@ -156,7 +143,7 @@ UNIT
   grub_settings "GRUB_DISABLE_LINUX_PARTUUID=true"
   [ "$(in_target grub-probe /boot)" = zfs ] || die "GRUB does not read /boot (bpool) as zfs in the restored system"
   write_esp_sync
-  boot_in_target ZFS=rpool/ROOT/debian
+  grub_in_target ZFS=rpool/ROOT/debian
   install_efi_grub
 }
 
@@ -183,20 +170,14 @@ install_efi_grub() {
 
 # A pool left imported here was last used by another host, which the restored system's
 # initramfs does not import without -f.
-created_pools="" staging_loop=""
+created_pools=""
 export_pools() {
   for _pool in $created_pools; do zpool export "$_pool" || say "could not export $_pool"; done
   created_pools=""
 }
-release_staging() {
-  [ -n "$staging_loop" ] || return 0
-  umount "$work_dir/staged" 2>/dev/null || umount -l "$work_dir/staged" 2>/dev/null
-  losetup -d "$staging_loop" 2>/dev/null
-  staging_loop=""
-}
 
 layout_finish() { unmount_target; export_pools; }
-layout_cleanup() { release_staging; unmount_target; export_pools; }
+layout_cleanup() { unmount_target; export_pools; }
 
 # Root on ZFS: the pools are exported, the restored system starts by a reboot.
 layout_root() { :; }

@@ -45,10 +45,13 @@ prepared_for() {
     | "\(.tool) \(.artifact)"' "$m" | head -n 1
 }
 
-# fetch_artifacts: every file of the manifest the layout writes, downloaded (local ones read in place) and checked.
+# fetch_artifacts: every file of the manifest the layout writes (a prepared one in place of the
+# captured partition it replaces), downloaded (local ones read in place) and checked.
 fetch_artifacts() {
-  jq -r --arg used " $(layout_prepared) " '.partition_table, .boot_code, .partitions[],
-      (.prepared // {} | to_entries[] | select(. as $entry | $used | contains(" \($entry.key) ")) | .value)
+  jq -r --arg used " $(layout_prepared) " '
+      [.prepared // {} | to_entries[] | select(. as $entry | $used | contains(" \($entry.key) ")) | .value] as $prepared
+    | ($prepared | map(.number)) as $replaced
+    | .partition_table, .boot_code, (.partitions[] | select(.number as $n | $replaced | index($n) | not)), $prepared[]
     | "\(.file // .artifact) \(.sha256) \(.size // .artifact_size // 0)"' "$m" >"$work_dir/files"
   _total=$(awk '{ s += $3 } END { printf "%d", s }' "$work_dir/files")
   _fetched=0

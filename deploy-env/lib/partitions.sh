@@ -3,8 +3,7 @@
 # layout puts it (layout_write_root), the others (ESP, BIOS boot) onto every disk,
 # and the BIOS boot code onto every disk.
 
-# restore_partition TOOL ARTIFACT OUTPUT [OUTPUT_OPTIONS]: one partclone artifact onto OUTPUT
-# (OUTPUT_OPTIONS "-C -O" for a new file; default -o, a device).
+# restore_partition TOOL ARTIFACT DEVICE: one partclone artifact onto DEVICE.
 restore_partition() {
   # -i: no CRC of every block; the artifact's sha256 was checked before anything was
   # written (and zstd checks its frames): under emulation the CRC took half the restore.
@@ -13,8 +12,8 @@ restore_partition() {
   rm -f "$work_dir/partclone.failed"
   # partclone's progress (-B: a line every 2 seconds, -f 2) goes to its own file, which follow reads.
   : >"$work_dir/partclone.progress"
-  # shellcheck disable=SC2086,SC2094 # the mode and the output options are several options; the log is only appended to
-  zstd -dc "$(artifact "$2")" | { "$1" $_mode -B -f 2 -L "$work_dir/partclone.log" -s - ${4:--o} "$3" 2>"$work_dir/partclone.progress" >>"$work_dir/partclone.log" || echo $? >"$work_dir/partclone.failed"; } &
+  # shellcheck disable=SC2086,SC2094 # the mode is several options; the log is only appended to
+  zstd -dc "$(artifact "$2")" | { "$1" $_mode -B -f 2 -L "$work_dir/partclone.log" -s - -o "$3" 2>"$work_dir/partclone.progress" >>"$work_dir/partclone.log" || echo $? >"$work_dir/partclone.failed"; } &
   # shellcheck disable=SC2016 # the command is follow's, run by it
   follow $! writing 'tr "\r" "\n" <"$work_dir/partclone.progress" | sed -n "s/.*Completed: *\([0-9]*\).*/\1/p" | tail -n 1' "${3##*/}"
   cat "$work_dir/partclone.progress" >>"$work_dir/partclone.log"
@@ -28,17 +27,18 @@ restore_partition() {
 write_partitions() {
   jq -r '.partitions[] | "\(.number) \(.tool) \(.artifact) \(.role)"' "$m" >"$work_dir/partitions"
   while read -r _number _tool _file _role; do
-    case "$_tool" in partclone.ext4|partclone.vfat|partclone.dd) ;; *) die "partition $_number: unsupported tool '$_tool'" ;; esac
-    need "$_tool"
+    # What the layout writes instead, prepared by the capture (layout_prepared).
+    _prepared=$(prepared_for "$_number")
+    [ -z "$_prepared" ] || { _tool=${_prepared%% *} _file=${_prepared#* }; }
+    case "$_role:$_tool" in *:partclone.ext4|*:partclone.vfat|*:partclone.dd|root:tar) ;; *) die "partition $_number: unsupported tool '$_tool'" ;; esac
+    [ "$_tool" = tar ] || need "$_tool"
     if [ "$_role" = root ]; then
       layout_write_root "$_tool" "$_file"
       continue
     fi
-    _prepared=$(prepared_for "$_number")
-    [ -z "$_prepared" ] || { _tool=${_prepared%% *} _file=${_prepared#* }; }
     for _device in $devices; do
       _node=$(part_node "$_device" "$_number")
-      say "restoring partition $_number ($_role) with $_tool onto $_node"
+      say "restoring partition $_number ($_role) from $_file with $_tool onto $_node"
       restore_partition "$_tool" "$_file" "$_node"
     done
   done <"$work_dir/partitions"

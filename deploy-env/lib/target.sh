@@ -101,11 +101,10 @@ initramfs_add() {
   done
 }
 
-# boot_in_target ROOT_ARGUMENT: the initramfs and GRUB's configuration made in the restored
-# system for its layout (grub.cfg must boot root=ROOT_ARGUMENT), and GRUB for BIOS on every disk.
-boot_in_target() {
-  say "update-initramfs and update-grub in the restored system"
-  in_target update-initramfs -u -k all >&2 || die "update-initramfs failed in the restored system"
+# grub_in_target ROOT_ARGUMENT: GRUB's configuration made in the restored system for its layout
+# (grub.cfg must boot root=ROOT_ARGUMENT), and GRUB for BIOS on every disk.
+grub_in_target() {
+  say "update-grub in the restored system"
   in_target update-grub >&2 || die "update-grub failed in the restored system"
   grep -q "root=$1" "$TARGET/boot/grub/grub.cfg" || die "the restored grub.cfg does not boot root=$1"
   for _device in $devices; do

@@ -29,24 +29,26 @@ export interface LayoutNeeds {
 }
 
 /**
- * What a capture can prepare on the build host, once for every machine of a layout:
- * bios-boot-mdraid is the BIOS boot partition with the core.img of the image's own GRUB
- * that reads md RAID1 (mdraid1x) and finds /boot by the captured file system's UUID.
+ * What a capture can prepare on the build host, once for every machine of a layout, in the
+ * order it makes them (capture/prepare.sh): root-tar is the root file system's files as a tar
+ * (the zfs layouts write each file once from it); bios-boot-mdraid is the BIOS boot partition
+ * with the core.img of the image's own GRUB that reads md RAID1 (mdraid1x) and finds /boot by
+ * the captured file system's UUID.
  */
-export const PREPARATIONS = ["bios-boot-mdraid"] as const;
+export const PREPARATIONS = ["root-tar", "bios-boot-mdraid"] as const;
 export type Preparation = (typeof PREPARATIONS)[number];
 
 // ZFS: the module is the one zfs-dkms built for the image's kernel, and zpool/zfs must match it;
-// GNU cp keeps the xattrs (file capabilities) and ACLs that busybox's cp drops; zpool reads
-// bpool's compatibility=grub2 from its feature sets; vfat and its code pages: grub-install
-// writes the ESP's GRUB that reads bpool.
+// GNU tar unpacks the capture's root-tar with the xattrs (file capabilities) and ACLs that
+// busybox's tar drops; zpool reads bpool's compatibility=grub2 from its feature sets; vfat and
+// its code pages: grub-install writes the ESP's GRUB that reads bpool.
 const ZFS: Omit<LayoutNeeds, "disks"> = {
   driver: "zfs",
   packages: ["zfsutils-linux", "zfs-initramfs", "zfs-dkms"],
-  programs: ["zpool", "zfs", "cp"],
-  modules: ["zfs", "spl", "loop", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"],
+  programs: ["zpool", "zfs", "tar"],
+  modules: ["zfs", "spl", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"],
   data: ["/usr/share/zfs/compatibility.d"],
-  prepared: [],
+  prepared: ["root-tar"],
 };
 
 export const LAYOUT_NEEDS: Record<Layout, LayoutNeeds> = {

@@ -35,10 +35,11 @@ only when the whole capture succeeded):
   pN.<fs>.<name>.pcl.zst   with --prepare NAME: partition N as layouts that ask for NAME
                            write it, made by the image's own programs (manifest: prepared)
 --prepare, once per name ($PREPARATIONS):
+  root-tar                 the root file system's files as a tar (layouts zfs, zfs-mirror)
   bios-boot-mdraid         the BIOS boot partition with GRUB's core.img reading md RAID1
                            (layout raid1); the image's grub-install writes it
 A capture that is up to date (same image, profile and format, every --prepare
-in it) is left as it is.
+in it, made by this capture/prepare.sh) is left as it is.
 Needs root, qemu-img, losetup, partx, sfdisk, blkid, partclone, zstd, jq.
 EOF
 }
@@ -84,8 +85,9 @@ if [ -z "$source_checksum" ]; then
 fi
 if [ -f "$output_dir/manifest.json" ] &&
    jq -e --arg sha "$source_checksum" --arg profile "$profile" --argjson version "$FORMAT_VERSION" --arg prepared "$prepared" \
-     '.format_version == $version and .source_image.sha256 == $sha and .profile == $profile and
-      ([$prepared | splits(" ") | select(. != "")] - ((.prepared // {}) | keys) | length == 0)' "$output_dir/manifest.json" >/dev/null 2>&1; then
+     --arg recipe "$PREPARE_RECIPE" '.format_version == $version and .source_image.sha256 == $sha and .profile == $profile and
+      ([$prepared | splits(" ") | select(. != "")] - ((.prepared // {}) | with_entries(select(.value.recipe == $recipe)) | keys)
+       | length == 0)' "$output_dir/manifest.json" >/dev/null 2>&1; then
   say "up to date: $output_dir holds the capture of this image"
   exit 0
 fi
