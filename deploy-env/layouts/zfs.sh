@@ -92,20 +92,29 @@ layout_assemble() {
 
 # The root file system's files, as the capture prepared them (root-tar), unpacked once by the
 # image's GNU tar into rpool/ROOT/debian (/boot's into bpool/BOOT/debian): owners, modes, times,
-# hard links, ACLs and xattrs. Progress: what the pools hold of the tar's own size.
+# hard links, ACLs and xattrs. Progress: how far zstd has read the artifact (its fdinfo: asking
+# zfs every second cost the emulated CPU as much as the unpacking).
 layout_write_root() {
   [ "$1" = tar ] || die "the zfs layouts write the root from the capture's root-tar, not from $1"
   mount -t zfs rpool/ROOT/debian "$TARGET" || die "cannot mount rpool/ROOT/debian at $TARGET"
   mkdir -p "$TARGET/boot"
   mount -t zfs bpool/BOOT/debian "$TARGET/boot" || die "cannot mount bpool/BOOT/debian at $TARGET/boot"
-  _unpacked=$(jq -r '.prepared["root-tar"].unpacked_bytes // 0' "$m")
+  _artifact=$(artifact "$2")
+  _size=$(stat -c %s "$_artifact")
   say "unpacking the root file system's files into rpool/ROOT/debian and bpool/BOOT/debian"
-  rm -f "$work_dir/tar.failed"
-  { zstd -dc "$(artifact "$2")" | "$IMAGE_TAR" -x -p --numeric-owner --acls --xattrs --xattrs-include='*' -C "$TARGET" ||
-    echo $? >"$work_dir/tar.failed"; } 2>"$work_dir/tar.log" &
+  rm -f "$work_dir/tar.failed" "$work_dir/root.tar"
+  mkfifo "$work_dir/root.tar"
+  zstd -dc <"$_artifact" >"$work_dir/root.tar" 2>>"$work_dir/tar.log" &
+  _zstd=$!
+  { "$IMAGE_TAR" -x -p --numeric-owner --acls --xattrs --xattrs-include='*' -f "$work_dir/root.tar" -C "$TARGET" 2>>"$work_dir/tar.log" ||
+    echo $? >"$work_dir/tar.failed"; } &
   # shellcheck disable=SC2016 # the command is follow's, run by it
-  follow $! writing 'percent "$(zfs get -Hp -o value logicalused rpool/ROOT/debian bpool/BOOT/debian | awk "{ s += \$1 } END { printf \"%d\", s }")" "$_unpacked"' root
+  follow $! writing 'percent "$(sed -n "s/^pos:[[:space:]]*//p" "/proc/$_zstd/fdinfo/0" 2>/dev/null | grep . || echo 0)" "$_size"' root
+  _zstd_status=0
+  wait "$_zstd" || _zstd_status=$?
   [ ! -e "$work_dir/tar.failed" ] || { cat "$work_dir/tar.log" >&2; die "tar could not unpack the root file system onto the pools"; }
+  [ "$_zstd_status" -eq 0 ] || { cat "$work_dir/tar.log" >&2; die "zstd could not unpack $2"; }
+  rm -f "$work_dir/root.tar"
 }
 
 # As OpenZFS's guide: a host ID of the machine's own, bpool imported by its own unit, /boot from
