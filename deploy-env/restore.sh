@@ -117,9 +117,6 @@ fi
 
 [ -n "$manifest" ] || usage_error "missing --manifest"
 [ "$(id -u)" -eq 0 ] || die "must run as root"
-tools=$(layout_tools) || exit 1
-# shellcheck disable=SC2086 # program names
-need jq sfdisk partx zstd sha256sum blockdev dd sed awk mount umount readlink $tools
 
 created_work=""
 release() {
@@ -139,6 +136,10 @@ fi
 mkdir -p "$work_dir"
 
 read_manifest
+# The manifest first: a capture that lacks what the layout writes is named before its tools are.
+tools=$(layout_tools) || exit 1
+# shellcheck disable=SC2086 # program names
+need jq sfdisk partx zstd sha256sum blockdev dd sed awk mount umount readlink $tools
 check_disks
 # The install these disks hold: this one (its report may not have reached the server), kept;
 # another, kept unless this machine's reinstall asks to replace it (the server's records of

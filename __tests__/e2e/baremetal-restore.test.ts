@@ -76,6 +76,52 @@ describe("capture the tested image as partclone artifacts and restore them onto 
     expect(fs.statSync(path.join(capture, "manifest.json")).mtimeMs).toBe(before);
   }, 300_000);
 
+  test("asked for the layouts' preparations, it captures again with them: the root's files as a tar, GRUB's BIOS boot partition for md RAID1; asked again, up to date", () => {
+    const first = readManifest(capture);
+    const run = runScript("capture-partitions.sh", ["--image", image, "--output-dir", capture, "--profile", "minimal", "--prepare", "root-tar", "--prepare", "bios-boot-mdraid"]);
+    expect({ status: run.status, stderr: run.status === 0 ? "" : run.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(run.stderr).not.toContain("up to date");
+    const manifest = readManifest(capture);
+    // The captured partitions are the image's, as before: the preparations change only a copy.
+    expect(manifest.partitions).toEqual(first.partitions);
+    expect(manifest.prepared["root-tar"]).toMatchObject({ number: 1, tool: "tar", artifact: "p1.files.tar.zst" });
+    expect(manifest.prepared["bios-boot-mdraid"]).toMatchObject({ number: 14, tool: "partclone.dd", artifact: "p14.raw.mdraid.pcl.zst" });
+    for (const entry of Object.values(manifest.prepared) as any[]) {
+      const file = path.join(capture, entry.artifact);
+      expect({ artifact: entry.artifact, size: fs.statSync(file).size, sha256: sha256File(file) }).toEqual({ artifact: entry.artifact, size: entry.artifact_size, sha256: entry.sha256 });
+      expect(entry.recipe).toMatch(/^[0-9a-f]{64}$/);
+    }
+    const tar = path.join(capture, "p1.files.tar.zst");
+    expect(Number(execFileSync("sh", ["-c", 'zstd -dc "$1" | wc -c', "sh", tar], { encoding: "utf8" }))).toBe(manifest.prepared["root-tar"].unpacked_bytes);
+    // Owners by number and modes: su stays setuid root.
+    expect(execFileSync("sh", ["-c", 'zstd -dc "$1" | tar -tvf - ./usr/bin/su', "sh", tar], { encoding: "utf8" })).toMatch(/^-rwsr-xr-x 0\/0 /);
+    // GRUB's core.img for the array is not the captured one (which names /boot's partition).
+    const unpacked = (artifact: string) => execFileSync("sh", ["-c", 'zstd -dc "$1" | sha256sum', "sh", path.join(capture, artifact)], { encoding: "utf8" });
+    expect(unpacked("p14.raw.mdraid.pcl.zst")).not.toBe(unpacked("p14.raw.pcl.zst"));
+    const again = runScript("capture-partitions.sh", ["--image", image, "--output-dir", capture, "--profile", "minimal", "--prepare", "bios-boot-mdraid"]);
+    expect(again.stderr).toContain("up to date");
+    const unknown = runScript("capture-partitions.sh", ["--image", image, "--output-dir", capture, "--prepare", "zfs-send"]);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("--prepare: unknown preparation 'zfs-send' (known: root-tar bios-boot-mdraid)");
+  }, 600_000);
+
+  test("a raid1 restore from a capture without its preparation is refused before anything is written, naming the --prepare to capture with", () => {
+    // Its manifest alone: the refusal comes before any artifact is read.
+    const unprepared = path.join(work, "unprepared");
+    fs.mkdirSync(unprepared);
+    const manifest = readManifest(capture);
+    delete manifest.prepared;
+    fs.writeFileSync(path.join(unprepared, "manifest.json"), JSON.stringify(manifest));
+    withBlankDisk("raid-a", 4 * GiB, (first) =>
+      withBlankDisk("raid-b", 4 * GiB, (second) => {
+        const run = restore(["--manifest", unprepared, "--layout", "raid1", "--disk", first.device, "--disk", second.device]);
+        expect(run.status).toBe(1);
+        expect(run.stderr).toContain("the capture has no bios-boot-mdraid, which layout raid1 writes: capture the image again with --prepare bios-boot-mdraid");
+        expect(first.isAllZeros() && second.isAllZeros()).toBe(true);
+      }),
+    );
+  }, 300_000);
+
   test(
     "restore onto a bigger blank disk: table grown, root has the profile's packages and the seed, ESP has the UEFI fallback",
     () =>
