@@ -7,11 +7,11 @@ import { stringify } from "yaml";
 import { PROJECT_DIR } from "../lib/config/config";
 import { SCRIPTS_DIR } from "../lib/constructs/host-step";
 import { customizedTestImage } from "../testkit/baremetal";
-import { BmcDriverName, BmcMachines } from "../testkit/bmc-machines";
+import { BmcDriverName } from "../testkit/bmc-machines";
 import { LabWorkspace } from "../testkit/cdktf-cli";
-import { hold } from "../testkit/held";
 import { bootBreakdown } from "../testkit/libvirt";
 import { BootTiming, Firmware, PxeLab, PxeMachine } from "../testkit/pxe-lab";
+import { PxeLabUnderTest } from "../testkit/pxe-lab-test";
 import { addRow, mib, oneVmDeployMs, rows, seconds, sh, timed } from "./table";
 import { labVmBaselines } from "./lab";
 
@@ -77,24 +77,17 @@ export async function withDeployedPxeLab<T>(
   measure: (workspace: LabWorkspace) => Promise<T>,
   bmcs = new Map<PxeMachine, BmcDriverName>(),
 ): Promise<T> {
-  const workspace = new LabWorkspace();
-  const release = hold(holder, lab.held());
-  let machines: BmcMachines | undefined;
+  const underTest = new PxeLabUnderTest(lab, holder);
   try {
-    lab.createNetwork(workspace.dir);
-    if (bmcs.size > 0) machines = await BmcMachines.start(lab, workspace.dir, bmcs);
-    fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ ...config, bmc: machines && ((machine) => machines!.bmcKey(machine)) })));
+    await underTest.start(bmcs);
+    const machines = underTest.bmcs;
+    fs.writeFileSync(underTest.workspace.configFile, stringify(lab.labConfig({ ...config, bmc: machines && ((machine) => machines.bmcKey(machine)) })));
     process.stderr.write(`bench: cdktf deploy baremetal (${lab.machines.map((m) => `${m.name}: ${m.profile}`).join(", ")}) ...\n`);
-    const deploy = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000, machines?.env());
+    const deploy = await underTest.deploy();
     if (deploy.status !== 0) throw new Error(`cdktf deploy baremetal failed:\n${deploy.output.slice(-3000)}`);
-    return await measure(workspace);
+    return await measure(underTest.workspace);
   } finally {
-    lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000, machines?.env());
-    await machines?.stop();
-    lab.cleanup();
-    release();
-    workspace.remove();
+    await underTest.stop();
   }
 }
 

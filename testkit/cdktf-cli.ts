@@ -37,12 +37,23 @@ export class LabWorkspace {
     });
   }
 
+  /** `cdktf deploy STACK` without questions (ARGS: more of its options; ENV: more variables). */
+  deployStack(stack: string, timeoutMs?: number, env?: NodeJS.ProcessEnv, args: string[] = []): Promise<CliRun> {
+    return this.cdktf(["deploy", stack, "--auto-approve", "--skip-provider-lock", ...args], timeoutMs, env);
+  }
+
+  /** `cdktf destroy STACK` without questions. */
+  destroyStack(stack: string, timeoutMs?: number, env?: NodeJS.ProcessEnv): Promise<CliRun> {
+    return this.cdktf(["destroy", stack, "--auto-approve", "--skip-provider-lock"], timeoutMs, env);
+  }
+
+  /** `cdktf deploy lab`, its outputs in outputs.json (outputs()). */
   deploy(): Promise<CliRun> {
-    return this.cdktf(["deploy", "lab", "--auto-approve", "--skip-provider-lock", "--outputs-file", path.join(this.dir, "outputs.json"), "--outputs-file-include-sensitive-outputs"]);
+    return this.deployStack("lab", undefined, undefined, ["--outputs-file", path.join(this.dir, "outputs.json"), "--outputs-file-include-sensitive-outputs"]);
   }
 
   destroy(): Promise<CliRun> {
-    return this.cdktf(["destroy", "lab", "--auto-approve", "--skip-provider-lock"]);
+    return this.destroyStack("lab");
   }
 
   /** A stack's working folder (cdktf.out/labs/<lab>/stacks/<stack>), found as the cdktf CLI finds it: through <outdir>/manifest.json. */

@@ -20,10 +20,9 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../../lib/paths";
 import { BmcMachines } from "../../testkit/bmc-machines";
-import { LabWorkspace } from "../../testkit/cdktf-cli";
-import { hold } from "../../testkit/held";
 import { guestExec, hostLeftovers, leftovers, virsh } from "../../testkit/libvirt";
 import { PxeLab, PxeMachine, quiet } from "../../testkit/pxe-lab";
+import { PxeLabUnderTest } from "../../testkit/pxe-lab-test";
 
 const raid1: PxeMachine = { name: "raid-bios", mac: "52:54:00:bd:61:01", firmware: "bios", profile: "mdadm", layout: "raid1", disks: 2 };
 const zfsMirror: PxeMachine = { name: "zfs-uefi", mac: "52:54:00:bd:61:02", firmware: "uefi", profile: "zfs", layout: "zfs-mirror", disks: 2 };
@@ -37,9 +36,9 @@ const isRaid1 = (machine: PxeMachine) => machine.layout === "raid1";
 const domstate = (machine: PxeMachine) => quiet("virsh", ["-c", "qemu:///system", "domstate", lab.domain(machine)]).stdout.trim();
 
 describe("layouts raid1 and zfs-mirror: root across two disks, on machines only their BMCs power", () => {
-  const workspace = new LabWorkspace();
+  const underTest = new PxeLabUnderTest(lab, "baremetal-layouts");
+  const { workspace } = underTest;
   let bmcs: BmcMachines;
-  let release = () => {};
   /** Where each partition of each of the ZFS machine's disks starts (bytes), read in the running system. */
   const partitionStarts: { disk: number; offset: number }[] = [];
 
@@ -62,32 +61,21 @@ describe("layouts raid1 and zfs-mirror: root across two disks, on machines only 
   };
 
   beforeAll(async () => {
-    release = hold("baremetal-layouts", lab.held());
-    lab.cleanup();
-    lab.createNetwork(workspace.dir);
-    bmcs = await BmcMachines.start(
-      lab,
-      workspace.dir,
+    await underTest.start(
       new Map([
         [raid1, "ipmi"],
         [zfsMirror, "redfish"],
       ]),
     );
+    bmcs = underTest.bmcs!;
     writeConfig();
   }, 600_000);
 
-  afterAll(async () => {
-    lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000, bmcs?.env());
-    await bmcs?.stop();
-    lab.cleanup();
-    release();
-    workspace.remove();
-  }, 900_000);
+  afterAll(() => underTest.stop(), 900_000);
 
   test("`cdktf deploy baremetal` builds the deploy environments of mdadm and zfs, boots each machine from the network once through its BMC and follows it until done", async () => {
     expect(lab.machines.map(domstate)).toEqual(["shut off", "shut off"]);
-    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 3_600_000, bmcs.env());
+    const run = await underTest.deploy(3_600_000);
     expect({ status: run.status, errors: run.output.split("\n").filter((line) => /Error/.test(line)) }).toEqual({ status: 0, errors: [] });
     expect(lab.dnsmasqPids()).toHaveLength(1);
     for (const machine of lab.machines) {
@@ -296,7 +284,7 @@ describe("layouts raid1 and zfs-mirror: root across two disks, on machines only 
 
   test("`cdktf destroy baremetal` leaves nothing", async () => {
     lab.stopMachines();
-    const run = await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000, bmcs.env());
+    const run = await underTest.destroy();
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toEqual([]);
     lab.cleanup();

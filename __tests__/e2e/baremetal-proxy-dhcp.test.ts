@@ -13,10 +13,9 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
-import { LabWorkspace } from "../../testkit/cdktf-cli";
-import { hold } from "../../testkit/held";
 import { guestExec, hostLeftovers, leftovers } from "../../testkit/libvirt";
 import { PxeLab, quiet } from "../../testkit/pxe-lab";
+import { PxeLabUnderTest } from "../../testkit/pxe-lab-test";
 
 const lab = new PxeLab({
   lab: "bmproxy",
@@ -65,33 +64,24 @@ function startLanServer(): void {
 }
 
 describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server", () => {
-  const workspace = new LabWorkspace();
+  const underTest = new PxeLabUnderTest(lab, "baremetal-proxy-dhcp", { pidFiles: [LAN_PID], netns: [LAN_NS], paths: [LAN_LEASES] });
+  const { workspace } = underTest;
 
-  let release = () => {};
-
-  beforeAll(() => {
-    release = hold("baremetal-proxy-dhcp", { ...lab.held(), pidFiles: [LAN_PID], netns: [LAN_NS] });
+  beforeAll(async () => {
     stopLanServer();
-    lab.cleanup();
+    await underTest.start();
     // No dhcpRange: proxy DHCP.
     // Debian 12 here (Debian 13 in baremetal-pxe.test.ts): both releases are restored over PXE.
     const config = lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: HTTP_PORT, release: "bookworm" });
     fs.writeFileSync(workspace.configFile, stringify(config));
-    lab.createNetwork(workspace.dir);
     startLanServer();
   }, 1_800_000);
 
-  afterAll(async () => {
-    lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
-    stopLanServer();
-    lab.cleanup();
-    release();
-    workspace.remove();
-  }, 900_000);
+  // The LAN server goes with what the lab holds: its namespace, pid file and leases.
+  afterAll(() => underTest.stop(), 900_000);
 
   test("`cdktf deploy baremetal` starts dnsmasq as proxy DHCP", async () => {
-    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    const run = await underTest.deploy();
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toHaveLength(1);
@@ -128,7 +118,7 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
   test("with dhcp_range, a blank Secure Boot machine installs Debian 12 through its signed shim and GRUB over TFTP", async () => {
     stopLanServer();
     fs.writeFileSync(workspace.configFile, stringify(lab.labConfig({ labCidr: "10.213.54.0/24", httpPort: HTTP_PORT, dhcpRange: "10.213.53.100,10.213.53.150", release: "bookworm" })));
-    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
+    const run = await underTest.deploy(1_200_000);
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     const conf = fs.readFileSync(path.join(lab.serverDir, "dnsmasq.conf"), "utf8");
@@ -162,7 +152,7 @@ describe("proxy DHCP: our server answers only PXE beside the LAN's DHCP server",
 
   test("`cdktf destroy baremetal` stops our dnsmasq and leaves nothing", async () => {
     lab.stopMachines();
-    const run = await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    const run = await underTest.destroy();
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toEqual([]);
     expect(fs.existsSync(lab.serverDir)).toBe(false);

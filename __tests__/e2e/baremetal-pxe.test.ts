@@ -23,10 +23,9 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { PROJECT_DIR } from "../../lib/config/config";
 import { layoutTable } from "../../lib/config/layout";
-import { LabWorkspace } from "../../testkit/cdktf-cli";
-import { hold } from "../../testkit/held";
 import { guestExec, hostLeftovers, leftovers } from "../../testkit/libvirt";
 import { PxeLab, PxeMachine, quiet } from "../../testkit/pxe-lab";
+import { PxeLabUnderTest } from "../../testkit/pxe-lab-test";
 
 const lab = new PxeLab({
   lab: "bmpxe",
@@ -101,30 +100,21 @@ function worldReadableHolders(text: string, roots: string[]): { holders: string[
 }
 
 describe("deploy blank UEFI and BIOS machines over PXE from the captured image", () => {
-  const workspace = new LabWorkspace();
+  const underTest = new PxeLabUnderTest(lab, "baremetal-pxe");
+  const { workspace } = underTest;
 
   const tokens = new Map<PxeMachine, string>();
   const secretRoots = () => [lab.options.stateDir, workspace.dir, process.env.BTW_CACHE_DIR as string];
 
-  let release = () => {};
-
-  beforeAll(() => {
-    release = hold("baremetal-pxe", lab.held());
-    lab.cleanup();
+  beforeAll(async () => {
+    await underTest.start();
     fs.writeFileSync(workspace.configFile, stringify(labConfig()));
-    lab.createNetwork(workspace.dir);
   }, 1_800_000);
 
-  afterAll(async () => {
-    lab.stopMachines();
-    await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
-    lab.cleanup();
-    release();
-    workspace.remove();
-  }, 900_000);
+  afterAll(() => underTest.stop(), 900_000);
 
   test("`cdktf deploy baremetal` captures the image, builds the deploy environment and starts dnsmasq on the bridge only", async () => {
-    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 2_400_000);
+    const run = await underTest.deploy();
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toHaveLength(1);
@@ -294,7 +284,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     expect(lab.record(BIOS)).toBe("done");
     fs.rmSync(path.join(lab.recordsDir, BIOS.mac));
     fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS])));
-    const run = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 1_200_000);
+    const run = await underTest.deploy(1_200_000);
     expect(run.output).not.toMatch(/Error:/);
     expect(run.status).toBe(0);
     // The server step was replaced (its stop ran); the machine, unknown to it now, is armed with a new token.
@@ -359,7 +349,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
     try {
       expect(lab.dnsmasqPids()).toHaveLength(1);
       fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS], { stateDir: movedStateDir })));
-      const moved = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 900_000);
+      const moved = await underTest.deploy(900_000);
       expect(moved.output).not.toMatch(/Error:/);
       expect(moved.status).toBe(0);
       // The destroy step of the replaced server stopped the folder it had started in.
@@ -370,7 +360,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
 
       // No machine left: the server's resource stays, and its replacement stops the running server.
       fs.writeFileSync(workspace.configFile, stringify(labConfig([BIOS], { stateDir: movedStateDir, machines: [] })));
-      const none = await workspace.cdktf(["deploy", "baremetal", "--auto-approve", "--skip-provider-lock"], 900_000);
+      const none = await underTest.deploy(900_000);
       expect(none.output).not.toMatch(/Error:/);
       expect(none.status).toBe(0);
       expect(running(movedServer)).toEqual([]);
@@ -383,7 +373,7 @@ describe("deploy blank UEFI and BIOS machines over PXE from the captured image",
 
   test("`cdktf destroy baremetal` stops dnsmasq and the HTTP server and removes their files", async () => {
     lab.stopMachines();
-    const run = await workspace.cdktf(["destroy", "baremetal", "--auto-approve", "--skip-provider-lock"], 600_000);
+    const run = await underTest.destroy();
     expect(run.status).toBe(0);
     expect(lab.dnsmasqPids()).toEqual([]);
     expect(quiet("pgrep", ["-f", `httpd .*${lab.serverDir}`]).stdout).toBe("");

@@ -24,13 +24,13 @@ describe("`cdktf deploy images`, as CI's image job runs it", () => {
   }, 1_500_000);
 
   afterAll(async () => {
-    await workspace.cdktf(["destroy", "images", "--auto-approve", "--skip-provider-lock"]);
+    await workspace.destroyStack("images");
     workspace.remove();
     await server?.close();
   }, 600_000);
 
   test("builds each profile the lab boots and outputs its qcow2; no libvirt object is made", async () => {
-    const run = await workspace.cdktf(["deploy", "images", "--auto-approve", "--skip-provider-lock", "--outputs-file", outputsFile], 2_400_000);
+    const run = await workspace.deployStack("images", 2_400_000, {}, ["--outputs-file", outputsFile]);
     expect({ status: run.status, output: run.output }).toEqual({ status: 0, output: expect.not.stringMatching(/Error:/) });
     const images: Record<string, string> = JSON.parse(fs.readFileSync(outputsFile, "utf8")).images.images;
     expect(Object.keys(images).sort()).toEqual(["metal", "minimal"]);
@@ -40,7 +40,7 @@ describe("`cdktf deploy images`, as CI's image job runs it", () => {
     }
     for (const list of ["list", "net-list", "pool-list"] as const) expect(virshNames(list).filter((name) => name.includes(LAB))).toEqual([]);
     // A second deploy with nothing changed runs nothing.
-    const again = await workspace.cdktf(["deploy", "images", "--auto-approve", "--skip-provider-lock"], 600_000);
+    const again = await workspace.deployStack("images", 600_000);
     expect(again.status).toBe(0);
     expect(again.output).toMatch(/No changes|0 added, 0 changed, 0 destroyed/);
   }, 2_700_000);
