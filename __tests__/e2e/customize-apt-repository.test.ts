@@ -39,8 +39,7 @@ function keyLayer(work: string, keyPath: string, key: ThrowawayKey): string {
 
 /** Build args for a shipped profile with the stand-in's key layer and its URIs fetched from the stand-in. */
 function proxmoxArgs(profile: string, release: "trixie" | "bookworm", base: string, output: string, layer: string, mirror: string): string[] {
-  const args = customizeArgs(readProfile(PROFILES, profile, release), release, base, output, { secureBoot: false });
-  return [...args.slice(0, -2), "--layer", layer, "--apt-mirror", `${PROXMOX_URI}=${mirror}`, ...args.slice(-2)];
+  return customizeArgs(readProfile(PROFILES, profile, release), release, base, output, { secureBoot: false }, { extraLayers: [layer], aptMirrors: { [PROXMOX_URI]: mirror } });
 }
 
 describe("third-party apt repositories on Debian's real images", () => {

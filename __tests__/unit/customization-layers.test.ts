@@ -24,7 +24,7 @@ describe("a profile build is a chain of cached layers", () => {
       fs.writeFileSync(path.join(dir, "web/ansible/playbook.yml"), "- hosts: all\n  tasks: []\n");
       fs.writeFileSync(path.join(dir, "web/commands.d/20-b.sh"), "true\n");
       fs.writeFileSync(path.join(dir, "web/commands.d/10-a.sh"), "true\n");
-      expect(customizationLayers(readProfile(dir, "web"))).toEqual([
+      expect(customizationLayers(readProfile(dir, "web"), "trixie")).toEqual([
         "packages",
         "web/files",
         "web/ansible",
@@ -40,7 +40,7 @@ describe("a profile build is a chain of cached layers", () => {
 
   test("several parents: the chain's order, and a repository of the lab's release only rebuilds from the packages", () => {
     const trixie = readProfile(PROFILES, "proxmox-btwd", "trixie");
-    expect(customizationLayers(trixie)).toEqual([
+    expect(customizationLayers(trixie, "trixie")).toEqual([
       "packages",
       "btwd/files",
       "minimal/commands.d/10-qemu-guest-agent.sh",
@@ -49,7 +49,7 @@ describe("a profile build is a chain of cached layers", () => {
       "proxmox/commands.d/20-no-debian-kernel.sh",
       "btwd/commands.d/10-graphical-login.sh",
     ]);
-    const layers = customizationLayers(trixie);
+    const layers = customizationLayers(trixie, "trixie");
     const source = "proxmox/apt-sources.d/trixie/pve-install-repo.sources";
     expect(Object.keys(trixie.fileHashes).filter((file) => file.includes("/apt-sources.d/"))).toEqual([source]);
     const edited = customize({ profile: "proxmox-btwd", profile_files: trixie.fileHashes, layers }, { profile: "proxmox-btwd", profile_files: { ...trixie.fileHashes, [source]: "0" }, layers });

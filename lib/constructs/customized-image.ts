@@ -10,6 +10,7 @@ import { TerraformData } from "../cdk";
 import { CloudImage } from "./cloud-image";
 import { hostStep, scriptHash } from "./host-step";
 import { ProfileInfo, readProfile } from "../config/profile";
+import { baseFileKey, layerPlan, layerStepNames } from "../image/layer-plan";
 
 const SCRIPT = "customize-image.sh";
 
@@ -28,36 +29,38 @@ export interface CustomizedImageProps extends ImageRequirements {
   cacheDir: string;
 }
 
-/** The arguments of scripts/steps/customize-image.sh that build `profile` (resolved for `release`) from `base` into `output`. */
-export function customizeArgs(profile: ProfileInfo, release: string, base: string, output: string, requirements: ImageRequirements): string[] {
+/** What a build takes beyond the profile: what names the base, layers and mirrors a test or tool adds. */
+export interface BuildInputs {
+  /** What names the base image's content (the acquired image's sha512); default: the base file's identity. */
+  baseKey?: string;
+  /** Layer folders applied after the profile's (a keyring a user would place, say). */
+  extraLayers?: string[];
+  /** URI -> where the build fetches that repository from (an internal mirror, a stand-in). */
+  aptMirrors?: Record<string, string>;
+}
+
+/** The arguments of scripts/steps/customize-image.sh that build `profile` (resolved for `release`) from `base` into `output`, with its layer plan. */
+export function customizeArgs(profile: ProfileInfo, release: string, base: string, output: string, requirements: ImageRequirements, build: BuildInputs = {}): string[] {
+  const layers = [...profile.layers, ...(build.extraLayers ?? [])];
+  const plan = layerPlan({ baseKey: build.baseKey ?? baseFileKey(base), release, layers, packages: profile.packages, aptMirrors: build.aptMirrors });
   return [
     "--base",
     base,
     "--release",
     release,
-    ...profile.layers.flatMap((layer) => ["--layer", layer]),
+    ...layers.flatMap((layer) => ["--layer", layer]),
     ...profile.packageLines.flatMap((pkg) => ["--package", `${pkg.name} ${pkg.origin}`]),
+    ...Object.entries(build.aptMirrors ?? {}).flatMap(([uri, mirror]) => ["--apt-mirror", `${uri}=${mirror}`]),
+    ...plan.flatMap((step) => ["--step", `${step.key} ${step.name}`]),
     ...(requirements.secureBoot ? ["--secure-boot"] : []),
     "--output",
     output,
   ];
 }
 
-/**
- * The steps customize-image.sh builds as cached layers, in order, named as the script names them
- * (scripts/steps/customize/layers.sh): "packages", then "PROFILE/files", "PROFILE/ansible" and
- * "PROFILE/commands.d/NN-name.sh" of each profile of the chain, parent first.
- */
-export function customizationLayers(profile: ProfileInfo): string[] {
-  const files = Object.keys(profile.fileHashes);
-  const has = (prefix: string) => files.some((file) => file.startsWith(prefix));
-  const packages = profile.packageLines.length > 0 || profile.chain.some((member) => has(`${member}/apt-sources.d/`));
-  return [
-    ...(packages ? ["packages"] : []),
-    ...profile.chain.filter((member) => has(`${member}/files/`)).map((member) => `${member}/files`),
-    ...profile.chain.filter((member) => files.includes(`${member}/ansible/playbook.yml`)).map((member) => `${member}/ansible`),
-    ...profile.chain.flatMap((member) => files.filter((file) => /^[^/]+\/commands\.d\/[^/]+\.sh$/.test(file) && file.startsWith(`${member}/`)).sort()),
-  ];
+/** The names of the steps customize-image.sh builds as cached layers, in order (lib/image/layer-plan.ts). */
+export function customizationLayers(profile: ProfileInfo, release: string): string[] {
+  return layerStepNames({ release, layers: profile.layers, packages: profile.packages });
 }
 
 /**
@@ -84,7 +87,7 @@ export class CustomizedImage extends Construct {
     this.imagePath = path.join(props.cacheDir, "images", `${props.profile}-${customizedImageKey(props.cloudImage.contentKey, this.profile, requirements)}.qcow2`);
     this.step = hostStep(this, "customize", {
       script: SCRIPT,
-      args: customizeArgs(this.profile, props.release, props.cloudImage.basePath, this.imagePath, requirements),
+      args: customizeArgs(this.profile, props.release, props.cloudImage.basePath, this.imagePath, requirements, { baseKey: `image ${props.cloudImage.contentKey}` }),
       // The image is a pure function of its inputs: reuse it when it is already built.
       skipIfExists: this.imagePath,
       before: props.cloudImage.ensureCommand,
@@ -93,7 +96,7 @@ export class CustomizedImage extends Construct {
         profile: props.profile,
         profile_files: this.profile.fileHashes,
         // The plan summary names the first of them that runs again (the ones before it are cached).
-        layers: customizationLayers(this.profile),
+        layers: customizationLayers(this.profile, props.release),
         // The image's path (its key) changes with it; the step must run again to build it there.
         secure_boot: props.secureBoot,
       },

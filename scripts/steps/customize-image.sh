@@ -3,10 +3,11 @@
 # to a copy of a Debian cloud image in a chroot, using the host's apt
 # configuration for the duration of the build only, and write the result as a
 # new qcow2. lib/config/profile.ts resolves and checks the profile; this script gets
-# its folders (parent first), packages and release as arguments. Each step is a
-# cached layer: a change in one step rebuilds from that step on. Its parts, by job:
+# its folders (parent first), packages and release as arguments, and the steps to
+# build as cached layers with their keys (lib/image/layer-plan.ts plans them: a
+# change in one step rebuilds from that step on). Its parts, by job:
 #   customize/common.sh    helpers the parts share (chroot, interruptible steps)
-#   customize/layers.sh    the steps as a chain of cached qcow2 layers, their keys and locks
+#   customize/layers.sh    the given steps as a chain of cached qcow2 layers, their locks
 #   customize/work.sh      mount a layer; release it on any exit; recover a killed run
 #   customize/sources.sh   the layers' apt repositories: read, checked, added
 #   customize/host-apt.sh  the host's apt configuration in the image for the build only
@@ -19,7 +20,7 @@ set -eu
 umask 022
 
 PROG=customize-image
-USAGE="usage: customize-image.sh --base BASE --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--secure-boot] [--apt-mirror URI=MIRROR]... [--layer-store DIR] --output OUT.qcow2"
+USAGE="usage: customize-image.sh --base BASE --release CODENAME --layer DIR... [--package 'NAME [ORIGIN]']... [--step 'KEY NAME']... [--secure-boot] [--apt-mirror URI=MIRROR]... [--layer-store DIR] --output OUT.qcow2"
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
@@ -61,29 +62,33 @@ qemu-img, qemu-storage-daemon (FUSE), losetup, partx, mount, chroot.
                        fetch the repositories of apt-sources.d whose URI is URI from
                        MIRROR during the build (an internal mirror, a stand-in); the
                        image keeps URI. Repeated for several URIs
+  --step 'KEY NAME'    a step to build as a cached layer, repeated in build order:
+                       NAME is packages, PROFILE/files, PROFILE/ansible or
+                       PROFILE/commands.d/NN-name.sh; KEY (sha256) names the layer
+                       in the store: lib/image/layer-plan.ts computes them
   --layer-store DIR    where the layers are cached (default: layers/ beside OUT)
   --output FILE        qcow2 to write; OUT.work/ beside it holds the build
 
 Of each layer, apt-sources.d/*.sources, files/, ansible/playbook.yml and
 commands.d/NN-name.sh are applied (see profiles/README.md); its install.d lists
 come as --package. The steps (the packages, then each layer's files/, playbook
-and commands.d script) are layers keyed by everything up to them: a step whose
-key is cached is not run again.
-lib/config/profile.ts resolves a profile into these arguments (customizeArgs in
-lib/constructs/customized-image.ts). A run killed with SIGKILL is cleaned up by the next
-run for the same OUT.
+and commands.d script) come as --step, keyed by everything up to them: a step
+whose key is in the store is not run again. lib/config/profile.ts resolves a
+profile and lib/image/layer-plan.ts plans its steps into these arguments
+(customizeArgs in lib/constructs/customized-image.ts). A run killed with SIGKILL
+is cleaned up by the next run for the same OUT.
 HELP
 }
 
 # ---------------------------------------------------------------- arguments
 
-base="" release="" layers="" packages="" output="" secure_boot="" apt_mirrors="" layer_store=""
+base="" release="" layers="" packages="" output="" secure_boot="" apt_mirrors="" layer_store="" steps=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
     --secure-boot) secure_boot=1; shift; continue ;;
-    --base=*|--release=*|--layer=*|--package=*|--apt-mirror=*|--layer-store=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
-    --base|--release|--layer|--package|--apt-mirror|--layer-store|--output)
+    --base=*|--release=*|--layer=*|--package=*|--step=*|--apt-mirror=*|--layer-store=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
+    --base|--release|--layer|--package|--step|--apt-mirror|--layer-store|--output)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       opt=$1; val=$2; shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -105,6 +110,11 @@ while [ $# -gt 0 ]; do
       esac
       case "$val" in *[[:space:]]*) usage_error "--apt-mirror: no whitespace: '$val'" ;; esac
       apt_mirrors="$apt_mirrors${val%%=*} ${val#*=}
+" ;;
+    --step)
+      printf '%s\n' "$val" | grep -Eqx '[0-9a-f]{64} (packages|[A-Za-z0-9][A-Za-z0-9_.-]*/(files|ansible|commands\.d/[0-9]{2}-[A-Za-z0-9_.-]+\.sh))' ||
+        usage_error "--step: expected 'KEY NAME' (a sha256, then packages, PROFILE/files, PROFILE/ansible or PROFILE/commands.d/NN-name.sh): '$val'"
+      steps="$steps$val
 " ;;
     --layer-store) layer_store=$val ;;
     --output) output=$val ;;
@@ -146,6 +156,7 @@ base_format=$(qemu-img info "$base" 2>/dev/null | sed -n 's/^file format: //p')
 mkdir -p "$layer_store" || die "cannot create the layer store $layer_store"
 layer_store=$(realpath "$layer_store")
 
+check_steps
 read_layer_sources "$@"
 check_ansible "$@"
 names=""
@@ -184,7 +195,6 @@ cleanup() {
 }
 on_exit cleanup
 
-plan_steps "$@"
 open_layer_store
 mkdir -p "$work"
 exec 9>>"$work/lock"
@@ -246,13 +256,7 @@ apply_step() {
   check_leftovers
 }
 
-layer_named() {
-  for _l in $layers; do [ "${_l##*/}" != "$1" ] || { printf '%s
-' "$_l"; return 0; }; done
-  die "no layer named $1"
-}
-
-# Chain keys are the steps' plan: the first step whose layer is not cached runs, and every one after it.
+# The first step whose layer is not in the store runs, and every one after it (their keys follow from it).
 parent="" count=$(printf '%s' "$steps" | awk 'NF { n++ } END { print n + 0 }') index=0
 while read -r key step; do
   [ -n "$key" ] || continue
@@ -263,6 +267,7 @@ while read -r key step; do
     continue
   fi
   say "layer $index/$count $step: building ($key)"
+  need_space "$layer_store" "$LAYER_FREE_MIB" "layer $step"
   building=$key
   create_layer "$key" "${parent:+$parent.qcow2}"
   inherit_own_apt "$parent"
@@ -304,6 +309,7 @@ check_leftovers
 
 say "unmounting and writing $output"
 close_image
+need_space "$out_dir" "$(qemu-img measure -f qcow2 -O qcow2 "$work/final.qcow2" | awk '/^required size:/ { print int($3 / 1048576) + 1 }')" "the image"
 # Written past the page cache (-t none): several times faster on a busy host; tmpfs has no O_DIRECT.
 run qemu-img convert -t none -W -m 16 -f qcow2 -O qcow2 "$work/final.qcow2" "$partial" 2>/dev/null ||
   run qemu-img convert -f qcow2 -O qcow2 "$work/final.qcow2" "$partial"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Sourced by customize-image.sh: the build uses the host's apt configuration
 # (sources with the host's release mapped to the image's, apt.conf.d, keys,
-# auth, resolver), never the image's own, which waits in $backup meanwhile.
+# auth on a tmpfs, resolver), never the image's own, which waits in $backup meanwhile.
 # Every file brought in is noted in $work/temp-files and taken out again by
 # restore_image_apt, which puts the image's own files back byte for byte.
 # Reads: root work backup image_release host_release TEMP_PREFIX.
@@ -91,14 +91,13 @@ import_host_apt() {
       mkdir "$root/etc/apt/auth.conf.d"
       note_temp /etc/apt/auth.conf.d
     fi
-    if [ -f /etc/apt/auth.conf ]; then
-      install -m 0600 /etc/apt/auth.conf "$root/etc/apt/auth.conf.d/${TEMP_PREFIX}auth.conf"
-      note_temp "/etc/apt/auth.conf.d/${TEMP_PREFIX}auth.conf"
-    fi
+    # The credentials on a tmpfs of their own over the image's folder: never written to
+    # the image's file system, so no layer holds them, not even in freed blocks.
+    mount -t tmpfs -o mode=0755,size=1m btw-apt-auth "$root/etc/apt/auth.conf.d"
+    : >"$work/auth-mounted"
+    [ ! -f /etc/apt/auth.conf ] || install -m 0600 /etc/apt/auth.conf "$root/etc/apt/auth.conf.d/${TEMP_PREFIX}auth.conf"
     for _f in /etc/apt/auth.conf.d/*; do
-      [ -f "$_f" ] || continue
-      install -m 0600 "$_f" "$root/etc/apt/auth.conf.d/$TEMP_PREFIX${_f##*/}"
-      note_temp "/etc/apt/auth.conf.d/$TEMP_PREFIX${_f##*/}"
+      [ ! -f "$_f" ] || install -m 0600 "$_f" "$root/etc/apt/auth.conf.d/$TEMP_PREFIX${_f##*/}"
     done
   fi
 }
@@ -106,6 +105,10 @@ import_host_apt() {
 # Takes out what import_host_apt brought in (newest first, so a folder the build
 # created is empty when its turn comes) and puts the image's own files back.
 restore_image_apt() {
+  if [ -f "$work/auth-mounted" ]; then
+    umount "$root/etc/apt/auth.conf.d"
+    rm -f "$work/auth-mounted"
+  fi
   for _temp in $(awk '{ line[NR] = $0 } END { for (i = NR; i > 0; i--) print line[i] }' "$work/temp-files"); do
     if [ -d "$root$_temp" ] && [ ! -L "$root$_temp" ]; then rmdir "$root$_temp"; else rm -f "$root$_temp"; fi
   done

@@ -1,96 +1,53 @@
 #!/bin/sh
 # Sourced by customize-image.sh: the build as a chain of cached layers. Each step
-# (the packages of the chain, then files/, ansible/ and each commands.d script of
-# each layer, parent first) is a qcow2 overlay on the one before it, named by the
-# hash of everything up to that step: key = sha256(previous key, the step's
-# content). A change in one step rebuilds from that step on.
+# it is given (--step KEY NAME, planned by lib/image/layer-plan.ts: the packages of
+# the chain, then files/, ansible/ and each commands.d script of each layer,
+# parent first) is a qcow2 overlay on the one before it, named by its KEY.
 # The store ($layer_store) holds KEY.qcow2 (complete: synced, then renamed),
 # KEY.step (the step's name), KEY.own-apt (the base image's own sources.list.d
 # entries, customize/host-apt.sh), KEY.lock (one build of a key at a time), .lock
 # (builds hold it shared; garbage collection takes it alone) and refs/PROFILE
 # (the layer keys of its last KEEP_BUILDS builds; layers no ref names are removed).
-# Reads: base base_format release packages apt_mirrors layer_repos layer_store; sets: steps.
+# Reads: base base_format layers steps layer_store.
 # shellcheck disable=SC2154 # the globals named above are customize-image.sh's
 
 KEEP_BUILDS=3
 
-sha256_of() { sha256sum | cut -c1-64; }
-
-# A folder of a layer as copied into the image (owner, modes, order; not times).
-tree_hash() {
-  tar -C "$1" --sort=name --owner=0 --group=0 --numeric-owner --mode=go-w --mtime=@0 -cf - "$2" | sha256_of
+# The step's layer folder: the --layer whose name is PROFILE.
+layer_named() {
+  for _l in $layers; do [ "${_l##*/}" != "$1" ] || { printf '%s\n' "$_l"; return 0; }; done
+  return 1
 }
 
-# What every layer starts from: the base file (by identity: the cache writes it
-# once and renames it into place), the release and the scripts that build layers.
-chain_root_key() {
-  _dir=$(dirname "$0")
-  {
-    echo "btw-img layers 1"
-    stat -L -c '%n %d:%i %s %Y' "$(realpath "$base")"
-    echo "release $release"
-    cat "$0" "$_dir"/customize/*.sh "$_dir"/lib/image-mount.sh "$_dir"/lib/private-dev.sh
-  } | sha256_of
-}
-
-# What the packages step adds: the package names, the layers' repositories of this
-# release (customize/sources.sh: layer_sources), the keyrings they are signed with
-# from files/ (as add_layer_sources copies them) and where the build fetches them
-# (--apt-mirror), in chain order.
-packages_content() {
-  printf '%s' "$packages" | awk '{ print "package", $1 }'
-  for _layer in "$@"; do
-    for _src in $(layer_sources "$_layer"); do
-      printf 'source %s %s %s\n' "${_layer##*/}" "${_src#"$_layer"/}" "$(sha256_of <"$_src")"
-    done
-  done
-  while read -r _uri _suite _key _rel _layer; do
-    { [ -n "$_uri" ] && [ "$_key" != - ]; } || continue
-    _from=$(keyring_layer "$_key" "$@")
-    [ -z "$_from" ] || printf 'keyring %s %s %s\n' "$_key" "${_from##*/}" "$(sha256_of <"$_from/files$_key")"
+# Each --step names a part of a --layer that is there, before anything is read or changed.
+check_steps() {
+  while read -r _key _step; do
+    [ -n "$_key" ] || continue
+    [ "$_step" != packages ] || continue
+    _layer=$(layer_named "${_step%%/*}") || die "--step $_step: no --layer is named ${_step%%/*}"
+    case "$_step" in
+      */files) _part=$_layer/files ;;
+      */ansible) _part=$_layer/ansible/playbook.yml ;;
+      *) _part=$_layer/${_step#*/} ;;
+    esac
+    [ -e "$_part" ] || die "--step $_step: $_part is not there"
   done <<LIST
-$layer_repos
+$steps
 LIST
-  printf '%s' "$apt_mirrors" | awk 'NF { print "apt-mirror", $1, $2 }'
-}
-
-# steps: "KEY NAME" lines in build order; NAME is "packages", "PROFILE/files",
-# "PROFILE/ansible" or "PROFILE/commands.d/NN-name.sh" (lib/constructs/customized-image.ts
-# names them the same way for the plan summary).
-plan_steps() {
-  steps=""
-  _key=$(chain_root_key)
-  _content=$(packages_content "$@")
-  if [ -n "$_content" ]; then
-    _key=$(printf '%s\n%s\n' "$_key" "$_content" | sha256_of)
-    steps="$_key packages
-"
-  fi
-  for _layer in "$@"; do
-    _profile=${_layer##*/}
-    if [ -d "$_layer/files" ] && [ -n "$(folder_entries "$_layer/files")" ]; then
-      _key=$(printf '%s\nfiles %s %s\n' "$_key" "$_profile" "$(tree_hash "$_layer" files)" | sha256_of)
-      steps="$steps$_key $_profile/files
-"
-    fi
-  done
-  for _layer in "$@"; do
-    has_playbook "$_layer" || continue
-    _key=$(printf '%s\nansible %s %s\n' "$_key" "${_layer##*/}" "$(tree_hash "$_layer" ansible)" | sha256_of)
-    steps="$steps$_key ${_layer##*/}/ansible
-"
-  done
-  for _layer in "$@"; do
-    for _script in "$_layer"/commands.d/*.sh; do
-      [ -f "$_script" ] || continue
-      _key=$(printf '%s\ncommand %s %s %s\n' "$_key" "${_layer##*/}" "${_script##*/}" "$(sha256_of <"$_script")" | sha256_of)
-      steps="$steps$_key ${_layer##*/}/commands.d/${_script##*/}
-"
-    done
-  done
 }
 
 layer_file() { printf '%s/%s.qcow2' "$layer_store" "$1"; }
+
+# Free space a step needs in the store before it starts (a layer holds what the
+# step writes: a desktop's packages are about 1 GiB). BTW_LAYER_FREE_MIB changes it.
+LAYER_FREE_MIB=${BTW_LAYER_FREE_MIB:-1024}
+
+# need_space DIR MIB WHAT: DIR's file system has MIB free, or the build stops saying how much is missing.
+need_space() {
+  _free=$(df -Pk "$1" | awk 'NR == 2 { print int($4 / 1024) }')
+  [ -n "$_free" ] || die "cannot read the free space of $1"
+  [ "$_free" -ge "$2" ] || die "$3 needs $2 MiB free in $1, which has $_free MiB: free $(($2 - _free)) MiB or more there (BTW_CACHE_DIR moves the cache) and run again; nothing was kept of this step"
+}
 
 # The base image's own apt sources entries for a step on PARENT (a layer's key, or "" for the base: read when mounted).
 inherit_own_apt() {

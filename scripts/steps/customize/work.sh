@@ -5,7 +5,7 @@
 # mounted at $root; release_work undoes all of it after any exit, and
 # recover_work after a run that was killed before it could (the daemon dies
 # with the script: its parent-death signal).
-# Reads: output work raw root backup state partial; sets: loop qsd_pid image_release host_release.
+# Reads: output work raw root backup state partial; sets: loop root_part qsd_pid image_release host_release.
 # shellcheck disable=SC2154 # the globals named above are customize-image.sh's
 
 # Processes whose root is our chroot (daemons a package or a command left behind).
@@ -179,10 +179,10 @@ open_image() {
   record_export
   loop=$(attach_loop "$raw")
   record_export "$loop"
-  _root_part=$(root_partition "$loop")
-  [ -n "$_root_part" ] || die "no ext4 root partition found in $base"
-  say "mounting root partition $_root_part (the ESP stays unmounted: the kernel here cannot mount vfat)"
-  mount "$_root_part" "$root"
+  root_part=$(root_partition "$loop")
+  [ -n "$root_part" ] || die "no ext4 root partition found in $base"
+  say "mounting root partition $root_part (the ESP stays unmounted: the kernel here cannot mount vfat)"
+  mount "$root_part" "$root"
   # A chroot'ed cat: /etc/os-release may be an absolute symlink.
   image_release=$(chroot "$root" /bin/cat /etc/os-release 2>/dev/null | sed -n 's/^VERSION_CODENAME=//p' | tr -d "\"'")
   [ -n "$image_release" ] || die "cannot read VERSION_CODENAME from the image's /etc/os-release"
@@ -200,17 +200,20 @@ mount_chroot_filesystems() {
   make_private_dev "$root/dev" "$loop"
 }
 
-# Unmounts everything, detaches the loop device and ends the export: the overlay is complete.
+# Unmounts everything, checks the file system, detaches the loop device and ends
+# the export: the overlay is complete. Any error throws it away (a full cache's file
+# system fails the writes under the export: that layer must never be kept).
 close_image() {
   kill_chroot_processes
   # Blocks freed in the image are discarded in the overlay, so it stays small.
   # Committed first: ext4 trims no block freed in a transaction still open (clean's deletions).
-  sync -f "$root" 2>/dev/null || true
-  fstrim "$root" 2>/dev/null || true
+  _err=$(sync -f "$root" 2>&1) || die "writing the image failed (sync: $_err); is the cache's file system full? Nothing of this step is kept"
+  _err=$(fstrim "$root" 2>&1) || die "discarding freed blocks failed (fstrim: $_err); nothing of this step is kept"
   for _m in dev/shm dev/pts dev run sys proc; do
     umount "$root/$_m"
   done
   umount "$root"
+  _err=$(e2fsck -fn "$root_part" 2>&1) || die "the image's root file system has errors after this step (e2fsck -fn $root_part: $(printf '%s\n' "$_err" | tail -n 3 | tr '\n' ' ')); nothing of it is kept"
   losetup -d "$loop"
   stop_export
   rm -f "$raw"
