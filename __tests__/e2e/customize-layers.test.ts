@@ -1,7 +1,7 @@
 // A profile build is a chain of cached layers (scripts/steps/customize/layers.sh) on
 // Debian's real trixie image: a change in the last commands.d script rebuilds that
 // step only, builds of the same layers at once wait for each other, and an
-// interrupted layer is never left behind.
+// interrupted layer, or one whose store's file system filled, is never left behind.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -163,6 +163,50 @@ describe("a profile build is a chain of cached layers", () => {
     // ... and the image does not carry it.
     expect(sizes.shrink).toBeLessThan(sizes.plain + 16 * 2 ** 20);
     expect(sizes.tmpbig).toBeLessThan(sizes.plain + 16 * 2 ** 20);
+  }, 1_800_000);
+
+  test("a layer store whose file system fills during a step: the build stops saying so, keeps no layer, and runs again once there is space", () => {
+    // The store on a 192 MiB ext4 of its own; the step writes 256 MiB into the image, which has room for it.
+    fs.mkdirSync(path.join(profiles, "filler", "commands.d"), { recursive: true });
+    fs.writeFileSync(path.join(profiles, "filler", "commands.d", "10-fill.sh"), "head -c 268435456 /dev/urandom >/root/btw-fill\n");
+    const disk = path.join(work, "small-store.ext4");
+    const mountpoint = path.join(work, "small-store");
+    const store = path.join(mountpoint, "layers");
+    const output = path.join(work, "filler.qcow2");
+    const build = (env: NodeJS.ProcessEnv = {}) =>
+      runScript("customize-image.sh", [...customizeArgs(readProfile(profiles, "filler", "trixie"), "trixie", base, output, { secureBoot: false }), "--layer-store", store], env);
+    const storeFiles = () => fs.readdirSync(store).filter((f) => /\.qcow2|\.partial/.test(f));
+    execFileSync("truncate", ["-s", "192M", disk]);
+    execFileSync("mkfs.ext4", ["-q", "-F", disk]);
+    fs.mkdirSync(mountpoint);
+    execFileSync("mount", ["-o", "loop", disk, mountpoint]);
+    try {
+      // The check before the step asks for less than it writes: the writes under the export fail.
+      const full = build({ BTW_LAYER_FREE_MIB: "32" });
+      expect(full.status).not.toBe(0);
+      expect(full.stderr).toMatch(/writing the image failed \(sync: .+\); is the cache's file system full\? Nothing of this step is kept/);
+      expect(storeFiles()).toEqual([]);
+      expect(fs.existsSync(output)).toBe(false);
+      // With the default need (1 GiB) the step does not start: it says how much is missing, where.
+      const refused = build();
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toMatch(new RegExp(`layer filler/commands\\.d/10-fill\\.sh needs 1024 MiB free in ${store}, which has \\d+ MiB: free \\d+ MiB or more there`));
+      expect(refused.stderr).not.toMatch(/running commands\.d\/10-fill\.sh/);
+      expect(storeFiles()).toEqual([]);
+
+      // The file system grown to 2 GiB: the same build in the same store succeeds.
+      execFileSync("umount", [mountpoint]);
+      execFileSync("truncate", ["-s", "2G", disk]);
+      execFileSync("e2fsck", ["-f", "-p", disk]);
+      execFileSync("resize2fs", ["-p", disk], { stdio: "ignore" });
+      execFileSync("mount", ["-o", "loop", disk, mountpoint]);
+      const again = build();
+      expect({ status: again.status, tail: again.status === 0 ? "" : again.stderr.slice(-3000) }).toEqual({ status: 0, tail: "" });
+      expect(storeFiles()).toHaveLength(1);
+      withImageRoot(output, (root) => expect(fs.statSync(path.join(root, "root/btw-fill")).size).toBe(268435456));
+    } finally {
+      spawnSync("umount", [mountpoint]);
+    }
   }, 1_800_000);
 
   test("a daemon that stops answering mid-layer does not hang the rollback: its export is cut off, nothing is left", async () => {
