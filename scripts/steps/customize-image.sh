@@ -24,6 +24,9 @@ USAGE="usage: customize-image.sh --base BASE --release CODENAME --layer DIR... [
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Prefix of every file this script puts into the image for the build only.
 TEMP_PREFIX=btw-host-
+# Free space a step needs in the layer store before it starts (a layer holds what
+# the step writes: a desktop's packages are about 1 GiB).
+LAYER_FREE_MIB=${BTW_LAYER_FREE_MIB:-1024}
 
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"

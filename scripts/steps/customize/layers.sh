@@ -38,10 +38,6 @@ LIST
 
 layer_file() { printf '%s/%s.qcow2' "$layer_store" "$1"; }
 
-# Free space a step needs in the store before it starts (a layer holds what the
-# step writes: a desktop's packages are about 1 GiB). BTW_LAYER_FREE_MIB changes it.
-LAYER_FREE_MIB=${BTW_LAYER_FREE_MIB:-1024}
-
 # need_space DIR MIB WHAT: DIR's file system has MIB free, or the build stops saying how much is missing.
 need_space() {
   _free=$(df -Pk "$1" | awk 'NR == 2 { print int($4 / 1024) }')
