@@ -7,6 +7,8 @@
 # build as cached layers with their keys (lib/image/layer-plan.ts plans them: a
 # change in one step rebuilds from that step on). Its parts, by job:
 #   customize/common.sh    helpers the parts share (chroot, interruptible steps)
+#   customize/arguments.sh the help and the arguments
+#   customize/steps.sh     open one step's overlay, apply one layer's step
 #   customize/layers.sh    the given steps as a chain of cached qcow2 layers, their locks
 #   customize/work.sh      mount a layer; release it on any exit; recover a killed run
 #   customize/sources.sh   the layers' apt repositories: read, checked, added
@@ -33,6 +35,8 @@ LAYER_FREE_MIB=${BTW_LAYER_FREE_MIB:-1024}
 own_mount_namespace "$@"
 . "$(dirname "$0")/lib/private-dev.sh"
 . "$(dirname "$0")/customize/common.sh"
+. "$(dirname "$0")/customize/arguments.sh"
+. "$(dirname "$0")/customize/steps.sh"
 . "$(dirname "$0")/customize/layers.sh"
 . "$(dirname "$0")/customize/work.sh"
 . "$(dirname "$0")/customize/sources.sh"
@@ -43,90 +47,7 @@ own_mount_namespace "$@"
 . "$(dirname "$0")/customize/clean.sh"
 . "$(dirname "$0")/lib/secure-boot.sh"
 
-print_help() {
-  cat <<HELP
-$USAGE
-
-Applies the layers to BASE (never modified) in a chroot, one cached qcow2
-overlay per step, and writes OUT, the chain flattened, atomically. Needs root,
-qemu-img, qemu-storage-daemon (FUSE), losetup, partx, mount, chroot.
-
-  --base FILE          cloud image to start from: the raw disk prepare-cloud-img.sh
-                       caches, or any format qemu-img reads
-  --release CODENAME   Debian release the image must be (its VERSION_CODENAME)
-  --layer DIR          a profile folder; repeated for a profile's chain, parent first
-  --package 'NAME [ORIGIN]'
-                       a package to install, repeated; ORIGIN (say "profile minimal:
-                       install.d/base.list:3") names where it comes from in errors
-  --secure-boot        the image must boot with Secure Boot enforced: an unsigned
-                       kernel (/boot/vmlinuz-*) or kernel module no package ships
-                       (dkms output, say) fails the build; without it, a warning
-  --apt-mirror URI=MIRROR
-                       fetch the repositories of apt-sources.d whose URI is URI from
-                       MIRROR during the build (an internal mirror, a stand-in); the
-                       image keeps URI. Repeated for several URIs
-  --step 'KEY NAME'    a step to build as a cached layer, repeated in build order:
-                       NAME is packages, PROFILE/files, PROFILE/ansible or
-                       PROFILE/commands.d/NN-name.sh; KEY (sha256) names the layer
-                       in the store: lib/image/layer-plan.ts computes them
-  --layer-store DIR    where the layers are cached (default: layers/ beside OUT)
-  --output FILE        qcow2 to write; OUT.work/ beside it holds the build
-
-Of each layer, apt-sources.d/*.sources, files/, ansible/playbook.yml and
-commands.d/NN-name.sh are applied (see profiles/README.md); its install.d lists
-come as --package. The steps (the packages, then each layer's files/, playbook
-and commands.d script) come as --step, keyed by everything up to them: a step
-whose key is in the store is not run again. lib/config/profile.ts resolves a
-profile and lib/image/layer-plan.ts plans its steps into these arguments
-(customizeArgs in lib/constructs/customized-image.ts). A run killed with SIGKILL
-is cleaned up by the next run for the same OUT.
-HELP
-}
-
-# ---------------------------------------------------------------- arguments
-
-base="" release="" layers="" packages="" output="" secure_boot="" apt_mirrors="" layer_store="" steps=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -h|--help) print_help; exit 0 ;;
-    --secure-boot) secure_boot=1; shift; continue ;;
-    --base=*|--release=*|--layer=*|--package=*|--step=*|--apt-mirror=*|--layer-store=*|--output=*) opt=${1%%=*}; val=${1#*=}; shift ;;
-    --base|--release|--layer|--package|--step|--apt-mirror|--layer-store|--output)
-      [ $# -ge 2 ] || usage_error "$1 needs a value"
-      opt=$1; val=$2; shift 2 ;;
-    *) usage_error "unknown argument: $1" ;;
-  esac
-  case "$opt" in
-    --base) base=$val ;;
-    --release) release=$val ;;
-    --layer) layers="$layers${val%/}
-" ;;
-    --package)
-      # A word apt takes as a package (never an option), then where it comes from.
-      case "${val%% *}" in ''|[!a-z0-9]*|*[!a-zA-Z0-9+.:=~/-]*) usage_error "--package: not a package name: '${val%% *}'" ;; esac
-      packages="$packages$val
-" ;;
-    --apt-mirror)
-      case "$val" in
-        [a-z]*://*=[a-z]*://*) ;;
-        *) usage_error "--apt-mirror: expected URI=MIRROR (two URLs): '$val'" ;;
-      esac
-      case "$val" in *[[:space:]]*) usage_error "--apt-mirror: no whitespace: '$val'" ;; esac
-      apt_mirrors="$apt_mirrors${val%%=*} ${val#*=}
-" ;;
-    --step)
-      printf '%s\n' "$val" | grep -Eqx '[0-9a-f]{64} (packages|[A-Za-z0-9][A-Za-z0-9_.-]*/(files|ansible|commands\.d/[0-9]{2}-[A-Za-z0-9_.-]+\.sh))' ||
-        usage_error "--step: expected 'KEY NAME' (a sha256, then packages, PROFILE/files, PROFILE/ansible or PROFILE/commands.d/NN-name.sh): '$val'"
-      steps="$steps$val
-" ;;
-    --layer-store) layer_store=$val ;;
-    --output) output=$val ;;
-  esac
-done
-[ -n "$base" ] || usage_error "missing --base"
-[ -n "$release" ] || usage_error "missing --release"
-[ -n "$layers" ] || usage_error "missing --layer"
-[ -n "$output" ] || usage_error "missing --output"
+parse_arguments "$@"
 # From here on the positional parameters are the layers, parent first.
 set --
 while IFS= read -r layer; do
@@ -209,55 +130,6 @@ have_lock=1
 recover_work
 
 # ---------------------------------------------------------------- build
-
-# One mount of the image on a new overlay of PARENT (a layer's name, or "" for the base).
-# The first one opened checks what must hold before anything is changed.
-checked=""
-open_step() {
-  _overlay=$1; shift
-  rm -rf "$backup"
-  mkdir "$backup"
-  : >"$work/temp-files"
-  open_image "$_overlay"
-  if [ -z "$checked" ]; then
-    say "image release: $image_release (host: $host_release)"
-    [ "$image_release" = "$release" ] || die "the image is $image_release but --release is $release (the lab's release and its image disagree)"
-    check_layer_repos
-    check_layer_keys "$@"
-    check_layer_playbooks "$@"
-    checked=1
-  fi
-  mount_chroot_filesystems
-}
-
-# STEP: what one layer adds, with the host's apt configuration in for it only.
-apply_step() {
-  _step=$1; shift
-  guard_build
-  import_host_apt
-  case "$_step" in
-    packages)
-      add_layer_sources "$@"
-      install_packages
-      # The downloaded packages are not part of the layer; the lists are (install.sh: refresh_stale_lists).
-      in_chroot apt-get clean ;;
-    */files) copy_layer_files "$(layer_named "${_step%/files}")" ;;
-    */ansible)
-      mirror_layer_sources "$@"
-      refresh_stale_lists
-      run_layer_playbooks "$(layer_named "${_step%/ansible}")" ;;
-    */commands.d/*)
-      mirror_layer_sources "$@"
-      refresh_stale_lists
-      _layer=$(layer_named "${_step%%/*}")
-      run_layer_command "$_layer" "$_layer/commands.d/${_step##*/}" ;;
-  esac
-  kill_chroot_processes
-  restore_image_apt
-  restore_layer_sources
-  unguard_build
-  check_leftovers
-}
 
 # The first step whose layer is not in the store runs, and every one after it (their keys follow from it).
 parent="" count=$(printf '%s' "$steps" | awk 'NF { n++ } END { print n + 0 }') index=0
