@@ -1,5 +1,3 @@
-import { IResolvable } from "cdktf";
-
 // The engine reads every string in cdk.tf.json (map keys included) as a
 // template: `${...}` interpolates and `%{...}` is a directive. A string from the
 // config (a runcmd holding `echo ${HOME}`) reaches a resource byte for byte only
@@ -34,23 +32,4 @@ export function terraformLiterals<T>(value: T): T {
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [terraformLiteral(key), terraformLiterals(item)])) as T;
   }
   return value;
-}
-
-// A quoted string inside an expression: the engine's escapes, and templates doubled as above.
-const HCL_ESCAPES: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "${": "$${", "%{": "%%{" };
-
-function hclQuoted(text: string): string {
-  // eslint-disable-next-line no-control-regex -- it escapes control characters, so it names them
-  return `"${text.replace(/[\\"\n\r\t\x00-\x1f\x7f]|\$\{|%\{/g, (match) => HCL_ESCAPES[match] ?? `\\u${match.charCodeAt(0).toString(16).padStart(4, "0")}`)}"`;
-}
-
-/**
- * Text the engine keeps byte for byte but shows only as "(sensitive value)" in its
- * plans (a trigger holding a VM's user-data): `sensitive("...")`, built here because
- * cdktf's Fn.sensitive leaves quotes inside the string unescaped. terraformLiterals
- * passes it through untouched.
- */
-export function sensitiveText(text: string): IResolvable {
-  const expression = `\${sensitive(${hclQuoted(text)})}`;
-  return { creationStack: [], resolve: () => expression, toString: () => expression };
 }

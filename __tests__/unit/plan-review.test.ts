@@ -14,34 +14,22 @@ describe("the summary never shows cloud-init data or sensitive values and keeps 
     change: { actions: ["delete", "create"], before: { id: "x", triggers_replace: before }, after: { triggers_replace: after }, ...marks },
   });
 
-  test("user-data, sensitive in the engine's plans, is named with its line counts and top-level keys, never its values", () => {
-    const secret = change(
-      { user_data: "#cloud-config\nchpasswd:\n  users: [{name: debian, password: old}]\n" },
-      { user_data: `#cloud-config\nchpasswd:\n  users: [{name: debian, password: ${SECRET}}]\n` },
-      { before_sensitive: { triggers_replace: { user_data: true } }, after_sensitive: { triggers_replace: { user_data: true } } },
+  test("user-data: state keeps its hash and its keys' sizes; a change is named by those, never a value", () => {
+    const secret = change({ user_data_sha256: "a".repeat(64), user_data_keys: { chpasswd: 2 } }, { user_data_sha256: "b".repeat(64), user_data_keys: { chpasswd: 2 } });
+    expect(imageStepRun(secret)?.reasons).toEqual(["cloud-init user-data of vm web changed (a value: the same keys, as many lines)"]);
+    const grown = change(
+      { user_data_sha256: "a".repeat(64), user_data_keys: { hostname: 1, packages: 2, runcmd: 2 }, meta_data: "instance-id: btw-lab-web-1", network_config: "version: 2" },
+      { user_data_sha256: "b".repeat(64), user_data_keys: { hostname: 1, packages: 3, runcmd: 3 }, meta_data: `instance-id: ${SECRET}`, network_config: `version: 2 # ${SECRET}` },
     );
-    const summary = renderPlanSummary([{ stack: "lab", plan: { resource_changes: [secret] } }]);
-    expect(summary).toContain("`triggers_replace.user_data` changed (sensitive)");
-    expect(summary).toContain("  - cloud-init user-data of vm web changed: 1 line added, 1 removed (chpasswd)\n");
+    const summary = renderPlanSummary([{ stack: "lab", plan: { resource_changes: [grown] } }]);
+    expect(summary).toContain("  - cloud-init user-data of vm web changed: 5 → 7 lines (packages, runcmd)\n");
+    expect(summary).not.toContain("the same keys");
+    for (const key of ["meta_data", "network_config"]) expect(summary).toContain(`\`triggers_replace.${key}\` changed (cloud-init data, not shown)`);
     expect(summary).not.toContain(SECRET);
-    expect(summary).not.toContain("debian");
-    expect(imageStepRun(secret)?.reasons).toEqual(["cloud-init user-data of vm web changed: 1 line added, 1 removed (chpasswd)"]);
-  });
-
-  test("a user-data change names its keys and counts its lines; no cloud-init value is shown", () => {
-    const before = "#cloud-config\nhostname: web\npackages:\n  - curl\nruncmd:\n  - echo old\n";
-    const after = `#cloud-config\nhostname: web\npackages:\n  - curl\n  - jq\nruncmd:\n  - echo token=${SECRET}\n  - systemctl restart app\n`;
-    const seed = change(
-      { user_data: before, meta_data: "instance-id: btw-lab-web-1", network_config: "version: 2" },
-      { user_data: after, meta_data: `instance-id: ${SECRET}`, network_config: `version: 2 # ${SECRET}` },
-    );
-    const summary = renderPlanSummary([{ stack: "lab", plan: { resource_changes: [seed] } }]);
-    expect(summary).toContain("  - cloud-init user-data of vm web changed: 3 lines added, 1 removed (packages, runcmd)\n");
-    for (const key of ["user_data", "meta_data", "network_config"]) {
-      expect(summary).toContain(`\`triggers_replace.${key}\` changed (cloud-init data, not shown)`);
-    }
-    expect(summary).not.toContain(SECRET);
-    expect(summary).not.toContain("echo");
+    // A lab deployed before: its seed kept the text; the summary says why it is made again.
+    const legacy = change({ user_data: `#cloud-config\npassword: ${SECRET}\n` }, { user_data_sha256: "b".repeat(64), user_data_keys: { password: 1 } });
+    expect(imageStepRun(legacy)?.reasons).toContain("the seed of vm web keeps user-data's hash in state now, no longer its text: it is made again once");
+    expect(renderPlanSummary([{ stack: "lab", plan: { resource_changes: [legacy] } }])).not.toContain(SECRET);
   });
 
   test("a value with | is escaped in the table", () => {

@@ -29,7 +29,11 @@ describe("terraformLiterals", () => {
     const tf = synthStack((app) => new LabStack(app, "lab", config));
     const seed = Object.entries<any>(tf.resource.terraform_data).find(([name]) => name.startsWith("vm-web_seed_"))![1];
     expect(seed.triggers_replace.image).toMatch(/^\$\{terraform_data\.image-minimal_customize_[0-9A-F]{8}\.id\}$/);
-    expect(seed.triggers_replace.user_data).toContain("echo $${HOME} %%{x} $$${y}");
+    expect(seed.provisioner[0]["local-exec"].environment.USER_DATA).toContain("echo $${HOME} %%{x} $$${y}");
+    // State keeps no user-data text: its hash and its keys' sizes.
+    expect(seed.triggers_replace.user_data).toBeUndefined();
+    expect(seed.triggers_replace.user_data_sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(seed.triggers_replace.user_data_keys).toMatchObject({ runcmd: expect.any(Number) });
   });
 
   test("a cache folder the engine would read as a template is refused, naming BTW_CACHE_DIR", () => {

@@ -21,6 +21,27 @@ function readTemplate(name: string): Record<string, unknown> {
   return (parse(fs.readFileSync(path.join(TEMPLATE_DIR, name), "utf8")) ?? {}) as Record<string, unknown>;
 }
 
+/**
+ * What a seed's state may keep of a cloud-config instead of its text (which may hold
+ * secrets): each top-level key with the number of lines its block spans. Enough to say
+ * which keys a change touched, nothing of any value.
+ */
+export function cloudConfigShape(text: string): Record<string, number> {
+  const shape: Record<string, number> = {};
+  let key: string | undefined;
+  for (const line of text.split("\n")) {
+    const top = /^([A-Za-z0-9_-]+):/.exec(line)?.[1];
+    if (top) key = top;
+    if (key && line.trim() && !line.startsWith("#")) shape[key] = (shape[key] ?? 0) + 1;
+  }
+  return shape;
+}
+
+/** The sha256 of a seed's text: what state keeps to see that it changed. */
+export function seedTextSha256(text: string): string {
+  return crypto.createHash("sha256").update(text).digest("hex");
+}
+
 /** Merges extra over base: APPENDED_KEYS' lists add up, objects merge key by key, anything else from extra replaces base's. */
 export function mergeCloudConfig(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...base };

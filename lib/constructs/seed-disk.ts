@@ -8,8 +8,7 @@ import { LabConfig, VmConfig } from "../config/config";
 import { CustomizedImage } from "./customized-image";
 import { hostStep, shellQuote } from "./host-step";
 import { VmNames } from "../config/names";
-import { renderSeed } from "../config/seed";
-import { sensitiveText } from "../terraform-string";
+import { cloudConfigShape, renderSeed, seedTextSha256 } from "../config/seed";
 
 export interface SeedDiskProps {
   lab: LabConfig;
@@ -32,8 +31,14 @@ export class SeedDisk extends Construct {
       script: "make-seed-iso.sh",
       args: ["--name", vm.name, "--output", this.isoPath, "--validate-with", props.image.imagePath],
       environment: { USER_DATA: seed.userData, META_DATA: seed.metaData, NETWORK_CONFIG: seed.networkConfig },
-      // The engine prints triggers in every plan: user-data, which may hold secrets, only as sensitive.
-      triggers: { user_data: sensitiveText(seed.userData), meta_data: seed.metaData, network_config: seed.networkConfig, image: props.image.step.id },
+      // Triggers are kept in state: of user-data, which may hold secrets, only its hash and its keys' sizes.
+      triggers: {
+        user_data_sha256: seedTextSha256(seed.userData),
+        user_data_keys: cloudConfigShape(seed.userData),
+        meta_data: seed.metaData,
+        network_config: seed.networkConfig,
+        image: props.image.step.id,
+      },
       // Destroyed after the domain (which needs the seed), so this also takes the
       // console log and libvirt's QEMU log of the domain once nothing writes them.
       destroyCommand: `rm -f ${[this.isoPath, names.consoleLog, names.qemuLog].map(shellQuote).join(" ")}` + ` && { rmdir -p ${shellQuote(path.dirname(this.isoPath))} 2>/dev/null || true; }`,

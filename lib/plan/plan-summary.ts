@@ -4,7 +4,6 @@
 // The summary goes into PR/MR comments: cloud-init data (user-data may hold
 // passwords and tokens) is described, never shown; `cdktf diff` shows it locally.
 import { isDeepStrictEqual } from "util";
-import { parse } from "yaml";
 
 /** The parts of `show -json` output read here. */
 export interface PlanJson {
@@ -220,39 +219,13 @@ function profileFileChanges(before: unknown, after: unknown): string[] {
   return [...byProfile].map(([profile, files]) => `profile ${profile} changed: ${files.join(", ")}`);
 }
 
-/** How many lines are only in `after` (added) and only in `before` (removed), by their longest common subsequence. */
-function lineChanges(before: string, after: string): { added: number; removed: number } {
-  const a = before.split("\n");
-  const b = after.split("\n");
-  // common[j]: the longest common subsequence of a[i..] and b[j..], one row of i at a time.
-  let common = new Array<number>(b.length + 1).fill(0);
-  for (let i = a.length - 1; i >= 0; i--) {
-    const row = new Array<number>(b.length + 1).fill(0);
-    for (let j = b.length - 1; j >= 0; j--) row[j] = a[i] === b[j] ? common[j + 1] + 1 : Math.max(common[j], row[j + 1]);
-    common = row;
-  }
-  return { added: b.length - common[0], removed: a.length - common[0] };
-}
-
-/** A cloud-config as a map of its top-level keys; empty when it is not a YAML map. */
-function parseCloudConfig(text: unknown): Record<string, unknown> {
-  try {
-    const value = parse(String(text ?? ""));
-    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
-
-/** "3 lines added, 1 removed (runcmd, packages)": how much changed and under which top-level keys, never a value. */
+/** "12 → 13 lines (runcmd)": the lines of a cloud-config before and after, and the top-level keys whose size changed (cloudConfigShape). */
 function cloudConfigChange(before: unknown, after: unknown): string {
-  const { added, removed } = lineChanges(String(before ?? ""), String(after ?? ""));
-  const lines = (count: number) => `${count} ${count === 1 ? "line" : "lines"}`;
-  const counts = [...(added > 0 ? [`${lines(added)} added`] : []), ...(removed > 0 ? [`${added > 0 ? removed : lines(removed)} removed`] : [])];
-  const old = parseCloudConfig(before);
-  const now = parseCloudConfig(after);
-  const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])].filter((key) => !isDeepStrictEqual(old[key], now[key]));
-  return `${counts.join(", ")}${keys.length > 0 ? ` (${keys.join(", ")})` : ""}`;
+  const old = (before ?? {}) as Record<string, number>;
+  const now = (after ?? {}) as Record<string, number>;
+  const total = (shape: Record<string, number>) => Object.values(shape).reduce((sum, lines) => sum + lines, 0);
+  const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])].filter((key) => old[key] !== now[key]);
+  return `${total(old)} → ${total(now)} lines${keys.length > 0 ? ` (${keys.join(", ")})` : ""}`;
 }
 
 function explainTrigger(type: ImageStepType, subject: string, key: string, before: unknown, after: unknown): string[] {
@@ -267,9 +240,13 @@ function explainTrigger(type: ImageStepType, subject: string, key: string, befor
       return profileFileChanges(before, after);
     case "customize.base_image":
       return [after === UNKNOWN ? "the cloud image is acquired again" : "the cloud image step was replaced"];
-    // Sensitive in the engine's plans (sensitiveText), but only its line counts and top-level keys are named here.
-    case "seed.user_data":
+    // State keeps only user-data's hash and its keys' sizes (lib/config/seed.ts cloudConfigShape).
+    case "seed.user_data_keys":
       return [`cloud-init user-data of vm ${subject} changed${after === UNKNOWN ? "" : `: ${cloudConfigChange(before, after)}`}`];
+    case "seed.user_data_sha256":
+      return [`cloud-init user-data of vm ${subject} changed (a value: the same keys, as many lines)`];
+    case "seed.user_data":
+      return [`the seed of vm ${subject} keeps user-data's hash in state now, no longer its text: it is made again once`];
     case "seed.network_config":
       return [`cloud-init network-config of vm ${subject} changed`];
     case "seed.meta_data":
@@ -316,7 +293,8 @@ function layerRebuild(before: Triggers, after: Triggers): string[] {
 // Triggers computed from others: their change is already explained by the one they follow.
 const DERIVED_TRIGGERS: Record<string, string[]> = {
   "customize.layers": ["profile_files"],
-  "seed.meta_data": ["user_data", "network_config"],
+  "seed.meta_data": ["user_data_sha256", "user_data_keys", "network_config"],
+  "seed.user_data_sha256": ["user_data_keys"],
   "playbooks.playbook_folders": ["playbooks"],
 };
 
