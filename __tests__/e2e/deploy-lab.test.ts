@@ -1,6 +1,10 @@
 // The main job, end to end: `cdktf deploy lab` boots verified VMs from Debian's
-// real generic image on an isolated network; a profile edit reaches every VM
-// that boots it; `cdktf destroy lab` leaves nothing.
+// real generic image on an isolated network; a VM's Ansible playbooks (vms[].playbooks)
+// run after readiness through its guest agent, again only when their folder changes,
+// and a failing task fails the deploy naming the VM and the task; a profile edit
+// reaches every VM that boots it; `cdktf destroy lab` leaves nothing. The lab boots
+// the fixture profile ansible-role (over minimal, for the agent), whose role's
+// package, templated file and enabled unit are checked in the running VMs.
 import * as crypto from "crypto";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -18,26 +22,71 @@ const LAB = "btwe2e";
 const PREFIX = `btw-${LAB}`;
 // Reaches the guest byte for byte: Terraform must not read it as a template.
 const LITERAL = "${HOME} %{x} $${y}";
+// Stands for a secret in user-data: no deploy output may hold it (the engine shows the seed's trigger as sensitive).
+const SECRET = "pb-s3cr3t-41c9";
+const playbookLines = (output: string) => output.split("\n").filter((line) => /vm-alpha_playbooks|run-playbooks/.test(line));
 
 describe("deploy a two-VM lab, change it, destroy it", () => {
   const labUnderTest = new LabUnderTest(LAB, "deploy-lab");
   const { workspace } = labUnderTest;
   const profilesDir = path.join(workspace.dir, "profiles");
+  const playbooksDir = path.join(workspace.dir, "playbooks");
+  const site = path.join(playbooksDir, "site.yml");
+  const failing = path.join(workspace.dir, "failing", "site.yml");
+  /** The lab without its VMs. */
   let lab: Record<string, unknown>;
+  /** The lab with alpha running these playbooks (paths from the lab file's folder) and beta with this much memory. */
+  const labWith = ({ playbooks = ["playbooks/site.yml"], betaMemory = 1024 } = {}) => ({
+    ...lab,
+    vms: [
+      { name: "alpha", playbooks, user_data: { runcmd: [`printf '%s' '${LITERAL}' > /run/btw-literal`, `echo ${SECRET} > /run/btw-secret`] } },
+      { name: "beta", memory: betaMemory },
+    ],
+  });
   /** The lab with beta's memory raised from 1024 to 1280 MiB. */
-  const withBetaMemory = () => ({ ...lab, vms: [(lab.vms as unknown[])[0], { name: "beta", memory: 1280 }] });
+  const withBetaMemory = () => labWith({ betaMemory: 1280 });
+
+  const cat = (name: string, file: string) => guestExec(`${PREFIX}-${name}`, "/bin/cat", [file]);
+  /** How many times alpha's playbook ran on the running machine. */
+  const playbookRuns = () => cat("alpha", "/var/lib/btw-playbook-runs").stdout.split("\n").filter(Boolean).length;
+  const setToken = (token: string) => fs.writeFileSync(path.join(playbooksDir, "group_vars", "all.yml"), `mark_token: ${token}\n`);
+  let firstDeployOutput = "";
 
   beforeAll(async () => {
     const imageBaseUrl = await labUnderTest.start();
     fs.cpSync(path.join(PROJECT_DIR, "profiles"), profilesDir, { recursive: true });
+    // The lab's profile: the fixture ansible-role over minimal (the guest agent).
+    fs.cpSync(path.join(PROJECT_DIR, "__tests__", "fixtures", "profiles", "ansible-role"), path.join(profilesDir, "ansible-role"), { recursive: true });
+    fs.writeFileSync(path.join(profilesDir, "ansible-role", "extends"), "minimal\n");
+    // Alpha's playbook, with a role and group_vars: it records each run and what cloud-init said when it ran.
+    fs.mkdirSync(path.join(playbooksDir, "roles", "mark", "tasks"), { recursive: true });
+    fs.mkdirSync(path.join(playbooksDir, "group_vars"), { recursive: true });
+    fs.writeFileSync(site, "- name: Mark the VM\n  hosts: all\n  roles:\n    - mark\n");
+    fs.writeFileSync(
+      path.join(playbooksDir, "roles", "mark", "tasks", "main.yml"),
+      [
+        "- name: Ask cloud-init",
+        "  ansible.builtin.command: cloud-init status",
+        "  register: cloud_init",
+        "  changed_when: false",
+        "- name: Write the mark",
+        "  ansible.builtin.copy:",
+        "    dest: /etc/btw-playbook",
+        '    content: "{{ mark_token }} {{ btw_vm }} {{ inventory_hostname }}\\n{{ cloud_init.stdout }}\\n"',
+        '    mode: "0644"',
+        "- name: Count the runs",
+        "  ansible.builtin.shell: echo run >> /var/lib/btw-playbook-runs",
+        "",
+      ].join("\n"),
+    );
+    setToken("first-token");
+    fs.mkdirSync(path.dirname(failing), { recursive: true });
+    fs.writeFileSync(failing, "- name: Break the VM\n  hosts: all\n  tasks:\n    - name: Fail on purpose\n      ansible.builtin.fail:\n        msg: failing on purpose\n");
     lab = testLab({
       name: LAB,
       imageBaseUrl,
-      vms: [
-        { name: "alpha", user_data: { runcmd: [`printf '%s' '${LITERAL}' > /run/btw-literal`] } },
-        { name: "beta", memory: 1024 },
-      ],
       extra: {
+        profile: "ansible-role",
         // A profiles folder of the test's own, so a test can edit a profile of the deployed lab.
         profiles_dir: profilesDir,
         libvirt: { accel: "tcg", firmware: "uefi" },
@@ -47,7 +96,7 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
         users: [{ name: "debian" }],
       },
     });
-    fs.writeFileSync(workspace.configFile, stringify(lab));
+    fs.writeFileSync(workspace.configFile, stringify(labWith()));
   }, 1_500_000);
 
   afterAll(() => labUnderTest.stop(), 900_000);
@@ -55,7 +104,8 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
   test("deploy waits until cloud-init is done in both VMs and outputs their addresses", async () => {
     const run = await workspace.deploy();
     expect(run.output).not.toMatch(/Error:/);
-    expect(run.status).toBe(0);
+    expect({ status: run.status, tail: run.status === 0 ? "" : run.output.slice(-4000) }).toEqual({ status: 0, tail: "" });
+    firstDeployOutput = run.output;
     // While it waited it said how long, with the console's last line when there is one (never cloud-init's own:
     // integration console-line).
     // About every 30 s while it waits, the first after 30 s. (The domain is created once its guest agent answers,
@@ -84,11 +134,24 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
     }
   }, 2_400_000);
 
-  test("a second deploy with no change does nothing: the plan is all no-op", async () => {
+  test("the deploy applied alpha's playbook after cloud-init was done, with the VM as the inventory's host; nothing secret printed", () => {
+    expect(firstDeployOutput).toContain("run-playbooks: alpha: checking playbook");
+    expect(firstDeployOutput).toContain(`run-playbooks: alpha: running playbook ${site} on ${PREFIX}-alpha through its guest agent`);
+    expect(firstDeployOutput).toMatch(/TASK \[mark : Write the mark\][\s\S]*changed: \[btw-btwe2e-alpha\]/);
+    expect(playbookLines(firstDeployOutput).length).toBeGreaterThan(5);
+    expect(firstDeployOutput).not.toContain(SECRET);
+    expect(cat("alpha", "/etc/btw-playbook").stdout).toBe(`first-token alpha ${PREFIX}-alpha\nstatus: done\n`);
+    expect(playbookRuns()).toBe(1);
+  }, 300_000);
+
+  // The plan is what deploy applies: all no-op, it runs no step (no playbook either).
+  test("a second deploy with no change does nothing: the plan is all no-op, alpha's playbooks step among them", async () => {
     expect((await workspace.cdktf(["synth"])).status).toBe(0);
     const changes = planChanges(workspace.stackDir());
     expect(changes.length).toBeGreaterThan(10);
     expect(changes.filter((c) => c.actions.join() !== "no-op")).toEqual([]);
+    expect(changes.filter((c) => c.address.startsWith("terraform_data.vm-alpha_playbooks")).map((c) => c.actions.join())).toEqual(["no-op"]);
+    expect(playbookRuns()).toBe(1);
   }, 600_000);
 
   test("inside each guest (through the agent) cloud-init is done and the hostname is the VM name", () => {
@@ -98,6 +161,18 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       expect(guestExec(`${PREFIX}-${name}`, "/bin/hostname", []).stdout.trim()).toBe(name);
     }
     expect(guestExec(`${PREFIX}-alpha`, "/bin/cat", ["/run/btw-literal"]).stdout).toBe(LITERAL);
+  }, 300_000);
+
+  test("the fixture profile's role left its package, templated file and enabled unit, active in each booted VM", () => {
+    for (const name of ["alpha", "beta"]) {
+      const domain = `${PREFIX}-${name}`;
+      expect(guestExec(domain, "/usr/bin/dpkg-query", ["-W", "-f", "${Status}", "tree"]).stdout).toBe("install ok installed");
+      expect(guestExec(domain, "/usr/bin/tree", ["-d", "/etc/ssh"]).exitcode).toBe(0);
+      expect(cat(name, "/etc/btw-hello.conf").stdout).toBe("# Ansible managed\ngreeting = hello from group_vars\nport = 4242\nprofile = ansible-role\n");
+      expect(guestExec(domain, "/usr/bin/systemctl", ["is-enabled", "btw-hello.service"]).stdout.trim()).toBe("enabled");
+      expect(guestExec(domain, "/usr/bin/systemctl", ["is-active", "btw-hello.service"]).stdout.trim()).toBe("active");
+      expect(cat(name, "/var/lib/btw-hello-started").exitcode).toBe(0);
+    }
   }, 300_000);
 
   test("`btw ssh` logs in as the lab's user with the project's key, checking the host keys the VM printed on its console", () => {
@@ -118,6 +193,18 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       expect(xml).toMatch(/<backingStore>[\s\S]*-base-/);
     }
   });
+
+  test("a changed group_vars file runs alpha's playbook again on the same machine (no new boot)", async () => {
+    const bootId = cat("alpha", "/proc/sys/kernel/random/boot_id").stdout;
+    setToken("second-token");
+    const run = await workspace.deploy();
+    expect(run.status).toBe(0);
+    expect(run.output).toContain(`run-playbooks: alpha: running playbook ${site}`);
+    expect(run.output).not.toMatch(/libvirt_domain\.\S+: (Destroying|Creating)/);
+    expect(cat("alpha", "/etc/btw-playbook").stdout).toBe(`second-token alpha ${PREFIX}-alpha\nstatus: done\n`);
+    expect(playbookRuns()).toBe(2);
+    expect(cat("alpha", "/proc/sys/kernel/random/boot_id").stdout).toBe(bootId);
+  }, 1_200_000);
 
   // The plan is what deploy applies: the memory change is deployed with the profile edit below (one boot less).
   test("changing one VM's memory: `cdktf diff` and the plan replace only that VM's domain", async () => {
@@ -162,7 +249,21 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
       expect(guestExec(domain, "/usr/bin/cloud-init", ["status"]).stdout).toContain("status: done");
     }
     expect(virsh(["dominfo", `${PREFIX}-beta`])).toMatch(/Max memory:\s+1310720 KiB/);
+    // A new machine: alpha's playbook ran on it, once.
+    expect(cat("alpha", "/etc/btw-playbook").stdout).toBe(`second-token alpha ${PREFIX}-alpha\nstatus: done\n`);
+    expect(playbookRuns()).toBe(1);
   }, 2_400_000);
+
+  // Last before destroy: the failed step stays to be run again, which the plans above must not see.
+  test("a failing task fails the deploy naming the VM, the playbook, the play and the task", async () => {
+    fs.writeFileSync(workspace.configFile, stringify(labWith({ playbooks: ["playbooks/site.yml", path.relative(workspace.dir, failing)], betaMemory: 1280 })));
+    const run = await workspace.deploy();
+    expect(run.status).not.toBe(0);
+    expect(run.output).toContain(`run-playbooks: error: alpha: playbook ${failing} failed in play 'Break the VM', task 'Fail on purpose': failing on purpose`);
+    expect(run.output).not.toContain(SECRET);
+    // The playbooks before it ran, in order.
+    expect(playbookRuns()).toBe(2);
+  }, 1_200_000);
 
   test("destroy removes every domain, NVRAM file, volume, seed, network and pool of the lab", async () => {
     const run = await workspace.destroy();
