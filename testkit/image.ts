@@ -102,38 +102,3 @@ export function runScriptUntil(script: string, args: string[], marker: RegExp, s
     child.on("close", (status, sig) => resolve({ status, signal: sig, stderr: output, signalSent }));
   });
 }
-
-/**
- * Boots a qcow2 under QEMU (TCG, BIOS, no network, no seed) on a throwaway
- * overlay and resolves with the serial console once it shows a login prompt,
- * or rejects with the console's tail after timeoutMs.
- */
-export function bootToLogin(qcow2: string, timeoutMs = 600_000): Promise<string> {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-boot-"));
-  const overlay = path.join(work, "overlay.qcow2");
-  const consoleLog = path.join(work, "console.log");
-  execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", path.resolve(qcow2), overlay]);
-  const qemu = spawn(
-    "qemu-system-x86_64",
-    ["-accel", "tcg", "-m", "768", "-smp", "1", "-nic", "none", "-display", "none", "-monitor", "none", "-drive", `file=${overlay},if=virtio,format=qcow2`, "-serial", `file:${consoleLog}`],
-    { stdio: "ignore" },
-  );
-  const read = () => (fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "utf8") : "");
-  return new Promise<string>((resolve, reject) => {
-    const started = Date.now();
-    const timer = setInterval(() => {
-      const text = read();
-      const done = /login: *$/m.test(text);
-      if (!done && Date.now() - started < timeoutMs && qemu.exitCode === null) return;
-      clearInterval(timer);
-      const finish = () => {
-        fs.rmSync(work, { recursive: true, force: true });
-        if (done) resolve(text);
-        else reject(new Error(`${qcow2} did not reach a login prompt:\n${text.slice(-3000)}`));
-      };
-      if (qemu.exitCode !== null || qemu.signalCode !== null) return finish();
-      qemu.once("close", finish);
-      qemu.kill("SIGKILL");
-    }, 2000);
-  });
-}

@@ -1,5 +1,6 @@
-// Acquire Debian's real generic image over loopback and customize it offline
-// with a profile; the result is clean and nothing is left on the host.
+// Customize Debian's real generic image (the fixture acquired into the shared
+// cache as a lab would) offline with a profile; the result is clean and nothing is
+// left on the host.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -7,41 +8,37 @@ import { execFileSync, spawnSync } from "child_process";
 import { PROJECT_DIR } from "../../lib/config/config";
 import { customizeArgs } from "../../lib/constructs/customized-image";
 import { readProfile } from "../../lib/config/profile";
-import { acquireArgs, fixtureImage } from "../../testkit/fixture-image";
-import { FileServer, serveDirectory } from "../../testkit/http-server";
-import { bootToLogin, installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
+import { acquireFixtureBase } from "../../testkit/fixture-image";
+import { installedPackages, runScript, runScriptAsync, runScriptUntil, withImageRoot } from "../../testkit/image";
 import { holdStarted } from "../../testkit/held";
 import { hostLeftovers, loopAttachments, orphanLoopsSince } from "../../testkit/libvirt";
 
 const PROFILES = path.join(PROJECT_DIR, "profiles");
 
 describe("customize the cloud image offline with a profile", () => {
-  let server: FileServer;
   let work: string;
   let base: string;
+  /** The cached raw disk base links to: no step may leave it attached or mounted either. */
+  let baseFile: string;
   let baseSha256: string;
   const sha256 = (file: string) => execFileSync("sha256sum", [file], { encoding: "utf8" }).split(" ")[0];
   // What the stack passes the script: the profile resolved by lib/config/profile.ts for the image's release.
   const customize = (profilesDir: string, profile: string, output: string) => customizeArgs(readProfile(profilesDir, profile, "trixie"), "trixie", base, output, { secureBoot: false });
 
-  beforeAll(async () => {
-    const fixture = fixtureImage("trixie");
-    server = await serveDirectory(fixture.dir);
+  // Acquiring (served, verified, unpacked) is acquire-image.test.ts's; here the base the other customize tests share.
+  beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "btw-customize-"));
-    base = path.join(work, "base.raw");
-    const run = runScript("prepare-cloud-img.sh", acquireArgs(server.baseUrl, fixture, path.join(work, "cache"), base));
-    expect(run.stderr).toContain("verif");
-    expect(run.status).toBe(0);
+    base = acquireFixtureBase("trixie", work);
+    baseFile = fs.realpathSync(base);
     baseSha256 = sha256(base);
   }, 1_800_000);
 
-  afterAll(async () => {
-    await server?.close();
+  afterAll(() => {
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   afterEach(() => {
-    expect(hostLeftovers(work)).toEqual([]);
+    expect(hostLeftovers(work, baseFile)).toEqual([]);
   });
 
   test("minimal installs its packages and leaves the image clean", () => {
@@ -108,7 +105,8 @@ describe("customize the cloud image offline with a profile", () => {
     });
   }
 
-  test("two profiles of one base customized at once both write root=PARTUUID, touch nothing in the host's /dev, and both boot", async () => {
+  // What booting them showed, read instead: each kernel line's root= is the root partition's PARTUUID, and the first entry's kernel and initrd are there.
+  test("two profiles of one base customized at once both write root=PARTUUID of their root partition, touch nothing in the host's /dev, and name a kernel they hold", async () => {
     // Both builds run grub-mkconfig on copies of one base (same root UUID and PARTUUID),
     // each in a chroot whose /dev is its own.
     const profiles = fs.mkdtempSync(path.join(work, "profiles-"));
@@ -129,14 +127,23 @@ describe("customize the cloud image offline with a profile", () => {
     expect(hostDev()).toEqual(devBefore);
     for (const output of outputs) {
       withImageRoot(output, (root) => {
+        // The partition withImageRoot mounted as root, its PARTUUID read from the image's partition table.
+        const rootPartition = execFileSync("findmnt", ["--noheadings", "--output", "SOURCE", "--mountpoint", root], { encoding: "utf8" }).trim();
+        const partUuid = execFileSync("blkid", ["-p", "-o", "value", "-s", "PART_ENTRY_UUID", rootPartition], { encoding: "utf8" }).trim();
+        expect(partUuid).toMatch(/^[0-9a-f-]{36}$/);
         const grub = fs.readFileSync(path.join(root, "boot/grub/grub.cfg"), "utf8");
-        expect(grub).toMatch(/root=PARTUUID=[0-9a-f-]{36}/);
+        const kernelLines = grub.split("\n").filter((line) => /^\s*linux\s/.test(line));
+        expect(kernelLines.length).toBeGreaterThan(0);
+        expect([...new Set(kernelLines.map((line) => /\sroot=(\S+)/.exec(line)?.[1]))]).toEqual([`PARTUUID=${partUuid}`]);
         expect(grub).not.toMatch(/\/dev\/loop/);
+        const firstEntry = /^menuentry [^\n]*\{\n([\s\S]*?)^\}/m.exec(grub)?.[1] ?? "";
+        const kernel = /^\s*linux\s+(\S+)/m.exec(firstEntry)?.[1] ?? "";
+        const initrd = /^\s*initrd\s+(\S+)/m.exec(firstEntry)?.[1] ?? "";
+        expect({ kernel, initrd }).toEqual({ kernel: expect.stringMatching(/^\/boot\/vmlinuz-/), initrd: expect.stringMatching(/^\/boot\/initrd\.img-/) });
+        expect([kernel, initrd].filter((file) => !fs.statSync(path.join(root, file), { throwIfNoEntry: false })?.isFile())).toEqual([]);
         expect(fs.readdirSync(path.join(root, "dev"))).toEqual([]);
       });
     }
-    const consoles = await Promise.all(outputs.map((output) => bootToLogin(output)));
-    for (const text of consoles) expect(text).toMatch(/Debian GNU\/Linux 13/);
   }, 1_800_000);
 
   test("a package that does not exist fails naming the package and the profile list", () => {
