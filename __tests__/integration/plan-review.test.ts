@@ -168,7 +168,7 @@ describe("the summary explains why image steps run again (real engine plans agai
     );
     expect(text).not.toContain("the cloud image is acquired again");
     expect(text).toMatch(/\*\*cloud-init seed of vm vm1\*\* \(`[^`]+`, replace\):\n {2}- the image vm vm1 boots is rebuilt\n(?! {2}- cloud-init user-data)/);
-    const [, before, after] = /  - cloud-init user-data of vm vm2 changed: (\d+) → (\d+) lines \(runcmd\)\n/.exec(text) ?? [];
+    const [, before, after] = / {2}- cloud-init user-data of vm vm2 changed: (\d+) → (\d+) lines \(runcmd\)\n/.exec(text) ?? [];
     expect(Number(after) - Number(before)).toBe(2);
 
     const summary = summaryOf(profileChangePlan);
