@@ -17,6 +17,7 @@
 #   programs, fetched once the network is up)
 #   [btw.manifest_sha256=HEX] [btw.seed=URL (the seed is at URL/TOKEN/) btw.seed_sha256=HEX] [btw.layout=NAME] [btw.disk=/dev/X ...] [btw.wipe=1] [btw.replace=1]
 #   [btw.after=kexec|reboot|poweroff] [btw.erase=quick|full (a release: erase.sh, then off)]
+#   [btw.multicast=URL (the server's multicast session table) btw.multicast_wait=SECONDS]
 # btw.layout= names a line of the layout table (/usr/lib/btw/layouts.tab; none: its first);
 # btw.disk= comes once per disk of the layout, in order; none: the machine's only disk.
 # Nothing here knows a layout: restore.sh and its drivers do.
@@ -44,6 +45,7 @@ say() { echo "btw-deploy [$(cut -d' ' -f1 /proc/uptime)s]: $*"; }
 
 # Without btw.after (a server older than first_boot): a reboot, as before.
 server="" mac="" token="" manifest="" manifest_sha256="" tools="" tools_sha256="" seed="" seed_sha256="" disks="" layout="" wipe="" replace="" erase="" after=reboot
+multicast="" multicast_wait=300
 # shellcheck disable=SC2013 # the kernel's command line is words
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -61,6 +63,8 @@ for arg in $(cat /proc/cmdline); do
     btw.replace=1) replace=--replace ;;
     btw.erase=quick|btw.erase=full) erase=${arg#*=} ;;
     btw.after=*) after=${arg#*=} ;;
+    btw.multicast=*) multicast=${arg#*=} ;;
+    btw.multicast_wait=*) multicast_wait=${arg#*=} ;;
   esac
 done
 
@@ -186,7 +190,7 @@ layout_args="--layout $layout"
 for each in ${disks:-$disk}; do layout_args="$layout_args --disk $each"; done
 status=0
 # shellcheck disable=SC2086 # options and disk paths, one a word
-"$BTW/restore.sh" $layout_args --manifest "$manifest" ${manifest_sha256:+--manifest-sha256 "$manifest_sha256"} ${seed:+--seed-dir "$seed/$token/"} ${seed_sha256:+--seed-sha256 "$seed_sha256"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
+"$BTW/restore.sh" $layout_args --manifest "$manifest" ${manifest_sha256:+--manifest-sha256 "$manifest_sha256"} ${seed:+--seed-dir "$seed/$token/"} ${seed_sha256:+--seed-sha256 "$seed_sha256"} ${multicast:+--multicast "$multicast" --multicast-interface "$iface" --multicast-wait "$multicast_wait"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
 # What the server hears: done (restored now or before), or kept (another install left as it is).
 outcome="done" outcome_text="restore done"
 case "$status" in

@@ -27,12 +27,14 @@ umask 022
 PROG=restore
 USAGE="usage: restore.sh --manifest URL_OR_DIR --disk /dev/X [--disk ...] [--layout NAME] [--layouts FILE]
          [--wipe] [--replace] [--seed-dir URL_OR_DIR] [--work-dir DIR] [--install-id ID]
-         [--manifest-sha256 HEX] [--seed-sha256 HEX]
+         [--manifest-sha256 HEX] [--seed-sha256 HEX] [--multicast TABLE --multicast-interface IF [--multicast-wait S]]
+       restore.sh --fetch-only --manifest URL_OR_DIR [--multicast ...] [--work-dir DIR]
        restore.sh --print-root|--release --disk /dev/X [--disk ...] [--layout NAME] [--layouts FILE] --work-dir DIR"
 BTW_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$BTW_DIR/lib/output.sh"
 . "$BTW_DIR/lib/layout-table.sh"
 . "$BTW_DIR/lib/manifest.sh"
+. "$BTW_DIR/lib/multicast.sh"
 . "$BTW_DIR/lib/disks.sh"
 . "$BTW_DIR/lib/partitions.sh"
 . "$BTW_DIR/lib/target.sh"
@@ -65,6 +67,13 @@ $USAGE
   --seed-sha256  sha256 of what sha256sum prints for the seed's files (user-data,
                meta-data, network-config if there is one), as its boot script carries
                it: a seed that does not match is refused
+  --multicast  the PXE server's multicast session table (URL or file): the artifacts
+               it lists are received from their udpcast sessions on
+               --multicast-interface; one whose session does not start within
+               --multicast-wait seconds (default 300), or that fails its sha256,
+               is fetched over HTTP
+  --fetch-only fetch the artifacts and check their sha256, write nothing (a check of
+               the server and the network before a fleet is installed)
   --print-root after a restore (the same --disk, --layout, --work-dir): the restored
                root to start from the deploy environment; nothing: reboot instead
   --release    after a restore: let go of what the layout holds before that start
@@ -74,6 +83,7 @@ HELP
 }
 
 mode=restore manifest="" disks="" layout_name="" table=$BTW_DIR/layouts.tab wipe="" replace="" seed="" work_dir="" install_id="" manifest_sha256="" seed_sha256=""
+multicast="" multicast_interface="" multicast_wait=300 devices=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
@@ -81,7 +91,8 @@ while [ $# -gt 0 ]; do
     --replace) replace=1; shift ;;
     --print-root) mode=root; shift ;;
     --release) mode=release; shift ;;
-    --manifest|--disk|--layout|--layouts|--seed-dir|--work-dir|--install-id|--manifest-sha256|--seed-sha256)
+    --fetch-only) mode=fetch; shift ;;
+    --manifest|--disk|--layout|--layouts|--seed-dir|--work-dir|--install-id|--manifest-sha256|--seed-sha256|--multicast|--multicast-interface|--multicast-wait)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --manifest) manifest=$2 ;;
@@ -93,6 +104,9 @@ while [ $# -gt 0 ]; do
         --install-id) install_id=$2 ;;
         --manifest-sha256) manifest_sha256=$2 ;;
         --seed-sha256) seed_sha256=$2 ;;
+        --multicast) multicast=$2 ;;
+        --multicast-interface) multicast_interface=$2 ;;
+        --multicast-wait) multicast_wait=$2 ;;
       esac
       shift 2 ;;
     *) usage_error "unknown argument: $1" ;;
@@ -100,12 +114,13 @@ while [ $# -gt 0 ]; do
 done
 layout_lookup "$table" "$layout_name" || usage_error "--layout: $layout_error"
 # shellcheck disable=SC2086 # disk paths without blanks (checked at synth and by pxe-server.sh)
-layout_takes "$(echo $disks | wc -w)" || usage_error "--disk: $layout_error"
+[ "$mode" = fetch ] || layout_takes "$(echo $disks | wc -w)" || usage_error "--disk: $layout_error"
 # shellcheck source=/dev/null # a driver of layouts/, as the layout table names it
 . "$BTW_DIR/layouts/$layout_driver.sh"
 case "$install_id" in *[!0-9a-zA-Z]*) usage_error "--install-id takes letters and digits only" ;; esac
+case "$multicast_wait" in ''|*[!0-9]*) usage_error "--multicast-wait takes seconds" ;; esac
 
-if [ "$mode" != restore ]; then
+if [ "$mode" = root ] || [ "$mode" = release ]; then
   # What the restore left: its manifest in the work folder, the disks as it resolved them.
   [ -f "${work_dir:-.}/manifest.json" ] || usage_error "--$mode needs the --work-dir of a restore"
   manifest_numbers
@@ -136,6 +151,12 @@ fi
 mkdir -p "$work_dir"
 
 read_manifest
+read_multicast_table
+if [ "$mode" = fetch ]; then
+  need jq zstd sha256sum
+  fetch_artifacts
+  exit 0
+fi
 # The manifest first: a capture that lacks what the layout writes is named before its tools are.
 tools=$(layout_tools) || exit 1
 # shellcheck disable=SC2086 # program names

@@ -28,6 +28,11 @@ export class FanOutNet {
     return `${this.prefix}r${index}`;
   }
 
+  /** Every namespace it makes (the switch's too). */
+  get namespaces(): string[] {
+    return [this.switchNs, this.serverNs, ...Array.from({ length: this.receivers }, (_, i) => this.receiverNs(i + 1))];
+  }
+
   receiverAddress(index: number): string {
     return `10.213.77.${10 + index}`;
   }

@@ -46,8 +46,19 @@ describe("a lab config is validated before any stack is built", () => {
             users: [{ name: "admin", ssh_authorized_keys: ["ssh-ed25519 AAAAC3Nz admin@example"] }],
             baremetal: {
               output_dir: "/srv/artifacts",
-              pxe: { interface: "br50", address: "10.50.0.1", dhcp_range: "10.50.0.100,10.50.0.200", http_port: 8282, state_dir: "/srv/pxe" },
-              machines: [{ name: "m1", mac: "52:54:00:00:00:01", user_data: { runcmd: ["true"] } }],
+              pxe: {
+                interface: "br50",
+                address: "10.50.0.1",
+                dhcp_range: "10.50.0.100,10.50.0.200",
+                http_port: 8282,
+                state_dir: "/srv/pxe",
+                transport: "multicast",
+                multicast: { port_base: 9100, min_receivers: 3, max_wait: 45, fallback_after: 200 },
+              },
+              machines: [
+                { name: "m1", mac: "52:54:00:00:00:01", user_data: { runcmd: ["true"] } },
+                { name: "m2", mac: "52:54:00:00:00:02", transport: "http" },
+              ],
             },
           },
           vms: [{ name: "a", user_data: { timezone: "UTC" } }],
@@ -59,7 +70,16 @@ describe("a lab config is validated before any stack is built", () => {
     expect(lab.libvirt).toMatchObject({ poolPath: "/srv/pools", ovmfCode: "/fw/CODE.fd", ovmfVars: "/fw/VARS.fd" });
     expect(lab.users).toEqual([{ name: "admin", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nz admin@example"], loginKey: false, sudo: true }]);
     expect(lab.baremetal.outputDir).toBe("/srv/artifacts");
-    expect(lab.baremetal.pxe).toEqual({ interface: "br50", address: "10.50.0.1", dhcpRange: "10.50.0.100,10.50.0.200", httpPort: 8282, stateDir: "/srv/pxe" });
+    expect(lab.baremetal.pxe).toEqual({
+      interface: "br50",
+      address: "10.50.0.1",
+      dhcpRange: "10.50.0.100,10.50.0.200",
+      httpPort: 8282,
+      stateDir: "/srv/pxe",
+      multicast: { portBase: 9100, minReceivers: 3, maxWait: 45, fallbackAfter: 200 },
+    });
+    // The server's transport, unless the machine names its own.
+    expect(lab.baremetal.machines.map((machine) => machine.transport)).toEqual(["multicast", "http"]);
     expect(lab.baremetal.machines[0].userData).toEqual({ runcmd: ["true"] });
     expect(lab.vms[0].userData).toEqual({ timezone: "UTC" });
   });

@@ -251,7 +251,8 @@ describe("a machine's layout and disks reach the deploy environment", () => {
       const server = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
       return server.triggers_replace.machines;
     };
-    expect(trigger({})).toBe("m 52:54:00:00:00:01 raid single  false kexec");
-    expect(trigger({ layout: "raid1", disks: ["sda", "sdb"] })).toBe("m 52:54:00:00:00:01 raid raid1 /dev/sda,/dev/sdb false kexec");
+    expect(trigger({})).toBe("m 52:54:00:00:00:01 raid single  false kexec http");
+    expect(trigger({ layout: "raid1", disks: ["sda", "sdb"] })).toBe("m 52:54:00:00:00:01 raid raid1 /dev/sda,/dev/sdb false kexec http");
+    expect(trigger({ transport: "multicast" })).toBe("m 52:54:00:00:00:01 raid single  false kexec multicast");
   });
 });

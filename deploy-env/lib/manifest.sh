@@ -37,19 +37,33 @@ manifest_numbers() {
 # artifact FILE: where the restore reads FILE: downloaded into the work folder, or in place.
 artifact() { if is_url "$source_base"; then echo "$work_dir/$1"; else echo "$source_base/$1"; fi; }
 
+# jq: the capture's preparations this layout writes (layout_prepared, as $used: " NAME ... ").
+# shellcheck disable=SC2016 # jq's variables, not the shell's
+USED_PREPARED='def used_prepared: [.prepared // {} | to_entries[] | select(. as $entry | $used | contains(" \($entry.key) ")) | .value];'
+
 # prepared_for NUMBER: "TOOL ARTIFACT" of what the layout writes for partition NUMBER in place of
-# the captured one (a preparation of the capture it uses, layout_prepared), "" for the captured one.
+# the captured one (a preparation of the capture it uses), "" for the captured one.
 prepared_for() {
-  jq -r --argjson number "$1" --arg used " $(layout_prepared) " '.prepared // {} | to_entries[]
-    | select(. as $entry | $used | contains(" \($entry.key) ")) | .value | select(.number == $number)
-    | "\(.tool) \(.artifact)"' "$m" | head -n 1
+  jq -r --argjson number "$1" --arg used " $(layout_prepared) " "$USED_PREPARED"'
+    used_prepared[] | select(.number == $number) | "\(.tool) \(.artifact)"' "$m" | head -n 1
+}
+
+# download_artifact FILE: FILE over HTTP into the work folder, its progress followed.
+download_artifact() {
+  say "downloading $1"
+  # To a file, then hashed: busybox tee moves about 1 KiB a system call, which made
+  # a single pass through it slower under emulation than the two passes.
+  fetch "$source_base/$1" "$work_dir/$1" &
+  follow $! downloading "percent \$((_fetched + \$(stat -c %s '$work_dir/$1' 2>/dev/null || echo 0))) $_total" "$1" ||
+    die "cannot download $source_base/$1"
 }
 
 # fetch_artifacts: every file of the manifest the layout writes (a prepared one in place of the
-# captured partition it replaces), downloaded (local ones read in place) and checked.
+# captured partition it replaces), received from its multicast session or downloaded (local
+# ones read in place), and checked.
 fetch_artifacts() {
-  jq -r --arg used " $(layout_prepared) " '
-      [.prepared // {} | to_entries[] | select(. as $entry | $used | contains(" \($entry.key) ")) | .value] as $prepared
+  jq -r --arg used " $(layout_prepared) " "$USED_PREPARED"'
+      used_prepared as $prepared
     | ($prepared | map(.number)) as $replaced
     | .partition_table, .boot_code, (.partitions[] | select(.number as $n | $replaced | index($n) | not)), $prepared[]
     | "\(.file // .artifact) \(.sha256) \(.size // .artifact_size // 0)"' "$m" >"$work_dir/files"
@@ -57,20 +71,23 @@ fetch_artifacts() {
   _fetched=0
   while read -r _file _sha _size; do
     case "$_file" in */*|.*|'') die "manifest names an unsafe file: '$_file'" ;; esac
-    if is_url "$source_base"; then
-      say "downloading $_file"
-      # To a file, then hashed: busybox tee moves about 1 KiB a system call, which made
-      # a single pass through it slower under emulation than the two passes.
-      fetch "$source_base/$_file" "$work_dir/$_file" &
-      follow $! downloading "percent \$((_fetched + \$(stat -c %s '$work_dir/$_file' 2>/dev/null || echo 0))) $_total" "$_file" ||
-        die "cannot download $source_base/$_file"
-      _fetched=$((_fetched + _size))
-      progress downloading "$(percent "$_fetched" "$_total")" "$_file"
-    else
-      [ -f "$source_base/$_file" ] || die "artifact missing: $source_base/$_file"
+    _port=$(multicast_port "$_file") _actual=""
+    if [ -n "$_port" ] && is_url "$source_base"; then
+      receive_multicast "$_file" "$_port" "$work_dir/$_file" &
+      if follow $! downloading "percent \$((_fetched + \$(stat -c %s '$work_dir/$_file' 2>/dev/null || echo 0))) $_total" "$_file"; then
+        _actual=$(sha256sum "$work_dir/$_file" | cut -d' ' -f1)
+        if [ "$_actual" = "$_sha" ]; then say "received $_file from its multicast session"; else say "$_file from its multicast session does not match its sha256 ($_actual): fetching it over HTTP"; fi
+      else
+        say "no multicast session of $_file joined ($(tail -n 1 "$work_dir/multicast.log" 2>/dev/null)): fetching it over HTTP"
+      fi
     fi
-    _actual=$(sha256sum "$(artifact "$_file")" | cut -d' ' -f1)
-    [ "$_actual" = "$_sha" ] || die "checksum mismatch for $_file: expected $_sha, got $_actual (nothing was written to$devices)"
+    if [ "$_actual" != "$_sha" ]; then
+      if is_url "$source_base"; then download_artifact "$_file"; else [ -f "$source_base/$_file" ] || die "artifact missing: $source_base/$_file"; fi
+      _actual=$(sha256sum "$(artifact "$_file")" | cut -d' ' -f1)
+      [ "$_actual" = "$_sha" ] || die "checksum mismatch for $_file: expected $_sha, got $_actual (nothing was written to$devices)"
+    fi
+    _fetched=$((_fetched + _size))
+    progress downloading "$(percent "$_fetched" "$_total")" "$_file"
   done <"$work_dir/files"
   # The whole download, whenever the last report was.
   progress_at=0

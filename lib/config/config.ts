@@ -236,7 +236,14 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
     })),
     baremetal: {
       outputDir: baremetal.output_dir ?? path.join(cacheDir, "artifacts", lab.name),
-      pxe: { interface: pxe.interface, address: pxe.address, dhcpRange: pxe.dhcp_range, httpPort: pxe.http_port, stateDir: pxe.state_dir },
+      pxe: {
+        interface: pxe.interface,
+        address: pxe.address,
+        dhcpRange: pxe.dhcp_range,
+        httpPort: pxe.http_port,
+        stateDir: pxe.state_dir,
+        multicast: { portBase: pxe.multicast.port_base, minReceivers: pxe.multicast.min_receivers, maxWait: pxe.multicast.max_wait, fallbackAfter: pxe.multicast.fallback_after },
+      },
       reportTimeout: baremetal.report_timeout,
       powerRetries: baremetal.power_retries,
       machines: baremetal.machines.map((machine) => ({
@@ -247,6 +254,7 @@ function toLabConfig(lab: LabInput, sourceFile: string, profilesDir: string, cac
         layout: machine.layout,
         wipe: machine.wipe,
         firstBoot: machine.first_boot,
+        transport: machine.transport ?? pxe.transport,
         userData: machine.user_data ?? {},
         ...(machine.bmc ? { bmc: bmcConfig(machine.bmc) } : {}),
       })),

@@ -74,6 +74,8 @@ const machineSchema = z
     wipe: z.boolean().default(false),
     /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
     first_boot: z.enum(["kexec", "reboot"]).default("kexec"),
+    /** The server's transport (baremetal.pxe.transport) for this machine alone. */
+    transport: z.enum(["http", "multicast"]).optional(),
     user_data: cloudConfig.optional(),
     bmc: bmcSchema.optional(),
   })
@@ -124,6 +126,21 @@ export const baremetalSchema = z
           .optional(),
         http_port: z.number().int().min(1).max(65535).default(8181),
         state_dir: ownFolder.default("/var/lib/btw-img/pxe"),
+        /** How machines get the artifacts: each its own HTTP copy, or one multicast session (udpcast) for all of a profile. */
+        transport: z.enum(["http", "multicast"]).default("http"),
+        multicast: z
+          .object({
+            /** The first UDP port; each artifact a session on two ports of its own from here. */
+            port_base: z.number().int().min(1024).max(65000).default(9000),
+            /** A session starts when this many machines joined (default: every machine of the profile that uses multicast)... */
+            min_receivers: z.number().int().min(1).max(1000).optional(),
+            /** ...or this many seconds after the first one joined. */
+            max_wait: z.number().int().min(1).max(3600).default(60),
+            /** Seconds a machine waits for a session before it fetches over HTTP. */
+            fallback_after: z.number().int().min(5).max(3600).default(300),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

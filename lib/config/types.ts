@@ -52,6 +52,18 @@ export interface PxeConfig {
   httpPort: number;
   /** Holds each lab's server folder (lib/config/names.ts). */
   stateDir: string;
+  multicast: MulticastConfig;
+}
+
+export type Transport = "http" | "multicast";
+
+/** udpcast sessions of the PXE server (baremetal.pxe.multicast). */
+export interface MulticastConfig {
+  portBase: number;
+  /** Undefined: every machine of the profile that uses multicast. */
+  minReceivers?: number;
+  maxWait: number;
+  fallbackAfter: number;
 }
 
 /** A machine's BMC (lib/bmc): where it is and who logs in; the password is read from passwordEnv or passwordFile when used. */
@@ -80,6 +92,8 @@ export interface MachineConfig {
   layout: Layout;
   wipe: boolean;
   firstBoot: "kexec" | "reboot";
+  /** How it gets the artifacts (its own transport, else the server's). */
+  transport: Transport;
   userData: Record<string, unknown>;
   bmc?: BmcConfig;
 }

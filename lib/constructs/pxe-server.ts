@@ -66,6 +66,7 @@ export class PxeServer extends Construct {
         layout: machine.layout,
         wipe: machine.wipe,
         first_boot: machine.firstBoot,
+        transport: machine.transport,
         user_data: seed.userData,
         meta_data: seed.metaData,
         network_config: seed.networkConfig,
@@ -75,6 +76,11 @@ export class PxeServer extends Construct {
     const args = ["start", "--state-dir", this.stateDir, "--interface", pxe.interface as string, "--address", pxe.address as string];
     if (pxe.dhcpRange) args.push("--dhcp-range", pxe.dhcpRange);
     args.push("--http-port", String(pxe.httpPort));
+    if (machines.some((machine) => machine.transport === "multicast")) {
+      const { portBase, minReceivers, maxWait, fallbackAfter } = pxe.multicast;
+      args.push("--multicast-port-base", String(portBase), "--multicast-max-wait", String(maxWait), "--multicast-wait", String(fallbackAfter));
+      if (minReceivers !== undefined) args.push("--multicast-min-receivers", String(minReceivers));
+    }
     for (const [profile, environment] of props.deployEnvironments) args.push("--deploy", `${profile}=${environment.dir}`);
     for (const [profile, capture] of props.captures) args.push("--artifacts", `${profile}=${capture.outputDir}`);
     const deploySteps = [...props.deployEnvironments.values()].map((environment) => environment.step);
@@ -84,7 +90,7 @@ export class PxeServer extends Construct {
       environment: { PXE_MACHINES: machinesJson },
       triggers: {
         args: args.join(" "),
-        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.layout} ${m.disks.join(",")} ${m.wipe} ${m.first_boot}`).join(", "),
+        machines: machines.map((m) => `${m.name} ${m.mac} ${m.profile} ${m.layout} ${m.disks.join(",")} ${m.wipe} ${m.first_boot} ${m.transport}`).join(", "),
         seeds_sha256: crypto.createHash("sha256").update(machinesJson).digest("hex"),
         deploy_environments: deploySteps.map((step) => step.id).join(","),
         captures: [...props.captures.values()].map((capture) => capture.step.id).join(","),

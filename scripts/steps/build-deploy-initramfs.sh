@@ -25,7 +25,7 @@ MODULE_DIRS="kernel/drivers/net kernel/drivers/block kernel/drivers/ata kernel/d
 # once the network is up, instead of initramfs.img, which the boot loader loads through
 # the firmware's network (GRUB's HTTP moved about 2 MB/s under emulation: each MB left
 # out is half a second). zstd, which unpacks tools.img, goes into initramfs.img.
-PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec wipefs blkdiscard"
+PROGRAMS="sfdisk partx partclone.ext4 partclone.vfat partclone.dd jq e2fsck resize2fs efibootmgr kexec wipefs blkdiscard udp-receiver"
 # Driver folders (of MODULE_DIRS) that go into tools.img too.
 TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi kernel/drivers/nvme kernel/drivers/md kernel/fs updates"
 

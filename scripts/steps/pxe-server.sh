@@ -22,7 +22,8 @@ umask 077
 
 PROG=pxe-server
 USAGE="usage: PXE_MACHINES=JSON pxe-server.sh start --state-dir DIR --interface BRIDGE --address IP [--dhcp-range FIRST,LAST]
-         [--http-port PORT] --deploy PROFILE=DIR... --artifacts PROFILE=DIR...
+         [--http-port PORT] [--multicast-port-base PORT] [--multicast-min-receivers N]
+         [--multicast-max-wait S] [--multicast-wait S] --deploy PROFILE=DIR... --artifacts PROFILE=DIR...
        pxe-server.sh stop --state-dir DIR
        pxe-server.sh status --state-dir DIR
        pxe-server.sh reinstall --state-dir DIR --mac MAC
@@ -41,6 +42,7 @@ PXE_DIR=$(cd "$(dirname "$0")/pxe/" && pwd)
 . "$(dirname "$0")/pxe/daemons.sh"
 . "$(dirname "$0")/pxe/machines.sh"
 . "$(dirname "$0")/pxe/records.sh"
+. "$(dirname "$0")/pxe/multicast.sh"
 
 print_help() {
   cat <<EOF
@@ -89,10 +91,11 @@ case "$command" in
 esac
 
 state_dir="" interface="" address="" dhcp_range="" http_port=8181 deploys="" artifacts="" mac="" erase=""
+multicast_port_base=9000 multicast_min_receivers="" multicast_max_wait=60 multicast_wait=300
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) print_help; exit 0 ;;
-    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts|--mac|--erase)
+    --state-dir|--interface|--address|--dhcp-range|--http-port|--deploy|--artifacts|--mac|--erase|--multicast-port-base|--multicast-min-receivers|--multicast-max-wait|--multicast-wait)
       [ $# -ge 2 ] || usage_error "$1 needs a value"
       case "$1" in
         --state-dir) state_dir=$2 ;;
@@ -100,6 +103,10 @@ while [ $# -gt 0 ]; do
         --address) address=$2 ;;
         --dhcp-range) dhcp_range=$2 ;;
         --http-port) http_port=$2 ;;
+        --multicast-port-base) multicast_port_base=$2 ;;
+        --multicast-min-receivers) multicast_min_receivers=$2 ;;
+        --multicast-max-wait) multicast_max_wait=$2 ;;
+        --multicast-wait) multicast_wait=$2 ;;
         --deploy) deploys="$deploys $2" ;;
         --artifacts) artifacts="$artifacts $2" ;;
         --mac) mac=$2 ;;
@@ -128,7 +135,9 @@ check_start() {
   case "$interface" in ''|*[!A-Za-z0-9_.-]*) usage_error "--interface must be a bridge name such as br50" ;; esac
   case "$address" in *[!0-9.]*) usage_error "--address must be an IPv4 address" ;; esac
   case "$dhcp_range" in *[!0-9.,]*) usage_error "--dhcp-range must be FIRST,LAST IPv4 addresses" ;; esac
-  case "$http_port" in ''|*[!0-9]*) usage_error "--http-port must be a number" ;; esac
+  for _number in "$http_port" "$multicast_port_base" "$multicast_max_wait" "$multicast_wait" "${multicast_min_receivers:-1}"; do
+    case "$_number" in ''|*[!0-9]*) usage_error "--http-port and the --multicast-* options take numbers: '$_number'" ;; esac
+  done
   : "${PXE_MACHINES:?pxe-server: PXE_MACHINES is not set}"
   [ "$(id -u)" -eq 0 ] || die "must run as root (DHCP and TFTP ports)"
   id -u "$TFTP_USER" >/dev/null 2>&1 || die "no user $TFTP_USER, whom dnsmasq serves TFTP as (Debian's dnsmasq-base creates it)"
@@ -209,6 +218,7 @@ cmd_start() {
   # A restart keeps the machines' records (a deployed machine stays deployed).
   stop_daemon dnsmasq
   stop_daemon httpd
+  stop_multicast
   _listener=$(ss -Hltnp "( sport = :$http_port )" | grep -E "(^|[[:space:]])($address|0\.0\.0\.0|\*|\[::\]):${http_port}[[:space:]]" || true)
   [ -z "$_listener" ] || die "something else listens on port $http_port (baremetal.pxe.http_port): $_listener"
   on_exit stop_daemons_if_failed
@@ -225,6 +235,7 @@ cmd_start() {
   printf '%s' "$PXE_MACHINES" | jq -c '.[]' | while read -r _machine; do add_machine "$_machine"; done
   forget_removed
   write_dnsmasq_conf
+  start_multicast
   start_dnsmasq
   start_httpd
   say "serving $(printf '%s' "$PXE_MACHINES" | jq length) machine(s) from $state_dir"

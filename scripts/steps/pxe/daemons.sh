@@ -20,7 +20,7 @@ stop_daemon() {
 # A start that fails half-way leaves no daemon behind.
 stop_daemons_if_failed() {
   status=$?
-  if [ "$status" -ne 0 ]; then stop_daemon dnsmasq; stop_daemon httpd; fi
+  if [ "$status" -ne 0 ]; then stop_daemon dnsmasq; stop_daemon httpd; stop_multicast; fi
   exit "$status"
 }
 

@@ -94,6 +94,7 @@ add_machine() {
   # shellcheck disable=SC2046 # the seed's file names, one a word
   _options="$_options btw.seed_sha256=$(cd "$_dir" && sha256sum user-data meta-data $(ls network-config 2>/dev/null) | sha256sum | cut -c1-64)"
   [ "$(field '.wipe // false')" != true ] || _options="$_options btw.wipe=1"
+  [ "$(field '.transport // "http"')" != multicast ] || _options="$_options btw.multicast=$base_url/multicast/$_profile.tab btw.multicast_wait=$multicast_wait"
   _options="$_options btw.after=$_first_boot@REPLACE@"
   # panic=10: a deploy environment whose kernel dies (seen once under emulation, in the
   # NIC driver while downloading) reboots into the network and restores again, not done yet.

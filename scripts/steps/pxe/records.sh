@@ -6,6 +6,7 @@ cmd_stop() {
   if ours "$state_dir"; then
     stop_daemon dnsmasq
     stop_daemon httpd
+    stop_multicast
     # A server from before the records folder kept "done" in state/: keep it.
     for _report in "$state_dir"/state/*; do
       [ "$(cat "$_report" 2>/dev/null)" = "done" ] || continue
