@@ -51,6 +51,26 @@ describe("the baremetal stack", () => {
     expect(machines[0].user_data).toContain("hostname: metal1");
   });
 
+  test("multicast: the server gets its sessions' settings and each machine its transport; an all-HTTP server none", () => {
+    const server = (baremetal: Record<string, unknown>) => {
+      const tf = synth(BaremetalStack, baremetal);
+      const step = Object.values(tf.resource.terraform_data).find((r: any) => JSON.stringify(r).includes("pxe-server.sh start")) as any;
+      return { command: step.provisioner[0]["local-exec"].command as string, machines: JSON.parse(step.provisioner[0]["local-exec"].environment.PXE_MACHINES) };
+    };
+    const machines = [
+      { name: "metal1", mac: "52:54:00:00:00:01" },
+      { name: "metal2", mac: "52:54:00:00:00:02", transport: "http" },
+    ];
+    const multicast = server({ pxe: { ...PXE, transport: "multicast", multicast: { max_wait: 20 } }, machines });
+    expect(multicast.command).toMatch(/ --multicast-port-base 9000 --multicast-max-wait 20 --multicast-wait 300 /);
+    expect(multicast.command).not.toContain("--multicast-min-receivers");
+    expect(multicast.machines.map((m: any) => m.transport)).toEqual(["multicast", "http"]);
+    const http = server({ pxe: PXE, machines });
+    expect(http.command).not.toContain("--multicast");
+    expect(http.machines.map((m: any) => m.transport)).toEqual(["http", "http"]);
+    expect(server({ pxe: { ...PXE, multicast: { min_receivers: 8 } }, machines: [{ ...machines[0], transport: "multicast" }] }).command).toContain("--multicast-min-receivers 8");
+  });
+
   test("machines of two profiles: each profile gets its capture and its own deploy environment, and the server serves both", () => {
     const tf = synth(BaremetalStack, {
       pxe: PXE,
