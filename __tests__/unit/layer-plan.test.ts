@@ -92,5 +92,11 @@ describe("the layer plan", () => {
     fs.writeFileSync(`${base}.new`, "raw");
     fs.renameSync(`${base}.new`, base);
     expect(customizeArgs(profile, "trixie", base, path.join(dir, "out.qcow2"), { secureBoot: false }).filter((_, i, all) => all[i - 1] === "--step")).not.toEqual(steps);
+    // A base the acquire step linked (its sha512 beside the link) is named as the stacks name it: they share layers.
+    const sha512 = "ab".repeat(64);
+    fs.writeFileSync(`${base}.json`, JSON.stringify({ sha512, url: "file:///x", checksums: "file:///y" }));
+    expect(baseFileKey(base)).toBe(`image ${sha512}`);
+    const stackSteps = customizeArgs(profile, "trixie", base, path.join(dir, "out.qcow2"), { secureBoot: false }, { baseKey: `image ${sha512}` });
+    expect(customizeArgs(profile, "trixie", base, path.join(dir, "out.qcow2"), { secureBoot: false })).toEqual(stackSteps);
   });
 });

@@ -28,7 +28,7 @@ export function checksumFor(sums: string, file: string): string | undefined {
 }
 
 /** The sha512 of the image prepare-cloud-img.sh last linked at link, as it wrote it beside the link (link.json). */
-function acquiredChecksum(link: string): string | undefined {
+export function acquiredChecksum(link: string): string | undefined {
   let sum: unknown;
   try {
     sum = (JSON.parse(fs.readFileSync(`${link}.json`, "utf8")) as { sha512?: unknown }).sha512;

@@ -31,7 +31,7 @@ export interface CustomizedImageProps extends ImageRequirements {
 
 /** What a build takes beyond the profile: what names the base, layers and mirrors a test or tool adds. */
 export interface BuildInputs {
-  /** What names the base image's content (the acquired image's sha512); default: the base file's identity. */
+  /** What names the base image's content (the acquired image's sha512); default: baseFileKey of the base. */
   baseKey?: string;
   /** Layer folders applied after the profile's (a keyring a user would place, say). */
   extraLayers?: string[];

@@ -9,6 +9,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { acquiredChecksum } from "../config/image-release";
 import { SCRIPTS_DIR } from "../paths";
 
 export interface LayerStep {
@@ -50,10 +51,16 @@ function layerScriptsHash(): string {
   return sha256(files.map((file) => `${sha256(fs.readFileSync(file))}  ${path.relative(SCRIPTS_DIR, file)}\n`).join(""));
 }
 
-/** A base image file by identity (the cache writes it once and renames it into place): for a base no sha512 names. */
+/**
+ * What names a base image file: the sha512 prepare-cloud-img.sh recorded beside its link (as the
+ * stacks name it: their layers are shared), else the file by identity (the cache writes a file once
+ * and renames it into place).
+ */
 export function baseFileKey(base: string): string {
   // customize-image.sh refuses a missing base before it reads a key.
   if (!fs.existsSync(base)) return `missing ${base}`;
+  const sha512 = acquiredChecksum(base);
+  if (sha512) return `image ${sha512}`;
   const real = fs.realpathSync(base);
   const stat = fs.statSync(real);
   return `file ${real} ${stat.dev}:${stat.ino} ${stat.size} ${stat.mtimeMs}`;
