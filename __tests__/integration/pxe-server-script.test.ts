@@ -224,4 +224,47 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     // m1 not installed for the tests below.
     expect(run("pxe-server.sh", ["reinstall", "--state-dir", stateDir, "--mac", m1.mac]).status).toBe(0);
   });
+
+  test("multicast: a session for each artifact, waiting for the machines whose layout writes it; boot scripts name the table; stop ends the senders", () => {
+    // A capture with a preparation: m1 (single) writes p1 and p15, m3 (a zfs layout) the root's tar and p15.
+    const manifestFile = path.join(artifactsDir, "manifest.json");
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8"));
+    const parts = {
+      partitions: [
+        { number: 1, artifact: "p1.ext4.pcl.zst" },
+        { number: 15, artifact: "p15.vfat.pcl.zst" },
+      ],
+      prepared: { "root-tar": { number: 1, artifact: "root.tar.zst" } },
+    };
+    fs.writeFileSync(manifestFile, JSON.stringify({ ...manifest, ...parts }));
+    for (const file of ["p1.ext4.pcl.zst", "p15.vfat.pcl.zst", "root.tar.zst"]) fs.writeFileSync(path.join(artifactsDir, file), file);
+    const m3 = { name: "m3", mac: "52:54:00:97:00:03" };
+    const senders = () =>
+      spawnSync("pgrep", ["-f", `multicast-sender.sh ${stateDir}/`], { encoding: "utf8" })
+        .stdout.trim()
+        .split("\n")
+        .filter(Boolean);
+    try {
+      const started = start(
+        [{ ...m1, transport: "multicast", prepared: [] } as typeof m1, { ...m3, transport: "multicast", prepared: ["root-tar"] } as typeof m1, m2],
+        ["--multicast-port-base", "19700", "--multicast-max-wait", "7", "--multicast-wait", "40"],
+      );
+      expect({ status: started.status, output: started.status === 0 ? "" : started.output }).toEqual({ status: 0, output: "" });
+      expect(started.output).toContain("multicast: minimal/p1.ext4.pcl.zst on ports 19700-19701 (a session when 1 machine(s) joined, or 7s after the first did)");
+      expect(started.output).toContain("multicast: minimal/p15.vfat.pcl.zst on ports 19702-19703 (a session when 2 machine(s) joined");
+      expect(started.output).toContain("multicast: minimal/root.tar.zst on ports 19704-19705 (a session when 1 machine(s) joined");
+      expect(fetch(`${base}/multicast/minimal.tab`).body).toBe("p1.ext4.pcl.zst 19700\np15.vfat.pcl.zst 19702\nroot.tar.zst 19704\n");
+      expect(senders()).toHaveLength(3);
+      // udp-sender itself runs for each (the rendezvous on the all-hosts group, on the bridge).
+      expect(spawnSync("pgrep", ["-f", `udp-sender --file ${stateDir}/http/artifacts/minimal/p15.vfat.pcl.zst --portbase 19702 --interface ${hostIf}`]).status).toBe(0);
+      const script = fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body;
+      expect(script).toContain(` btw.multicast=${base}/multicast/minimal.tab btw.multicast_wait=40 `);
+      // m2 restores over HTTP: no table on its line.
+      expect(fs.readFileSync(path.join(stateDir, "machines", m2.mac, "deploy.ipxe.in"), "utf8")).not.toContain("btw.multicast");
+    } finally {
+      expect(run("pxe-server.sh", ["stop", "--state-dir", stateDir]).status).toBe(0);
+    }
+    expect(senders()).toEqual([]);
+    expect(spawnSync("pgrep", ["-f", `udp-sender --file ${stateDir}/`]).status).toBe(1);
+  });
 });

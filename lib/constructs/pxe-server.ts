@@ -12,6 +12,7 @@ import * as crypto from "crypto";
 import { Construct } from "constructs";
 import { Fn, TerraformData, TerraformSelf } from "../cdk";
 import { LabConfig } from "../config/config";
+import { LAYOUT_NEEDS } from "../config/layout";
 import { DeployEnvironment } from "./deploy-environment";
 import { hostStep, scriptCommand } from "./host-step";
 import { pxeRecordsDir, pxeServerDir } from "../config/names";
@@ -67,6 +68,8 @@ export class PxeServer extends Construct {
         wipe: machine.wipe,
         first_boot: machine.firstBoot,
         transport: machine.transport,
+        // What of the capture its layout writes in place of captured partitions (which multicast sessions it joins).
+        prepared: LAYOUT_NEEDS[machine.layout].prepared,
         user_data: seed.userData,
         meta_data: seed.metaData,
         network_config: seed.networkConfig,

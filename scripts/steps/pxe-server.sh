@@ -50,13 +50,21 @@ $USAGE
 
 start      (re)starts the server; PXE_MACHINES is a JSON list of
            {name, mac, profile, disks, layout, wipe, first_boot (kexec|reboot),
-           user_data, meta_data, network_config}
+           transport (http|multicast), prepared (the capture's preparations its
+           layout writes), user_data, meta_data, network_config}
            (disks: a list, empty for the machine's only disk; layout: a name of
            the deploy environment's layout table, none for its default).
            Without --dhcp-range dnsmasq runs as proxy DHCP beside the LAN's own server.
            A machine boots the deploy environment (vmlinuz, initramfs.img, tools.img in the
            --deploy DIR) and restores the artifacts of its own profile, once.
            Records of machines no longer in PXE_MACHINES are forgotten.
+           Machines with transport multicast get each artifact their layout writes
+           from a udpcast session (pxe/multicast.sh): it starts when the machines of
+           the profile that are not installed and write it joined
+           (--multicast-min-receivers for every session instead), or
+           --multicast-max-wait seconds (60) after the first did; a machine waits
+           --multicast-wait seconds (300) for one before it uses HTTP. Sessions take
+           two UDP ports each from --multicast-port-base (9000).
 stop       stops both daemons and removes DIR (only when it carries $MARKER);
            DIR.records stays.
 status     prints each machine's reported state (deploy-env-up, started, downloading,
@@ -72,8 +80,8 @@ release    with --erase: its next network boot erases its disks (quick: signatur
 Files: DIR/tftp (iPXE; shimx64.efi, grubx64.efi and grub/grub.cfg for UEFI; with GRUB,
 one folder per MAC, aa-bb-cc-dd-ee-ff/, with the same loaders, the deploy kernel and
 initramfs, and grub/grub.cfg reading grub/deploy.cfg until done, then grub/disk.cfg),
-DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, cgi-bin/boot, token, seed and
-report: pxe/boot-cgi.sh), DIR/machines/<mac> (seed, token archive and boot scripts, root only), DIR/*.pid,
+DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, multicast/<profile>.tab, cgi-bin/boot,
+token, seed and report: pxe/boot-cgi.sh), DIR/machines/<mac> (seed, token archive and boot scripts, root only), DIR/*.pid,
 DIR/*.log; DIR.records/<mac> (state), <mac>.token, .log (reports), .inventory.json, and the
 marks .replace (reinstall) and .erase (release). The boot scripts are pxe/'s templates.
 A --deploy DIR with shimx64.efi and grubx64.efi (build-deploy-initramfs.sh copies
