@@ -224,14 +224,16 @@ describe("deploy a two-VM lab, change it, destroy it", () => {
 
   test("a profile edit rebuilds the image, recreates every VM that boots it (beta with its new memory), and readiness runs again before deploy ends", async () => {
     const token = crypto.randomBytes(8).toString("hex");
-    fs.mkdirSync(path.join(profilesDir, "minimal/files/etc"), { recursive: true });
-    fs.writeFileSync(path.join(profilesDir, "minimal/files/etc/btw-profile-edit"), `${token}\n`);
+    // A new last step of the lab's profile: its layer alone is built (the ones before it are reused).
+    fs.mkdirSync(path.join(profilesDir, "ansible-role/commands.d"), { recursive: true });
+    fs.writeFileSync(path.join(profilesDir, "ansible-role/commands.d/90-profile-edit.sh"), `echo ${token} >/etc/btw-profile-edit\n`);
     const bootIds = Object.fromEntries(["alpha", "beta"].map((name) => [name, guestExec(`${PREFIX}-${name}`, "/bin/cat", ["/proc/sys/kernel/random/boot_id"]).stdout.trim()]));
     expect((await workspace.cdktf(["synth"])).status).toBe(0);
     const plan = planStack(workspace.stackDir());
     const changes = (plan.resource_changes ?? []).map((c) => ({ address: c.address, actions: c.change.actions })).filter((c) => c.actions.join() !== "no-op");
     const summary = renderPlanSummary([{ stack: "lab", plan }]);
-    expect(summary).toContain("profile minimal changed: minimal/files/etc/btw-profile-edit (added)");
+    expect(summary).toContain("profile ansible-role changed: ansible-role/commands.d/90-profile-edit.sh (added)");
+    expect(summary).toMatch(/rebuilds from layer `ansible-role\/commands\.d\/90-profile-edit\.sh` \((\d+) of \1; cached: packages, /);
     for (const name of ["alpha", "beta"]) {
       expect(summary).toContain(`the domain of vm ${name} is created again`);
       for (const resource of [`libvirt_domain.vm-${name}_domain`, `libvirt_volume.vm-${name}_disk`, `terraform_data.vm-${name}_cloud-init-ready`]) {
