@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { LAYOUT_NEEDS, LAYOUTS } from "./layout";
 import { absolutePath, cloudConfig, hostname, mac, ownFolder, profileName, wholeDisk } from "./schema-fields";
+import { TRANSPORTS } from "./types";
 
 const octetsValid = (value: string) => value.split(/[.,]/).every((octet) => Number(octet) <= 255);
 const ipv4 = z
@@ -75,7 +76,7 @@ const machineSchema = z
     /** How the restored system starts: kexec from the deploy environment where it can, or a reboot. */
     first_boot: z.enum(["kexec", "reboot"]).default("kexec"),
     /** The server's transport (baremetal.pxe.transport) for this machine alone. */
-    transport: z.enum(["http", "multicast"]).optional(),
+    transport: z.enum(TRANSPORTS).optional(),
     user_data: cloudConfig.optional(),
     bmc: bmcSchema.optional(),
   })
@@ -127,12 +128,12 @@ export const baremetalSchema = z
         http_port: z.number().int().min(1).max(65535).default(8181),
         state_dir: ownFolder.default("/var/lib/btw-img/pxe"),
         /** How machines get the artifacts: each its own HTTP copy, or one multicast session (udpcast) for all of a profile. */
-        transport: z.enum(["http", "multicast"]).default("http"),
+        transport: z.enum(TRANSPORTS).default("http"),
         multicast: z
           .object({
             /** The first UDP port; each artifact a session on two ports of its own from here. */
             port_base: z.number().int().min(1024).max(65000).default(9000),
-            /** A session starts when this many machines joined (default: every machine of the profile that uses multicast)... */
+            /** A session starts when this many machines joined (default: those that restore its artifact by multicast and are not installed)... */
             min_receivers: z.number().int().min(1).max(1000).optional(),
             /** ...or this many seconds after the first one joined. */
             max_wait: z.number().int().min(1).max(3600).default(60),

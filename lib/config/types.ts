@@ -55,12 +55,14 @@ export interface PxeConfig {
   multicast: MulticastConfig;
 }
 
-export type Transport = "http" | "multicast";
+/** How a machine gets the artifacts: its own HTTP copy, or the server's multicast sessions. */
+export const TRANSPORTS = ["http", "multicast"] as const;
+export type Transport = (typeof TRANSPORTS)[number];
 
 /** udpcast sessions of the PXE server (baremetal.pxe.multicast). */
 export interface MulticastConfig {
   portBase: number;
-  /** Undefined: every machine of the profile that uses multicast. */
+  /** Undefined: each session waits for the machines that restore its artifact by multicast and are not installed. */
   minReceivers?: number;
   maxWait: number;
   fallbackAfter: number;
