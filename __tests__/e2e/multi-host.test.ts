@@ -83,6 +83,20 @@ describe("a two-host lab with its state in PostgreSQL", () => {
     fs.writeFileSync(path.join(dir, "lab.yaml"), stringify(config));
     fs.writeFileSync(other.configFile, stringify(config));
   };
+  /** What the second host saw of vm2: its state, its network's leases, the ends of its QEMU log and console. */
+  const vm2Diagnostics = () => {
+    const tail = (file: string, lines = 30) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split(/\r?\n/).slice(-lines).join("\n") : `(no ${file})`);
+    const ask = (args: string[]) => spawnSync("virsh", ["-c", second.uri, ...args], { encoding: "utf8" });
+    const logs = second.private("/var/log/libvirt/qemu");
+    return [
+      `domstate: ${ask(["domstate", `${PREFIX}-vm2`, "--reason"]).stdout.trim()}`,
+      `leases:\n${ask(["net-dhcp-leases", `${LAB}-net-mh2`]).stdout.trim()}`,
+      `qemu log:\n${tail(path.join(logs, `${PREFIX}-vm2.log`), 8)}`,
+      `console:\n${tail(path.join(logs, `${PREFIX}-vm2-console.log`))}`,
+    ].join("\n");
+  };
+  // Each later check needs the deployed lab: without it, each says so at once instead of waiting out its timeouts.
+  let deployed = false;
   const names = (uri: string) =>
     virsh(["list", "--all", "--name"], uri)
       .split("\n")
@@ -118,8 +132,9 @@ describe("a two-host lab with its state in PostgreSQL", () => {
         libvirt: { uri: "qemu:///system", accel: "tcg", firmware: "bios" },
         network: { name: `${LAB}-net`, mode: "isolated", cidr: "10.213.72.0/24" },
         hosts: [{ name: "mh2", uri: sshUri, network: { cidr: "10.213.73.0/24" } }],
-        // Shared test hosts run several TCG guests at once: a boot can take many minutes.
-        readiness: { timeout: 1800 },
+        // Two TCG guests boot at once here (about 2 minutes); a guest that has not answered in 10 fails the run
+        // with its console rather than holding CI.
+        readiness: { timeout: 600 },
         state: { backend: "pg", lock_timeout: 2400 },
         baremetal: { output_dir: path.join(dir, "artifacts") },
       },
@@ -138,7 +153,8 @@ describe("a two-host lab with its state in PostgreSQL", () => {
 
   test("`btw up` deploys it: both VMs ready, vm1 on this machine's daemon, vm2 only on the second (over SSH and through its socket)", async () => {
     const up = await btw(["up"]);
-    expect({ status: up.status, tail: up.status === 0 ? "" : up.output.slice(-4000) }).toEqual({ status: 0, tail: "" });
+    expect({ status: up.status, tail: up.status === 0 ? "" : `${up.output.slice(-3000)}\n${vm2Diagnostics()}` }).toEqual({ status: 0, tail: "" });
+    deployed = true;
     const outputs = JSON.parse(fs.readFileSync(path.join(synthDir, "lab-outputs.json"), "utf8")).lab;
     expect(outputs["vm-vm1"].vm).toMatchObject({ domain: `${PREFIX}-vm1` });
     expect(outputs["vm-vm2"].vm).toMatchObject({ domain: `${PREFIX}-vm2` });
@@ -161,6 +177,7 @@ describe("a two-host lab with its state in PostgreSQL", () => {
   }, 2_700_000);
 
   test("its state is in PostgreSQL, in the lab's schema: no local state file, the password in no file", () => {
+    expect({ deployed }).toEqual({ deployed: true });
     const state = JSON.parse(pg.sql(`SELECT data FROM ${SCHEMA}.states WHERE name = 'default'`));
     const domains = state.resources.filter((r: any) => r.type === "libvirt_domain").flatMap((r: any) => r.instances.map((i: any) => i.attributes.name));
     expect(domains.sort()).toEqual([`${PREFIX}-vm1`, `${PREFIX}-vm2`]);
@@ -172,6 +189,7 @@ describe("a two-host lab with its state in PostgreSQL", () => {
   });
 
   test("`btw status` finds each VM through its own host", async () => {
+    expect({ deployed }).toEqual({ deployed: true });
     const status = await btw(["status"]);
     expect(status.status).toBe(0);
     const rows = status.output
@@ -187,6 +205,7 @@ describe("a two-host lab with its state in PostgreSQL", () => {
   }, 300_000);
 
   test("two deploys of a change at once (btw here, cdktf in another checkout) meeting a held lock: both wait, the change is applied once, the next plan shows no change", async () => {
+    expect({ deployed }).toEqual({ deployed: true });
     // The change: the second host reached through its socket instead of over SSH. The same daemon
     // holds the same objects, so only its host check runs again; nothing is recreated.
     writeLab({ ...lab, hosts: [{ name: "mh2", uri: second.uri, network: { cidr: "10.213.73.0/24" } }] });
