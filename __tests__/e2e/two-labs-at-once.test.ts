@@ -82,7 +82,7 @@ describe("two labs, Debian 12 and Debian 13, deployed at once from one checkout"
         extra: {
           libvirt: { accel: "tcg", firmware: lab.firmware },
           network: { name: `${lab.name}-net`, mode: "isolated", cidr: `${lab.subnet}.0/24` },
-          readiness: { timeout: 1800 },
+          readiness: { timeout: 900 },
           baremetal: { output_dir: artifactsOf(lab) },
         },
       });
