@@ -30,10 +30,62 @@ describe("GitHub workflows", () => {
   });
 });
 
+const workflow = (file: string) => parse(fs.readFileSync(path.join(PROJECT_DIR, ".github", "workflows", file), "utf8"));
+const gitlab = () => parse(fs.readFileSync(path.join(PROJECT_DIR, ".gitlab-ci.yml"), "utf8"));
+
+describe("who publishes (GitHub)", () => {
+  test("pull requests never run on the publishing runner, and the publishing job runs nowhere else", () => {
+    const pr = workflow("pr.yml").jobs;
+    for (const [name, job] of Object.entries<any>(pr)) expect({ name, labels: [job["runs-on"]].flat() }).not.toEqual({ name, labels: expect.arrayContaining(["btw-publish"]) });
+    expect(pr.plan["runs-on"]).toEqual(["self-hosted", "linux", "x64", "btw-plan"]);
+    expect(workflow("main.yml").jobs.images["runs-on"]).toEqual(["self-hosted", "linux", "x64", "btw-publish"]);
+  });
+
+  test("only the plan job may write, and only to pull requests", () => {
+    const pr = workflow("pr.yml");
+    expect(pr.permissions).toEqual({ contents: "read" });
+    expect(pr.jobs.plan.permissions).toEqual({ contents: "read", "pull-requests": "write" });
+    expect(pr.jobs.fork.permissions).toBeUndefined();
+    expect(workflow("main.yml").permissions).toEqual({ contents: "read" });
+  });
+
+  test("the publishing job builds from a cache of its own, emptied before the host is set up", () => {
+    const job = workflow("main.yml").jobs.images;
+    const runs = job.steps.map((step: { run?: string }) => step.run ?? "");
+    const emptied = runs.indexOf('rm -rf "$RUNNER_TEMP/btw-publish-cache"\necho "BTW_CACHE_DIR=$RUNNER_TEMP/btw-publish-cache" >> "$GITHUB_ENV"\n');
+    expect(emptied).toBeLessThan(runs.findIndex((run: string) => run.includes("setup-host.sh")));
+  });
+});
+
 describe("the GitLab pipeline", () => {
   test("the plan job takes only the protected runner", () => {
-    const pipeline = parse(fs.readFileSync(path.join(PROJECT_DIR, ".gitlab-ci.yml"), "utf8"));
-    expect(pipeline.plan.tags).toEqual(["libvirt-protected"]);
+    expect(gitlab().plan.tags).toEqual(["libvirt-protected"]);
+  });
+
+  test("no job a merge request runs shares a runner with the image build, which runs on the publishing runner only", () => {
+    const pipeline = gitlab();
+    const jobs = Object.entries<any>(pipeline).filter(([, job]) => job && typeof job === "object" && "script" in job);
+    const tagsOf = (job: any) => job.tags ?? pipeline.default.tags;
+    const mergeRequestJobs = jobs.filter(([name]) => name !== "build-images");
+    expect(mergeRequestJobs.map(([name]) => name).sort()).toEqual(["plan", "synth", "unit-tests"]);
+    expect(tagsOf(pipeline["build-images"])).toEqual(["libvirt-publish"]);
+    for (const [name, job] of mergeRequestJobs) expect({ name, tags: tagsOf(job) }).not.toEqual({ name, tags: expect.arrayContaining(["libvirt-publish"]) });
+  });
+
+  test("the image build empties a cache of its own before setting up the host, and after", () => {
+    const job = gitlab()["build-images"];
+    expect(job.variables.BTW_CACHE_DIR).toBe("$CI_PROJECT_DIR/.btw-publish-cache");
+    expect(job.before_script).toEqual(['rm -rf "$BTW_CACHE_DIR"', "sh scripts/host/setup-host.sh", ". ./.btw/env.sh"]);
+    expect(job.after_script).toEqual(['rm -rf "$BTW_CACHE_DIR"']);
+  });
+
+  test("GITLAB_TOKEN is read by the plan job only, whose environment the variable is scoped to", () => {
+    const pipeline = gitlab();
+    expect(pipeline.plan.environment).toEqual({ name: "plan-review", action: "prepare" });
+    const readers = Object.entries<any>(pipeline)
+      .filter(([, job]) => JSON.stringify(job).includes("GITLAB_TOKEN"))
+      .map(([name]) => name);
+    expect(readers).toEqual(["plan"]);
   });
 });
 
