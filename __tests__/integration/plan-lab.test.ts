@@ -106,6 +106,30 @@ describe("several labs from one checkout", () => {
   }, 1_800_000);
 });
 
+describe("a host that cannot read SHA512SUMS (offline) and has acquired nothing before", () => {
+  test("`cdktf deploy lab` stops at synth naming the URL and the network's error, before any step runs; `cdktf diff lab` goes on with a warning", async () => {
+    const workspace = new LabWorkspace();
+    try {
+      // testLab's image is served from 127.0.0.1:9, where nothing listens; the test's own cache has no image.
+      writeLab(testLab({ name: "btwoffline", vms: [{ name: "vm1" }] }), workspace.dir);
+      const env = { BTW_CACHE_DIR: path.join(workspace.dir, "cache") };
+      const deploy = await workspace.deployStack("lab", 600_000, env);
+      expect(deploy.status).not.toBe(0);
+      expect(deploy.output).toMatch(/btw-img: cannot read http:\/\/127\.0\.0\.1:9\/images\/SHA512SUMS \(curl: \(7\) [^)]*\), so the image's sha512 is unknown/);
+      expect(deploy.output).toContain("a deploy needs it (images are only accepted verified). Check this host's network or proxy, or image.checksums; nothing was changed");
+      // Stopped before the engine ran: no step, no state.
+      expect(deploy.output).not.toMatch(/terraform_data|Initializing|prepare-cloud-img/);
+      expect(fs.existsSync(path.join(workspace.dir, "state")) ? fs.readdirSync(path.join(workspace.dir, "state")) : []).toEqual([]);
+
+      const diff = await workspace.cdktf(["diff", "lab", "--skip-provider-lock"], 600_000, env);
+      expect({ status: diff.status, plan: diff.output }).toEqual({ status: 0, plan: expect.stringContaining('"btw-btwoffline-vm1"') });
+      expect(diff.output).toContain("btw-img: warning: cannot read http://127.0.0.1:9/images/SHA512SUMS");
+    } finally {
+      workspace.remove();
+    }
+  }, 1_200_000);
+});
+
 describe("two engine inits at once, as two labs deployed together run them", () => {
   // The engine's plugin cache is not safe for concurrent inits (one init rewrote the
   // cached provider while the other lab's provider ran from it): each stack must link

@@ -7,7 +7,7 @@ import * as path from "path";
 import { stringify } from "yaml";
 import { synthStack } from "../helpers/synth-stack";
 import { parseConfig } from "../helpers/test-config";
-import { checksumFor, ImageChecksumError, resolveImageChecksum } from "../../lib/config/image-release";
+import { checksumFor, ImageChecksumError, requireChecksumForDeploy, resolveImageChecksum } from "../../lib/config/image-release";
 import { LabStack } from "../../stacks/lab-stack";
 import { testLab } from "../../testkit/lab-yaml";
 
@@ -80,6 +80,11 @@ describe("the image checksum behind a URL", () => {
     expect(fresh.sha512).toBeUndefined();
     expect(fresh.warning).toContain(`cannot read ${unreachable}`);
     expect(fresh.warning).toContain("the image cannot be acquired until it can be read");
+    // A deploy stops there, naming the URL and why it could not be read.
+    expect(() => requireChecksumForDeploy(fresh, "image.checksums")).toThrow(ImageChecksumError);
+    expect(() => requireChecksumForDeploy(fresh, "image.checksums")).toThrow(
+      new RegExp(`^cannot read ${unreachable} \\(curl: \\(37\\) .+\\), so the image's sha512 is unknown .*image\\.checksums; nothing was changed$`),
+    );
     // A link as prepare-cloud-img.sh leaves it (base/<sha512>/disk.raw), with link.json beside it.
     fs.mkdirSync(path.join(dir, "base", SUM_A), { recursive: true });
     fs.writeFileSync(path.join(dir, "base", SUM_A, "disk.raw"), "");
@@ -89,6 +94,7 @@ describe("the image checksum behind a URL", () => {
     const cached = resolveImageChecksum(`file://${dir}/nowhere/${FILE}`, unreachable, link);
     expect(cached.sha512).toBe(SUM_A);
     expect(cached.warning).toContain("planning with the image acquired before");
+    expect(() => requireChecksumForDeploy(cached, "image.checksums")).not.toThrow();
   });
 
   test("the acquire step is handed the sha512 when it is known, and none when it is not (the script then stops, naming SHA512SUMS)", () => {

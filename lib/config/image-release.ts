@@ -11,6 +11,8 @@ export interface ImageChecksum {
   sha512?: string;
   /** Why the checksum is not fresh from SHA512SUMS (printed as a warning). */
   warning?: string;
+  /** Set when there is no checksum at all: SHA512SUMS could not be read (the URL and the error) and nothing was acquired before. */
+  unreadable?: string;
 }
 
 /** The file name an image URL ends in (query and fragment left out). */
@@ -41,6 +43,18 @@ export function acquiredChecksum(link: string): string | undefined {
 export class ImageChecksumError extends Error {}
 
 /**
+ * A deploy cannot acquire an image whose checksum it does not know (images are only accepted verified): it
+ * stops at synth, naming SHA512SUMS and the network's error, before anything is created. Plans go on, with the warning.
+ */
+export function requireChecksumForDeploy(checksum: ImageChecksum, checksumsKey: string): void {
+  if (checksum.unreadable)
+    throw new ImageChecksumError(
+      `cannot read ${checksum.unreadable}, so the image's sha512 is unknown and nothing was acquired before: ` +
+        `a deploy needs it (images are only accepted verified). Check this host's network or proxy, or ${checksumsKey}; nothing was changed`,
+    );
+}
+
+/**
  * Reads SHA512SUMS (15 s at most). When it cannot be read, falls back to the image
  * acquired before through the same link, with a warning.
  */
@@ -52,7 +66,7 @@ export function resolveImageChecksum(url: string, checksums: string, link: strin
     const previous = acquiredChecksum(link);
     return previous
       ? { sha512: previous, warning: `cannot read ${checksums} (${reason}): planning with the image acquired before` }
-      : { warning: `cannot read ${checksums} (${reason}): the image cannot be acquired until it can be read` };
+      : { warning: `cannot read ${checksums} (${reason}): the image cannot be acquired until it can be read`, unreadable: `${checksums} (${reason})` };
   }
   const sha512 = checksumFor(fetch.stdout, file);
   if (!sha512) throw new ImageChecksumError(`image.checksums ${checksums} has no sha512 line for ${file} (image.url ${url}): fix image.url or image.checksums`);

@@ -7,7 +7,8 @@ import * as path from "path";
 import { Construct, IConstruct } from "constructs";
 import { ITerraformDependable, TerraformData } from "../cdk";
 import { hostStep, scriptCommand, shellQuote } from "./host-step";
-import { ImageChecksum, resolveImageChecksum } from "../config/image-release";
+import { ImageChecksum, requireChecksumForDeploy, resolveImageChecksum } from "../config/image-release";
+import { synthForDeploy } from "../cdktf-command";
 
 export interface CloudImageProps {
   url: string;
@@ -42,6 +43,7 @@ export class CloudImage extends Construct {
     const resolved = resolvedPerApp.get(this.node.root)!;
     if (!resolved.has(key)) {
       const checksum = resolveImageChecksum(props.url, props.checksums, this.basePath);
+      if (synthForDeploy()) requireChecksumForDeploy(checksum, "image.checksums");
       if (checksum.warning) process.stderr.write(`btw-img: warning: ${checksum.warning}\n`);
       resolved.set(key, checksum);
     }
