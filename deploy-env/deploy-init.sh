@@ -119,7 +119,8 @@ say "DHCP on $iface ($mac)"
 udhcpc -i "$iface" -n -q -t 20 -T 3 -s /etc/udhcpc.script || fail "no DHCP answer on $iface"
 # Where btw-report (this script's reports and the restore's progress) reaches the server.
 printf "server='%s'\nmac='%s'\n" "$server" "$mac" >/run/btw-report
-report deploy-env-up || true
+# The server serves this boot's seed from this report on: it is worth a few tries.
+report deploy-env-up 5 || true
 
 # The rest of the deploy environment, over Linux's network (much faster than the boot loader's).
 wget -q -O /tmp/tools.img "$tools" || fail "cannot download $tools"
@@ -181,6 +182,11 @@ if [ -z "$disk" ]; then
   disk=$1
 fi
 
+# The seed first: the server serves it to this boot only until it reports started.
+# shellcheck source=lib/seed.sh # deploy-env/ is /usr/lib/btw there
+. "$BTW/lib/seed.sh"
+seed_dir=""
+[ -z "$seed" ] || { seed_dir=/tmp/seed && download_seed "$seed_dir"; }
 report started || true
 say "restoring $manifest onto${disks:- $disk} (layout $layout)"
 # The disk keeps this install's ID (not the token itself): a second boot of the same install finds it there.
@@ -190,7 +196,7 @@ layout_args="--layout $layout"
 for each in ${disks:-$disk}; do layout_args="$layout_args --disk $each"; done
 status=0
 # shellcheck disable=SC2086 # options and disk paths, one a word
-"$BTW/restore.sh" $layout_args --manifest "$manifest" ${manifest_sha256:+--manifest-sha256 "$manifest_sha256"} ${seed:+--seed-dir "$seed/$token/"} ${seed_sha256:+--seed-sha256 "$seed_sha256"} ${multicast:+--multicast "$multicast" --multicast-interface "$iface" --multicast-wait "$multicast_wait"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
+"$BTW/restore.sh" $layout_args --manifest "$manifest" ${manifest_sha256:+--manifest-sha256 "$manifest_sha256"} ${seed_dir:+--seed-dir "$seed_dir/"} ${seed_sha256:+--seed-sha256 "$seed_sha256"} ${multicast:+--multicast "$multicast" --multicast-interface "$iface" --multicast-wait "$multicast_wait"} $wipe $replace --work-dir /tmp/restore --install-id "$install_id" || status=$?
 # What the server hears: done (restored now or before), or kept (another install left as it is).
 outcome="done" outcome_text="restore done"
 case "$status" in

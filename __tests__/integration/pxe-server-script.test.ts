@@ -38,7 +38,10 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m2.mac)}`).body).toContain("m2 boots from its disk");
     expect(token(m1.mac)).toMatch(/^[0-9a-f]{32}$/);
     expect(token(m1.mac)).not.toBe(token(m2.mac));
-    // No seed by MAC, by another machine's token or to another address; with its token, to its address, the seed.
+    // No seed before its deploy environment reported up; then none by MAC, by another machine's token or to another
+    // address; with its token, to its address, the seed.
+    expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/user-data`).code).toBe(404);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=deploy-env-up`).code).toBe(200);
     expect(fetch(`${base}/cgi-bin/seed/${m1.mac}/user-data`).code).toBe(404);
     expect(fetch(`${base}/cgi-bin/seed/${token(m2.mac)}/user-data`).code).toBe(404);
     expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/user-data`, false).code).toBe(404);
@@ -59,6 +62,8 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
       expect([daemon, fs.readFileSync(`/proc/${pid}/environ`, "utf8").includes("PXE_MACHINES=")]).toEqual([daemon, false]);
     }
     expect(fs.statSync(recordsDir).mode & 0o777).toBe(0o700);
+    // The machine reported nothing, as far as the tests after this one know.
+    for (const suffix of ["", ".log", ".up"]) fs.rmSync(path.join(recordsDir, `${m1.mac}${suffix}`));
   });
 
   test("DHCP answers only the machines of the config: an address for m1's MAC, none for a stranger on the bridge", () => {
@@ -114,7 +119,49 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(report("failed").status).toBe(1);
     expect(run("pxe-server.sh", ["status", "--state-dir", stateDir]).output.trim()).toBe(`${m1.mac} writing`);
     // The machine reported nothing else, as far as the tests after this one know.
-    for (const suffix of ["", ".log", ".inventory.json"]) fs.rmSync(path.join(recordsDir, `${m1.mac}${suffix}`));
+    for (const suffix of ["", ".log", ".inventory.json", ".up"]) fs.rmSync(path.join(recordsDir, `${m1.mac}${suffix}`));
+  });
+
+  test("the seed is served from the machine's up report until its started, then a later boot gets a new token, which its first request makes the machine's; an up report too old serves none", () => {
+    const first = token(m1.mac);
+    const seedWith = (t: string) => fetch(`${base}/cgi-bin/seed/${t}/user-data`);
+    const report = (t: string, status: string) => fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${t}&status=${status}`).code;
+    const refusals = () => fs.readFileSync(path.join(stateDir, "httpd.log"), "utf8");
+    expect(report(first, "deploy-env-up")).toBe(200);
+    expect(seedWith(first).body).toContain("secret-of-m1");
+    expect(report(first, "started")).toBe(200);
+    expect(seedWith(first).code).toBe(404);
+    expect(refusals()).toMatch(/seed: refused user-data to \S+ \(seen as \S+\): this boot reported started/);
+    // This boot goes on reporting with its token; the next boot's is armed in the archive iPXE's initrd carries.
+    expect(report(first, "writing")).toBe(200);
+    const next = archivedToken(tokenArchive(m1.mac));
+    expect(next).toMatch(/^[0-9a-f]{32}$/);
+    expect(next).not.toBe(first);
+    expect(token(m1.mac)).toBe(first);
+    // Another started of the same boot arms nothing new, and a restart keeps what is armed.
+    expect(report(first, "started")).toBe(200);
+    expect(start().status).toBe(0);
+    expect(archivedToken(tokenArchive(m1.mac))).toBe(next);
+    expect(seedWith(next).code).toBe(404);
+    // The next boot's first request (its up report) makes its token the machine's: the old one is void.
+    expect(report(next, "deploy-env-up")).toBe(200);
+    expect(token(m1.mac)).toBe(next);
+    expect(report(first, "failed")).toBe(403);
+    expect(seedWith(first).code).toBe(404);
+    expect(seedWith(next).body).toContain("secret-of-m1");
+    // An up report older than the server's SEED_TTL (900 s) serves no seed.
+    const up = path.join(recordsDir, `${m1.mac}.up`);
+    const old = new Date(Date.now() - 901_000);
+    fs.utimesSync(up, old, old);
+    expect(seedWith(next).code).toBe(404);
+    expect(refusals()).toMatch(/seed: refused user-data to \S+ \(seen as \S+\): no up report in the last 900 s/);
+    for (const suffix of ["", ".log", ".up"]) fs.rmSync(path.join(recordsDir, `${m1.mac}${suffix}`));
+    expect(
+      fs
+        .readdirSync(recordsDir)
+        .filter((file) => file.startsWith(m1.mac))
+        .sort(),
+    ).toEqual([`${m1.mac}.token`]);
   });
 
   test("reports need the machine's token and address; at done the seed leaves the server and the MAC boots its disk", () => {
@@ -159,6 +206,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     // The reinstall, and only it, asks the restore to replace the install on the disks, until done.
     expect(script).toMatch(/ btw\.after=kexec btw\.replace=1$/m);
     expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.replace`))).toBe(true);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=deploy-env-up`).code).toBe(200);
     expect(fetch(`${base}/cgi-bin/seed/${token(m1.mac)}/user-data`).body).toContain("secret-of-m1");
     expect(start().status).toBe(0);
     expect(fetch(`${base}/cgi-bin/boot?mac=${hyphens(m1.mac)}`).body).toContain("btw.replace=1");
@@ -171,6 +219,7 @@ describe("pxe-server.sh: one install per machine, seeds only for it", () => {
     expect(m2Script).toContain("deploying m2");
     expect(m2Script).not.toContain("btw.replace");
     const m2Seed = `${base}/cgi-bin/seed/${token(m2.mac)}/user-data`;
+    expect(fetch(`${base}/cgi-bin/report?mac=${m2.mac}&token=${token(m2.mac)}&status=deploy-env-up`).code).toBe(200);
     expect(fetch(m2Seed).body).toContain("secret-of-m2");
     expect(fetch(`${base}/cgi-bin/report?mac=${m2.mac}&token=${token(m2.mac)}&status=kept`).code).toBe(200);
     expect(record(m2.mac)).toBe("kept");

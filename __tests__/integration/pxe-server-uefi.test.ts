@@ -11,7 +11,7 @@ import { namespaceMachine } from "../helpers/namespace-machine";
 const work = workDir();
 
 describe("pxe-server.sh: its folders and port; UEFI machines over TFTP", () => {
-  const { ns, hostIf, address, port, base, m1, m2, stateRoot, stateDir, deployDir, artifactsDir, machines, start, fetch, token, hyphens } = namespaceMachine(work, "b", 98, "18297");
+  const { ns, hostIf, address, port, base, m1, m2, stateRoot, stateDir, recordsDir, deployDir, artifactsDir, machines, start, fetch, token, hyphens } = namespaceMachine(work, "b", 98, "18297");
 
   test("start refuses when something else answers on the HTTP port, and leaves no daemon", async () => {
     const other = spawn("busybox", ["httpd", "-f", "-p", `${address}:18298`, "-h", work], { stdio: "ignore" });
@@ -128,8 +128,17 @@ describe("pxe-server.sh: its folders and port; UEFI machines over TFTP", () => {
     expect(unknown).not.toMatch(/chainloader|linux|source/);
     expect(grubSyntax(unknown)).toBe(0);
     expect(fetch(`${base}/cgi-bin/boot?mac=52-54-00-98-00-99`).body.trim()).toBe("#!ipxe\necho btw-img: not a machine of this server\nexit 1");
+    // At started, the token of m1's next boot (a retry) is armed in its folder's token.img; this boot reports on with its own.
+    const first = token(m1.mac);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${first}&status=started`).code).toBe(200);
+    const next = fs.readFileSync(path.join(recordsDir, `${m1.mac}.next-token`), "utf8").trim();
+    expect(next).not.toBe(first);
+    expect(tftp("token.img").body).toContain(next);
+    expect(tftp("token.img").body).not.toContain(first);
+    expect(fs.statSync(path.join(m1Folder, "token.img")).uid).toBe(Number(execFileSync("id", ["-u", "dnsmasq"], { encoding: "utf8" })));
     // At done the deploy script leaves m1's folder; reinstall brings it back with a new token.
-    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${token(m1.mac)}&status=done`).code).toBe(200);
+    expect(fetch(`${base}/cgi-bin/report?mac=${m1.mac}&token=${first}&status=done`).code).toBe(200);
+    expect(fs.existsSync(path.join(recordsDir, `${m1.mac}.next-token`))).toBe(false);
     expect(fs.existsSync(path.join(m1Folder, "grub", "deploy.cfg"))).toBe(false);
     expect(fs.existsSync(path.join(m1Folder, "token.img"))).toBe(false);
     expect(tftp("grub/disk.cfg").body).toContain("btw-img: m1 boots from its disk");

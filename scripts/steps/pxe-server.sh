@@ -15,7 +15,8 @@
 # initramfs (never on a command line or in a file name): served only to the
 # address the host sees with the machine's MAC (GRUB's, in the MAC's TFTP folder,
 # readable by dnsmasq's user alone); its seed is served with the token to that
-# address only until "done"; its reports need the token.
+# address from its deploy environment's "up" report until its "started" (at most
+# SEED_TTL, pxe/folders.sh), when the next boot's token is armed; its reports need the token.
 # shellcheck source-path=SCRIPTDIR
 set -eu
 umask 077
@@ -29,8 +30,6 @@ USAGE="usage: PXE_MACHINES=JSON pxe-server.sh start --state-dir DIR --interface 
        pxe-server.sh reinstall --state-dir DIR --mac MAC
        pxe-server.sh release --state-dir DIR --mac MAC [--erase quick|full]"
 IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
-# dnsmasq serves TFTP as this user (Debian's dnsmasq-base makes it): GRUB's deploy scripts are its alone.
-TFTP_USER=dnsmasq
 # In every folder this script creates and may remove: a folder without it is not ours.
 MARKER=.btw-img-owned
 # The server's parts: the CGI and the boot script templates it copies and fills, and the
@@ -82,8 +81,9 @@ one folder per MAC, aa-bb-cc-dd-ee-ff/, with the same loaders, the deploy kernel
 initramfs, and grub/grub.cfg reading grub/deploy.cfg until done, then grub/disk.cfg),
 DIR/http (boot.ipxe, deploy/<profile>/, artifacts/<profile>/, multicast/<profile>.tab, cgi-bin/boot,
 token, seed and report: pxe/boot-cgi.sh), DIR/machines/<mac> (seed, token archive and boot scripts, root only), DIR/*.pid,
-DIR/*.log; DIR.records/<mac> (state), <mac>.token, .log (reports), .inventory.json, and the
-marks .replace (reinstall) and .erase (release). The boot scripts are pxe/'s templates.
+DIR/*.log; DIR/lib (pxe/folders.sh, for the CGI); DIR.records/<mac> (state), <mac>.token, .next-token
+(a later boot's, armed at started), .up (when this boot reported up), .log (reports), .inventory.json,
+and the marks .replace (reinstall) and .erase (release). The boot scripts are pxe/'s templates.
 A --deploy DIR with shimx64.efi and grubx64.efi (build-deploy-initramfs.sh copies
 them from the image) gives UEFI machines that chain; without, they get iPXE.
 EOF
@@ -215,6 +215,7 @@ write_boot_files() {
   (umask 022 && mkdir "$state_dir/tftp/grub" && fill unknown.grub.cfg >"$state_dir/tftp/grub/grub.cfg")
   echo "$interface" >"$state_dir/interface"
   cp "$PXE_DIR/boot-cgi.sh" "$state_dir/http/cgi-bin/boot"
+  mkdir "$state_dir/lib" && cp "$PXE_DIR/folders.sh" "$state_dir/lib/"
   chmod 700 "$state_dir/http/cgi-bin/boot"
   for _link in initrd seed report; do ln -s boot "$state_dir/http/cgi-bin/$_link"; done
 }
@@ -233,7 +234,7 @@ cmd_start() {
   # dnsmasq serves TFTP as an unprivileged user: only tftp/ is readable by others.
   chmod 755 "$state_dir"
   chmod 700 "$records_dir"
-  rm -rf "$state_dir/tftp" "$state_dir/http" "$state_dir/machines" "$state_dir/dnsmasq.conf"
+  rm -rf "${state_dir:?}/tftp" "$state_dir/http" "${state_dir:?}/lib" "$state_dir/machines" "$state_dir/dnsmasq.conf"
   mkdir -p "$state_dir/http/deploy" "$state_dir/http/artifacts" "$state_dir/http/cgi-bin" "$state_dir/machines"
   (umask 022 && mkdir "$state_dir/tftp" && cp "$IPXE_DIR/undionly.kpxe" "$IPXE_DIR/snponly.efi" "$state_dir/tftp/")
   base_url=http://$address:$http_port

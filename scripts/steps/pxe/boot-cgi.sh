@@ -11,6 +11,9 @@ umask 077
 state_dir=$(cd ../.. && pwd)
 records_dir=$state_dir.records
 interface=$(cat "$state_dir/interface")
+# put, tftp_dir, new_token, write_token_archives, SEED_TTL
+# shellcheck source=scripts/steps/pxe/folders.sh # pxe-server.sh copies it to DIR/lib
+. "$state_dir/lib/folders.sh"
 
 query() { printf '%s\n' "$QUERY_STRING" | tr '&' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 answer() {
@@ -70,8 +73,19 @@ initrd() {
   answer "404 Not Found" "no initrd"
 }
 
-# seed: /cgi-bin/seed/TOKEN/FILE, a file of the seed of the machine whose token it is, to
-# that machine's address, until it is installed (its token is then gone).
+# take_next_token MAC TOKEN: a new boot's first request with the token armed for it when the
+# machine's last boot reported started: from now on that is the machine's token, and this boot
+# has not reported up yet.
+take_next_token() {
+  _next=$(cat "$records_dir/$1.next-token" 2>/dev/null) || return 0
+  [ -n "$_next" ] && [ "$2" = "$_next" ] && [ "$seen" = "$1" ] || return 0
+  mv -f "$records_dir/$1.next-token" "$records_dir/$1.token"
+  rm -f "$records_dir/$1.up"
+}
+
+# seed: /cgi-bin/seed/TOKEN/FILE, a file of the seed of the machine whose token it is, to that
+# machine's address, from its deploy environment's up report (at most SEED_TTL seconds after it)
+# until it reports started: then the next boot gets a new token, and a leaked one reads nothing.
 seed() {
   _rest=${PATH_INFO#/}
   _token=${_rest%%/*} _file=${_rest#*/}
@@ -80,13 +94,23 @@ seed() {
   case "$_token" in
     ''|*[!0-9a-f]*) ;;
     *)
-      for _record in "$records_dir"/*.token; do
+      for _record in "$records_dir"/*.token "$records_dir"/*.next-token; do
         { [ -f "$_record" ] && read -r _known <"$_record"; } || continue
-        if [ "$_known" = "$_token" ]; then _owner=${_record##*/}; _owner=${_owner%.token}; break; fi
+        if [ "$_known" = "$_token" ]; then _owner=${_record##*/}; _owner=${_owner%%.*}; break; fi
       done ;;
   esac
+  [ -z "$_owner" ] || take_next_token "$_owner" "$_token"
+  _why=""
   if [ -z "$_owner" ] || [ "$seen" != "$_owner" ] || [ ! -f "$state_dir/machines/$_owner/$_file" ]; then
-    echo "btw-img: seed: refused $_file to $REMOTE_ADDR (seen as ${seen:-no MAC})" >&2
+    _why="no such seed"
+  elif [ -f "$records_dir/$_owner.next-token" ]; then
+    _why="this boot reported started"
+  else
+    _up=$(stat -c %Y "$records_dir/$_owner.up" 2>/dev/null) || _up=0
+    [ $(($(date +%s) - _up)) -le "$SEED_TTL" ] || _why="no up report in the last $SEED_TTL s"
+  fi
+  if [ -n "$_why" ]; then
+    echo "btw-img: seed: refused $_file to $REMOTE_ADDR (seen as ${seen:-no MAC}): $_why" >&2
     answer "404 Not Found" "no such seed"
   fi
   echo "btw-img: seed $_owner: $_file (to $REMOTE_ADDR)" >&2
@@ -101,6 +125,7 @@ seed() {
 # the token is void and a reinstall's or release's mark gone; the MAC boots its disk from now on.
 report() {
   token=$(query token) status=$(query status)
+  [ -z "$mac" ] || take_next_token "$mac" "$token"
   expected=$(cat "$records_dir/$mac.token" 2>/dev/null) || expected=""
   if [ -z "$mac" ] || [ "$seen" != "$mac" ] || [ -z "$expected" ] || [ "$token" != "$expected" ]; then
     echo "btw-img: refused a report for ${mac:-no MAC} from $REMOTE_ADDR" >&2
@@ -118,8 +143,18 @@ report() {
   tail -n 200 "$records_dir/$mac.log" >"$records_dir/$mac.log.tmp.$$" && mv -f "$records_dir/$mac.log.tmp.$$" "$records_dir/$mac.log"
   echo "$status" >"$records_dir/$mac.tmp.$$" && mv -f "$records_dir/$mac.tmp.$$" "$records_dir/$mac"
   record=$status
-  _tftp=$state_dir/tftp/$(echo "$mac" | tr : -)
-  ! installed || rm -f "$records_dir/$mac.token" "$records_dir/$mac.replace" "$records_dir/$mac.erase" "$machine/boot.ipxe" "$machine/token.cpio" "$_tftp/grub/deploy.cfg" "$_tftp/token.img"
+  case "$status" in
+    # When this boot came up: its seed is served for SEED_TTL from now.
+    deploy-env-up) : >"$records_dir/$mac.up" ;;
+    # This boot has its seed: none for this token from now on; a later boot gets a new token.
+    started)
+      if [ ! -f "$records_dir/$mac.next-token" ] && [ -f "$machine/token.cpio" ]; then
+        printf '%s\n' "$(new_token)" | put "$records_dir/$mac.next-token"
+        write_token_archives "$mac" "$(cat "$records_dir/$mac.next-token")"
+      fi ;;
+  esac
+  _tftp=$(tftp_dir "$mac")
+  ! installed || rm -f "$records_dir/$mac.token" "$records_dir/$mac.next-token" "$records_dir/$mac.up" "$records_dir/$mac.replace" "$records_dir/$mac.erase" "$machine/boot.ipxe" "$machine/token.cpio" "$_tftp/grub/deploy.cfg" "$_tftp/token.img"
   answer "200 OK" ok
 }
 

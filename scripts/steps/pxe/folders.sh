@@ -1,6 +1,13 @@
 # shellcheck shell=sh disable=SC2154 # pxe-server.sh's globals (state_dir, records_dir, MARKER, PXE_DIR)
-# The server's folders and files (sourced by pxe-server.sh): what is ours, written
-# whole, and the templates filled in.
+# The server's folders and files (sourced by pxe-server.sh, and by the CGI from DIR/lib): what is
+# ours, written whole, the templates filled in, the machines' token archives.
+
+# dnsmasq serves TFTP as this user (Debian's dnsmasq-base makes it): GRUB's deploy scripts are its alone.
+TFTP_USER=dnsmasq
+# A machine's seed is served for this long (seconds) after its deploy environment reported up, and
+# only until it reported started (the deploy environment fetches it in between, in about a minute).
+# shellcheck disable=SC2034 # read by the CGI
+SEED_TTL=900
 
 is_mac() { printf '%s\n' "$1" | grep -qx '\([0-9a-f][0-9a-f]:\)\{5\}[0-9a-f][0-9a-f]'; }
 
@@ -38,3 +45,18 @@ fill() {
 
 # tftp_dir MAC: the machine's own TFTP root (dnsmasq's tftp-unique-root=mac names it so).
 tftp_dir() { echo "$state_dir/tftp/$(echo "$1" | tr : -)"; }
+
+# tftp_put FILE: stdin to FILE, readable by dnsmasq's user alone, through a rename.
+tftp_put() { cat >"$1.tmp.$$" && chown "$TFTP_USER" "$1.tmp.$$" && chmod 0400 "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; }
+
+# write_token_archives MAC TOKEN: TOKEN as the archive (cpio: etc/btw-token) the machine's next deploy
+# kernel gets beside its initramfs: token.cpio for iPXE's initrd (through the CGI) and, where the
+# machine has a GRUB folder, its token.img (TFTP). The token is in no command line or file name.
+write_token_archives() {
+  _archive=$(mktemp -d "$state_dir/machines/$1/token.XXXXXX")
+  mkdir "$_archive/etc"
+  printf '%s\n' "$2" >"$_archive/etc/btw-token"
+  (cd "$_archive" && printf 'etc\netc/btw-token\n' | cpio -o -H newc --quiet -R 0:0) | put "$state_dir/machines/$1/token.cpio"
+  rm -rf "$_archive"
+  [ ! -d "$(tftp_dir "$1")/grub" ] || tftp_put "$(tftp_dir "$1")/token.img" <"$state_dir/machines/$1/token.cpio"
+}

@@ -20,39 +20,28 @@ grub_folder() {
   )
 }
 
-# publish MAC: arm the machine's deploy (or erase): its token (kept until done), the token as the cpio
-# archive its deploy kernel gets beside the initramfs (the token is in no command line, URL
-# path or file name: the CGI compares it), and its deploy scripts.
+# publish MAC: arm the machine's deploy (or erase): its token (kept until done; after a boot reported
+# started, the one armed for the next boot), as the archives its deploy kernel gets, and its deploy scripts.
 publish() {
   _machine=$state_dir/machines/$1
   _token=""
-  [ ! -f "$records_dir/$1.token" ] || read -r _token <"$records_dir/$1.token" || _token=""
+  for _file in "$records_dir/$1.next-token" "$records_dir/$1.token"; do
+    if [ -z "$_token" ] && [ -f "$_file" ]; then _token=$(head -n 1 "$_file"); fi
+  done
   if [ -z "$_token" ]; then
     _token=$(new_token)
     echo "$_token" | put "$records_dir/$1.token"
   fi
-  _archive=$(mktemp -d "$_machine/token.XXXXXX")
-  mkdir "$_archive/etc"
-  printf '%s\n' "$_token" >"$_archive/etc/btw-token"
-  (cd "$_archive" && printf 'etc\netc/btw-token\n' | cpio -o -H newc --quiet -R 0:0) | put "$_machine/token.cpio"
-  rm -rf "$_archive"
+  write_token_archives "$1" "$_token"
   # A reinstall (its mark in the records) replaces the install the disks hold; a release
   # (its mark) erases the disks instead of restoring.
   _replace=""
   [ ! -f "$records_dir/$1.replace" ] || _replace=" btw.replace=1"
   [ ! -f "$records_dir/$1.erase" ] || _replace="$_replace btw.erase=$(cat "$records_dir/$1.erase")"
   sed -e "s/@REPLACE@/$_replace/" "$_machine/deploy.ipxe.in" | put "$_machine/boot.ipxe"
+  # GRUB's: dnsmasq's user's alone, in the MAC's own TFTP folder.
   _tftp=$(tftp_dir "$1")
-  if [ -d "$_tftp/grub" ]; then
-    # GRUB's: dnsmasq's user's alone, in the MAC's own TFTP folder.
-    sed -e "s/@REPLACE@/$_replace/" "$_machine/deploy.grub.in" >"$_tftp/grub/deploy.cfg.tmp.$$"
-    cp "$_machine/token.cpio" "$_tftp/token.img.tmp.$$"
-    for _file in grub/deploy.cfg token.img; do
-      chown "$TFTP_USER" "$_tftp/$_file.tmp.$$"
-      chmod 0400 "$_tftp/$_file.tmp.$$"
-      mv -f "$_tftp/$_file.tmp.$$" "$_tftp/$_file"
-    done
-  fi
+  [ ! -d "$_tftp/grub" ] || sed -e "s/@REPLACE@/$_replace/" "$_machine/deploy.grub.in" | tftp_put "$_tftp/grub/deploy.cfg"
 }
 
 # add_machine JSON: one machine of PXE_MACHINES: its seed, its deploy scripts (a reinstall's
@@ -105,10 +94,10 @@ add_machine() {
   [ "$uefi_boot_file" != shimx64.efi ] || grub_folder "$_mac" "$_name" "$_profile"
   _record=$(cat "$records_dir/$_mac" 2>/dev/null) || _record=""
   if [ "$_record" = "done" ] || [ "$_record" = kept ]; then
-    rm -f "$records_dir/$_mac.token"
+    rm -f "$records_dir/$_mac.token" "$records_dir/$_mac.next-token" "$records_dir/$_mac.up"
     say "$_name ($_mac) is installed ($_record): it boots its disk (btw metal reinstall $_name restores it again)"
   elif [ "$_record" = released ]; then
-    rm -f "$records_dir/$_mac.token"
+    rm -f "$records_dir/$_mac.token" "$records_dir/$_mac.next-token" "$records_dir/$_mac.up"
     say "$_name ($_mac) is released: not served (btw metal reinstall $_name installs it again)"
   else
     publish "$_mac"

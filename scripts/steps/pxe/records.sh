@@ -32,7 +32,7 @@ cmd_reinstall() {
   is_mac "$mac" || usage_error "--mac must be a lowercase MAC such as 52:54:00:12:34:56"
   if [ -d "$records_dir" ] && ! ours "$records_dir"; then die "$records_dir is not btw-img's (no $MARKER in it)"; fi
   _was=$(cat "$records_dir/$mac" 2>/dev/null) || _was="no record"
-  rm -f "$records_dir/$mac" "$records_dir/$mac.token" "$records_dir/$mac.erase"
+  rm -f "$records_dir/$mac" "$records_dir/$mac.token" "$records_dir/$mac.next-token" "$records_dir/$mac.up" "$records_dir/$mac.erase"
   # The mark that its next restore replaces the install its disks hold (until done).
   own_dir "$records_dir"
   chmod 700 "$records_dir"
@@ -56,7 +56,7 @@ cmd_release() {
   if [ -z "$erase" ]; then
     # Nothing written: not served from now on (its token and scripts gone).
     echo released >"$records_dir/$mac"
-    rm -f "$records_dir/$mac.token" "$state_dir/machines/$mac/boot.ipxe" "$state_dir/machines/$mac/token.cpio" \
+    rm -f "$records_dir/$mac.token" "$records_dir/$mac.next-token" "$records_dir/$mac.up" "$state_dir/machines/$mac/boot.ipxe" "$state_dir/machines/$mac/token.cpio" \
       "$(tftp_dir "$mac")/grub/deploy.cfg" "$(tftp_dir "$mac")/token.img"
     say "$mac was $_was: released (its disks as they are); btw metal reinstall installs it again"
     return
