@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { LoopDisk, customizedTestImage, layoutTableArgs, readManifest, sha256File, withMounted } from "../../testkit/baremetal";
-import { installedPackages, runScript } from "../../testkit/image";
+import { installedPackages, runScript, runScriptUntil } from "../../testkit/image";
 import { hostLeftovers } from "../../testkit/libvirt";
 
 const GiB = 1024 ** 3;
@@ -49,9 +49,18 @@ describe("capture the tested image as partclone artifacts and restore them onto 
 
   const PREPARE = ["--prepare", "root-tar", "--prepare", "bios-boot-mdraid"];
 
-  test("capture writes one zstd partclone image per partition, the table, the boot code, what the layouts asked for and a manifest", () => {
-    const run = runScript("capture-partitions.sh", ["--image", image, "--output-dir", capture, "--profile", "minimal", ...PREPARE]);
+  test("capture writes one zstd partclone image per partition, the table, the boot code, what the layouts asked for and a manifest (after releasing what a capture killed outright left)", async () => {
+    const args = ["--image", image, "--output-dir", capture, "--profile", "minimal", ...PREPARE];
+    // Killed outright once it holds its loop device: the device and the work folder stay behind.
+    const killed = await runScriptUntil("capture-partitions.sh", args, /attached read-only at/, "SIGKILL");
+    expect({ signalSent: killed.signalSent, signal: killed.signal }).toEqual({ signalSent: true, signal: "SIGKILL" });
+    const stale = fs.readdirSync(path.dirname(capture)).filter((f) => f.includes(".capture-"));
+    expect(stale).toHaveLength(1);
+    expect(hostLeftovers(work).filter((left) => left.startsWith("loop "))).toEqual([expect.stringContaining(`${stale[0]}/disk.raw`)]);
+    // The next run releases them (afterEach: no loop device or mount of this test is left) and captures.
+    const run = runScript("capture-partitions.sh", args);
     expect({ status: run.status, stderr: run.status === 0 ? "" : run.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(run.stderr).toContain(`releasing what an interrupted run left: ${path.join(path.dirname(capture), stale[0])}`);
     const manifest = readManifest(capture);
     expect(manifest).toMatchObject({ format_version: 1, profile: "minimal", source_image: { sha256: sha256File(image) }, disk: { label: "gpt" } });
     const byNumber = Object.fromEntries(manifest.partitions.map((p: any) => [p.number, p]));

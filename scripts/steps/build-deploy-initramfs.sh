@@ -32,6 +32,7 @@ TOOLS_MODULE_DIRS="kernel/drivers/block kernel/drivers/ata kernel/drivers/scsi k
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
 . "$(dirname "$0")/lib/initramfs-parts.sh"
+. "$(dirname "$0")/lib/stale-work.sh"
 # What runs on the machine being deployed: the folder named here as written, so the
 # step's script hash (lib/constructs/host-step.ts) covers every file in it.
 deploy_env=$(readlink -f "$(dirname "$0")/../../deploy-env/")
@@ -205,9 +206,11 @@ pack() {
 }
 
 check_inputs
+release_stale_work "$output_dir.build"
 work="" loop="" mnt=""
 on_exit release_taken
 work=$(mktemp -d "$output_dir.build-XXXXXX")
+mark_work "$work"
 staging=$work/out
 root=$work/initramfs
 tools=$work/tools

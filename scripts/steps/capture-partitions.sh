@@ -19,6 +19,7 @@ ESP_TYPE=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 . "$(dirname "$0")/lib/messages.sh"
 . "$(dirname "$0")/lib/image-mount.sh"
 . "$(dirname "$0")/lib/private-dev.sh"
+. "$(dirname "$0")/lib/stale-work.sh"
 . "$(dirname "$0")/capture/prepare.sh"
 own_mount_namespace "$@"
 
@@ -78,6 +79,7 @@ output_dir=$(cd "$(dirname "$output_dir")" && pwd)/$(basename "$output_dir")
 # Concurrent captures into the same folder (lab and baremetal stacks) take turns.
 exec 9>"$output_dir.lock"
 flock 9
+release_stale_work "$output_dir.capture"
 
 if [ -z "$source_checksum" ]; then
   say "hashing $image"
@@ -105,6 +107,7 @@ on_exit release_capture
 
 # Built beside the output so the final rename stays on one file system.
 work=$(mktemp -d "$output_dir.capture-XXXXXX")
+mark_work "$work"
 staging=$work/artifacts
 mkdir "$staging"
 
