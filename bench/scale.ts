@@ -10,11 +10,13 @@ import { spawn } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { SCRIPTS_DIR } from "../lib/paths";
 import { FanOutNet } from "../testkit/fan-out";
 
 export type AddRow = (measure: string, ours: number, baseline: number, format?: (value: number) => string) => void;
 
 const HTTP_PORT = 18090;
+const MULTICAST_PORT = 19000;
 const UPLINK = "1gbit";
 
 interface Transfer {
@@ -60,16 +62,26 @@ async function measure(net: FanOutNet, outputs: string[], payloadSha: string, tr
   return { ms, egressBytes, mismatches };
 }
 
-/** One udpcast session: the sender starts when all K receivers joined (or after 30 s). */
+/**
+ * One udpcast session, as a PXE server sends it: its own sender (scripts/steps/pxe/multicast-sender.sh, session after
+ * session; the session starts when all K receivers joined, or 30 s after the first) and receivers with the deploy
+ * environment's options (deploy-env/lib/multicast.sh). The sender is stopped once every receiver is done.
+ */
 function multicast(net: FanOutNet, k: number, payload: string, outDir: string, payloadSha: string): Promise<Transfer> {
   const outputs = Array.from({ length: k }, (_, i) => path.join(outDir, `multicast-${i + 1}`));
-  // The rendezvous on the all-hosts group: the default (broadcast) does not reach the sender here.
-  const rdv = ["--mcast-rdv-address", "224.0.0.1", "--nokbd"];
+  const receiverOptions = ["--portbase", String(MULTICAST_PORT), "--mcast-rdv-address", "224.0.0.1", "--nokbd", "--no-progress", "--start-timeout", "60", "--receive-timeout", "30"];
   return measure(net, outputs, payloadSha, async () => {
-    const receivers = outputs.map((output, i) => run(net.inNs(net.receiverNs(i + 1), ["udp-receiver", "--interface", "r0", "--file", output, ...rdv]), `udp-receiver ${i + 1}`));
+    const receivers = outputs.map((output, i) => run(net.inNs(net.receiverNs(i + 1), ["udp-receiver", "--file", output, "--interface", "r0", ...receiverOptions]), `udp-receiver ${i + 1}`));
     await new Promise((resolve) => setTimeout(resolve, 300));
-    await run(net.inNs(net.serverNs, ["udp-sender", "--interface", "s0", "--file", payload, "--min-receivers", String(k), "--max-wait", "30", ...rdv]), "udp-sender");
-    await Promise.all(receivers);
+    const senderCommand = net.inNs(net.serverNs, ["sh", path.join(SCRIPTS_DIR, "pxe", "multicast-sender.sh"), payload, String(MULTICAST_PORT), "s0", String(k), "30"]);
+    const sender = spawn(senderCommand[0], senderCommand.slice(1), { stdio: "ignore" });
+    const senderEnded = new Promise((resolve) => sender.on("close", resolve));
+    try {
+      await Promise.all(receivers);
+    } finally {
+      sender.kill("SIGTERM");
+      await senderEnded;
+    }
   });
 }
 
