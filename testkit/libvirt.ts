@@ -133,3 +133,27 @@ export function hostLeftovers(...roots: string[]): string[] {
     .map((point) => `mount ${point}`);
   return [...loops, ...mounts];
 }
+
+/** True when the host's libvirtd answers on qemu:///system. */
+export function libvirtdAnswers(): boolean {
+  return spawnSync("virsh", ["-c", URI, "version"], { stdio: "ignore" }).status === 0;
+}
+
+/**
+ * Stops the host's libvirtd, leaves it down for downSeconds, and starts it again as
+ * scripts/host/setup-host.sh does on a host without systemd (under systemd: its unit),
+ * returning once it answers. Domains run on meanwhile.
+ */
+export function restartLibvirtd(downSeconds: number): void {
+  const systemd = spawnSync("systemctl", ["is-active", "--quiet", "libvirtd"]).status === 0;
+  execFileSync("sh", [
+    "-c",
+    systemd
+      ? `systemctl stop libvirtd libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket && sleep ${downSeconds} && systemctl start libvirtd`
+      : `pkill -x libvirtd; while pgrep -x libvirtd >/dev/null; do sleep 0.1; done; sleep ${downSeconds}; libvirtd -d </dev/null >/dev/null 2>&1`,
+  ]);
+  for (let tries = 0; !libvirtdAnswers(); tries++) {
+    if (tries >= 100) throw new Error("libvirtd did not answer again after its restart");
+    execFileSync("sleep", ["0.2"]);
+  }
+}

@@ -62,7 +62,7 @@ show_console_tail() {
 start=$(date +%s)
 deadline=$((start + timeout))
 log "waiting for the guest agent and cloud-init (timeout ${timeout}s)"
-agent_seen=""
+agent_seen="" libvirt_gone=""
 last_note=$start
 while :; do
   now=$(date +%s)
@@ -75,7 +75,18 @@ while :; do
     show_console_tail
     exit 1
   fi
-  state=$(virsh -c "$uri" domstate "$domain" 2>/dev/null || echo missing)
+  if ! state=$(virsh -c "$uri" domstate "$domain" 2>/dev/null); then
+    # A libvirtd restarting (an upgrade, a crash) is waited for; the guest runs on meanwhile.
+    if ! virsh -c "$uri" version >/dev/null 2>&1; then
+      [ -n "$libvirt_gone" ] || log "libvirt ($uri) does not answer: waiting for it (the VM runs on)"
+      libvirt_gone=1
+      sleep 3
+      continue
+    fi
+    state=missing
+  fi
+  [ -z "$libvirt_gone" ] || log "libvirt ($uri) answers again"
+  libvirt_gone=""
   case "$state" in
     running) ;;
     *) log "domain $domain is $state, not running"; show_console_tail; exit 1 ;;
