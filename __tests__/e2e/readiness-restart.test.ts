@@ -2,7 +2,8 @@
 // daemon is stopped for a few seconds under a running domain and started again, as an
 // upgrade or a crash does. The domain boots nothing (no disk, no guest agent): readiness
 // must wait the restart out and then fail only for what is true, the agent never answering,
-// never for a domain it believes gone.
+// never for a domain it believes gone. (e2e, not integration: it restarts the host's daemon,
+// which the pipelines' integration jobs on a lab host must not.)
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
