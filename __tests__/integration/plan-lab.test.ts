@@ -98,6 +98,8 @@ describe("several labs from one checkout", () => {
           output: expect.stringContaining(`"btw-${name}-${vm}"`),
         });
         expect(diff.output).not.toContain("Backend configuration changed");
+        // testLab's SHA512SUMS cannot be read (127.0.0.1:9): a diff goes on, with the warning.
+        expect(diff.output).toContain("btw-img: warning: cannot read http://127.0.0.1:9/images/SHA512SUMS");
         expect(workspace.stackDir()).toBe(path.join(workspace.outdir, "labs", name, "stacks", "lab"));
       }
     } finally {
@@ -107,7 +109,7 @@ describe("several labs from one checkout", () => {
 });
 
 describe("a host that cannot read SHA512SUMS (offline) and has acquired nothing before", () => {
-  test("`cdktf deploy lab` stops at synth naming the URL and the network's error, before any step runs; `cdktf diff lab` goes on with a warning", async () => {
+  test("`cdktf deploy lab` stops at synth naming the URL and the network's error, before any step runs (`cdktf diff lab` goes on: below)", async () => {
     const workspace = new LabWorkspace();
     try {
       // testLab's image is served from 127.0.0.1:9, where nothing listens; the test's own cache has no image.
@@ -120,10 +122,6 @@ describe("a host that cannot read SHA512SUMS (offline) and has acquired nothing 
       // Stopped before the engine ran: no step, no state.
       expect(deploy.output).not.toMatch(/terraform_data|Initializing|prepare-cloud-img/);
       expect(fs.existsSync(path.join(workspace.dir, "state")) ? fs.readdirSync(path.join(workspace.dir, "state")) : []).toEqual([]);
-
-      const diff = await workspace.cdktf(["diff", "lab", "--skip-provider-lock"], 600_000, env);
-      expect({ status: diff.status, plan: diff.output }).toEqual({ status: 0, plan: expect.stringContaining('"btw-btwoffline-vm1"') });
-      expect(diff.output).toContain("btw-img: warning: cannot read http://127.0.0.1:9/images/SHA512SUMS");
     } finally {
       workspace.remove();
     }
