@@ -39,7 +39,7 @@ describe("readiness across a libvirtd restart", () => {
   });
 
   test("waits while libvirtd does not answer, says so and when it answers again, then fails only because the agent never answered", async () => {
-    const readiness = spawn("sh", [path.join(SCRIPTS_DIR, "wait-for-cloud-init.sh"), "--uri", "qemu:///system", "--domain", DOMAIN, "--hostname", "restart", "--timeout", "40"], {
+    const readiness = spawn("sh", [path.join(SCRIPTS_DIR, "wait-for-cloud-init.sh"), "--uri", "qemu:///system", "--domain", DOMAIN, "--hostname", "restart", "--timeout", "25"], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -53,7 +53,7 @@ describe("readiness across a libvirtd restart", () => {
     expect({ status, output }).toEqual({ status: 1, output: expect.stringContaining("restart: libvirt (qemu:///system) does not answer: waiting for it (the VM runs on)") });
     expect(output.match(/does not answer/g)).toHaveLength(1);
     expect(output).toContain("restart: libvirt (qemu:///system) answers again");
-    expect(output).toContain("not ready after 40s: the QEMU guest agent never answered");
+    expect(output).toContain("not ready after 25s: the QEMU guest agent never answered");
     expect(output).not.toMatch(/is missing|not running/);
     // The domain ran on through the restart.
     expect(virsh(["domstate", DOMAIN]).trim()).toBe("running");
