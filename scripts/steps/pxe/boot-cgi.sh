@@ -149,8 +149,9 @@ report() {
     # This boot has its seed: none for this token from now on; a later boot gets a new token.
     started)
       if [ ! -f "$records_dir/$mac.next-token" ] && [ -f "$machine/token.cpio" ]; then
-        printf '%s\n' "$(new_token)" | put "$records_dir/$mac.next-token"
-        write_token_archives "$mac" "$(cat "$records_dir/$mac.next-token")"
+        _next=$(new_token)
+        printf '%s\n' "$_next" | put "$records_dir/$mac.next-token"
+        write_token_archives "$mac" "$_next"
       fi ;;
   esac
   _tftp=$(tftp_dir "$mac")
